@@ -1,0 +1,290 @@
+"""Profiles: everything about a run, as TOML on disk and dataclasses in memory.
+
+A profile is read with tomllib, checked field by field (every problem names its
+key and says what is allowed), filled with defaults, and written back with
+tomli-w through an atomic rename.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+import tomli_w
+
+from studio.atomic import write_text
+
+TINY_MODEL = "builtin:tiny-llama"
+METHODS = ("lora", "qlora", "full")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
+DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text")
+OPTIMIZERS = ("auto", "adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+REPORT_TO = ("none", "tensorboard", "wandb")
+BAD_ROWS = ("error", "skip")
+
+
+class ProfileError(Exception):
+    """A profile that cannot be used; `problems` holds one line per bad key."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _spec(default: Any, help: str, **rules: Any) -> Any:
+    """A dataclass field carrying its help text and validation rules."""
+    meta = {"help": help, **rules}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    name: str = _spec(TINY_MODEL, "hub id (org/name), local directory, or builtin:tiny-llama", nonempty=True)
+    revision: str = _spec("main", "git revision on the hub: branch, tag or commit", nonempty=True)
+    dtype: str = _spec("auto", "weights and compute dtype; auto = bf16 where supported, else fp16; fp32 on CPU", choices=DTYPES)
+    attn_implementation: str = _spec("auto", "attention kernel", choices=ATTENTION)
+    trust_remote_code: bool = _spec(False, "run modelling code shipped with the model (off unless you trust it)")
+
+
+@dataclass(frozen=True)
+class MethodSection:
+    type: str = _spec("lora", "lora, qlora (4-bit base + LoRA) or full", choices=METHODS)
+    rank: int = _spec(16, "LoRA rank", min=1, max=4096)
+    alpha: float = _spec(32.0, "LoRA alpha (scale = alpha / rank)", gt=0)
+    dropout: float = _spec(0.05, "LoRA dropout", min=0, lt=1)
+    target_modules: list[str] = _spec(["all-linear"], "modules LoRA wraps: [\"all-linear\"] or names like q_proj", nonempty=True)
+    use_dora: bool = _spec(False, "DoRA: weight-decomposed LoRA")
+    quant_type: str = _spec("nf4", "QLoRA 4-bit type", choices=("nf4", "fp4"))
+    double_quant: bool = _spec(True, "QLoRA: quantize the quantization constants too")
+
+
+@dataclass(frozen=True)
+class DataSection:
+    path: str = _spec("", "local .jsonl/.json/.csv/.parquet file, or a hub dataset id", nonempty=True)
+    format: str = _spec("auto", "row format", choices=DATA_FORMATS)
+    split: str = _spec("train", "split to train on (hub datasets)", nonempty=True)
+    eval_split: str = _spec("", "split to evaluate on (hub datasets); empty = none")
+    eval_fraction: float = _spec(0.0, "fraction of rows held out for evaluation", min=0, lt=1)
+    max_length: int = _spec(1024, "tokens per sample; longer rows are truncated", min=8)
+    packing: bool = _spec(False, "pack several samples into each sequence")
+    completion_only_loss: bool = _spec(True, "train on the answer (assistant) tokens only")
+    on_bad_rows: str = _spec("error", "what to do with malformed rows", choices=BAD_ROWS)
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    epochs: float = _spec(1.0, "passes over the data (ignored when max_steps > 0)", gt=0)
+    max_steps: int = _spec(0, "stop after this many optimizer steps; 0 = use epochs", min=0)
+    batch_size: int = _spec(4, "micro-batch per GPU", min=1)
+    grad_accum: int = _spec(4, "gradient accumulation steps", min=1)
+    learning_rate: float = _spec(2e-4, "peak learning rate", gt=0, max=1)
+    scheduler: str = _spec("cosine", "learning-rate schedule", choices=SCHEDULERS)
+    warmup_ratio: float = _spec(0.03, "fraction of steps spent warming up", min=0, lt=1)
+    weight_decay: float = _spec(0.0, "AdamW weight decay", min=0)
+    optimizer: str = _spec("auto", "auto = paged_adamw_8bit for qlora, adamw otherwise", choices=OPTIMIZERS)
+    gradient_checkpointing: bool = _spec(True, "recompute activations in backward to save memory")
+    max_grad_norm: float = _spec(1.0, "gradient clipping; 0 = off", min=0)
+    seed: int = _spec(42, "random seed", min=0)
+    logging_steps: int = _spec(10, "log a step event every N steps", min=1)
+    eval_steps: int = _spec(0, "evaluate every N steps; 0 = at the end only (when there is eval data)", min=0)
+    save_steps: int = _spec(100, "write a checkpoint every N steps", min=1)
+    save_total_limit: int = _spec(2, "checkpoints kept on disk", min=1)
+
+
+@dataclass(frozen=True)
+class OutputSection:
+    report_to: str = _spec("none", "also log to", choices=REPORT_TO)
+
+
+@dataclass(frozen=True)
+class Profile:
+    description: str = ""
+    model: ModelSection = field(default_factory=ModelSection)
+    method: MethodSection = field(default_factory=MethodSection)
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    output: OutputSection = field(default_factory=OutputSection)
+
+    @property
+    def optimizer(self) -> str:
+        """The optimizer after `auto` is resolved for the method."""
+        if self.train.optimizer != "auto":
+            return self.train.optimizer
+        return "paged_adamw_8bit" if self.method.type == "qlora" else "adamw"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not d["description"]:
+            del d["description"]
+        return d
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelSection,
+    "method": MethodSection,
+    "data": DataSection,
+    "train": TrainSection,
+    "output": OutputSection,
+}
+TOP_LEVEL = ("description", *SECTIONS)
+
+
+def field_help(section: str, key: str) -> str:
+    for f in fields(SECTIONS[section]):
+        if f.name == key:
+            return f.metadata.get("help", "")
+    raise KeyError(f"{section}.{key}")
+
+
+def _did_you_mean(key: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(options)}"
+
+
+def _check_value(key: str, value: Any, ftype: str, meta: dict[str, Any]) -> tuple[Any, str | None]:
+    """Coerce `value` to the field's type and check its rules; returns (value, problem)."""
+    if ftype == "bool":
+        if not isinstance(value, bool):
+            return value, f"{key}: must be true or false, got {value!r}"
+    elif ftype == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value, f"{key}: must be an integer, got {value!r}"
+    elif ftype == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value, f"{key}: must be a number, got {value!r}"
+        value = float(value)
+    elif ftype == "str":
+        if not isinstance(value, str):
+            return value, f"{key}: must be a string, got {value!r}"
+    elif ftype == "list[str]":
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return value, f"{key}: must be a list of strings, got {value!r}"
+    if "choices" in meta and value not in meta["choices"]:
+        close = difflib.get_close_matches(str(value), list(meta["choices"]), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return value, f"{key}: must be one of {', '.join(meta['choices'])}, got {value!r}{hint}"
+    if meta.get("nonempty") and len(value) == 0:
+        return value, f"{key}: must not be empty ({meta['help']})"
+    for rule, test, word in (("min", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
+                             ("max", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<")):
+        if rule in meta and not test(value, meta[rule]):
+            return value, f"{key}: must be {word} {meta[rule]:g}, got {value:g}"
+    return value, None
+
+
+def _build_section(name: str, cls: type, raw: Any, problems: list[str]) -> Any:
+    if not isinstance(raw, dict):
+        problems.append(f"{name}: must be a table ([{name}]), got {raw!r}")
+        return cls()
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            problems.append(f"{name}.{key}: unknown key{_did_you_mean(key, list(known))}")
+            continue
+        f = known[key]
+        value, problem = _check_value(f"{name}.{key}", value, str(f.type), dict(f.metadata))
+        if problem:
+            problems.append(problem)
+        else:
+            values[key] = value
+    return cls(**values)
+
+
+def _cross_checks(p: Profile, problems: list[str]) -> None:
+    if p.method.type == "full" and p.method.use_dora:
+        problems.append("method.use_dora: DoRA needs method.type = \"lora\" or \"qlora\", not \"full\"")
+    if p.data.eval_split and p.data.eval_fraction > 0:
+        problems.append("data.eval_fraction: set either data.eval_split or data.eval_fraction, not both")
+
+
+def profile_from_dict(raw: dict[str, Any], source: str = "<profile>") -> Profile:
+    """Validate a parsed TOML document and fill defaults; raises ProfileError."""
+    problems: list[str] = []
+    parts: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "description":
+            if isinstance(value, str):
+                parts["description"] = value
+            else:
+                problems.append(f"description: must be a string, got {value!r}")
+        elif key in SECTIONS:
+            parts[key] = _build_section(key, SECTIONS[key], value, problems)
+        else:
+            problems.append(f"{key}: unknown key{_did_you_mean(key, list(TOP_LEVEL))}")
+    if "data" not in raw or not isinstance(raw.get("data"), dict) or "path" not in raw["data"]:
+        problems.append("data.path: missing; set it to a .jsonl/.json/.csv/.parquet file or a hub dataset id")
+    profile = Profile(**parts)
+    _cross_checks(profile, problems)
+    if problems:
+        raise ProfileError(source, problems)
+    return profile
+
+
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(source, [f"not valid TOML: {e}; fix the syntax at that line"]) from None
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and validate a profile file. Relative data paths are taken from the profile's folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError(str(path), ["file not found; check the path or run `studio profile list`"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(str(path), [f"cannot read the file: {e}"]) from None
+    profile = profile_from_dict(parse_toml(text, str(path)), str(path))
+    return resolve_paths(profile, path.parent)
+
+
+def resolve_paths(profile: Profile, base: Path) -> Profile:
+    """Make local data and model paths absolute, relative to `base` (the profile's folder)."""
+    data = profile.data
+    if data.path and _looks_local(data.path):
+        candidate = (base / Path(data.path).expanduser())
+        data = replace(data, path=str(candidate.resolve()))
+    model = profile.model
+    if _looks_local(model.name) and not model.name.startswith("builtin:"):
+        model = replace(model, name=str((base / Path(model.name).expanduser()).resolve()))
+    return replace(profile, data=data, model=model)
+
+
+def _looks_local(ref: str) -> bool:
+    """A path rather than a hub id: starts with . / ~, or has a file extension."""
+    if ref.startswith(("/", "./", "../", "~")):
+        return True
+    return Path(ref).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet", ".txt")
+
+
+def save_profile(profile: Profile, path: Path) -> None:
+    """Write a profile atomically; the old file stays intact if anything fails."""
+    write_text(Path(path), profile.to_toml())
+
+
+def default_value(section: str, key: str) -> Any:
+    for f in fields(SECTIONS[section]):
+        if f.name == key:
+            return f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+    raise KeyError(f"{section}.{key}")

@@ -1,0 +1,77 @@
+"""Turn an exception from a run into an `end` event: error_kind, message, advice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from studio.data import DataError
+from studio.hardware import GIB
+from studio.profile import Profile, ProfileError
+from studio.trainer.hub import DownloadError
+
+
+class ConfigError(Exception):
+    """The profile asks for something this machine or model cannot do."""
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def oom_advice(profile: Profile | None) -> tuple[str, str]:
+    """How much memory the run needed against what the device has, and what to change."""
+    if torch.cuda.is_available():
+        dev = torch.cuda.current_device()
+        free, total = torch.cuda.mem_get_info(dev)
+        peak = torch.cuda.max_memory_reserved(dev)
+        need = f"the run reserved {peak / GIB:.1f} GiB before failing; the GPU has {total / GIB:.1f} GiB ({free / GIB:.1f} GiB free now)"
+    else:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        need = f"the process used {psutil.Process().memory_info().rss / GIB:.1f} GiB; the machine has {vm.total / GIB:.1f} GiB"
+    if profile is None:
+        return need, "lower train.batch_size or data.max_length"
+    t, steps = profile.train, []
+    if t.batch_size > 1:
+        steps.append(f"set train.batch_size = {max(t.batch_size // 2, 1)} and train.grad_accum = {t.grad_accum * 2} "
+                     "(same effective batch)")
+    if not t.gradient_checkpointing:
+        steps.append("set train.gradient_checkpointing = true")
+    if profile.method.type == "full":
+        steps.append("switch method.type to \"lora\"")
+    elif profile.method.type == "lora":
+        steps.append("switch method.type to \"qlora\" (4-bit base)")
+    if profile.optimizer == "adamw":
+        steps.append("set train.optimizer = \"paged_adamw_8bit\"")
+    steps.append(f"lower data.max_length (now {profile.data.max_length})")
+    return need, "; or ".join(steps) + "; then `studio resume` the run"
+
+
+def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
+    """error_kind, message and advice for the `end` event of a failed run."""
+    if _is_oom(e):
+        need, advice = oom_advice(profile)
+        return {"error_kind": "oom", "message": f"out of memory: {need}", "advice": advice}
+    if isinstance(e, DataError):
+        return {"error_kind": "data", "message": str(e), "advice": "fix the dataset or the data section, then `studio resume` the run",
+                "rows": e.rows[:100]}
+    if isinstance(e, ProfileError):
+        return {"error_kind": "config", "message": "; ".join(e.problems),
+                "advice": "fix the profile (`studio profile check FILE`) and start a new run"}
+    if isinstance(e, ConfigError):
+        return {"error_kind": "config", "message": str(e), "advice": "change the profile and start a new run"}
+    if isinstance(e, DownloadError):
+        return {"error_kind": "download", "message": str(e),
+                "advice": "log in with `hf auth login` or set HF_TOKEN for gated or private models; check the id; then `studio resume` the run"}
+    if isinstance(e, OSError) and ("is not a local folder" in str(e) or "does not appear to have" in str(e)):
+        return {"error_kind": "download", "message": str(e),
+                "advice": "check model.name: a hub id (org/name) or a local folder with config.json"}
+    return {"error_kind": "crash", "message": f"{type(e).__name__}: {e}",
+            "advice": "see trainer.log in the run folder for the traceback (`studio logs RUN`); "
+                      "`studio resume RUN` continues from the last checkpoint"}

@@ -1,0 +1,92 @@
+"""Fetching models from the Hugging Face hub, with progress as `download` events.
+
+The token comes from HF_TOKEN or the hub's own login; studio never writes it
+anywhere.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import time
+from pathlib import Path
+
+from studio.events import EventWriter
+
+MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
+
+
+class DownloadError(Exception):
+    """The model or dataset could not be fetched; the message says what to do."""
+
+
+def _cache_bytes(folder: Path) -> int:
+    total = 0
+    if folder.is_dir():
+        for f in folder.rglob("*"):
+            try:
+                if f.is_file() and not f.is_symlink():
+                    total += f.stat().st_size
+            except OSError:
+                pass
+    return total
+
+
+def fetch_model(repo_id: str, revision: str, writer: EventWriter) -> Path:
+    """Download (or find in the cache) a model snapshot; returns its local folder."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import constants as hub_constants
+
+    total = 0
+    try:
+        info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+        total = sum(s.size or 0 for s in info.siblings or []
+                    if any(fnmatch.fnmatch(s.rfilename, p) for p in MODEL_FILES))
+    except Exception:  # offline or no access: snapshot_download below explains which
+        total = 0
+    repo_cache = Path(hub_constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "blobs"
+    start_bytes = _cache_bytes(repo_cache)
+    done = threading.Event()
+
+    def report() -> None:
+        t0, last = time.monotonic(), start_bytes
+        while not done.wait(1.0):
+            now_bytes = _cache_bytes(repo_cache)
+            rate = (now_bytes - start_bytes) / max(time.monotonic() - t0, 1e-6)
+            if now_bytes != last:
+                writer.write("download", what="model", name=repo_id, bytes=now_bytes - start_bytes,
+                             total_bytes=total or None, rate_bytes_s=round(rate), done=False)
+                last = now_bytes
+
+    thread = threading.Thread(target=report, daemon=True)
+    thread.start()
+    try:
+        path = snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES)
+    except Exception as e:
+        raise DownloadError(describe_hub_error(repo_id, "model", e)) from e
+    finally:
+        done.set()
+        thread.join(timeout=2)
+    writer.write("download", what="model", name=repo_id, bytes=_cache_bytes(repo_cache) - start_bytes,
+                 total_bytes=total or None, done=True)
+    return Path(path)
+
+
+def describe_hub_error(name: str, what: str, e: Exception) -> str:
+    """Plain advice for a failed hub fetch, by the kind of failure."""
+    from huggingface_hub import errors
+
+    kind = type(e).__name__
+    if isinstance(e, errors.GatedRepoError):
+        return (f"{what} {name} is gated: accept its licence on its hub page, then log in with "
+                "`hf auth login` or set HF_TOKEN, and resume the run")
+    if isinstance(e, errors.RepositoryNotFoundError):
+        return (f"{what} {name} was not found on the hub (or is private): check the id in the profile; "
+                "for a private repo log in with `hf auth login` or set HF_TOKEN")
+    if isinstance(e, errors.RevisionNotFoundError):
+        return f"{what} {name} has no such revision: check model.revision in the profile"
+    if isinstance(e, errors.LocalEntryNotFoundError) or "offline" in str(e).lower():
+        return (f"{what} {name} is not in the local cache and the hub cannot be reached "
+                "(offline, or HF_HUB_OFFLINE=1): connect to the network or download it first, "
+                "or point the profile at a local folder")
+    return f"could not fetch {what} {name} ({kind}: {e}); check the id, your network and HF_TOKEN"

@@ -1,0 +1,130 @@
+"""Trainer callbacks: step/eval/checkpoint events, and the graceful stop."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import deque
+from typing import Any
+
+import psutil
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from studio.events import EventWriter
+from studio.hardware import GIB, PowerMeter
+
+
+class StopRequest:
+    """Set by SIGINT/SIGTERM; the trainer stops at the end of the current step and saves."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name = ""
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+        # The trainer must outlive the terminal that started it.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+
+def device_memory() -> dict[str, Any]:
+    """torch's view of GPU memory, a list per device, or the process RSS on CPU."""
+    out: dict[str, Any] = {"rss_gib": round(psutil.Process().memory_info().rss / GIB, 3)}
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        out["gpu_mem_allocated_gib"] = [round(torch.cuda.memory_allocated(i) / GIB, 3) for i in range(n)]
+        out["gpu_mem_reserved_gib"] = [round(torch.cuda.memory_reserved(i) / GIB, 3) for i in range(n)]
+        out["gpu_mem_peak_gib"] = [round(torch.cuda.max_memory_allocated(i) / GIB, 3) for i in range(n)]
+        out["gpu_mem_peak_reserved_gib"] = [round(torch.cuda.max_memory_reserved(i) / GIB, 3) for i in range(n)]
+    return out
+
+
+class Telemetry(TrainerCallback):
+    """Writes `step`, `eval`, `checkpoint` and `stopping` events; turns a stop request into a save + stop."""
+
+    def __init__(self, writer: EventWriter, stop: StopRequest, elapsed_before_s: float = 0.0,
+                 window_s: float = 30.0):
+        self.writer = writer
+        self.stop = stop
+        self.elapsed_before_s = elapsed_before_s
+        self.window_s = window_s
+        self.power = PowerMeter()
+        self._window: deque[tuple[float, float, int]] = deque()  # (time, tokens, step)
+        self._t0 = time.monotonic()
+        self._stop_announced = False
+        self.tokens_at_begin = 0
+        self.train_started = 0.0
+        self.start_record: dict[str, Any] = {}
+        self.evaluated_steps: set[int] = set()
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        self._t0 = time.monotonic()
+        self.train_started = self._t0
+        self.tokens_at_begin = int(state.num_input_tokens_seen or 0)
+        self._window.append((self._t0, float(self.tokens_at_begin), state.global_step))
+        if state.is_world_process_zero:
+            self.writer.write("start", **self.start_record, max_steps=state.max_steps, step=state.global_step)
+
+    def _rate(self, now: float, tokens: float, step: int) -> tuple[float, float | None]:
+        self._window.append((now, tokens, step))
+        while len(self._window) > 2 and now - self._window[0][0] > self.window_s:
+            self._window.popleft()
+        t0, tok0, step0 = self._window[0]
+        dt = now - t0
+        tokens_per_s = (tokens - tok0) / dt if dt > 0 else 0.0
+        s_per_step = dt / (step - step0) if step > step0 else None
+        return tokens_per_s, s_per_step
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+               logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return  # the summary log at train end has no "loss"
+        now = time.monotonic()
+        tokens = float(state.num_input_tokens_seen or 0)
+        tokens_per_s, s_per_step = self._rate(now, tokens, state.global_step)
+        remaining = max(state.max_steps - state.global_step, 0)
+        record = {
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            "epoch": round(state.epoch or 0.0, 4),
+            "loss": logs["loss"],
+            "learning_rate": logs.get("learning_rate"),
+            "grad_norm": logs.get("grad_norm"),
+            "tokens": int(tokens),
+            "tokens_per_s": round(tokens_per_s, 1),
+            "elapsed_s": round(self.elapsed_before_s + now - self._t0, 2),
+            "eta_s": round(remaining * s_per_step, 1) if s_per_step is not None else None,
+        }
+        for key in ("mean_token_accuracy", "entropy"):
+            if key in logs:
+                record[key] = logs[key]
+        record.update(device_memory())
+        record.update(self.power.sample(time.time()))
+        self.writer.write("step", **record)
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    metrics: dict[str, float] | None = None, **kw: Any) -> None:
+        self.evaluated_steps.add(state.global_step)
+        if state.is_world_process_zero and metrics and "eval_loss" in metrics:
+            self.writer.write("eval", step=state.global_step, eval_loss=metrics["eval_loss"],
+                              epoch=round(state.epoch or 0.0, 4))
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if state.is_world_process_zero:
+            path = f"{args.output_dir}/checkpoint-{state.global_step}"
+            self.writer.write("checkpoint", step=state.global_step, path=path)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if self.stop.requested:
+            if not self._stop_announced:
+                self._stop_announced = True
+                self.writer.write("stopping", step=state.global_step, signal=self.stop.signal_name,
+                                  message="stop requested: saving a checkpoint at this step")
+            control.should_save = True
+            control.should_training_stop = True
