@@ -14,9 +14,10 @@ from typing import Any
 
 from studio import display
 from studio.data import DataError, check_bad_rows, is_local, load_local
+from studio.events import EventTail
 from studio.paths import bundled_profiles_dir, user_profiles_dir
 from studio.profile import METHODS, Profile, ProfileError, load_profile, profile_from_dict, save_profile
-from studio.runs import FINAL, Run, RunError, create_run, find_run, follow, launch, list_runs, resume_run, stop_run
+from studio.runs import FINAL, Run, RunError, create_run, events_tail, find_run, follow, launch, list_runs, resume_run, stop_run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
 
@@ -188,14 +189,14 @@ class Follower:
             self.out.flush()
 
 
-def _watch(run: Run, proc: subprocess.Popen[bytes] | None, quiet: bool) -> str:
+def _watch(run: Run, proc: subprocess.Popen[bytes] | None, quiet: bool, tail: EventTail) -> str:
     """Follow a run to its end; Ctrl+C asks it to stop gracefully, a second Ctrl+C kills it."""
     stream = sys.stderr if quiet else sys.stdout
     printer = Follower(run, stream)
     interrupts = 0
     while True:
         try:
-            status = follow(run, printer, proc=proc, from_start=interrupts == 0)
+            status = follow(run, printer, tail, proc=proc)
             printer.finish()
             if status == "crashed":
                 print(f"run {run.id} crashed: the trainer exited without a final event; "
@@ -240,19 +241,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         profile = replace(profile, train=replace(profile.train, max_steps=args.max_steps))
     check_data(profile)
     run = create_run(profile.to_toml(), path.stem)
+    tail = events_tail(run)
     proc = launch(run)
     if not args.json:
         print(f"run {run.id}: {run.dir}")
     if args.detach:
         _report(run, "running", args.json)
         return EXIT_OK
-    status = _watch(run, proc, quiet=args.json)
+    status = _watch(run, proc, args.json, tail)
     _report(run, status, args.json)
     return _exit_for(status)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     run = find_run(args.run)
+    tail = events_tail(run, from_start=False)
     proc = resume_run(run)
     checkpoint = run.last_complete_checkpoint()
     if not args.json:
@@ -260,7 +263,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.detach:
         _report(run, "running", args.json)
         return EXIT_OK
-    status = _watch(run, proc, quiet=args.json)
+    status = _watch(run, proc, args.json, tail)
     _report(run, status, args.json)
     return _exit_for(status)
 

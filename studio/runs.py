@@ -281,12 +281,17 @@ def find_run(ref: str, base: Path | None = None) -> Run:
     raise RunError(f"{ref!r} matches {len(matches)} runs ({', '.join(r.id for r in matches[:5])}); give more of the id")
 
 
-def follow(run: Run, on_event: Callable[[dict[str, Any]], None], proc: subprocess.Popen[bytes] | None = None,
-           poll_s: float = 0.2, from_start: bool = True) -> str:
-    """Call `on_event` for each event until the trainer process is gone; returns the final status."""
+def events_tail(run: Run, from_start: bool = True) -> EventTail:
+    """A reader of the run's events, from the beginning or from what is written next."""
     tail = EventTail(run.events_path)
-    if not from_start:
-        tail.offset = run.events_path.stat().st_size if run.events_path.exists() else 0
+    if not from_start and run.events_path.exists():
+        tail.offset = run.events_path.stat().st_size
+    return tail
+
+
+def follow(run: Run, on_event: Callable[[dict[str, Any]], None], tail: EventTail,
+           proc: subprocess.Popen[bytes] | None = None, poll_s: float = 0.2) -> str:
+    """Call `on_event` for each new event until the trainer process is gone; returns the final status."""
     while True:
         for record in tail.read_new():
             on_event(record)

@@ -1,0 +1,72 @@
+"""Shared fixtures: an isolated studio home, offline hub, small profiles and datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_DATA = REPO / "profiles" / "data" / "tiny-chat.jsonl"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if any(item.get_closest_marker("gpu") for item in items):
+        import torch
+
+        if not torch.cuda.is_available():
+            skip = pytest.mark.skip(reason="needs a CUDA GPU")
+            for item in items:
+                if item.get_closest_marker("gpu"):
+                    item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def studio_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "studio-home"
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    return home
+
+
+def demo_rows(n: int | None = None) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in DEMO_DATA.read_text().splitlines() if line.strip()]
+    return rows[:n] if n else rows
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def write_profile(path: Path, data_path: Path | str, **sections: dict[str, Any]) -> Path:
+    """A small, fast profile of the tiny model; `sections` override keys per section."""
+    doc: dict[str, Any] = {
+        "model": {"name": "builtin:tiny-llama"},
+        "method": {"type": "lora", "rank": 8, "alpha": 16.0, "dropout": 0.0},
+        "data": {"path": str(data_path), "max_length": 96},
+        "train": {"max_steps": 12, "batch_size": 8, "grad_accum": 1, "learning_rate": 3e-3,
+                  "gradient_checkpointing": False, "logging_steps": 1, "save_steps": 4, "save_total_limit": 3,
+                  "warmup_ratio": 0.0, "optimizer": "adamw"},
+    }
+    for name, values in sections.items():
+        doc.setdefault(name, {}).update(values)
+    path.write_text(tomli_w.dumps(doc))
+    return path
+
+
+def studio(*args: str, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the real `studio` CLI in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "studio", *args], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"studio {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc

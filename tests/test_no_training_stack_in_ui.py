@@ -1,0 +1,35 @@
+"""The CLI (and later the UI) must never import the training stack: start-up stays
+fast and a crash in training cannot take them down."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")
+
+SCRIPT = """
+import sys, io, contextlib
+from studio.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    main(["profile", "list"])
+    main(["profile", "check", "tiny-demo", "--data"])
+    main(["runs"])
+    main(["profile", "show", "qwen2.5-7b-qlora-12gb"])
+import studio.runs, studio.events, studio.data, studio.profile, studio.hardware, studio.display, studio.paths
+studio.hardware.detect_gpus()
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in {heavy})
+print(",".join(loaded))
+"""
+
+
+def test_cli_imports_no_training_stack() -> None:
+    out = subprocess.run([sys.executable, "-c", SCRIPT.replace("{heavy}", repr(set(HEAVY)))],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"the CLI imported: {out.stdout.strip()}"
+
+
+def test_trainer_package_import_is_light() -> None:
+    code = "import sys, studio.trainer; print(any(m in sys.modules for m in %r))" % (HEAVY,)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

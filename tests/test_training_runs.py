@@ -1,0 +1,313 @@
+"""End to end on the tiny model: the real CLI, the real trainer process, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import demo_rows, studio, write_jsonl, write_profile
+from studio.events import load_timeline, read_events
+from studio.runs import Run, create_run, find_run, launch
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 120, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.stdout.strip(), proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def steps_of(run_dir: Path) -> list[dict[str, Any]]:
+    return [e for e in read_events(run_dir / "events.jsonl") if e["event"] == "step"]
+
+
+def processes_working_on(run_dir: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if str(run_dir).encode() in (proc / "cmdline").read_bytes():
+                    stat = (proc / "stat").read_text()
+                    if stat.rsplit(")", 1)[1].split()[0] != "Z":
+                        pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.fixture
+def chat_data(tmp_path: Path) -> Path:
+    return write_jsonl(tmp_path / "chat.jsonl", demo_rows(160))
+
+
+def test_lora_run_completes_then_exports(tmp_path: Path, chat_data: Path) -> None:
+    profile = write_profile(tmp_path / "lora.toml", chat_data, train={"max_steps": 16})
+    proc = studio("run", str(profile), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = run_json(proc)
+    assert result["status"] == "completed"
+    run_dir = Path(result["dir"])
+    for name in ("profile.toml", "status.json", "trainer.log", "preflight.json", "events.jsonl"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "final" / "adapter_config.json").is_file()
+    assert (run_dir / "final" / "adapter_model.safetensors").is_file()
+
+    tl = load_timeline(run_dir)
+    assert tl.start and 0 < tl.start["trainable_params"] < tl.start["total_params"]
+    assert tl.start["max_steps"] == 16 and tl.start["device"] == "cpu"
+    assert sorted(tl.steps) == list(range(1, 17))
+    losses = [tl.steps[s]["loss"] for s in sorted(tl.steps)]
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.3, losses
+    step = tl.steps[16]
+    assert step["tokens"] > 0 and step["tokens_per_s"] > 0 and step["rss_gib"] > 0
+    assert step["eta_s"] == 0 and step["elapsed_s"] > 0 and step["learning_rate"] >= 0
+    assert tl.end and tl.end["status"] == "completed" and tl.end["train_tokens_per_s"] > 0
+    assert tl.preflight and tl.preflight["rows"] == 160 and tl.preflight["loss_on"] == "assistant turns"
+
+    listed = {r["id"]: r for r in run_json_list(studio("runs", "--json"))}
+    assert listed[run_dir.name]["status"] == "completed" and listed[run_dir.name]["step"] == 16
+
+    # Export: the adapter, then a merged model that plain transformers loads.
+    adapter_out, merged_out = tmp_path / "adapter", tmp_path / "merged"
+    assert studio("export", run_dir.name, "--out", str(adapter_out)).returncode == 0
+    assert (adapter_out / "adapter_model.safetensors").is_file()
+    assert studio("export", run_dir.name, "--out", str(merged_out), "--merge").returncode == 0
+    refuse = studio("export", run_dir.name, "--out", str(merged_out))
+    assert refuse.returncode == 2 and "not empty" in refuse.stderr
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(merged_out)
+    ids = tok("What is 2 plus 3?", return_tensors="pt")["input_ids"]
+    merged = AutoModelForCausalLM.from_pretrained(merged_out)
+    base = AutoModelForCausalLM.from_pretrained(run_dir / "base-model")
+    with torch.no_grad():
+        base_logits = base(ids).logits
+        peft_logits = PeftModel.from_pretrained(base, adapter_out)(ids).logits
+        merged_logits = merged(ids).logits
+    assert torch.allclose(peft_logits, merged_logits, atol=1e-4)
+    assert not torch.allclose(base_logits, merged_logits, atol=1e-3)  # the adapter changed something
+
+
+def run_json_list(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_full_fine_tune(tmp_path: Path, chat_data: Path) -> None:
+    profile = write_profile(tmp_path / "full.toml", chat_data, method={"type": "full"},
+                            train={"max_steps": 12, "learning_rate": 1e-3})
+    result = run_json(studio("run", str(profile), "--json"))
+    run_dir = Path(result["dir"])
+    assert result["status"] == "completed"
+    tl = load_timeline(run_dir)
+    assert tl.start["trainable_params"] == tl.start["total_params"]
+    losses = [tl.steps[s]["loss"] for s in sorted(tl.steps)]
+    assert losses[-1] < losses[0] - 0.5, losses
+    assert (run_dir / "final" / "config.json").is_file()
+    assert (run_dir / "final" / "model.safetensors").is_file()
+
+
+def test_qlora_on_cpu(tmp_path: Path, chat_data: Path) -> None:
+    profile = write_profile(tmp_path / "qlora.toml", chat_data, method={"type": "qlora"},
+                            train={"max_steps": 6, "optimizer": "auto"})
+    result = run_json(studio("run", str(profile), "--json"))
+    run_dir = Path(result["dir"])
+    tl = load_timeline(run_dir)
+    assert result["status"] == "completed", tl.end
+    assert tl.start["optimizer"] == "paged_adamw_8bit"
+    assert 0 < tl.start["trainable_params"] < tl.start["total_params"]
+    assert (run_dir / "final" / "adapter_model.safetensors").is_file()
+    assert sorted(tl.steps) == list(range(1, 7))
+
+
+def test_graceful_stop_then_resume_continues_the_step_count(tmp_path: Path, chat_data: Path) -> None:
+    profile = write_profile(tmp_path / "long.toml", chat_data, train={"max_steps": 150, "save_steps": 50})
+    run_dir = Path(run_json(studio("run", str(profile), "--detach", "--json"))["dir"])
+    wait_for(lambda: len(steps_of(run_dir)) >= 5, what="5 steps")
+    stop = studio("stop", run_dir.name)
+    assert stop.returncode == 0, stop.stderr
+    assert "stopped at step" in stop.stdout
+    tl = load_timeline(run_dir)
+    assert tl.end["status"] == "stopped"
+    stopped_at = tl.end["step"]
+    assert 5 <= stopped_at < 150
+    assert (run_dir / "checkpoints" / f"checkpoint-{stopped_at}" / "trainer_state.json").is_file()
+    assert (run_dir / "final" / "adapter_model.safetensors").is_file()
+    assert not processes_working_on(run_dir)
+    assert run_json_list(studio("runs", "--json"))[0]["status"] == "stopped"
+
+    resumed = studio("resume", run_dir.name, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_json(resumed)["status"] == "completed"
+    events = read_events(run_dir / "events.jsonl")
+    starts = [i for i, e in enumerate(events) if e["event"] == "start"]
+    assert len(starts) == 2
+    after = [e["step"] for e in events[starts[1]:] if e["event"] == "step"]
+    assert after[0] == stopped_at + 1 and after[-1] == 150
+    assert events[starts[1]]["resumed_from"].endswith(f"checkpoint-{stopped_at}")
+
+
+def test_sigkill_is_crashed_and_resume_replays_from_the_checkpoint(tmp_path: Path, chat_data: Path) -> None:
+    profile = write_profile(tmp_path / "kill.toml", chat_data, train={"max_steps": 200, "save_steps": 10})
+    run_dir = Path(run_json(studio("run", str(profile), "--detach", "--json"))["dir"])
+    run = Run(run_dir)
+    wait_for(lambda: any(s["step"] >= 14 for s in steps_of(run_dir)), what="step 14")
+    os.kill(run.pid, signal.SIGKILL)
+    wait_for(lambda: not run.is_alive(), what="the trainer to die")
+    summary = run_json_list(studio("runs", "--json"))[0]
+    assert summary["status"] == "crashed"
+    killed_at = summary["step"]
+    checkpoint = run.last_complete_checkpoint()
+    assert checkpoint is not None
+    ckpt_step = int(checkpoint.name.split("-")[1])
+    assert ckpt_step <= killed_at
+
+    # A half-written checkpoint (no trainer_state.json) must be skipped on resume.
+    (run_dir / "checkpoints" / f"checkpoint-{ckpt_step + 1000}").mkdir()
+    resumed = studio("resume", run_dir.name, "--json")
+    assert run_json(resumed)["status"] == "completed", resumed.stderr
+    events = read_events(run_dir / "events.jsonl")
+    second_start = [e for e in events if e["event"] == "start"][1]
+    assert second_start["resumed_from"].endswith(checkpoint.name)
+    tl = load_timeline(run_dir)
+    assert sorted(tl.steps) == list(range(1, 201))  # replayed steps replace the earlier ones
+
+
+def test_force_stop_kills_the_whole_group(tmp_path: Path, chat_data: Path) -> None:
+    profile = write_profile(tmp_path / "force.toml", chat_data, train={"max_steps": 2000})
+    run_dir = Path(run_json(studio("run", str(profile), "--detach", "--json"))["dir"])
+    wait_for(lambda: len(steps_of(run_dir)) >= 3, what="3 steps")
+    proc = studio("stop", run_dir.name, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert not processes_working_on(run_dir)
+    end = load_timeline(run_dir).end
+    assert end["status"] == "stopped" and end["forced"] is True
+    again = studio("stop", run_dir.name)
+    assert again.returncode == 2 and "not running" in again.stderr
+
+
+def test_run_survives_sighup(tmp_path: Path, chat_data: Path) -> None:
+    from studio.profile import load_profile
+
+    profile = load_profile(write_profile(tmp_path / "hup.toml", chat_data, train={"max_steps": 2000}))
+    run = create_run(profile.to_toml(), "hup")
+    proc = launch(run)
+    wait_for(lambda: len(steps_of(run.dir)) >= 2, what="2 steps")
+    os.killpg(proc.pid, signal.SIGHUP)  # what a closing terminal or a dropped SSH session sends
+    time.sleep(1.5)
+    assert proc.poll() is None and run.status() == "running"
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+    assert run.status() == "stopped"
+
+
+FORMAT_ROWS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "sharegpt": lambda r: {"conversations": [{"from": {"user": "human", "assistant": "gpt"}.get(m["role"], m["role"]),
+                                              "value": m["content"]} for m in r["messages"]]},
+    "alpaca": lambda r: {"instruction": r["messages"][-2]["content"], "input": "", "output": r["messages"][-1]["content"]},
+    "prompt_completion": lambda r: {"prompt": r["messages"][-2]["content"], "completion": r["messages"][-1]["content"]},
+    "text": lambda r: {"text": r["messages"][-2]["content"] + " " + r["messages"][-1]["content"]},
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMAT_ROWS))
+def test_each_data_format_trains(tmp_path: Path, fmt: str) -> None:
+    data = write_jsonl(tmp_path / f"{fmt}.jsonl", [FORMAT_ROWS[fmt](r) for r in demo_rows(64)])
+    profile = write_profile(tmp_path / "p.toml", data, train={"max_steps": 3})
+    result = run_json(studio("run", str(profile), "--json"))
+    tl = load_timeline(Path(result["dir"]))
+    assert result["status"] == "completed", tl.end
+    assert tl.preflight["format"] == fmt and tl.preflight["rows"] == 64
+    expected = {"sharegpt": "assistant turns", "text": "all tokens"}.get(fmt, "completions")
+    assert tl.preflight["loss_on"] == expected
+
+
+def test_bad_rows_are_reported_with_row_numbers(tmp_path: Path, chat_data: Path) -> None:
+    rows = [json.dumps(r) for r in demo_rows(20)]
+    rows[4] = "{broken"
+    rows[9] = json.dumps({"messages": [{"role": "user", "content": "no answer"}]})
+    data = tmp_path / "bad.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    profile = write_profile(tmp_path / "bad.toml", data)
+    # The CLI refuses before making a run folder.
+    proc = studio("run", str(profile))
+    assert proc.returncode == 2
+    assert "row 5 not valid JSON" in proc.stderr and "row 10 has no non-empty assistant turn" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not find_runs()
+
+    # The trainer makes the same check for a run folder made another way (e.g. data changed since).
+    from studio.profile import load_profile
+
+    run = create_run(load_profile(profile).to_toml(), "bad")
+    assert subprocess.run([sys.executable, "-m", "studio.trainer", str(run.dir)], capture_output=True).returncode == 1
+    tl = load_timeline(run.dir)
+    assert tl.end["status"] == "failed" and tl.end["error_kind"] == "data"
+    assert tl.end["rows"] == [5, 10]
+    assert [b["row"] for b in tl.preflight["bad_rows"]] == [5, 10]
+
+    skip = write_profile(tmp_path / "skip.toml", data, data={"on_bad_rows": "skip"}, train={"max_steps": 2})
+    assert run_json(studio("run", str(skip), "--json"))["status"] == "completed"
+
+
+def find_runs() -> list[str]:
+    home = Path(os.environ["STUDIO_HOME"]) / "runs"
+    return sorted(p.name for p in home.iterdir()) if home.exists() else []
+
+
+def test_unknown_model_fails_as_download_and_keeps_tokens_out(tmp_path: Path, chat_data: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "hf_studioTestSecretToken123"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    profile = write_profile(tmp_path / "m.toml", chat_data, model={"name": "nobody-here/no-such-model"})
+    proc = studio("run", str(profile), "--json")
+    assert proc.returncode == 1
+    result = run_json(proc)
+    tl = load_timeline(Path(result["dir"]))
+    assert result["status"] == "failed"
+    assert tl.end["error_kind"] == "download"
+    assert "nobody-here/no-such-model" in tl.end["message"]
+    assert "HF_TOKEN" in tl.end["advice"]
+    for f in Path(result["dir"]).rglob("*"):
+        if f.is_file():
+            assert secret not in f.read_text(errors="replace"), f
+
+
+def test_fp16_on_cpu_is_a_config_error(tmp_path: Path, chat_data: Path) -> None:
+    profile = write_profile(tmp_path / "fp16.toml", chat_data, model={"dtype": "fp16"})
+    proc = studio("run", str(profile), "--json")
+    tl = load_timeline(Path(run_json(proc)["dir"]))
+    assert tl.end["error_kind"] == "config" and "model.dtype" in tl.end["message"]
+    assert "run failed" not in proc.stdout  # progress goes to stderr with --json
+
+
+def test_find_run_by_prefix_and_last(tmp_path: Path, chat_data: Path) -> None:
+    from studio.profile import load_profile
+
+    p = load_profile(write_profile(tmp_path / "x.toml", chat_data)).to_toml()
+    a, b = create_run(p, "alpha"), create_run(p, "beta")
+    assert find_run("last") == b
+    assert find_run("alpha") == a and find_run(str(b.dir)) == b
+    assert a.status() == "crashed"  # a folder whose trainer never wrote `end`
