@@ -29,6 +29,7 @@ from typing import IO, Any
 EVENTS_FILE = "events.jsonl"
 END_STATUSES = ("completed", "stopped", "failed")
 ERROR_KINDS = ("oom", "data", "config", "download", "crash")
+DURABLE = ("start", "checkpoint", "end")
 
 
 class EventWriter:
@@ -41,8 +42,9 @@ class EventWriter:
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"event": event, "time": round(time.time(), 3), **fields}
         self._file.write(json.dumps(record, default=str, allow_nan=True) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._file.flush()  # readers see the line at once; fsync only where losing it would matter
+        if event in DURABLE:
+            os.fsync(self._file.fileno())
         return record
 
     def close(self) -> None:

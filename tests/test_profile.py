@@ -130,3 +130,15 @@ def test_profile_new_from_template(studio_env: Path) -> None:
     assert main(["profile", "new", "demo-copy", "--from", "tiny-demo"]) == 0
     p = load_profile(studio_env / "profiles" / "demo-copy.toml")
     assert p.model.name == "builtin:tiny-llama" and Path(p.data.path).is_file()
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text().splitlines()
+    blocks = [readme[i + 1] for i, line in enumerate(readme) if line.strip() == "```bash"]
+    demo_command, test_command = blocks[0], blocks[1]
+    assert "studio run tiny-demo" in demo_command and "pytest" in test_command
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci
+    assert ci.index("pip install torch==2.13.0") < ci.index(test_command)

@@ -164,8 +164,11 @@ def test_graceful_stop_then_resume_continues_the_step_count(tmp_path: Path, chat
     events = read_events(run_dir / "events.jsonl")
     starts = [i for i, e in enumerate(events) if e["event"] == "start"]
     assert len(starts) == 2
-    after = [e["step"] for e in events[starts[1]:] if e["event"] == "step"]
-    assert after[0] == stopped_at + 1 and after[-1] == 150
+    after = [e for e in events[starts[1]:] if e["event"] == "step"]
+    assert after[0]["step"] == stopped_at + 1 and after[-1]["step"] == 150
+    before = tl.steps[stopped_at]
+    assert after[0]["tokens"] > before["tokens"]  # the token count carries on across the resume
+    assert after[0]["elapsed_s"] >= before["elapsed_s"]
     assert events[starts[1]]["resumed_from"].endswith(f"checkpoint-{stopped_at}")
 
 

@@ -260,19 +260,21 @@ def sft_config(profile: Profile, run: Run, device: str, dtype: str, loss: dict[s
         packing=d.packing,
         assistant_only_loss=loss.get("assistant_only_loss", False),
         completion_only_loss=loss.get("completion_only_loss"),
-        include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
 
 
-def elapsed_before(run: Run, checkpoint: Path | None) -> float:
-    """Training time already spent up to `checkpoint`, read from earlier step events."""
+def progress_before(run: Run, checkpoint: Path | None) -> tuple[float, int]:
+    """Training time and tokens already spent up to `checkpoint`, from earlier step events."""
     if checkpoint is None:
-        return 0.0
+        return 0.0, 0
     step = int(checkpoint.name.split("-")[1])
-    earlier = [r for s, r in run.timeline().steps.items() if s <= step]
-    return float(earlier[-1].get("elapsed_s") or 0.0) if earlier else 0.0
+    steps = run.timeline().steps
+    earlier = [steps[s] for s in sorted(steps) if s <= step]
+    if not earlier:
+        return 0.0, 0
+    return float(earlier[-1].get("elapsed_s") or 0.0), int(earlier[-1].get("tokens") or 0)
 
 
 def _train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, state: dict[str, Any]) -> dict[str, Any]:
@@ -317,7 +319,8 @@ def _train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, state
             use_dora=profile.method.use_dora, task_type="CAUSAL_LM")
     loss.pop("loss_note", None)
     checkpoint = last_complete_checkpoint(run.dir / CHECKPOINTS) if resume else None
-    telemetry = Telemetry(writer, stop, elapsed_before_s=elapsed_before(run, checkpoint))
+    elapsed_s, tokens_before = progress_before(run, checkpoint)
+    telemetry = Telemetry(writer, stop, elapsed_before_s=elapsed_s, tokens_before=tokens_before)
     trainer = SFTTrainer(
         model=model,
         args=sft_config(profile, run, device, dtype, loss, bool(eval_rows)),
@@ -345,7 +348,7 @@ def _train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, state
     if eval_rows and not stopped and st.global_step not in telemetry.evaluated_steps:
         trainer.evaluate()  # the callback writes the eval event
     runtime = result.metrics.get("train_runtime") or (time.monotonic() - telemetry.train_started)
-    tokens = int(st.num_input_tokens_seen or 0) - telemetry.tokens_at_begin
+    tokens = int(getattr(trainer, "_total_train_tokens", telemetry.attempt_tokens))
     end.update(train_runtime_s=round(runtime, 3), train_tokens=tokens,
                train_tokens_per_s=round(tokens / runtime, 1) if runtime else None,
                train_loss=result.metrics.get("train_loss"))

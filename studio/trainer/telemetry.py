@@ -49,16 +49,17 @@ class Telemetry(TrainerCallback):
     """Writes `step`, `eval`, `checkpoint` and `stopping` events; turns a stop request into a save + stop."""
 
     def __init__(self, writer: EventWriter, stop: StopRequest, elapsed_before_s: float = 0.0,
-                 window_s: float = 30.0):
+                 tokens_before: int = 0, window_s: float = 30.0):
         self.writer = writer
         self.stop = stop
         self.elapsed_before_s = elapsed_before_s
+        self.tokens_before = tokens_before  # trained before the checkpoint this attempt resumed from
         self.window_s = window_s
         self.power = PowerMeter()
         self._window: deque[tuple[float, float, int]] = deque()  # (time, tokens, step)
         self._t0 = time.monotonic()
         self._stop_announced = False
-        self.tokens_at_begin = 0
+        self.attempt_tokens = 0
         self.train_started = 0.0
         self.start_record: dict[str, Any] = {}
         self.evaluated_steps: set[int] = set()
@@ -66,8 +67,7 @@ class Telemetry(TrainerCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self._t0 = time.monotonic()
         self.train_started = self._t0
-        self.tokens_at_begin = int(state.num_input_tokens_seen or 0)
-        self._window.append((self._t0, float(self.tokens_at_begin), state.global_step))
+        self._window.append((self._t0, float(self.tokens_before), state.global_step))
         if state.is_world_process_zero:
             self.writer.write("start", **self.start_record, max_steps=state.max_steps, step=state.global_step)
 
@@ -86,7 +86,9 @@ class Telemetry(TrainerCallback):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return  # the summary log at train end has no "loss"
         now = time.monotonic()
-        tokens = float(state.num_input_tokens_seen or 0)
+        # TRL counts non-padding tokens of this attempt (gathered over ranks) as num_tokens.
+        self.attempt_tokens = int(logs.get("num_tokens", self.attempt_tokens))
+        tokens = float(self.tokens_before + self.attempt_tokens)
         tokens_per_s, s_per_step = self._rate(now, tokens, state.global_step)
         remaining = max(state.max_steps - state.global_step, 0)
         record = {
