@@ -14,6 +14,7 @@ from typing import Any
 
 from studio import display
 from studio.data import DataError, check_bad_rows, is_local, load_local
+from studio.cli_plan import PlanError, add_plan_commands
 from studio.events import EventTail
 from studio.paths import bundled_profiles_dir, user_profiles_dir
 from studio.profile import METHODS, Profile, ProfileError, load_profile, profile_from_dict, save_profile
@@ -391,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", action="store_true", help="write a merged full model instead of the adapter")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
     p.set_defaults(func=cmd_export)
+    add_plan_commands(sub)
     return parser
 
 
@@ -406,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in e.problems:
             print(f"{e.source}: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    except (UserError, RunError, DataError) as e:
+    except (UserError, RunError, DataError, PlanError) as e:
         print(f"studio: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -16,6 +16,9 @@ with contextlib.redirect_stdout(io.StringIO()):
     main(["profile", "check", "tiny-demo", "--data"])
     main(["runs"])
     main(["profile", "show", "qwen2.5-7b-qlora-12gb"])
+    main(["estimate", "--model", "llama-3.1-8b", "--gpu", "RTX 4090"])
+    main(["suggest", "--model", "llama-3.1-8b", "--vram", "12"])
+    main(["gpus"])
 import studio.runs, studio.events, studio.data, studio.profile, studio.hardware, studio.display, studio.paths
 studio.hardware.detect_gpus()
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {heavy})

@@ -1,0 +1,226 @@
+"""What to run where: rank full / LoRA / QLoRA by what fits, pick settings, review a profile.
+
+Never suggests a setup whose estimated peak is above 90% of the free memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from studio.catalog import GpuSpec, ModelSpec
+from studio.estimate import Setup, estimate_memory, estimate_speed
+from studio.profile import Profile
+
+SAFETY = 0.90
+TARGET_EFFECTIVE_BATCH = 16
+QUALITY = {
+    "full": "full fine-tuning: every weight trains; the highest quality ceiling, the most memory and the largest checkpoints",
+    "lora": "LoRA: matches full fine-tuning on most instruction-tuning tasks (Hu et al. 2021) and forgets less; "
+            "adapters are megabytes",
+    "qlora": "QLoRA: LoRA on a 4-bit NF4 base; within about a point of 16-bit LoRA in the QLoRA paper "
+             "(Dettmers et al. 2023), slower per step from dequantizing",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the run would go: a name, the memory it may use, and the catalog spec for speed."""
+
+    name: str
+    free_gib: float
+    total_gib: float
+    spec: GpuSpec | None = None
+    index: int | None = None
+
+
+@dataclass
+class Option:
+    method: str
+    fits: bool
+    peak_vram_gib: float
+    setup: Setup
+    tokens_per_s: float | None = None
+    breakdown: dict[str, float] = field(default_factory=dict)
+
+    def settings(self) -> dict[str, Any]:
+        s = self.setup
+        out: dict[str, Any] = {"batch_size": s.batch, "grad_accum": max(1, TARGET_EFFECTIVE_BATCH // s.batch),
+                               "gradient_checkpointing": s.grad_ckpt, "optimizer": s.optimizer, "max_length": s.seq_len}
+        if s.method != "full":
+            out.update(rank=s.rank, alpha=2 * s.rank, target_modules=list(s.targets))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {"method": self.method, "fits": self.fits, "peak_vram_gib": self.peak_vram_gib,
+                "tokens_per_s": self.tokens_per_s, "settings": self.settings()}
+
+
+def default_rank(spec: ModelSpec, rows: int | None) -> int:
+    if spec.total_params >= 30e9:
+        return 32  # 70B-class models take higher ranks
+    if rows is not None and rows < 1000:
+        return 8   # small data: a small adapter is enough and overfits less
+    return 16
+
+
+def _evaluate(spec: ModelSpec, setup: Setup, target: Target) -> Option:
+    mem = estimate_memory(spec, setup)
+    fits = mem.peak_vram_gib <= SAFETY * target.free_gib
+    speed = estimate_speed(spec, setup, target.spec).tokens_per_s if target.spec else None
+    return Option(setup.method, fits, mem.peak_vram_gib, setup, speed, mem.breakdown)
+
+
+def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, rows: int | None) -> Option:
+    """The fastest setup of `method` that fits, or the smallest one if none does."""
+    rank = default_rank(spec, rows)
+    optimizers = {"full": ("adamw", "adamw_8bit", "paged_adamw_8bit"), "lora": ("adamw",),
+                  "qlora": ("paged_adamw_8bit",)}[method]
+    dtype = "bf16" if target.spec is None or target.spec.bf16 else "fp16"
+    candidates = []
+    for optimizer in optimizers:
+        for ckpt in (False, True):
+            for batch in (8, 4, 2, 1):
+                setup = Setup(method=method, rank=rank, batch=batch, seq_len=seq_len, grad_ckpt=ckpt,
+                              optimizer=optimizer, dtype=dtype, dropout=0.05)
+                candidates.append(_evaluate(spec, setup, target))
+    fitting = [c for c in candidates if c.fits]
+    if not fitting:
+        return min(candidates, key=lambda c: c.peak_vram_gib)
+    if all(c.tokens_per_s is not None for c in fitting):
+        return max(fitting, key=lambda c: (c.tokens_per_s, -c.peak_vram_gib))
+    # No speed model for this card: no checkpointing if possible, then the biggest batch.
+    return min(fitting, key=lambda c: (c.setup.grad_ckpt, -c.setup.batch, c.peak_vram_gib))
+
+
+@dataclass
+class Suggestion:
+    method: str
+    fits: bool
+    peak_vram_gib: float
+    gpu: str
+    gpu_index: int | None
+    settings: dict[str, Any]
+    alternatives: list[dict[str, Any]]
+    reasons: list[str]
+    tokens_per_s: float | None = None
+    breakdown: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, rows: int | None = None) -> Suggestion:
+    """The best method that fits on the smallest card that holds it; alternatives and reasons."""
+    if not targets:
+        raise ValueError("no GPU to plan for")
+    biggest = max(targets, key=lambda t: t.free_gib)
+    options = [best_for_method(spec, m, biggest, seq_len, rows) for m in ("full", "lora", "qlora")]
+    chosen = next((o for o in options if o.fits), None)
+    reasons: list[str] = []
+    gpu = biggest
+    if chosen is None:
+        smallest = min(options, key=lambda o: o.peak_vram_gib)
+        reasons.append(f"nothing fits on {biggest.name} ({biggest.free_gib:.1f} GiB free): the smallest setup, "
+                       f"{smallest.method} with batch 1 and gradient checkpointing, needs about "
+                       f"{smallest.peak_vram_gib:.1f} GiB; use a bigger GPU, several GPUs, or a shorter max_length "
+                       f"(now {seq_len})")
+        chosen = smallest
+    else:
+        # The smallest card that holds the chosen method, so the big ones stay free.
+        for t in sorted(targets, key=lambda t: t.free_gib):
+            o = best_for_method(spec, chosen.method, t, seq_len, rows)
+            if o.fits:
+                chosen, gpu = o, t
+                break
+        if len(targets) > 1:
+            reasons.append(f"{gpu.name} (GPU {gpu.index}) is the smallest card that holds it; the larger ones stay free")
+        worse = [o.method for o in options[:options.index(next(o for o in options if o.method == chosen.method))]]
+        if worse:
+            reasons.append(f"{' and '.join(worse)} would not fit in {SAFETY:.0%} of {biggest.free_gib:.1f} GiB")
+        reasons.append(QUALITY[chosen.method])
+        s = chosen.setup
+        reasons.append(f"estimated peak {chosen.peak_vram_gib:.1f} GiB of {gpu.free_gib:.1f} GiB free "
+                       f"({gpu.free_gib - chosen.peak_vram_gib:.1f} GiB to spare)")
+        reasons.append(f"micro-batch {s.batch} x {max(1, TARGET_EFFECTIVE_BATCH // s.batch)} accumulation steps "
+                       f"= effective batch {s.batch * max(1, TARGET_EFFECTIVE_BATCH // s.batch)}")
+        if not s.grad_ckpt:
+            reasons.append("gradient checkpointing is off: it is not needed to fit, and skipping it saves ~25% compute")
+        elif _evaluate(spec, replace(s, grad_ckpt=False), gpu).fits:
+            reasons.append(f"gradient checkpointing is on: it lets a micro-batch of {s.batch} fit, which the speed "
+                           "model rates faster than a smaller batch without it")
+        else:
+            reasons.append("gradient checkpointing is on: without it the activations would not fit")
+        if s.method != "full":
+            reasons.append(f"rank {s.rank} (alpha {2 * s.rank})" + (
+                ": 70B-class models take higher ranks" if s.rank == 32 else
+                ": a small dataset needs a small adapter" if s.rank == 8 else ""))
+        if s.optimizer != "adamw":
+            reasons.append(f"optimizer {s.optimizer}: 8-bit states cut optimizer memory by 4x")
+    alternatives = [o.summary() for o in options if o.method != chosen.method]
+    return Suggestion(method=chosen.method, fits=chosen.fits, peak_vram_gib=chosen.peak_vram_gib, gpu=gpu.name,
+                      gpu_index=gpu.index, settings=chosen.settings(), alternatives=alternatives, reasons=reasons,
+                      tokens_per_s=chosen.tokens_per_s, breakdown=chosen.breakdown)
+
+
+def setup_from_profile(profile: Profile, bf16: bool = True) -> Setup:
+    """The estimator's view of a profile."""
+    m, d, t = profile.method, profile.data, profile.train
+    dtype = profile.model.dtype if profile.model.dtype != "auto" else ("bf16" if bf16 else "fp16")
+    return Setup(method=m.type, rank=m.rank, targets=tuple(m.target_modules), dropout=m.dropout, dora=m.use_dora,
+                 double_quant=m.double_quant, batch=t.batch_size, seq_len=d.max_length,
+                 seq_kind="packed" if d.packing else "dynamic", grad_ckpt=t.gradient_checkpointing,
+                 optimizer=profile.optimizer, dtype=dtype, loss="chunked")
+
+
+@dataclass
+class Review:
+    fits: bool
+    peak_vram_gib: float
+    free_gib: float
+    gpu: str
+    message: str
+    fixes: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def review_profile(spec: ModelSpec, setup: Setup, target: Target) -> Review:
+    """Does the profile fit, and if not, which single changes make it fit."""
+    base = estimate_memory(spec, setup)
+    limit = SAFETY * target.free_gib
+    gb = lambda x: f"{x:.1f} GiB"  # noqa: E731
+    changes: list[tuple[str, Setup]] = []
+    if not setup.grad_ckpt:
+        changes.append(("set train.gradient_checkpointing = true", replace(setup, grad_ckpt=True)))
+    if setup.batch > 1:
+        changes.append((f"set train.batch_size = {setup.batch // 2} and double train.grad_accum",
+                        replace(setup, batch=setup.batch // 2)))
+    if setup.method == "full":
+        changes.append(("switch method.type to \"lora\"", replace(setup, method="lora", optimizer="adamw")))
+    if setup.method in ("full", "lora"):
+        changes.append(("switch to QLoRA (method.type = \"qlora\")",
+                        replace(setup, method="qlora", optimizer="paged_adamw_8bit")))
+    if setup.optimizer in ("adamw", "adamw_foreach") and setup.method == "full":
+        changes.append(("set train.optimizer = \"paged_adamw_8bit\"", replace(setup, optimizer="paged_adamw_8bit")))
+    if setup.seq_len > 512:
+        changes.append((f"set data.max_length = {setup.seq_len // 2}", replace(setup, seq_len=setup.seq_len // 2)))
+    fixes = []
+    for text, changed in changes:
+        est = estimate_memory(spec, changed)
+        saving = base.peak_vram_gib - est.peak_vram_gib
+        if saving > 0.05:
+            fixes.append({"change": text, "saves_gib": round(saving, 2), "peak_vram_gib": est.peak_vram_gib,
+                          "fits": est.peak_vram_gib <= limit})
+    fixes.sort(key=lambda f: (not f["fits"], -f["saves_gib"]))
+    if base.peak_vram_gib <= limit:
+        message = (f"fits with {gb(target.free_gib - base.peak_vram_gib)} to spare "
+                   f"(estimated peak {gb(base.peak_vram_gib)} of {gb(target.free_gib)} free on {target.name})")
+    else:
+        shown = [f"{f['change']} (-{gb(f['saves_gib'])})" for f in fixes[:3]]
+        message = (f"will run out of memory at ~{gb(base.peak_vram_gib)} on a {gb(target.total_gib)} card "
+                   f"({target.name}, {gb(target.free_gib)} free); " + (" or ".join(shown) if shown else
+                                                                      "no single change is enough: use a bigger GPU"))
+    return Review(fits=base.peak_vram_gib <= limit, peak_vram_gib=base.peak_vram_gib, free_gib=target.free_gib,
+                  gpu=target.name, message=message, fixes=fixes)
