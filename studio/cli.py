@@ -14,7 +14,8 @@ from typing import Any
 
 from studio import display
 from studio.data import DataError, check_bad_rows, is_local, load_local
-from studio.cli_plan import PlanError, add_plan_commands
+from studio.cli_plan import PlanError, add_plan_commands, run_estimate
+from studio.history import save_estimate
 from studio.events import EventTail
 from studio.paths import bundled_profiles_dir, user_profiles_dir
 from studio.profile import METHODS, Profile, ProfileError, load_profile, profile_from_dict, save_profile
@@ -242,6 +243,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         profile = replace(profile, train=replace(profile.train, max_steps=args.max_steps))
     check_data(profile)
     run = create_run(profile.to_toml(), path.stem)
+    estimate = run_estimate(profile)
+    if estimate:
+        save_estimate(run, estimate)  # beside what the run measures, to correct later estimates
     tail = events_tail(run)
     proc = launch(run)
     if not args.json:

@@ -204,7 +204,82 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_estimate(profile: Profile) -> dict[str, Any] | None:
+    """The estimate for a run about to start on this machine's first GPU (None on CPU or unknown models)."""
+    targets, _ = targets_from_args(argparse.Namespace())
+    if not targets:
+        return None
+    target = targets[0]
+    try:
+        spec = lookup_model(profile.model.name)
+        setup = setup_from_profile(profile, target.spec.bf16 if target.spec else True)
+        mem = estimate_memory(spec, setup)
+    except (CatalogError, EstimateError):
+        return None
+    speed = estimate_speed(spec, setup, target.spec) if target.spec else None
+    return {"gpu": target.name, "method": setup.method, "model": spec.id,
+            "peak_vram_gib": mem.peak_vram_gib, "peak_reserved_gib": mem.peak_reserved_gib,
+            "peak_allocated_gib": mem.peak_allocated_gib, "breakdown": mem.breakdown,
+            "tokens_per_s": speed.tokens_per_s if speed else None}
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from studio.cli import _watch, profile_path
+    from studio.history import save_estimate
+    from studio.runs import create_run, events_tail, launch
+
+    path = profile_path(args.profile)
+    profile = load_profile(path)
+    t = replace(profile.train, max_steps=args.steps, logging_steps=1, eval_steps=0,
+                batch_size=args.batch or profile.train.batch_size, grad_accum=1)
+    d = replace(profile.data, max_length=args.seq_len or profile.data.max_length)
+    m = replace(profile.model, random_init=not profile.model.name.startswith("builtin:"))
+    profile = replace(profile, train=t, data=d, model=m)
+    run = create_run(profile.to_toml(), f"probe-{path.stem}")
+    estimate = run_estimate(profile)
+    if estimate:
+        save_estimate(run, estimate)
+    tail = events_tail(run)
+    proc = launch(run, probe=True)
+    status = _watch(run, proc, True, tail)
+    end = run.timeline().end or {}
+    steps = [s for s in run.timeline().steps.values()]
+    result: dict[str, Any] = {"run": run.id, "status": status, "steps": len(steps), "estimate": estimate,
+                              "measured": {k: end.get(k) for k in ("gpu_mem_peak_gib", "gpu_mem_peak_reserved_gib",
+                                                                   "rss_peak_gib", "train_tokens_per_s")}}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0 if status == "completed" else 1
+    if status != "completed":
+        print(f"probe {status}: {end.get('message', '')}\n  {end.get('advice', '')}")
+        return 1
+    meas = result["measured"]
+    print(f"probe of {path.stem}: {len(steps)} steps ran ({profile.method.type}, batch {t.batch_size} x {d.max_length} tokens)")
+    if meas["gpu_mem_peak_gib"]:
+        print(f"  measured: peak allocated {max(meas['gpu_mem_peak_gib']):.2f} GiB, "
+              f"reserved {max(meas['gpu_mem_peak_reserved_gib']):.2f} GiB, {meas['train_tokens_per_s']:,.0f} tokens/s")
+    else:
+        print(f"  measured on the CPU: peak RSS {meas['rss_peak_gib']:.2f} GiB, {meas['train_tokens_per_s']:,.0f} tokens/s")
+    if estimate:
+        print(f"  estimated: peak allocated {estimate['peak_allocated_gib']:.2f} GiB, reserved "
+              f"{estimate['peak_reserved_gib']:.2f} GiB" + (f", {estimate['tokens_per_s']:,.0f} tokens/s"
+                                                             if estimate["tokens_per_s"] else ""))
+    else:
+        print("  no GPU estimate to compare with (CPU run, or a model outside the catalog)")
+    return 0
+
+
 def add_plan_commands(sub: Any) -> None:
+    p = sub.add_parser("probe", help="run a few steps of a profile (random weights) and measure memory and speed")
+    p.add_argument("profile")
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--batch", type=int, help="override the micro-batch")
+    p.add_argument("--seq-len", type=int, help="override max_length (rows are filled to it)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_probe)
+
     p = sub.add_parser("gpus", help="the GPUs studio sees (NVML), or STUDIO_GPUS")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_gpus)

@@ -57,6 +57,8 @@ class ModelSection:
     dtype: str = _spec("auto", "weights and compute dtype; auto = bf16 where supported, else fp16; fp32 on CPU", choices=DTYPES)
     attn_implementation: str = _spec("auto", "attention kernel", choices=ATTENTION)
     trust_remote_code: bool = _spec(False, "run modelling code shipped with the model (off unless you trust it)")
+    random_init: bool = _spec(False, "build the model from its config with random weights (probing memory and "
+                              "speed without downloading weights)")
 
 
 @dataclass(frozen=True)

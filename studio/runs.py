@@ -181,21 +181,24 @@ def create_run(profile_text: str, profile_name: str, home_runs: Path | None = No
     raise RunError(f"cannot create a run folder under {base}: too many runs started this second")
 
 
-def trainer_command(run: Run, resume: bool) -> list[str]:
+def trainer_command(run: Run, resume: bool, probe: bool = False) -> list[str]:
     cmd = [sys.executable, "-m", "studio.trainer", str(run.dir.resolve())]
     if resume:
         cmd.append("--resume")
+    if probe:
+        cmd.append("--probe")
     return cmd
 
 
-def launch(run: Run, resume: bool = False) -> subprocess.Popen[bytes]:
+def launch(run: Run, resume: bool = False, probe: bool = False) -> subprocess.Popen[bytes]:
     """Start the trainer in its own session; it outlives this process and the terminal."""
     if run.is_alive():
         raise RunError(f"run {run.id} is already running (pid {run.pid}); follow it with `studio logs {run.id} --follow`")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    # PCI bus order makes CUDA's device indices agree with NVML's.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", CUDA_DEVICE_ORDER="PCI_BUS_ID")
     with run.log_path.open("ab") as log:
         proc = subprocess.Popen(
-            trainer_command(run, resume),
+            trainer_command(run, resume, probe),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=run.dir,
         )

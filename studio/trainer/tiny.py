@@ -27,11 +27,10 @@ def row_texts(rows: Iterable[dict[str, Any]]) -> Iterable[str]:
             yield from (row[k] for k in ("prompt", "completion", "text") if isinstance(row.get(k), str))
 
 
-def build_tiny_model(out_dir: Path, rows: list[dict[str, Any]], seed: int, vocab_size: int = 1024) -> None:
-    """Train a tokenizer on `rows`, build a random-weight Llama, save both to `out_dir`."""
-    import torch
+def train_tokenizer(rows: list[dict[str, Any]], vocab_size: int = 1024) -> Any:
+    """A byte-level BPE tokenizer trained on the rows' text, with a chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -42,6 +41,15 @@ def build_tiny_model(out_dir: Path, rows: list[dict[str, Any]], seed: int, vocab
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>",
                                      pad_token="<|pad|>", model_max_length=TINY_CONFIG["max_position_embeddings"])
     hf_tok.chat_template = CHAT_TEMPLATE
+    return hf_tok
+
+
+def build_tiny_model(out_dir: Path, rows: list[dict[str, Any]], seed: int, vocab_size: int = 1024) -> None:
+    """Train a tokenizer on `rows`, build a random-weight Llama, save both to `out_dir`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf_tok = train_tokenizer(rows, vocab_size)
     # BPE may stop short of vocab_size: the model's vocabulary is what the tokenizer really has.
     config = LlamaConfig(vocab_size=len(hf_tok), bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
                          pad_token_id=hf_tok.pad_token_id, **TINY_CONFIG)

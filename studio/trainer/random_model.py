@@ -1,0 +1,108 @@
+"""Models built from a config with random weights, for probing memory and speed.
+
+Memory and speed do not depend on the weights, so a probe needs only the
+config: from a local folder, studio's catalog, or the hub (config.json only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from studio.catalog import CatalogError, ModelSpec, lookup_model
+from studio.profile import Profile
+from studio.trainer.failures import ConfigError
+
+PROBE_WORDS = ("the quick brown fox jumps over a lazy dog while seven small birds sing about rain "
+               "models learn patterns from data and memory grows with every token in the batch").split()
+
+
+def config_from_spec(spec: ModelSpec) -> Any:
+    """A transformers config with the catalog entry's shapes."""
+    import transformers as tf
+
+    common = dict(vocab_size=spec.vocab, hidden_size=spec.hidden, num_hidden_layers=spec.layers,
+                  num_attention_heads=spec.heads, tie_word_embeddings=spec.tied, max_position_embeddings=8192)
+    if spec.arch == "llama":
+        return tf.LlamaConfig(intermediate_size=spec.intermediate, num_key_value_heads=spec.kv_heads,
+                              head_dim=spec.hd, attention_bias=spec.qkv_bias, **common)
+    if spec.arch == "mixtral":
+        return tf.MixtralConfig(intermediate_size=spec.intermediate, num_key_value_heads=spec.kv_heads,
+                                num_local_experts=spec.experts, num_experts_per_tok=spec.experts_per_token, **common)
+    if spec.arch == "phi3":
+        return tf.Phi3Config(intermediate_size=spec.intermediate, num_key_value_heads=spec.kv_heads, **common)
+    if spec.arch == "phi":
+        return tf.PhiConfig(intermediate_size=spec.intermediate, num_key_value_heads=spec.kv_heads, **common)
+    if spec.arch == "neox":
+        return tf.GPTNeoXConfig(intermediate_size=spec.intermediate, **common)
+    if spec.arch == "falcon":
+        return tf.FalconConfig(num_kv_heads=spec.kv_heads, new_decoder_architecture=spec.kv_heads > 1,
+                               multi_query=spec.kv_heads == 1, ffn_hidden_size=spec.intermediate,
+                               **{k: v for k, v in common.items() if k != "max_position_embeddings"})
+    if spec.arch == "bigcode":
+        return tf.GPTBigCodeConfig(n_embd=spec.hidden, n_layer=spec.layers, n_head=spec.heads,
+                                   n_inner=spec.intermediate, vocab_size=spec.vocab, multi_query=spec.kv_heads == 1,
+                                   n_positions=8192)
+    raise ConfigError(f"model.random_init: {spec.id} ({spec.arch}) needs its own modelling code; "
+                      "point model.name at a local folder with its config.json and code")
+
+
+def load_config(profile: Profile) -> Any:
+    from transformers import AutoConfig
+
+    name = profile.model.name
+    trust = profile.model.trust_remote_code
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return AutoConfig.from_pretrained(local, trust_remote_code=trust)
+    try:
+        spec = lookup_model(name)
+        if spec.source == "catalog":
+            return config_from_spec(spec)
+    except CatalogError:
+        pass
+    from huggingface_hub import hf_hub_download
+
+    from studio.trainer.hub import DownloadError, describe_hub_error
+
+    try:
+        path = hf_hub_download(name, "config.json", revision=profile.model.revision)
+    except Exception as e:
+        raise DownloadError(describe_hub_error(name, "model config", e)) from e
+    return AutoConfig.from_pretrained(Path(path).parent, trust_remote_code=trust)
+
+
+def tokenizer_for(profile: Profile, rows: list[dict[str, Any]], vocab_size: int) -> Any:
+    """The model's own tokenizer when it can be had; otherwise one trained on the rows (ids stay in range)."""
+    from transformers import AutoTokenizer
+
+    name = profile.model.name
+    try:
+        return AutoTokenizer.from_pretrained(name, revision=profile.model.revision,
+                                             trust_remote_code=profile.model.trust_remote_code)
+    except Exception:  # offline, gated or not on the hub: the weights are random anyway
+        from studio.trainer.tiny import train_tokenizer
+
+        return train_tokenizer(rows, min(vocab_size, 4096))
+
+
+def prepare_random_model(profile: Profile, folder: Path, rows: list[dict[str, Any]], qlora: bool) -> None:
+    """Write config and tokenizer (and, for QLoRA, random weights to quantize) into `folder`."""
+    config = load_config(profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(folder)
+    tokenizer_for(profile, rows, config.vocab_size).save_pretrained(folder)
+    if qlora:
+        # bitsandbytes quantizes while loading, so the random weights go through disk once.
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
+
+
+def probe_rows(max_length: int, count: int, seed: int) -> list[dict[str, Any]]:
+    """Text rows long enough to fill max_length tokens: the worst case for memory."""
+    import random
+
+    rng = random.Random(seed)
+    return [{"text": " ".join(rng.choice(PROBE_WORDS) for _ in range(max_length + 8))} for _ in range(count)]
