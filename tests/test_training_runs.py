@@ -314,3 +314,23 @@ def test_find_run_by_prefix_and_last(tmp_path: Path, chat_data: Path) -> None:
     assert find_run("last") == b
     assert find_run("alpha") == a and find_run(str(b.dir)) == b
     assert a.status() == "crashed"  # a folder whose trainer never wrote `end`
+
+
+def test_probe_builds_random_weights_from_a_config(tmp_path: Path, chat_data: Path) -> None:
+    model_dir = tmp_path / "cfg"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 2000, "tie_word_embeddings": False,
+        "max_position_embeddings": 512}))
+    profile = write_profile(tmp_path / "p.toml", chat_data, model={"name": str(model_dir)}, method={"type": "qlora"},
+                            train={"optimizer": "auto"})
+    proc = studio("probe", str(profile), "--steps", "2", "--seq-len", "64", "--batch", "2", "--json")
+    result = json.loads(proc.stdout)
+    assert result["status"] == "completed", proc.stderr
+    assert result["steps"] == 2 and result["measured"]["rss_peak_gib"] > 0
+    run_dir = Path(os.environ["STUDIO_HOME"]) / "runs" / result["run"]
+    tl = load_timeline(run_dir)
+    assert tl.start["total_params"] > 2000 * 128 * 2  # the config's vocabulary, untied
+    assert tl.preflight["truncated_rows"] == tl.preflight["rows"]  # rows fill max_length
+    assert not (run_dir / "final").exists() and not list(run_dir.glob("checkpoints/checkpoint-*"))
