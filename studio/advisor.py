@@ -224,3 +224,23 @@ def review_profile(spec: ModelSpec, setup: Setup, target: Target) -> Review:
                                                                       "no single change is enough: use a bigger GPU"))
     return Review(fits=base.peak_vram_gib <= limit, peak_vram_gib=base.peak_vram_gib, free_gib=target.free_gib,
                   gpu=target.name, message=message, fixes=fixes)
+
+
+def revised_for_oom(profile: Profile) -> Profile:
+    """The profile with the gentlest change that lowers peak memory after an out-of-memory failure.
+
+    Keeps the effective batch when it halves the micro-batch; otherwise turns on gradient
+    checkpointing, then 8-bit optimizer states, then QLoRA, then a shorter max_length.
+    """
+    t, m, d = profile.train, profile.method, profile.data
+    if t.batch_size > 1:
+        return replace(profile, train=replace(t, batch_size=t.batch_size // 2, grad_accum=t.grad_accum * 2))
+    if not t.gradient_checkpointing:
+        return replace(profile, train=replace(t, gradient_checkpointing=True))
+    if profile.optimizer == "adamw" and m.type == "full":
+        return replace(profile, train=replace(t, optimizer="paged_adamw_8bit"))
+    if m.type == "lora":
+        return replace(profile, method=replace(m, type="qlora"), train=replace(t, optimizer="auto"))
+    if d.max_length > 256:
+        return replace(profile, data=replace(d, max_length=d.max_length // 2))
+    return profile

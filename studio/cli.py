@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -13,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from studio import display
-from studio.data import DataError, check_bad_rows, is_local, load_local
-from studio.cli_plan import PlanError, add_plan_commands, run_estimate
-from studio.history import save_estimate
+from studio.data import DataError, is_local
+from studio.cli_plan import PlanError, add_plan_commands
 from studio.events import EventTail
 from studio.paths import bundled_profiles_dir, user_profiles_dir
 from studio.profile import METHODS, Profile, ProfileError, load_profile, profile_from_dict, save_profile
-from studio.runs import FINAL, Run, RunError, create_run, events_tail, find_run, follow, launch, list_runs, resume_run, stop_run
+from studio.runs import FINAL, Run, RunError, events_tail, find_run, follow, list_runs, resume_run, stop_run
+from studio.start import check_data, start_run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
 
@@ -49,14 +48,6 @@ def all_profiles() -> list[tuple[str, str, Path]]:
         if folder.is_dir():
             out.extend((p.stem, origin, p) for p in sorted(folder.glob("*.toml")))
     return out
-
-
-def check_data(profile: Profile) -> None:
-    """Fail fast on a dataset that cannot be read, before a run folder is made."""
-    if not is_local(profile.data.path):
-        return  # hub datasets are fetched and checked by the trainer
-    ds = load_local(profile.data.path, profile.data.format)
-    check_bad_rows(ds, profile.data.on_bad_rows)
 
 
 def cmd_profile_check(args: argparse.Namespace) -> int:
@@ -237,17 +228,8 @@ def _report(run: Run, status: str, as_json: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    path = profile_path(args.profile)
-    profile = load_profile(path)
-    if args.max_steps is not None:
-        profile = replace(profile, train=replace(profile.train, max_steps=args.max_steps))
-    check_data(profile)
-    run = create_run(profile.to_toml(), path.stem)
-    estimate = run_estimate(profile)
-    if estimate:
-        save_estimate(run, estimate)  # beside what the run measures, to correct later estimates
-    tail = events_tail(run)
-    proc = launch(run)
+    run, proc = start_run(profile_path(args.profile), args.max_steps)
+    tail = events_tail(run, from_start=True)
     if not args.json:
         print(f"run {run.id}: {run.dir}")
     if args.detach:

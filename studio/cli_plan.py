@@ -10,7 +10,7 @@ from studio import display
 from studio.advisor import SAFETY, Target, review_profile, setup_from_profile, suggest_method
 from studio.catalog import CatalogError, catalog_gpus, catalog_models, lookup_gpu, lookup_model
 from studio.estimate import BREAKDOWN, OPTIMIZERS, STRATEGIES, EstimateError, Setup, estimate_memory, estimate_speed
-from studio.history import correction_for
+from studio.history import correction_for, run_estimate
 from studio.inventory import current_inventory, spec_for
 from studio.profile import Profile, load_profile
 
@@ -202,25 +202,6 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         print(f"  alternative: {a['method']:5} {'fits' if a['fits'] else 'does not fit'}, ~{a['peak_vram_gib']:.1f} GiB"
               + (f", ~{a['tokens_per_s']:,.0f} tokens/s" if a['tokens_per_s'] else ""))
     return 0
-
-
-def run_estimate(profile: Profile) -> dict[str, Any] | None:
-    """The estimate for a run about to start on this machine's first GPU (None on CPU or unknown models)."""
-    targets, _ = targets_from_args(argparse.Namespace())
-    if not targets:
-        return None
-    target = targets[0]
-    try:
-        spec = lookup_model(profile.model.name)
-        setup = setup_from_profile(profile, target.spec.bf16 if target.spec else True)
-        mem = estimate_memory(spec, setup)
-    except (CatalogError, EstimateError):
-        return None
-    speed = estimate_speed(spec, setup, target.spec) if target.spec else None
-    return {"gpu": target.name, "method": setup.method, "model": spec.id,
-            "peak_vram_gib": mem.peak_vram_gib, "peak_reserved_gib": mem.peak_reserved_gib,
-            "peak_allocated_gib": mem.peak_allocated_gib, "breakdown": mem.breakdown,
-            "tokens_per_s": speed.tokens_per_s if speed else None}
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

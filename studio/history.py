@@ -9,8 +9,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from studio.advisor import setup_from_profile
 from studio.atomic import write_json
+from studio.catalog import CatalogError, lookup_model
+from studio.estimate import EstimateError, estimate_memory, estimate_speed
 from studio.events import load_timeline
+from studio.inventory import current_inventory, spec_for
+from studio.profile import Profile
 from studio.runs import Run, list_runs
 
 ESTIMATE_FILE = "estimate.json"
@@ -51,3 +56,23 @@ def correction_for(gpu: str | None, method: str, runs_base: Path | None = None) 
     if len(factors) < MIN_RUNS:
         return None
     return {"vram_factor": round(statistics.median(factors), 4), "runs": len(factors), "gpu": gpu, "method": method}
+
+
+def run_estimate(profile: Profile) -> dict[str, Any] | None:
+    """The estimate for a run about to start on this machine's first GPU (None on CPU or unknown models)."""
+    inventory = current_inventory()
+    if not inventory.gpus:
+        return None
+    gpu = inventory.gpus[0]
+    target_spec = spec_for(gpu)
+    try:
+        spec = lookup_model(profile.model.name)
+        setup = setup_from_profile(profile, gpu.bf16)
+        mem = estimate_memory(spec, setup)
+    except (CatalogError, EstimateError):
+        return None
+    speed = estimate_speed(spec, setup, target_spec) if target_spec else None
+    return {"gpu": gpu.name, "method": setup.method, "model": spec.id,
+            "peak_vram_gib": mem.peak_vram_gib, "peak_reserved_gib": mem.peak_reserved_gib,
+            "peak_allocated_gib": mem.peak_allocated_gib, "breakdown": mem.breakdown,
+            "tokens_per_s": speed.tokens_per_s if speed else None}

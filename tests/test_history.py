@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 from studio.cli import main
 from studio.events import EventWriter
 from studio.history import correction_for, save_estimate

@@ -1,0 +1,53 @@
+"""Run health from its events: NaN or exploding loss, a throughput collapse,
+thermal throttling and a stalled GPU. Pure functions over a Timeline."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from studio.events import Timeline
+
+THROTTLE_C = 85.0
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str      # loss | speed | thermal | stall
+    message: str
+
+
+def health_alerts(tl: Timeline, running: bool, now: float | None = None) -> list[Alert]:
+    now = time.time() if now is None else now
+    steps = [tl.steps[s] for s in sorted(tl.steps)]
+    alerts: list[Alert] = []
+    if not steps:
+        return alerts
+    last = steps[-1]
+    losses = [s["loss"] for s in steps if isinstance(s.get("loss"), (int, float))]
+    if losses and not math.isfinite(losses[-1]):
+        alerts.append(Alert("loss", f"loss is {losses[-1]} at step {last['step']}: lower train.learning_rate "
+                                    "or check the data; `studio stop` keeps the last good checkpoint"))
+    elif len(losses) >= 5:
+        best = min(losses[:-1])
+        if losses[-1] > 3 * max(best, 1e-3) and losses[-1] > losses[0]:
+            alerts.append(Alert("loss", f"loss is exploding ({losses[-1]:.3g}, best {best:.3g}): lower "
+                                        "train.learning_rate or raise warmup"))
+    rates = [s["tokens_per_s"] for s in steps if s.get("tokens_per_s")]
+    if len(rates) >= 6 and running:
+        typical = sorted(rates[:-3])[len(rates[:-3]) // 2]
+        if max(rates[-3:]) < 0.3 * typical:
+            alerts.append(Alert("speed", f"tokens/s fell to {rates[-1]:,.0f} from a typical {typical:,.0f}: "
+                                         "another process on the GPU, swapping, or throttling"))
+    temps = [t for t in (last.get("nvml_temp_c") or []) if t is not None]
+    if temps and max(temps) >= THROTTLE_C:
+        alerts.append(Alert("thermal", f"GPU at {max(temps):.0f} C: it throttles its clocks; check cooling"))
+    if running and len(steps) >= 3:
+        gaps = [b["time"] - a["time"] for a, b in zip(steps, steps[1:]) if "time" in a and "time" in b]
+        typical_gap = sorted(gaps)[len(gaps) // 2] if gaps else 0
+        idle = now - last.get("time", now)
+        if typical_gap > 0 and idle > max(30.0, 10 * typical_gap):
+            alerts.append(Alert("stall", f"no step for {idle:.0f} s (usually every {typical_gap:.1f} s): "
+                                         "the GPU may sit idle in a data-loading stall or the run hangs"))
+    return alerts
