@@ -191,28 +191,35 @@ def review_profile(spec: ModelSpec, setup: Setup, target: Target) -> Review:
     base = estimate_memory(spec, setup)
     limit = SAFETY * target.free_gib
     gb = lambda x: f"{x:.1f} GiB"  # noqa: E731
-    changes: list[tuple[str, Setup]] = []
+    # (what to tell the user, the setup after the change, the profile keys to set)
+    changes: list[tuple[str, Setup, dict[str, Any]]] = []
     if not setup.grad_ckpt:
-        changes.append(("set train.gradient_checkpointing = true", replace(setup, grad_ckpt=True)))
+        changes.append(("set train.gradient_checkpointing = true", replace(setup, grad_ckpt=True),
+                        {"train.gradient_checkpointing": True}))
     if setup.batch > 1:
         changes.append((f"set train.batch_size = {setup.batch // 2} and double train.grad_accum",
-                        replace(setup, batch=setup.batch // 2)))
+                        replace(setup, batch=setup.batch // 2),
+                        {"train.batch_size": setup.batch // 2, "train.grad_accum": "x2"}))
     if setup.method == "full":
-        changes.append(("switch method.type to \"lora\"", replace(setup, method="lora", optimizer="adamw")))
+        changes.append(("switch method.type to \"lora\"", replace(setup, method="lora", optimizer="adamw"),
+                        {"method.type": "lora", "train.optimizer": "auto"}))
     if setup.method in ("full", "lora"):
         changes.append(("switch to QLoRA (method.type = \"qlora\")",
-                        replace(setup, method="qlora", optimizer="paged_adamw_8bit")))
+                        replace(setup, method="qlora", optimizer="paged_adamw_8bit"),
+                        {"method.type": "qlora", "train.optimizer": "auto"}))
     if setup.optimizer in ("adamw", "adamw_foreach") and setup.method == "full":
-        changes.append(("set train.optimizer = \"paged_adamw_8bit\"", replace(setup, optimizer="paged_adamw_8bit")))
+        changes.append(("set train.optimizer = \"paged_adamw_8bit\"", replace(setup, optimizer="paged_adamw_8bit"),
+                        {"train.optimizer": "paged_adamw_8bit"}))
     if setup.seq_len > 512:
-        changes.append((f"set data.max_length = {setup.seq_len // 2}", replace(setup, seq_len=setup.seq_len // 2)))
+        changes.append((f"set data.max_length = {setup.seq_len // 2}", replace(setup, seq_len=setup.seq_len // 2),
+                        {"data.max_length": setup.seq_len // 2}))
     fixes = []
-    for text, changed in changes:
+    for text, changed, keys in changes:
         est = estimate_memory(spec, changed)
         saving = base.peak_vram_gib - est.peak_vram_gib
         if saving > 0.05:
             fixes.append({"change": text, "saves_gib": round(saving, 2), "peak_vram_gib": est.peak_vram_gib,
-                          "fits": est.peak_vram_gib <= limit})
+                          "fits": est.peak_vram_gib <= limit, "set": keys})
     fixes.sort(key=lambda f: (not f["fits"], -f["saves_gib"]))
     if base.peak_vram_gib <= limit:
         message = (f"fits with {gb(target.free_gib - base.peak_vram_gib)} to spare "

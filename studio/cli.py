@@ -379,15 +379,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
     p.set_defaults(func=cmd_export)
     add_plan_commands(sub)
+
+    p = sub.add_parser("ui", help="open the app (the same as `studio` alone)")
+    p.set_defaults(func=cmd_ui)
+    p = sub.add_parser("demo", help="start the tiny demo run and watch it in the app")
+    p.add_argument("--max-steps", type=int, help="override the demo's max_steps")
+    p.add_argument("--headless", action="store_true", help="start the run only; print its id as JSON")
+    p.set_defaults(func=cmd_demo)
     return parser
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from studio.ui.app import run_app
+
+    return run_app()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the tiny demo run and open the app on its monitor."""
+    run, _ = start_run(profile_path("tiny-demo"), args.max_steps)
+    if args.headless:
+        print(json.dumps({"id": run.id, "dir": str(run.dir), "status": "running"}))
+        return EXIT_OK
+    from studio.ui.app import run_app
+
+    return run_app(open_run=run)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_OK
+        args.func = cmd_ui
     try:
         return int(args.func(args))
     except ProfileError as e:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,7 +22,7 @@ from studio.events import EventTail, Timeline
 from studio.health import health_alerts
 from studio.hardware import Inventory
 from studio.profile import ProfileError, load_profile, save_profile
-from studio.runs import Run, RunError
+from studio.runs import Run
 from studio.ui.widgets import LossChart, memory_lines
 
 LOG_LINES = 500
@@ -92,6 +91,7 @@ class RunMonitor(Screen):
 
     def on_mount(self) -> None:
         self.title = f"run {self.run.id}"
+        self.show_gpus(self.app.inventory)
         self.refresh_from_files()
         self.set_interval(REFRESH_S, self.refresh_from_files)
 
@@ -138,8 +138,7 @@ class RunMonitor(Screen):
             lr, gn = last.get("learning_rate"), last.get("grad_norm")
             self.query_one("#progress-text", Static).update(
                 f" step {last['step']}/{max_steps or '?'} · epoch {last.get('epoch', 0):.2f} · "
-                f"ETA {display.duration(last.get('eta_s'))} · lr {lr:.2e} · grad {gn:.2f}"
-                if isinstance(lr, (int, float)) and isinstance(gn, (int, float)) else f" step {last['step']}")
+                f"ETA {display.duration(last.get('eta_s'))}")
         steps = [tl.steps[s] for s in sorted(tl.steps)]
         self.query_one(LossChart).plot([(s["step"], s.get("loss")) for s in steps],
                                        [(e["step"], e["eval_loss"]) for e in (tl.evals[k] for k in sorted(tl.evals))])
@@ -147,6 +146,13 @@ class RunMonitor(Screen):
         if rates:
             avg = sum(rates) / len(rates)
             speed = Text.assemble(("tokens/s ", "bold"), f"{rates[-1]:,.0f} now · {avg:,.0f} avg")
+            lr, gn = (last or {}).get("learning_rate"), (last or {}).get("grad_norm")
+            if isinstance(lr, (int, float)):
+                speed.append(f"\nlr {lr:.2e}")
+            if isinstance(gn, (int, float)):
+                speed.append(f" · grad norm {gn:.2f}")
+            if isinstance((last or {}).get("loss"), (int, float)):
+                speed.append(f"\nloss {last['loss']:.4f}", style="bold")
             if last and last.get("energy_kwh") is not None:
                 speed.append(f"\nenergy {last['energy_kwh']:.4f} kWh")
             self.query_one("#speed-text", Static).update(speed)
@@ -160,8 +166,8 @@ class RunMonitor(Screen):
     def error_text(self) -> Text:
         end, status = self.timeline.end, self.status
         if status == "crashed":
-            return Text(f"The trainer exited without a final event (killed or crashed). Press u to resume "
-                        f"from the last checkpoint; the log below shows what happened.", style="bold red")
+            return Text("The trainer exited without a final event (killed or crashed). Press u to resume "
+                        "from the last checkpoint; the log below shows what happened.", style="bold red")
         if not end or end.get("status") != "failed":
             if end and end.get("message"):
                 return Text(f"{end['message']}. {end.get('advice', '')}", style="yellow")
@@ -214,9 +220,3 @@ class RunMonitor(Screen):
         self.notify("saved the revised profile (the original is profile.orig.toml); resuming")
         self.action_resume()
 
-    def status_summary(self) -> dict[str, Any]:
-        return {"status": self.status, "steps": len(self.timeline.steps)}
-
-
-def run_error_message(e: Exception) -> str:
-    return str(e) if isinstance(e, RunError) else f"{type(e).__name__}: {e}"

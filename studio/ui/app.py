@@ -1,0 +1,248 @@
+"""The studio Textual app: one App, screens in their own modules, themes from files.
+
+Slow or risky work (NVML polling, starting a trainer) happens in workers or in
+other processes; errors end up in a notification, never as a traceback over the UI.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.theme import Theme
+
+from studio.data import DataError
+from studio.hardware import Inventory
+from studio.inventory import current_inventory
+from studio.paths import themes_dir, user_profiles_dir
+from studio.profile import Profile, ProfileError, load_profile
+from studio.runs import Run, RunError, resume_run, stop_run
+from studio.settings import Settings
+from studio.ui.dashboard import Dashboard
+from studio.ui.dialogs import Ask, Confirm, Help
+from studio.ui.editor import ProfileEditor
+from studio.ui.monitor import RunMonitor
+
+GPU_REFRESH_S = 1.0
+THEME_KEYS = ("primary", "secondary", "warning", "error", "success", "accent", "foreground", "background",
+              "surface", "panel", "boost", "dark")
+
+
+def load_themes(folder: Path) -> list[Theme]:
+    """Every themes/*.toml that parses; a broken theme file is skipped, not fatal."""
+    themes = []
+    for path in sorted(folder.glob("*.toml")):
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            themes.append(Theme(name=raw.get("name", path.stem), **{k: raw[k] for k in THEME_KEYS if k in raw}))
+        except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError):
+            continue
+    return themes
+
+
+class StudioApp(App[None]):
+    CSS_PATH = "studio.tcss"
+    TITLE = "studio"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("ctrl+p", "command_palette", "Commands", show=False),
+    ]
+
+    def __init__(self, open_run: Run | None = None, inventory: Inventory | None = None, poll_gpus: bool = True):
+        super().__init__()
+        self.settings = Settings.load()
+        self.first_run = open_run
+        self.fixed_inventory = inventory
+        self.poll_gpus = poll_gpus
+        self.inventory = inventory or Inventory([], reason="detecting GPUs")
+
+    # ----------------------------------------------------------- start-up
+
+    def on_mount(self) -> None:
+        for theme in load_themes(themes_dir()):
+            self.register_theme(theme)
+        if self.settings.theme in self.available_themes:
+            self.theme = self.settings.theme
+        self.push_screen(Dashboard())
+        if self.first_run is not None:
+            self.push_screen(RunMonitor(self.first_run))
+        if self.fixed_inventory is None and self.poll_gpus:
+            self.poll_inventory()
+            self.set_interval(GPU_REFRESH_S, self.poll_inventory)
+
+    def watch_theme(self, theme: str) -> None:
+        if getattr(self, "settings", None) and theme != self.settings.theme and theme.startswith("studio"):
+            self.settings.theme = theme
+            try:
+                self.settings.save()
+            except OSError:
+                pass  # the theme still applies; it just is not remembered
+
+    @work(thread=True, exclusive=True, group="gpus")
+    def poll_inventory(self) -> None:
+        inv = current_inventory()  # NVML calls block: keep them off the UI thread
+        self.call_from_thread(self.broadcast_gpus, inv)
+
+    def broadcast_gpus(self, inv: Inventory) -> None:
+        self.inventory = inv
+        for screen in self.screen_stack:
+            if isinstance(screen, (Dashboard, RunMonitor)) and screen.is_mounted:
+                screen.show_gpus(inv)
+
+    # ----------------------------------------------------------- commands
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("New profile", "Create a profile and open it in the editor", self.action_new_profile)
+        yield SystemCommand("Help", "Keys and what they do", self.action_help)
+        if isinstance(screen, Dashboard):
+            yield SystemCommand("Edit profile", "Open the selected profile", screen.action_edit)
+            yield SystemCommand("Run profile", "Start a run of the selected profile", screen.action_run)
+            yield SystemCommand("Open run", "Monitor the selected run", screen.action_open)
+            yield SystemCommand("Stop run", "Gracefully stop the selected run", screen.action_stop)
+            yield SystemCommand("Kill run", "Kill the selected run now", screen.action_kill)
+            yield SystemCommand("Resume run", "Resume the selected run", screen.action_resume)
+            yield SystemCommand("Export run", "Export the selected run's adapter", screen.action_export)
+        if isinstance(screen, RunMonitor):
+            yield SystemCommand("Stop run", "Gracefully stop this run", screen.action_stop)
+            yield SystemCommand("Kill run", "Kill this run now", screen.action_kill)
+            yield SystemCommand("Resume run", "Resume this run", screen.action_resume)
+            yield SystemCommand("Export run", "Export this run's adapter", screen.action_export)
+            yield SystemCommand("Back", "Back to the dashboard", self.pop_screen)
+        if isinstance(screen, ProfileEditor):
+            yield SystemCommand("Save profile", "Save (ctrl+s)", screen.action_save)
+            yield SystemCommand("Save profile as", "Save a copy under a new name", screen.action_save_as)
+            yield SystemCommand("Apply suggestion", "Apply the change that makes it fit", screen.action_apply_suggestion)
+            yield SystemCommand("Run profile", "Save and start a run", screen.action_run)
+            yield SystemCommand("Back", "Back to the dashboard", screen.action_back)
+
+    def action_help(self) -> None:
+        self.push_screen(Help())
+
+    def action_new_profile(self) -> None:
+        def done(name: str | None) -> None:
+            if not name:
+                return
+            path = user_profiles_dir() / (name if name.endswith(".toml") else f"{name}.toml")
+            if path.exists():
+                self.notify(f"{path.name} exists; opening it", severity="warning")
+                self.edit_profile(path)
+                return
+            from studio.paths import bundled_profiles_dir
+
+            try:
+                base = load_profile(bundled_profiles_dir() / "tiny-demo.toml")  # a starting point that runs
+            except ProfileError:
+                base = Profile()
+            self.push_screen(ProfileEditor(None, base, self.gpu_names()))
+            self.screen.path = path  # type: ignore[attr-defined]
+            self.screen.dirty = True  # type: ignore[attr-defined]
+
+        self.push_screen(Ask("name of the new profile:"), done)
+
+    def gpu_names(self) -> list[str]:
+        return [g.name for g in self.inventory.gpus]
+
+    def edit_profile(self, path: Path) -> None:
+        try:
+            self.push_screen(ProfileEditor(path, gpu_names=self.gpu_names()))
+        except ProfileError as e:
+            # A broken file opens as the defaults with the problems listed; saving rewrites it.
+            self.notify("; ".join(e.problems[:3]), title=f"{path.name} has problems", severity="error", timeout=10)
+            self.push_screen(ProfileEditor(path, Profile(), self.gpu_names()))
+
+    def profiles_changed(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, Dashboard):
+                screen.reload_profiles()
+
+    def start_profile(self, path: Path) -> None:
+        from studio.start import start_run
+
+        try:
+            run, _ = start_run(path)
+        except ProfileError as e:
+            self.notify("; ".join(e.problems[:3]), title="profile problems", severity="error", timeout=10)
+            return
+        except (DataError, RunError, OSError) as e:
+            self.notify(str(e), title="cannot start", severity="error", timeout=10)
+            return
+        self.notify(f"started run {run.id}")
+        self.open_run(run)
+
+    def open_run(self, run: Run) -> None:
+        self.push_screen(RunMonitor(run))
+
+    def confirm_run_action(self, run: Run, what: str) -> None:
+        question = (f"stop run {run.id}? it finishes its step and saves a checkpoint" if what == "stop"
+                    else f"kill run {run.id} now? steps since the last checkpoint are lost")
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                stop_run(run, force=what == "kill", wait_s=0)
+                self.notify(f"{'stopping' if what == 'stop' else 'killed'} run {run.id}")
+            except RunError as e:
+                self.notify(str(e), severity="warning")
+
+        self.push_screen(Confirm(question), done)
+
+    def resume_run(self, run: Run) -> None:
+        try:
+            resume_run(run)
+            self.notify(f"resumed run {run.id}")
+        except RunError as e:
+            self.notify(str(e), severity="warning")
+
+    def export_run(self, run: Run) -> None:
+        def done(out: str | None) -> None:
+            if out:
+                self.run_export(run, out)
+
+        self.push_screen(Ask(f"export run {run.id} to folder (add ' --merge' for a merged model):",
+                             str(Path.home() / f"{run.id}-adapter")), done)
+
+    @work(thread=True, group="export")
+    def run_export(self, run: Run, answer: str) -> None:
+        import subprocess
+
+        merge = answer.endswith(" --merge")
+        out = Path(answer.removesuffix(" --merge")).expanduser()
+        if out.exists() and any(out.iterdir()):
+            self.call_from_thread(self.notify, f"{out} is not empty; choose another folder", severity="error")
+            return
+        cmd = [sys.executable, "-m", "studio.trainer.export", str(run.dir), str(out)] + (["--merge"] if merge else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode == 0:
+            self.call_from_thread(self.notify, proc.stdout.strip().splitlines()[-1])
+        else:
+            self.call_from_thread(self.notify, (proc.stderr or proc.stdout).strip()[-300:], title="export failed",
+                                  severity="error", timeout=10)
+
+    def action_quit(self) -> None:
+        from studio.runs import list_runs
+
+        running = [r.id for r in list_runs() if r.status() == "running"]
+        message = None
+        if running:
+            message = (f"{len(running)} run(s) still training in the background ({', '.join(running[:3])}); "
+                       "type `studio` to reattach.")
+        self.exit(message=message)
+
+
+def run_app(open_run: Run | None = None) -> int:
+    StudioApp(open_run=open_run).run()
+    return 0
+

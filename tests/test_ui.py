@@ -1,0 +1,218 @@
+"""Pilot tests of the app's flows, with real files and (for runs) the real trainer process."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import tomli_w
+from textual.widgets import DataTable, Input, Select
+
+from conftest import DEMO_DATA
+from studio.paths import bundled_profiles_dir
+from studio.profile import load_profile
+from studio.runs import Run, list_runs, stop_run
+from studio.ui.app import StudioApp, load_themes
+from studio.ui.dashboard import Dashboard
+from studio.ui.editor import ProfileEditor
+from studio.ui.monitor import RunMonitor
+from ui_fixtures import fake_inventory, record_run
+
+
+def app() -> StudioApp:
+    return StudioApp(inventory=fake_inventory())
+
+
+async def wait_until(pilot, check, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await pilot.pause(0.2)
+    raise AssertionError("timed out")
+
+
+async def test_create_profile_in_the_form_save_and_reopen(studio_env: Path) -> None:
+    async with app().run_test(size=(120, 40)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        await pilot.press(*"mine", "enter")
+        await pilot.pause(0.3)
+        editor = pilot.app.screen
+        assert isinstance(editor, ProfileEditor)
+        editor.query_one("#f-train-learning_rate", Input).value = "0.0005"
+        editor.query_one("#f-method-type", Select).value = "qlora"
+        await pilot.pause(0.3)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        saved = studio_env / "profiles" / "mine.toml"
+        assert saved.is_file()
+        p = load_profile(saved)
+        assert p.train.learning_rate == 0.0005 and p.method.type == "qlora"
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        dash = pilot.app.screen
+        assert isinstance(dash, Dashboard) and "user:mine" in dash.profile_paths
+        pilot.app.edit_profile(saved)
+        await pilot.pause(0.3)
+        assert pilot.app.screen.query_one("#f-train-learning_rate", Input).value == "0.0005"
+
+
+async def test_bad_value_is_shown_next_to_the_field_and_not_saved(studio_env: Path) -> None:
+    path = studio_env / "profiles" / "p.toml"
+    path.parent.mkdir(parents=True)
+    original = f'# my notes on this profile\n[data]\npath = "{DEMO_DATA}"  # the demo data\n[train]\nbatch_size = 4\n'
+    path.write_text(original)
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(path)
+        await pilot.pause(0.3)
+        editor = pilot.app.screen
+        editor.query_one("#f-train-learning_rate", Input).value = "-1"
+        await pilot.pause(0.3)
+        problem = editor.query_one("#e-train-learning_rate")
+        assert "must be > 0" in str(problem.render()) and problem.display
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        assert path.read_text() == original  # nothing on disk was lost
+        editor.query_one("#f-train-learning_rate", Input).value = "0.001"
+        editor.query_one("#f-train-batch_size", Input).value = "2"
+        await pilot.pause(0.3)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+    text = path.read_text()
+    assert "# my notes on this profile" in text and "# the demo data" in text  # comments survive
+    p = load_profile(path)
+    assert p.train.batch_size == 2 and p.train.learning_rate == 0.001
+
+
+async def test_apply_the_suggestion_that_makes_it_fit(studio_env: Path) -> None:
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(bundled_profiles_dir() / "llama-3.1-8b-lora-24gb.toml")
+        await pilot.pause(0.3)
+        editor = pilot.app.screen
+        editor.query_one("#advice-gpu", Select).value = "RTX 3060 12GB"
+        await pilot.pause(0.4)
+        assert "does not fit" in str(editor.query_one("#advice-body").render())
+        assert editor.suggestion and editor.suggestion["fits"]
+        await pilot.press("f4")
+        await pilot.pause(0.5)
+        assert editor.query_one("#f-method-type", Select).value == "qlora"
+        assert "does not fit" not in str(editor.query_one("#advice-body").render())
+        await pilot.press("ctrl+s")  # a bundled template is saved as the user's copy
+        await pilot.pause(0.3)
+    assert load_profile(studio_env / "profiles" / "llama-3.1-8b-lora-24gb.toml").method.type == "qlora"
+    assert load_profile(bundled_profiles_dir() / "llama-3.1-8b-lora-24gb.toml").method.type == "lora"
+
+
+async def test_oom_run_shows_the_revised_profile(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="oom")
+    async with StudioApp(open_run=Run(run_dir), inventory=fake_inventory()).run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)
+        text = str(pilot.app.screen.query_one("#error-panel").render())
+        assert "failed (oom)" in text and "+batch_size = 2" in text and "+grad_accum = 8" in text
+
+
+def long_profile(home: Path) -> Path:
+    path = home / "profiles" / "long.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps({
+        "model": {"name": "builtin:tiny-llama"}, "method": {"type": "lora", "rank": 8},
+        "data": {"path": str(DEMO_DATA), "max_length": 64},
+        "train": {"max_steps": 5000, "batch_size": 4, "grad_accum": 1, "learning_rate": 3e-3,
+                  "gradient_checkpointing": False, "logging_steps": 1, "save_steps": 100000}}))
+    return path
+
+
+@pytest.mark.slow
+async def test_start_watch_and_stop_a_run(studio_env: Path) -> None:
+    long_profile(studio_env)
+    async with app().run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)
+        table = pilot.app.screen.query_one("#profiles", DataTable)
+        assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == "user:long"
+        await pilot.press("r")
+        await pilot.pause(0.3)
+        monitor = pilot.app.screen
+        assert isinstance(monitor, RunMonitor)
+        await wait_until(pilot, lambda: len(monitor.timeline.steps) >= 3)
+        first = len(monitor.timeline.steps)
+        await wait_until(pilot, lambda: len(monitor.timeline.steps) > first + 2)  # the monitor keeps updating
+        await pilot.press("s")
+        await pilot.pause(0.2)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: monitor.status == "stopped")
+        assert "stopped" in str(monitor.query_one("#run-status").render())
+    run = list_runs()[-1]
+    assert run.status() == "stopped" and run.last_complete_checkpoint() is not None
+
+
+@pytest.mark.slow
+async def test_quit_leaves_the_run_going_and_a_new_app_reattaches(studio_env: Path) -> None:
+    long_profile(studio_env)
+    async with app().run_test(size=(100, 30)) as pilot:
+        await pilot.press("r")
+        await pilot.pause(0.3)
+        monitor = pilot.app.screen
+        await wait_until(pilot, lambda: len(monitor.timeline.steps) >= 2)
+        await pilot.press("q")
+        await pilot.pause(0.3)
+    run = list_runs()[-1]
+    try:
+        assert run.status() == "running"  # quitting the app never stops a run
+        async with app().run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.5)
+            dash = pilot.app.screen
+            assert run.id in dash.run_dirs
+            await pilot.press("tab", "o")
+            await pilot.pause(0.5)
+            monitor = pilot.app.screen
+            assert isinstance(monitor, RunMonitor) and monitor.run.id == run.id
+            await wait_until(pilot, lambda: monitor.status == "running" and len(monitor.timeline.steps) > 2)
+            seen = max(monitor.timeline.steps)
+            await wait_until(pilot, lambda: max(monitor.timeline.steps) > seen)
+    finally:
+        if run.is_alive():
+            stop_run(run, force=True)
+
+
+def test_themes_load_from_files_and_the_choice_is_remembered(studio_env: Path) -> None:
+    from studio.paths import themes_dir
+    from studio.settings import Settings
+
+    names = {t.name for t in load_themes(themes_dir())}
+    assert {"studio-dark", "studio-light", "studio-high-contrast"} <= names
+
+    async def switch() -> None:
+        async with app().run_test() as pilot:
+            pilot.app.theme = "studio-light"
+            await pilot.pause()
+
+    import asyncio
+
+    asyncio.run(switch())
+    assert Settings.load().theme == "studio-light"
+
+
+async def test_broken_events_and_deleted_run_do_not_crash(studio_env: Path) -> None:
+    run_dir = record_run(studio_env)
+    with (run_dir / "events.jsonl").open("a") as f:
+        f.write("{corrupt\n")
+    async with StudioApp(open_run=Run(run_dir), inventory=fake_inventory()).run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        assert len(pilot.app.screen.timeline.steps) == 40
+        import shutil
+
+        shutil.rmtree(run_dir)
+        await pilot.pause(0.6)
+        assert pilot.app.is_running  # the app shows what happened and keeps working
+
+
+def test_no_training_stack_in_the_app() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; import studio.ui.app; "
+            "print([m for m in ('torch','transformers','peft','trl','bitsandbytes') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,65 @@
+"""Deterministic data for UI tests: a described GPU inventory and a recorded run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from studio.hardware import GpuInfo, Inventory
+
+RECORDED_AT = 1_790_000_000.0  # a fixed "now" for ages
+
+
+def fake_inventory() -> Inventory:
+    return Inventory([
+        GpuInfo(index=0, name="NVIDIA A100-SXM4-80GB", memory_total_gib=80.0, memory_used_gib=61.2,
+                memory_free_gib=18.8, utilization_pct=97, temperature_c=71, power_w=388.0, compute_capability="8.0",
+                bf16=True),
+        GpuInfo(index=1, name="NVIDIA GeForce RTX 4090", memory_total_gib=23.99, memory_used_gib=0.4,
+                memory_free_gib=23.59, utilization_pct=0, temperature_c=34, power_w=21.0, compute_capability="8.9",
+                bf16=True),
+    ], driver_version="560.35.03", cuda_version="12.6", source="nvml")
+
+
+def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: str = "completed") -> Path:
+    """A finished GPU run folder as the trainer would leave it."""
+    run = home / "runs" / run_id
+    run.mkdir(parents=True)
+    (run / "profile.toml").write_text('[model]\nname = "meta-llama/Llama-3.1-8B"\n[method]\ntype = "qlora"\n'
+                                      '[data]\npath = "/data/chat.jsonl"\n[train]\nmax_steps = 40\n')
+    (run / "status.json").write_text(json.dumps({"profile": "llama-qlora", "created_at": RECORDED_AT - 5400,
+                                                 "attempts": 1}))
+    t0 = RECORDED_AT - 5000
+    events = [
+        {"event": "preflight", "time": t0, "format": "messages", "rows": 12000, "tokens": 4_100_000,
+         "train_rows": 11880, "eval_rows": 120, "truncated_rows": 14, "max_length": 2048, "loss_on": "assistant turns"},
+        {"event": "start", "time": t0 + 40, "total_params": 8_030_261_248, "trainable_params": 41_943_040,
+         "devices": ["NVIDIA A100-SXM4-80GB"], "device": "cuda", "dtype": "bf16", "optimizer": "paged_adamw_8bit",
+         "max_steps": 40, "config": {"method": {"type": "qlora"}}},
+    ]
+    for step in range(1, 41):
+        events.append({"event": "step", "time": t0 + 40 + step * 9.5, "step": step, "max_steps": 40,
+                       "epoch": round(step / 40, 3), "loss": round(1.1 + 1.4 * math.exp(-step / 9) + 0.03 * math.sin(step), 4),
+                       "learning_rate": 2e-4 * (1 - step / 40), "grad_norm": 0.6, "tokens": step * 32768,
+                       "tokens_per_s": 3400 + 40 * math.sin(step), "elapsed_s": step * 9.5, "eta_s": (40 - step) * 9.5,
+                       "gpu_mem_allocated_gib": [14.2], "gpu_mem_reserved_gib": [17.9], "gpu_mem_peak_gib": [16.4],
+                       "nvml_mem_used_gib": [19.3], "nvml_power_w": [388.0], "nvml_temp_c": [71],
+                       "energy_kwh": round(step * 9.5 * 388 / 3.6e6, 5), "rss_gib": 3.1})
+        if step % 10 == 0:
+            events.append({"event": "eval", "time": t0 + 41 + step * 9.5, "step": step,
+                           "eval_loss": round(1.25 + 1.3 * math.exp(-step / 9), 4)})
+            events.append({"event": "checkpoint", "time": t0 + 42 + step * 9.5, "step": step,
+                           "path": str(run / "checkpoints" / f"checkpoint-{step}")})
+    if status == "completed":
+        events.append({"event": "end", "time": t0 + 450, "status": "completed", "step": 40, "max_steps": 40,
+                       "train_tokens_per_s": 3402.0, "gpu_mem_peak_reserved_gib": [17.9]})
+    elif status == "oom":
+        events.append({"event": "end", "time": t0 + 450, "status": "failed", "error_kind": "oom",
+                       "message": "out of memory: the run reserved 79.1 GiB before failing; the GPU has 79.2 GiB",
+                       "advice": "set train.batch_size = 2 and train.grad_accum = 8 (same effective batch)"})
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (run / "trainer.log").write_text("studio trainer pid 4242\n" + "".join(
+        f"{{'loss': '{e['loss']}', 'grad_norm': '0.6', 'epoch': '{e['epoch']}'}}\n"
+        for e in events if e["event"] == "step")[-2000:] + "run completed at step 40\n")
+    return run
