@@ -89,13 +89,18 @@ class Run:
         return load_timeline(self.dir)
 
     def status(self, timeline: Timeline | None = None) -> str:
-        """running, completed, stopped, failed, or crashed (process gone without an `end`)."""
-        if self.is_alive():
-            return "running"
+        """running, completed, stopped, failed, or crashed (process gone without an `end`).
+
+        An `end` written after the latest launch counts even while the process is still
+        exiting; an older one (the attempt before a resume) does not.
+        """
         end = (timeline or self.timeline()).end
+        alive = self.is_alive()
         if end and end.get("status") in ("completed", "stopped", "failed"):
-            return end["status"]
-        return "crashed"
+            launched = self.read_status_file().get("launched_at") or 0
+            if not alive or (end.get("time") or 0) >= launched:
+                return end["status"]
+        return "running" if alive else "crashed"
 
     def summary(self) -> dict[str, Any]:
         tl = self.timeline()
