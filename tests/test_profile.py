@@ -138,7 +138,7 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     readme = (REPO / "README.md").read_text().splitlines()
     blocks = [readme[i + 1] for i, line in enumerate(readme) if line.strip() == "```bash"]
     demo_command, test_command = blocks[0], blocks[1]
-    assert "studio run tiny-demo" in demo_command and "pytest" in test_command
+    assert "studio demo" in demo_command and "pytest" in test_command
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert test_command in ci
     assert ci.index("pip install torch==2.13.0") < ci.index(test_command)
