@@ -18,9 +18,11 @@ class Alert:
     message: str
 
 
-def health_alerts(tl: Timeline, running: bool, now: float | None = None) -> list[Alert]:
+def health_alerts(tl: Timeline, running: bool, now: float | None = None, recent: int | None = None) -> list[Alert]:
+    """Alerts from the last `recent` steps (all when None)."""
     now = time.time() if now is None else now
-    steps = [tl.steps[s] for s in sorted(tl.steps)]
+    keys = sorted(tl.steps)
+    steps = [tl.steps[s] for s in (keys[-recent:] if recent else keys)]
     alerts: list[Alert] = []
     if not steps:
         return alerts

@@ -47,6 +47,8 @@ class Dashboard(Screen):
         super().__init__()
         self.profile_paths: dict[str, Path] = {}
         self.run_dirs: dict[str, Path] = {}
+        self._summaries: dict[str, tuple[tuple[int, int, bool], dict]] = {}  # run id -> (file state, summary)
+        self._shown_inventory: Inventory | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -72,7 +74,10 @@ class Dashboard(Screen):
         self.set_interval(RUNS_REFRESH_S, self.reload_runs)
 
     def show_gpus(self, inv: Inventory) -> None:
-        self.query_one(GpuPanel).show(inv)
+        if self.is_current or not self._shown_inventory:
+            if inv != self._shown_inventory:
+                self._shown_inventory = inv
+                self.query_one(GpuPanel).show(inv)
 
     def reload_profiles(self) -> None:
         from studio.cli import all_profiles
@@ -93,7 +98,23 @@ class Dashboard(Screen):
             label = name if origin == "user" else f"{name} ·"
             table.add_row(label, method, model, key=key)
 
+    def _summary(self, run: Run) -> dict:
+        """A run's summary, re-read only when its events grew or its process came or went."""
+        try:
+            size = run.events_path.stat().st_size if run.events_path.exists() else -1
+            state = (size, int((run.dir / "status.json").stat().st_mtime_ns), run.is_alive())
+        except OSError:
+            state = (-2, 0, False)
+        cached = self._summaries.get(run.id)
+        if cached and cached[0] == state:
+            return cached[1]
+        summary = run.summary()
+        self._summaries[run.id] = (state, summary)
+        return summary
+
     def reload_runs(self) -> None:
+        if not self.is_current and self.run_dirs:
+            return  # hidden behind another screen: nothing to show
         table = self.query_one("#runs", DataTable)
         selected = self.selected_run_id()
         table.clear()
@@ -101,7 +122,7 @@ class Dashboard(Screen):
         now = self.clock()
         for run in reversed(list_runs()):
             try:
-                s = run.summary()
+                s = self._summary(run)
             except OSError:
                 continue  # deleted while listing
             self.run_dirs[s["id"]] = run.dir

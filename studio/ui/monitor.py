@@ -7,7 +7,10 @@ Timeline a few times a second; trainer.log is tailed into a capped Log.
 from __future__ import annotations
 
 import difflib
+import time
 from pathlib import Path
+
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -26,7 +29,18 @@ from studio.runs import Run
 from studio.ui.widgets import LossChart, memory_lines
 
 LOG_LINES = 500
-REFRESH_S = 0.25
+REFRESH_S = 0.5
+CHART_EVERY_S = 1.0   # plotting is the costly part of a repaint
+LOG_EVERY_S = 1.0     # the log pane re-lays out on every write: batch them
+CHART_POINTS = 300    # longer histories are thinned to this many points
+
+
+def thin(points: list[tuple[int, float]], limit: int = CHART_POINTS) -> list[tuple[int, float]]:
+    """Every k-th point (keeping the last) so a long run plots as fast as a short one."""
+    if len(points) <= limit:
+        return points
+    k = -(-len(points) // limit)
+    return points[::k] + ([points[-1]] if (len(points) - 1) % k else [])
 
 
 class FileTail:
@@ -71,6 +85,10 @@ class RunMonitor(Screen):
         self.status = "?"
         self.gpu_totals: list[float] = []
         self._dirty = True
+        self._charted_at = 0.0
+        self._shown: dict[str, Any] = {}
+        self._log_pending = ""
+        self._logged_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -107,12 +125,23 @@ class RunMonitor(Screen):
         except OSError as e:  # the run folder was deleted or is unreadable
             self.query_one("#run-status", Static).update(Text(f"cannot read the run: {e}", style="bold red"))
             return
-        if text:
-            self.query_one("#trainer-log", Log).write(text)
+        self._log_pending += text
+        now = time.monotonic()
+        if self._log_pending and (now - self._logged_at >= LOG_EVERY_S or status != "running"):
+            self.query_one("#trainer-log", Log).write(self._log_pending)
+            self._log_pending, self._logged_at = "", now
         if records or status != self.status or self._dirty:
             self.status = status
             self._dirty = False
             self.repaint()
+
+    FIXED_SIZE = ("#run-status", "#progress-text", "#speed-text", "#memory-text")  # see studio.tcss
+
+    def _show(self, selector: str, content: Any) -> None:
+        """Update a Static only when what it shows changed; fixed-size ones skip the layout pass."""
+        if self._shown.get(selector) != content:
+            self._shown[selector] = content
+            self.query_one(selector, Static).update(content, layout=selector not in self.FIXED_SIZE)
 
     def repaint(self) -> None:
         tl, status = self.timeline, self.status
@@ -128,7 +157,7 @@ class RunMonitor(Screen):
                         f" of {display.size_bytes(tl.download.get('total_bytes'))}")
         elif status == "running":
             head.append("  ·  preparing (data, tokenizer, model)")
-        self.query_one("#run-status", Static).update(head)
+        self._show("#run-status", head)
 
         bar = self.query_one("#progress", ProgressBar)
         max_steps = (last or {}).get("max_steps") or (tl.start or {}).get("max_steps")
@@ -136,12 +165,14 @@ class RunMonitor(Screen):
             bar.update(total=max_steps, progress=(last or {}).get("step", 0))
         if last:
             lr, gn = last.get("learning_rate"), last.get("grad_norm")
-            self.query_one("#progress-text", Static).update(
-                f" step {last['step']}/{max_steps or '?'} · epoch {last.get('epoch', 0):.2f} · "
-                f"ETA {display.duration(last.get('eta_s'))}")
+            self._show("#progress-text", f" step {last['step']}/{max_steps or '?'} · epoch {last.get('epoch', 0):.2f}"
+                                         f" · ETA {display.duration(last.get('eta_s'))}")
         steps = [tl.steps[s] for s in sorted(tl.steps)]
-        self.query_one(LossChart).plot([(s["step"], s.get("loss")) for s in steps],
-                                       [(e["step"], e["eval_loss"]) for e in (tl.evals[k] for k in sorted(tl.evals))])
+        now = time.monotonic()
+        if now - self._charted_at >= CHART_EVERY_S or status != "running":
+            self._charted_at = now
+            self.query_one(LossChart).plot(thin([(s["step"], s.get("loss")) for s in steps]),
+                                           thin([(e["step"], e["eval_loss"]) for e in (tl.evals[k] for k in sorted(tl.evals))]))
         rates = [s.get("tokens_per_s") or 0 for s in steps]
         if rates:
             avg = sum(rates) / len(rates)
@@ -155,13 +186,12 @@ class RunMonitor(Screen):
                 speed.append(f"\nloss {last['loss']:.4f}", style="bold")
             if last and last.get("energy_kwh") is not None:
                 speed.append(f"\nenergy {last['energy_kwh']:.4f} kWh")
-            self.query_one("#speed-text", Static).update(speed)
+            self._show("#speed-text", speed)
             self.query_one("#speed-spark", Sparkline).data = rates[-60:]
-        self.query_one("#memory-text", Static).update(memory_lines(last, self.gpu_totals))
-        alerts = health_alerts(tl, running=status == "running")
-        self.query_one("#alerts", Static).update(
-            Text("\n".join(f"⚠ {a.message}" for a in alerts), style="bold yellow") if alerts else "")
-        self.query_one("#error-panel", Static).update(self.error_text())
+        self._show("#memory-text", memory_lines(last, self.gpu_totals))
+        alerts = health_alerts(tl, running=status == "running", recent=500)
+        self._show("#alerts", Text("\n".join(f"⚠ {a.message}" for a in alerts), style="bold yellow") if alerts else "")
+        self._show("#error-panel", self.error_text())
 
     def error_text(self) -> Text:
         end, status = self.timeline.end, self.status

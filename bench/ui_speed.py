@@ -1,0 +1,131 @@
+"""How fast the app starts and how little it costs while watching a run.
+
+    python bench/ui_speed.py
+
+1. First frame: time from starting `studio` in a pseudo-terminal (80x24,
+   xterm-256color) until the dashboard's "Profiles" is drawn. Target < 0.5 s.
+2. Idle CPU: the app monitoring a run that logs 10 steps a second (a writer
+   process appends real step events), measured with psutil over 10 s after a
+   3 s warm-up. Target < 5% of one core.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from pathlib import Path
+
+import psutil
+
+WRITER = r'''
+import json, os, sys, time
+run = sys.argv[1]
+with open(os.path.join(run, "status.json"), "w") as f:
+    json.dump({"pid": os.getpid(), "created_at": time.time(), "launched_at": time.time(), "profile": "bench"}, f)
+with open(os.path.join(run, "events.jsonl"), "a") as ev, open(os.path.join(run, "trainer.log"), "a") as log:
+    ev.write(json.dumps({"event": "start", "time": time.time(), "max_steps": 100000, "devices": ["cpu"],
+                         "dtype": "fp32", "total_params": 1000, "trainable_params": 10}) + "\n")
+    step = 0
+    while True:
+        step += 1
+        ev.write(json.dumps({"event": "step", "time": time.time(), "step": step, "max_steps": 100000,
+                             "epoch": step / 1000, "loss": 3 / (1 + step / 100), "learning_rate": 1e-4,
+                             "grad_norm": 1.0, "tokens": step * 512, "tokens_per_s": 5120.0, "elapsed_s": step / 10,
+                             "eta_s": (100000 - step) / 10, "rss_gib": 0.6}) + "\n")
+        ev.flush()
+        log.write(f"{{'loss': {3 / (1 + step / 100):.4f}, 'step': {step}}}\n")
+        log.flush()
+        time.sleep(0.1)
+'''
+
+
+def open_pty(cols: int = 80, rows: int = 24) -> tuple[int, int]:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    return master, slave
+
+
+def spawn(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    master, slave = open_pty()
+    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    return proc, master
+
+
+def drain(master: int, seconds: float, until: bytes | None = None) -> tuple[bytes, float]:
+    t0, buf = time.perf_counter(), b""
+    while time.perf_counter() - t0 < seconds:
+        ready, _, _ = select.select([master], [], [], 0.02)
+        if ready:
+            try:
+                buf += os.read(master, 1 << 16)
+            except OSError:
+                break
+            if until and until in buf:
+                return buf, time.perf_counter() - t0
+    return buf, time.perf_counter() - t0
+
+
+def first_frame(env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc, master = spawn([sys.executable, "-m", "studio"], env)
+    _, _ = drain(master, 10, b"Profiles")
+    elapsed = time.perf_counter() - t0
+    os.write(master, b"q")
+    drain(master, 1)
+    proc.kill()
+    proc.wait()
+    return elapsed
+
+
+def idle_cpu(env: dict[str, str], home: Path) -> float:
+    run = home / "runs" / "20260101-000000-bench"
+    run.mkdir(parents=True)
+    (run / "profile.toml").write_text('[data]\npath = "x.jsonl"\n')
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run)])
+    time.sleep(0.5)
+    code = (f"from pathlib import Path; from studio.runs import Run; from studio.ui.app import run_app; "
+            f"run_app(Run(Path({str(run)!r})))")
+    proc, master = spawn([sys.executable, "-c", code], env)
+    try:
+        drain(master, 3)  # warm-up
+        p = psutil.Process(proc.pid)
+        c0, t0 = sum(p.cpu_times()[:2]), time.perf_counter()
+        drain(master, 10)
+        c1, t1 = sum(p.cpu_times()[:2]), time.perf_counter()
+        return (c1 - c0) / (t1 - t0) * 100
+    finally:
+        os.write(master, b"q")
+        drain(master, 1)
+        proc.kill()
+        writer.kill()
+        proc.wait()
+        writer.wait()
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        env = dict(os.environ, TERM="xterm-256color", STUDIO_HOME=str(home), STUDIO_GPUS="RTX 4090")
+        times = [first_frame(env) for _ in range(5)]
+        print(f"first frame: median {statistics.median(times):.3f} s, best {min(times):.3f} s over {len(times)} starts "
+              f"(target < 0.5 s: {'met' if statistics.median(times) < 0.5 else 'NOT met'})")
+        cpu = idle_cpu(env, home)
+        print(f"idle CPU while monitoring a run at 10 steps/s: {cpu:.1f}% of one core "
+              f"(target < 5%: {'met' if cpu < 5 else 'NOT met'})")
+        print(json.dumps({"first_frame_s": round(statistics.median(times), 3), "idle_cpu_pct": round(cpu, 2)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
