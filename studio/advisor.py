@@ -71,7 +71,8 @@ def _evaluate(spec: ModelSpec, setup: Setup, target: Target) -> Option:
     return Option(setup.method, fits, mem.peak_vram_gib, setup, speed, mem.breakdown)
 
 
-def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, rows: int | None) -> Option:
+def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, rows: int | None,
+                    n_gpus: int = 1) -> Option:
     """The fastest setup of `method` that fits, or the smallest one if none does."""
     rank = default_rank(spec, rows)
     optimizers = {"full": ("adamw", "adamw_8bit", "paged_adamw_8bit"), "lora": ("adamw",),
@@ -82,7 +83,8 @@ def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, 
         for ckpt in (False, True):
             for batch in (8, 4, 2, 1):
                 setup = Setup(method=method, rank=rank, batch=batch, seq_len=seq_len, grad_ckpt=ckpt,
-                              optimizer=optimizer, dtype=dtype, dropout=0.05)
+                              optimizer=optimizer, dtype=dtype, dropout=0.05, n_gpus=n_gpus,
+                              strategy="fsdp" if n_gpus > 1 else "none")
                 candidates.append(_evaluate(spec, setup, target))
     fitting = [c for c in candidates if c.fits]
     if not fitting:
@@ -119,6 +121,18 @@ def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, 
     chosen = next((o for o in options if o.fits), None)
     reasons: list[str] = []
     gpu = biggest
+    if chosen is None and len(targets) > 1:
+        sharded = shard_across(spec, targets, seq_len, rows)
+        if sharded is not None:
+            option, used = sharded
+            reasons.append(f"no single GPU holds it; {option.method} sharded with FSDP over {len(used)} GPUs "
+                           f"({', '.join(str(t.index) for t in used)}) needs ~{option.peak_vram_gib:.1f} GiB each")
+            reasons.append(QUALITY[option.method])
+            settings = {**option.settings(), "gpus": len(used), "strategy": "fsdp"}
+            return Suggestion(method=option.method, fits=True, peak_vram_gib=option.peak_vram_gib,
+                              gpu=f"{len(used)} x {used[0].name}", gpu_index=None, settings=settings,
+                              alternatives=[o.summary() for o in options], reasons=reasons,
+                              tokens_per_s=option.tokens_per_s, breakdown=option.breakdown)
     if chosen is None:
         smallest = min(options, key=lambda o: o.peak_vram_gib)
         reasons.append(f"nothing fits on {biggest.name} ({biggest.free_gib:.1f} GiB free): the smallest setup, "
@@ -161,6 +175,19 @@ def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, 
     return Suggestion(method=chosen.method, fits=chosen.fits, peak_vram_gib=chosen.peak_vram_gib, gpu=gpu.name,
                       gpu_index=gpu.index, settings=chosen.settings(), alternatives=alternatives, reasons=reasons,
                       tokens_per_s=chosen.tokens_per_s, breakdown=chosen.breakdown)
+
+
+def shard_across(spec: ModelSpec, targets: list[Target], seq_len: int, rows: int | None) -> tuple[Option, list[Target]] | None:
+    """The fewest GPUs (largest first) over which full, LoRA or QLoRA fits with FSDP."""
+    ordered = sorted(targets, key=lambda t: -t.free_gib)
+    for n in range(2, len(ordered) + 1):
+        used = ordered[:n]
+        weakest = min(used, key=lambda t: t.free_gib)
+        for method in ("full", "lora", "qlora"):
+            option = best_for_method(spec, method, weakest, seq_len, rows, n_gpus=n)
+            if option.fits:
+                return option, used
+    return None
 
 
 def setup_from_profile(profile: Profile, bf16: bool = True) -> Setup:

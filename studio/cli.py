@@ -228,7 +228,7 @@ def _report(run: Run, status: str, as_json: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    run, proc = start_run(profile_path(args.profile), args.max_steps)
+    run, proc = start_run(profile_path(args.profile), args.max_steps, args.node_rank)
     tail = events_tail(run, from_start=True)
     if not args.json:
         print(f"run {run.id}: {run.dir}")
@@ -348,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="return at once; the run goes on in the background")
     p.add_argument("--json", action="store_true", help='print {"id", "dir", "status"} (progress goes to stderr)')
     p.add_argument("--max-steps", type=int, help="override train.max_steps for this run")
+    p.add_argument("--node-rank", type=int, help="multi-node: this machine's rank (overrides hardware.machine_rank)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("runs", help="list runs and their status")

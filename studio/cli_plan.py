@@ -26,7 +26,8 @@ def targets_from_args(args: argparse.Namespace) -> tuple[list[Target], str]:
             spec = lookup_gpu(args.gpu)
         except CatalogError as e:
             raise PlanError(str(e)) from None
-        return [Target(spec.name, spec.memory_gib, spec.memory_gib, spec)], "--gpu"
+        count = max(1, getattr(args, "gpus", None) or 1)
+        return [Target(spec.name, spec.memory_gib, spec.memory_gib, spec, i) for i in range(count)], "--gpu"
     if getattr(args, "vram", None):
         return [Target(f"{args.vram:g} GiB GPU", args.vram, args.vram, None)], "--vram"
     inv = current_inventory()

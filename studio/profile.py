@@ -31,6 +31,7 @@ OPTIMIZERS = ("auto", "adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafact
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 REPORT_TO = ("none", "tensorboard", "wandb")
 BAD_ROWS = ("error", "skip")
+STRATEGIES = ("auto", "ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 
 
 class ProfileError(Exception):
@@ -107,6 +108,18 @@ class TrainSection:
 
 
 @dataclass(frozen=True)
+class HardwareSection:
+    gpus: str = _spec("auto", "auto (every visible GPU), a count like \"2\", or indices like \"0,1\"", nonempty=True)
+    strategy: str = _spec("auto", "auto: DDP when the model fits on one GPU, else FSDP", choices=STRATEGIES)
+    offload_optimizer: bool = _spec(False, "DeepSpeed: keep optimizer states in CPU memory")
+    offload_params: bool = _spec(False, "DeepSpeed ZeRO-3 / FSDP: keep parameters in CPU memory")
+    num_machines: int = _spec(1, "machines in the job (multi-node)", min=1)
+    machine_rank: int = _spec(0, "this machine's rank, 0 for the main one", min=0)
+    main_address: str = _spec("", "the main machine's address (multi-node)")
+    main_port: int = _spec(29500, "the main machine's port (multi-node)", min=1, max=65535)
+
+
+@dataclass(frozen=True)
 class OutputSection:
     report_to: str = _spec("none", "also log to", choices=REPORT_TO)
 
@@ -118,6 +131,7 @@ class Profile:
     method: MethodSection = field(default_factory=MethodSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
+    hardware: HardwareSection = field(default_factory=HardwareSection)
     output: OutputSection = field(default_factory=OutputSection)
 
     @property
@@ -142,6 +156,7 @@ SECTIONS: dict[str, type] = {
     "method": MethodSection,
     "data": DataSection,
     "train": TrainSection,
+    "hardware": HardwareSection,
     "output": OutputSection,
 }
 TOP_LEVEL = ("description", *SECTIONS)
@@ -214,6 +229,13 @@ def _build_section(name: str, cls: type, raw: Any, problems: list[str]) -> Any:
 def _cross_checks(p: Profile, problems: list[str]) -> None:
     if p.method.type == "full" and p.method.use_dora:
         problems.append("method.use_dora: DoRA needs method.type = \"lora\" or \"qlora\", not \"full\"")
+    gpus = p.hardware.gpus
+    if gpus != "auto" and not all(part.strip().isdigit() for part in gpus.split(",")):
+        problems.append(f"hardware.gpus: must be auto, a count like \"2\" or indices like \"0,1\", got {gpus!r}")
+    if p.hardware.num_machines > 1 and not p.hardware.main_address:
+        problems.append("hardware.main_address: set the main machine's address for a multi-node job")
+    if p.hardware.machine_rank >= p.hardware.num_machines:
+        problems.append(f"hardware.machine_rank: must be < hardware.num_machines ({p.hardware.num_machines})")
     if p.data.eval_split and p.data.eval_fraction > 0:
         problems.append("data.eval_fraction: set either data.eval_split or data.eval_fraction, not both")
 

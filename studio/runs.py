@@ -186,13 +186,17 @@ def create_run(profile_text: str, profile_name: str, home_runs: Path | None = No
     raise RunError(f"cannot create a run folder under {base}: too many runs started this second")
 
 
-def trainer_command(run: Run, resume: bool, probe: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "studio.trainer", str(run.dir.resolve())]
+def trainer_command(run: Run, resume: bool, probe: bool = False) -> tuple[list[str], dict[str, str]]:
+    """The trainer's command line (through `accelerate launch` for several processes) and extra env."""
+    from studio.distributed import launch_prefix, read_layout
+
+    prefix, env = launch_prefix(run.dir.resolve(), read_layout(run.dir))
+    cmd = [*prefix, str(run.dir.resolve())]
     if resume:
         cmd.append("--resume")
     if probe:
         cmd.append("--probe")
-    return cmd
+    return cmd, env
 
 
 def launch(run: Run, resume: bool = False, probe: bool = False) -> subprocess.Popen[bytes]:
@@ -200,10 +204,12 @@ def launch(run: Run, resume: bool = False, probe: bool = False) -> subprocess.Po
     if run.is_alive():
         raise RunError(f"run {run.id} is already running (pid {run.pid}); follow it with `studio logs {run.id} --follow`")
     # PCI bus order makes CUDA's device indices agree with NVML's.
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", CUDA_DEVICE_ORDER="PCI_BUS_ID")
+    cmd, extra_env = trainer_command(run, resume, probe)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", CUDA_DEVICE_ORDER="PCI_BUS_ID",
+               **extra_env)
     with run.log_path.open("ab") as log:
         proc = subprocess.Popen(
-            trainer_command(run, resume, probe),
+            cmd,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=run.dir,
         )
@@ -229,27 +235,71 @@ def stop_run(run: Run, force: bool = False, wait_s: float = 300.0) -> str:
     if pid is None or not run.is_alive():
         raise RunError(f"run {run.id} is not running (status: {run.status()}); nothing to stop")
     if force:
+        # Collect the whole tree first: once the launcher dies its ranks are re-parented.
+        targets = job_processes(pid)
         try:
             os.killpg(run.read_status_file().get("pgid", pid), signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for target in targets:
+            try:
+                os.kill(target, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         _wait_gone(run, 30.0)
         checkpoint = run.last_complete_checkpoint()
         where = f"from {checkpoint.name}" if checkpoint else "from the start (no checkpoint yet)"
         writer = EventWriter(run.events_path)
-        writer.write("end", status="stopped", forced=True,
+        writer.write("end", status="stopped", forced=True, step=(run.timeline().last_step or {}).get("step"),
                      message="killed by `studio stop --force`; nothing was saved at the kill",
                      advice=f"`studio resume {run.id}` continues {where}")
         writer.close()
         run.update_status_file(state="stopped")
         return "stopped"
-    os.kill(pid, signal.SIGTERM)
+    for target in stop_targets(pid):
+        try:
+            os.kill(target, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     if wait_s <= 0:
         return "stopping"
     if not _wait_gone(run, wait_s):
         raise RunError(f"run {run.id} did not stop within {wait_s:.0f} s; "
                        f"`studio stop {run.id} --force` kills it (unsaved steps are lost)")
     return run.status()
+
+
+def job_processes(leader: int) -> list[int]:
+    """The trainer and everything it started (a launcher's ranks run in sessions of their own)."""
+    import psutil
+
+    try:
+        root = psutil.Process(leader)
+        return [leader] + [c.pid for c in root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def stop_targets(leader: int) -> list[int]:
+    """Who gets the graceful SIGTERM: the trainer itself, or, under a launcher, every rank.
+
+    A launcher that gets SIGTERM kills its ranks after a short grace period, which
+    could cut a checkpoint save short; the ranks stop together and it exits after them.
+    """
+    try:
+        cmdline = Path(f"/proc/{leader}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return [leader]
+    if "accelerate" not in cmdline and "torch.distributed.run" not in cmdline:
+        return [leader]
+    ranks = []
+    for pid in job_processes(leader)[1:]:
+        try:
+            if b"studio.trainer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                ranks.append(pid)
+        except OSError:
+            pass
+    return ranks or [leader]
 
 
 def _wait_gone(run: Run, timeout_s: float) -> bool:

@@ -102,3 +102,12 @@ def test_cli_planning_errors_are_one_line(capsys: pytest.CaptureFixture[str], mo
     assert main(["suggest", "--model", "llama-3.1-8b", "--gpu", "Voodoo 3"]) == 2
     assert "unknown GPU" in capsys.readouterr().err
     assert main(["gpus"]) == 0  # no GPU here is not an error
+
+
+def test_sharding_over_several_gpus_when_one_is_not_enough() -> None:
+    spec = lookup_model("llama-3.1-70b")
+    gpus = [target("RTX 4090", index=i) for i in range(8)]
+    s = suggest_method(spec, gpus, seq_len=1024)
+    assert s.fits and s.settings["strategy"] == "fsdp" and 2 <= s.settings["gpus"] <= 8
+    assert s.peak_vram_gib <= SAFETY * 23.99
+    assert "sharded with FSDP" in s.reasons[0]

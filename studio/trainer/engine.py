@@ -280,6 +280,7 @@ def sft_config(profile: Profile, run: Run, device: str, dtype: str, loss: dict[s
         completion_only_loss=loss.get("completion_only_loss"),
         disable_tqdm=True,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False if world_size() > 1 else None,
     )
 
 
@@ -325,7 +326,11 @@ def _train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, state
     check_bad_rows(ds, profile.data.on_bad_rows)
     rows, eval_rows = split_eval(profile, ds)
 
-    folder = model_folder(profile, run, ds.rows, writer)
+    from accelerate import PartialState
+
+    # Under several processes the main one builds or downloads the model first; the others reuse it.
+    with PartialState(cpu=device == "cpu").main_process_first():
+        folder = model_folder(profile, run, ds.rows, writer)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=profile.model.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -394,13 +399,36 @@ def _train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, state
     return end
 
 
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class NullWriter(EventWriter):
+    """What ranks other than 0 write with: nothing, so the log has one writer."""
+
+    def __init__(self) -> None:  # noqa: D107 - no file
+        pass
+
+    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        return {"event": event, **fields}
+
+    def close(self) -> None:
+        pass
+
+
 def train_run(run_dir: Path, resume: bool = False, probe: bool = False) -> int:
     """Run the trainer for `run_dir`; always ends the event log with an `end` record."""
     run = Run(run_dir)
-    writer = EventWriter(run.events_path)
+    main = is_main_process()
+    writer = EventWriter(run.events_path) if main else NullWriter()
     stop = StopRequest()
     stop.install()
-    run.update_status_file(pid=os.getpid(), state="running")
+    if main:
+        run.update_status_file(trainer_pid=os.getpid(), state="running", world_size=world_size())
     state: dict[str, Any] = {}
     print(f"studio trainer pid {os.getpid()} run {run.dir} resume={resume}", flush=True)
     try:
@@ -409,10 +437,12 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False) -> int:
         traceback.print_exc()
         info = classify(e, state.get("profile"))
         writer.write("end", status="failed", **info)
-        run.update_status_file(state="failed")
+        if main:
+            run.update_status_file(state="failed")
         print(f"run failed ({info['error_kind']}): {info['message']}\n  what to do: {info['advice']}", file=sys.stderr, flush=True)
         return 1
     writer.write("end", **end)
-    run.update_status_file(state=end["status"])
+    if main:
+        run.update_status_file(state=end["status"])
     print(f"run {end['status']} at step {end.get('step')}", flush=True)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections import deque
@@ -62,6 +63,8 @@ class Telemetry(TrainerCallback):
         self.attempt_tokens = 0
         self.train_started = 0.0
         self.start_record: dict[str, Any] = {}
+        # Ranks under a launcher watch it; a lone trainer outlives whoever started it.
+        self.launcher_pid = os.getppid() if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
         self.evaluated_steps: set[int] = set()
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
@@ -122,8 +125,23 @@ class Telemetry(TrainerCallback):
             path = f"{args.output_dir}/checkpoint-{state.global_step}"
             self.writer.write("checkpoint", step=state.global_step, path=path)
 
+    def _stop_agreed(self, args: TrainingArguments) -> bool:
+        """Every rank must stop at the same step, or the others wait forever in a collective."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self.stop.requested
+        flag = torch.tensor([1.0 if self.stop.requested else 0.0], device=args.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() > 0 and not self.stop.requested:
+            self.stop.requested, self.stop.signal_name = True, "peer rank"
+        return flag.item() > 0
+
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
-        if self.stop.requested:
+        if self.launcher_pid is not None and os.getppid() != self.launcher_pid:
+            # The launcher was killed: a rank left behind must not hold a GPU.
+            os._exit(1)
+        if self._stop_agreed(args):
             if not self._stop_announced:
                 self._stop_announced = True
                 self.writer.write("stopping", step=state.global_step, signal=self.stop.signal_name,

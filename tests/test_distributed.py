@@ -1,0 +1,92 @@
+"""Several processes per run through accelerate: layout, config, and a real 2-process DDP run on CPU (gloo)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import demo_rows, studio, write_jsonl, write_profile
+from studio.distributed import LayoutError, accelerate_config, plan_layout
+from studio.events import load_timeline, read_events
+from studio.hardware import GpuInfo, Inventory
+from studio.profile import profile_from_dict
+from test_training_runs import processes_working_on, run_json, steps_of, wait_for
+
+
+def inventory(*free: float) -> Inventory:
+    return Inventory([GpuInfo(index=i, name="NVIDIA A100-SXM4-80GB", memory_total_gib=80, memory_free_gib=f, bf16=True)
+                      for i, f in enumerate(free)])
+
+
+def profile(**hardware) -> object:
+    return profile_from_dict({"model": {"name": "meta-llama/Llama-3.1-8B"}, "data": {"path": "x.jsonl"},
+                              "method": {"type": hardware.pop("method", "lora")}, "hardware": hardware})
+
+
+def test_layout_choices() -> None:
+    assert plan_layout(profile(), inventory(80)).strategy == "none"
+    two = plan_layout(profile(), inventory(80, 80))
+    assert (two.processes, two.strategy, two.gpu_indices) == (2, "ddp", (0, 1))  # LoRA fits one card: DDP
+    assert plan_layout(profile(method="full"), inventory(80, 80)).strategy == "fsdp"
+    assert plan_layout(profile(), inventory(12, 12)).strategy == "fsdp"  # does not fit one card
+    assert plan_layout(profile(gpus="1"), inventory(80, 40, 80)).gpu_indices == (1,)  # smallest card that is asked
+    assert plan_layout(profile(gpus="0,2"), inventory(80, 80, 80)).gpu_indices == (0, 2)
+    with pytest.raises(LayoutError, match="hardware.gpus: asks for 4 GPUs"):
+        plan_layout(profile(gpus="4"), inventory(80, 80))
+    with pytest.raises(LayoutError, match="DeepSpeed"):
+        plan_layout(profile(strategy="deepspeed-zero3"), inventory(80, 80))
+    cpu = plan_layout(profile(gpus="2"), Inventory([]))
+    assert (cpu.processes, cpu.strategy) == (2, "ddp")
+
+
+def test_accelerate_config_per_strategy() -> None:
+    fsdp = accelerate_config(plan_layout(profile(method="full", num_machines=2, machine_rank=1,
+                                                 main_address="10.0.0.1"), inventory(80, 80)))
+    assert fsdp["distributed_type"] == "FSDP" and fsdp["num_processes"] == 4 and fsdp["machine_rank"] == 1
+    assert fsdp["main_process_ip"] == "10.0.0.1" and fsdp["fsdp_config"]["fsdp_use_orig_params"] is True
+    ddp = accelerate_config(plan_layout(profile(), inventory(80, 80)))
+    assert ddp["distributed_type"] == "MULTI_GPU" and ddp["gpu_ids"] == "0,1"
+
+
+def test_multi_node_needs_the_main_address() -> None:
+    from studio.profile import ProfileError
+
+    with pytest.raises(ProfileError, match="hardware.main_address"):
+        profile(num_machines=2)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_stop_resume_and_kill(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "chat.jsonl", demo_rows(160))
+    p = write_profile(tmp_path / "ddp.toml", data, train={"max_steps": 400, "save_steps": 50},
+                      hardware={"gpus": "2"})
+    run_dir = Path(run_json(studio("run", str(p), "--detach", "--json"))["dir"])
+    assert (run_dir / "accelerate_config.yaml").is_file()
+    wait_for(lambda: len(steps_of(run_dir)) >= 4, what="4 steps", timeout=180)
+    assert len([pid for pid in processes_working_on(run_dir)]) >= 3  # launcher + 2 ranks
+    stop = studio("stop", run_dir.name)
+    assert stop.returncode == 0, stop.stderr
+    assert not processes_working_on(run_dir)
+    tl = load_timeline(run_dir)
+    stopped_at = tl.end["step"]
+    assert tl.end["status"] == "stopped" and (run_dir / "checkpoints" / f"checkpoint-{stopped_at}").is_dir()
+    assert tl.start["trainable_params"] > 0
+    # one writer: every event line parses, and each step appears once per attempt
+    first = [e["step"] for e in read_events(run_dir / "events.jsonl") if e["event"] == "step"]
+    assert len(first) == len(set(first))
+
+    resumed = studio("resume", run_dir.name, "--detach", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    wait_for(lambda: max((s["step"] for s in steps_of(run_dir)), default=0) > stopped_at + 2, what="resumed steps",
+             timeout=180)
+    events = read_events(run_dir / "events.jsonl")
+    second_start = [i for i, e in enumerate(events) if e["event"] == "start"][1]
+    assert [e["step"] for e in events[second_start:] if e["event"] == "step"][0] == stopped_at + 1
+    kill = studio("stop", run_dir.name, "--force")
+    assert kill.returncode == 0, kill.stderr
+    time.sleep(0.5)
+    assert not processes_working_on(run_dir), "a rank outlived the force stop"
+    assert json.loads(studio("runs", "--json").stdout)[-1]["status"] == "stopped"
