@@ -29,21 +29,25 @@ def objective(ms: list) -> float:
     return s["median_abs"] + 0.5 * s["p90_abs"]
 
 
-def fit(ms: list, rounds: int = 6) -> None:
-    """Coordinate descent over the constants, each within its physical bounds."""
-    cal = estimate.CALIBRATION
-    best = objective(ms)
+def coordinate_descent(values: dict, bounds: dict, score, rounds: int = 6) -> float:
+    """Minimise score() over values[key] within bounds, one constant at a time, on a shrinking grid."""
+    best = score()
     for r in range(rounds):
-        for key, (lo, hi) in BOUNDS.items():
+        for key, (lo, hi) in bounds.items():
             span = (hi - lo) / (4 ** r)
-            center = best_value = cal[key]
+            center = best_value = values[key]
             for step in range(-8, 9):
-                cal[key] = min(hi, max(lo, center + span * step / 8))
-                score = objective(ms)
-                if score < best - 1e-9:
-                    best, best_value = score, cal[key]
-            cal[key] = best_value
+                values[key] = min(hi, max(lo, center + span * step / 8))
+                value = score()
+                if value < best - 1e-9:
+                    best, best_value = value, values[key]
+            values[key] = best_value
         print(f"round {r + 1}: objective {best:.4f}", file=sys.stderr)
+    return best
+
+
+def fit(ms: list) -> None:
+    coordinate_descent(estimate.CALIBRATION, BOUNDS, lambda: objective(ms))
 
 
 def speed_rows(ms: list) -> list:
@@ -60,8 +64,7 @@ def speed_errors(rows: list) -> list[float]:
             for m in rows]
 
 
-def fit_speed(rows: list, rounds: int = 6) -> None:
-    cal = estimate.SPEED_CALIBRATION
+def fit_speed(rows: list) -> None:
     bounds = {"hfu_full": (0.1, 0.8), "hfu_lora": (0.1, 0.8), "hfu_qlora": (0.1, 0.8),
               "layer_overhead_ms": (0.0, 10.0)}
 
@@ -69,17 +72,7 @@ def fit_speed(rows: list, rounds: int = 6) -> None:
         s = error_summary(speed_errors(rows))
         return s["median_abs"] + 0.5 * s["p90_abs"]
 
-    best = score()
-    for r in range(rounds):
-        for key, (lo, hi) in bounds.items():
-            span = (hi - lo) / (4 ** r)
-            center = best_value = cal[key]
-            for step in range(-8, 9):
-                cal[key] = min(hi, max(lo, center + span * step / 8))
-                value = score()
-                if value < best - 1e-9:
-                    best, best_value = value, cal[key]
-            cal[key] = best_value
+    coordinate_descent(estimate.SPEED_CALIBRATION, bounds, score)
 
 
 def report_speed(rows: list, label: str) -> None:

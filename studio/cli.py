@@ -227,17 +227,21 @@ def _report(run: Run, status: str, as_json: bool) -> None:
               f"  follow: studio logs {run.id} --follow\n  stop:   studio stop {run.id}")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    run, proc = start_run(profile_path(args.profile), args.max_steps, args.node_rank)
-    tail = events_tail(run, from_start=True)
-    if not args.json:
-        print(f"run {run.id}: {run.dir}")
+def _detach_or_follow(run: Run, proc: subprocess.Popen[bytes], tail: EventTail, args: argparse.Namespace) -> int:
     if args.detach:
         _report(run, "running", args.json)
         return EXIT_OK
     status = _watch(run, proc, args.json, tail)
     _report(run, status, args.json)
     return _exit_for(status)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    run, proc = start_run(profile_path(args.profile), args.max_steps, args.node_rank)
+    tail = events_tail(run, from_start=True)
+    if not args.json:
+        print(f"run {run.id}: {run.dir}")
+    return _detach_or_follow(run, proc, tail, args)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -247,12 +251,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     checkpoint = run.last_complete_checkpoint()
     if not args.json:
         print(f"resuming run {run.id} from {checkpoint.name if checkpoint else 'the start'}")
-    if args.detach:
-        _report(run, "running", args.json)
-        return EXIT_OK
-    status = _watch(run, proc, args.json, tail)
-    _report(run, status, args.json)
-    return _exit_for(status)
+    return _detach_or_follow(run, proc, tail, args)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -19,17 +19,17 @@ from studio.catalog import GpuSpec, Linear, ModelSpec
 GIB = 2**30
 METHODS = ("lora", "qlora", "full")
 OPTIMIZERS = ("adamw", "adamw_foreach", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")
-STRATEGIES = ("none", "ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
+STRATEGIES = ("none", "ddp", "fsdp", "deepspeed-zero1", "deepspeed-zero2", "deepspeed-zero3")
 
 # Fitted on the `hf` rows of the reference measurements (bench/calibrate_estimator.py);
 # everything else in this file is counted, not fitted.
 CALIBRATION = {
-    "activation_scale": 0.802,      # x the counted saved activations
+    "activation_scale": 0.806,      # x the counted saved activations
     "ckpt_workspace": 1.004,        # layers' worth of activations live while one layer is recomputed
-    "logits_scale": 0.855,          # x the counted logits bytes (materialized logits)
-    "allocator_slack": 0.204,       # cached free blocks per byte of memory that churns every step
-    "cuda_context_gib": 1.446,      # CUDA context, cuBLAS workspace and libraries
-    "comm_gib": 2.020,              # NCCL and collective buffers when several GPUs work together
+    "logits_scale": 0.854,          # x the counted logits bytes (materialized logits)
+    "allocator_slack": 0.205,       # cached free blocks per byte of memory that churns every step
+    "cuda_context_gib": 1.440,      # CUDA context, cuBLAS workspace and libraries
+    "comm_gib": 2.019,              # NCCL and collective buffers when several GPUs work together
 }
 CHUNK_TOKENS, CHUNK_VOCAB = 4096, 32768  # TRL's fused LM head tile
 
@@ -203,7 +203,16 @@ def estimate_memory(spec: ModelSpec, setup: Setup) -> MemoryEstimate:
         weights = total_params * wb
 
     adapter_bytes = 4  # PEFT keeps adapters in fp32
-    if setup.method == "full":
+    deepspeed = setup.strategy.startswith("deepspeed")
+    if setup.method == "full" and deepspeed and setup.optimizer in ("adamw", "adamw_foreach"):
+        # DeepSpeed mixed precision (ZeRO paper): 16-bit weights and gradients, and an fp32
+        # master copy plus two fp32 Adam states in the optimizer: 2 + 2 + 12 bytes a parameter.
+        trainable_params = total_params
+        trainable = 0.0
+        gradients = total_params * 2
+        optimizer = total_params * 12
+        temporaries = 0.0
+    elif setup.method == "full":
         trainable_params = total_params
         trainable = 0.0
         gradients = total_params * wb
@@ -232,6 +241,8 @@ def estimate_memory(spec: ModelSpec, setup: Setup) -> MemoryEstimate:
         weights += max(lin.d_in * lin.d_out * lin.count for lin in spec.linears()) * wb * 4  # gathered layer
     elif n > 1 and setup.strategy == "deepspeed-zero2":
         gradients, optimizer, temporaries = gradients / n, optimizer / n, temporaries / n
+    elif n > 1 and setup.strategy == "deepspeed-zero1":
+        optimizer = optimizer / n
 
     per_layer = saved_activation_bytes(spec, setup) * CALIBRATION["activation_scale"]
     boundary = b * spec.hidden  # a checkpointed layer keeps only its input
@@ -276,7 +287,7 @@ def estimate_memory(spec: ModelSpec, setup: Setup) -> MemoryEstimate:
 # Hardware-FLOPs utilisation of the HF stack on long micro-batches, and the fixed cost of
 # a micro-batch per layer (kernel launches, Python, hooks) that dominates short ones.
 # Fitted on measured tokens/s (bench/calibrate_estimator.py).
-SPEED_CALIBRATION = {"hfu_full": 0.553, "hfu_lora": 0.543, "hfu_qlora": 0.419, "layer_overhead_ms": 4.308}
+SPEED_CALIBRATION = {"hfu_full": 0.575, "hfu_lora": 0.537, "hfu_qlora": 0.424, "layer_overhead_ms": 4.269}
 
 
 @dataclass(frozen=True)

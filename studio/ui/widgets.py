@@ -65,20 +65,28 @@ class LossChart(PlotextPlot):
 
 
 def memory_lines(step: dict[str, Any] | None, totals: list[float]) -> Text:
-    """Per-GPU allocated / reserved / peak against the card's total; RSS on CPU."""
+    """Per GPU of the job: torch's allocated / reserved / peak where this process measured them
+    (rank 0's device), NVML's used memory for the others; RSS on CPU."""
     out = Text()
     if not step:
         return Text("memory: waiting for the first step", style="dim")
     peaks = step.get("gpu_mem_peak_gib") or []
-    if not peaks:
+    used = step.get("nvml_mem_used_gib") or []
+    if not peaks and not used:
         out.append(f"RAM (process RSS): {step.get('rss_gib', 0):.2f} GiB", style="bold")
         return out
     alloc = step.get("gpu_mem_allocated_gib") or []
     reserved = step.get("gpu_mem_reserved_gib") or []
-    for i, peak in enumerate(peaks):
-        total = totals[i] if i < len(totals) else max(peak * 1.25, 1)
+    for i in range(max(len(peaks), len(used))):
+        peak = peaks[i] if i < len(peaks) else 0.0
+        nvml = used[i] if i < len(used) and used[i] is not None else None
+        total = totals[i] if i < len(totals) else max(peak, nvml or 0) * 1.25 or 1
         out.append(f"GPU{i} ")
-        out.append_text(meter(reserved[i] if i < len(reserved) else peak, total, 14))
-        out.append(f" alloc {alloc[i] if i < len(alloc) else 0:.1f} res {reserved[i] if i < len(reserved) else 0:.1f}"
-                   f" peak {peak:.1f}/{total:.0f} GiB\n")
+        if peak > 0:
+            out.append_text(meter(reserved[i] if i < len(reserved) else peak, total, 14))
+            out.append(f" alloc {alloc[i] if i < len(alloc) else 0:.1f} res {reserved[i] if i < len(reserved) else 0:.1f}"
+                       f" peak {peak:.1f}/{total:.0f} GiB\n")
+        elif nvml is not None:
+            out.append_text(meter(nvml, total, 14))
+            out.append(f" used {nvml:.1f}/{total:.0f} GiB (NVML)\n")
     return out
