@@ -142,6 +142,20 @@ def _read_gpu(pynvml: Any, index: int, h: Any) -> GpuInfo:
     )
 
 
+THROTTLE_REASONS = {  # NVML clock-throttle bits worth telling a user about
+    0x04: "power cap", 0x08: "hardware slowdown", 0x20: "thermal (software)", 0x40: "thermal (hardware)",
+    0x80: "power brake",
+}
+
+
+def throttle_reasons(pynvml: Any, handle: Any) -> list[str]:
+    """Why the GPU runs below its clocks right now (empty when it does not, or NVML cannot say)."""
+    getter = (getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+              or getattr(pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None))
+    mask = _safe(getter, handle) if getter else None
+    return [name for bit, name in THROTTLE_REASONS.items() if mask and mask & bit]
+
+
 class PowerMeter:
     """Samples NVML memory, power and temperature for the trainer; integrates energy."""
 
@@ -164,7 +178,7 @@ class PowerMeter:
             return {}
         import pynvml
 
-        used, power, temp = [], [], []
+        used, power, temp, throttle = [], [], [], []
         for h in self._handles:
             mem = _safe(pynvml.nvmlDeviceGetMemoryInfo, h)
             p = _safe(pynvml.nvmlDeviceGetPowerUsage, h)
@@ -172,10 +186,11 @@ class PowerMeter:
             used.append(round(mem.used / GIB, 3) if mem else None)
             power.append(round(p / 1000, 1) if p is not None else None)
             temp.append(t)
+            throttle.append(throttle_reasons(pynvml, h))
         watts = sum(p for p in power if p is not None)
         if self._last is not None:
             t0, w0 = self._last
             self.energy_kwh += (w0 + watts) / 2 * (now - t0) / 3.6e6
         self._last = (now, watts)
-        return {"nvml_mem_used_gib": used, "nvml_power_w": power, "nvml_temp_c": temp,
+        return {"nvml_mem_used_gib": used, "nvml_power_w": power, "nvml_temp_c": temp, "nvml_throttle": throttle,
                 "energy_kwh": round(self.energy_kwh, 6)}

@@ -14,7 +14,7 @@ THROTTLE_C = 85.0
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str      # loss | speed | thermal | stall
+    kind: str      # loss | speed | throttle | thermal | stall
     message: str
 
 
@@ -43,7 +43,11 @@ def health_alerts(tl: Timeline, running: bool, now: float | None = None, recent:
             alerts.append(Alert("speed", f"tokens/s fell to {rates[-1]:,.0f} from a typical {typical:,.0f}: "
                                          "another process on the GPU, swapping, or throttling"))
     temps = [t for t in (last.get("nvml_temp_c") or []) if t is not None]
-    if temps and max(temps) >= THROTTLE_C:
+    throttled = {f"GPU{i}: {', '.join(r)}" for i, r in enumerate(last.get("nvml_throttle") or []) if r}
+    if throttled:
+        alerts.append(Alert("throttle", "clocks throttled (" + "; ".join(sorted(throttled)) + "): check cooling "
+                                        "and the power limit (nvidia-smi -q -d PERFORMANCE)"))
+    elif temps and max(temps) >= THROTTLE_C:
         alerts.append(Alert("thermal", f"GPU at {max(temps):.0f} C: it throttles its clocks; check cooling"))
     if running and len(steps) >= 3:
         gaps = [b["time"] - a["time"] for a, b in zip(steps, steps[1:]) if "time" in a and "time" in b]

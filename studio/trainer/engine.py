@@ -281,6 +281,7 @@ def sft_config(profile: Profile, run: Run, device: str, dtype: str, loss: dict[s
         disable_tqdm=True,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False if world_size() > 1 else None,
+        use_liger_kernel=t.liger_kernel,
     )
 
 
@@ -308,6 +309,14 @@ def _train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, state
     dtype = resolve_dtype(profile, device)
     if profile.method.type == "qlora":
         check_bitsandbytes(device)
+    if profile.train.liger_kernel:
+        import importlib.util
+
+        if device != "cuda":
+            raise ConfigError("train.liger_kernel: Liger's kernels need an NVIDIA GPU; set it to false on the CPU")
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise ConfigError("train.liger_kernel: liger-kernel is not installed: pip install -e '.[fast]' "
+                              "(or set train.liger_kernel = false)")
 
     if probe:
         from studio.trainer.random_model import probe_rows
