@@ -390,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        build_parser().print_help()
+        print("\n(no terminal: the app needs one; the commands above work anywhere)")
+        return EXIT_OK
     from studio.ui.app import run_app
 
     return run_app()

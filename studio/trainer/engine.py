@@ -193,7 +193,8 @@ def preflight(tokenizer: Any, ds: Dataset, rows: list[dict[str, Any]], eval_rows
     }
 
 
-def load_model(profile: Profile, folder: Path, device: str, dtype: str) -> Any:
+def load_model(profile: Profile, folder: Path, device: str, dtype: str, sharded: bool = False) -> Any:
+    """The base model on the device; `sharded` when FSDP or ZeRO-3 will split it over GPUs."""
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"trust_remote_code": profile.model.trust_remote_code}
@@ -204,7 +205,9 @@ def load_model(profile: Profile, folder: Path, device: str, dtype: str) -> Any:
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=profile.method.quant_type,
-            bnb_4bit_use_double_quant=profile.method.double_quant, bnb_4bit_compute_dtype=TORCH_DTYPE[dtype])
+            bnb_4bit_use_double_quant=profile.method.double_quant, bnb_4bit_compute_dtype=TORCH_DTYPE[dtype],
+            # FSDP and ZeRO-3 shard the 4-bit weights only when they are stored in the compute dtype.
+            **({"bnb_4bit_quant_storage": TORCH_DTYPE[dtype]} if sharded else {}))
         kwargs["dtype"] = TORCH_DTYPE[dtype]
         if device == "cuda":
             kwargs["device_map"] = {"": torch.cuda.current_device()}
@@ -349,7 +352,11 @@ def _train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, state
     write_json(run.dir / "preflight.json", stats)
     writer.write("preflight", **stats)
 
-    model = load_model(profile, folder, device, dtype)
+    from studio.distributed import read_layout
+
+    layout = read_layout(run.dir)
+    model = load_model(profile, folder, device, dtype,
+                       sharded=layout is not None and layout.strategy in ("fsdp", "deepspeed-zero3"))
     peft_config = None
     if profile.method.type in ("lora", "qlora"):
         from peft import LoraConfig
