@@ -216,3 +216,16 @@ def test_no_training_stack_in_the_app() -> None:
             "print([m for m in ('torch','transformers','peft','trl','bitsandbytes') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_every_action_is_in_the_command_palette(studio_env: Path) -> None:
+    record_run(studio_env)
+    async with app().run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.2)
+        titles = {c.title for c in pilot.app.get_system_commands(pilot.app.screen)}
+        assert {"New profile", "Edit profile", "Run profile", "Open run", "Stop run", "Kill run", "Resume run",
+                "Export run", "Help", "Quit"} <= titles
+        await pilot.press("tab", "o")
+        await pilot.pause(0.3)
+        titles = {c.title for c in pilot.app.get_system_commands(pilot.app.screen)}
+        assert {"Stop run", "Kill run", "Resume run", "Export run", "Back"} <= titles

@@ -110,15 +110,13 @@ class StudioApp(App[None]):
             yield SystemCommand("Edit profile", "Open the selected profile", screen.action_edit)
             yield SystemCommand("Run profile", "Start a run of the selected profile", screen.action_run)
             yield SystemCommand("Open run", "Monitor the selected run", screen.action_open)
-            yield SystemCommand("Stop run", "Gracefully stop the selected run", screen.action_stop)
-            yield SystemCommand("Kill run", "Kill the selected run now", screen.action_kill)
-            yield SystemCommand("Resume run", "Resume the selected run", screen.action_resume)
-            yield SystemCommand("Export run", "Export the selected run's adapter", screen.action_export)
+        if isinstance(screen, (Dashboard, RunMonitor)):
+            which = "the selected run" if isinstance(screen, Dashboard) else "this run"
+            yield SystemCommand("Stop run", f"Gracefully stop {which}", screen.action_stop)
+            yield SystemCommand("Kill run", f"Kill {which} now", screen.action_kill)
+            yield SystemCommand("Resume run", f"Resume {which}", screen.action_resume)
+            yield SystemCommand("Export run", f"Export {which}'s adapter", screen.action_export)
         if isinstance(screen, RunMonitor):
-            yield SystemCommand("Stop run", "Gracefully stop this run", screen.action_stop)
-            yield SystemCommand("Kill run", "Kill this run now", screen.action_kill)
-            yield SystemCommand("Resume run", "Resume this run", screen.action_resume)
-            yield SystemCommand("Export run", "Export this run's adapter", screen.action_export)
             yield SystemCommand("Back", "Back to the dashboard", self.pop_screen)
         if isinstance(screen, ProfileEditor):
             yield SystemCommand("Save profile", "Save (ctrl+s)", screen.action_save)
