@@ -38,10 +38,14 @@ def fetch_model(repo_id: str, revision: str, writer: EventWriter) -> Path:
     from huggingface_hub import constants as hub_constants
 
     total = 0
+    patterns = list(MODEL_FILES)
     try:
         info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+        names = [s.rfilename for s in info.siblings or []]
+        if not any(n.endswith(".safetensors") for n in names):
+            patterns.append("*.bin")  # older repos ship only PyTorch pickles
         total = sum(s.size or 0 for s in info.siblings or []
-                    if any(fnmatch.fnmatch(s.rfilename, p) for p in MODEL_FILES))
+                    if any(fnmatch.fnmatch(s.rfilename, p) for p in patterns))
     except Exception:  # offline or no access: snapshot_download below explains which
         total = 0
     repo_cache = Path(hub_constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "blobs"
@@ -61,7 +65,7 @@ def fetch_model(repo_id: str, revision: str, writer: EventWriter) -> Path:
     thread = threading.Thread(target=report, daemon=True)
     thread.start()
     try:
-        path = snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES)
+        path = snapshot_download(repo_id, revision=revision, allow_patterns=patterns)
     except Exception as e:
         raise DownloadError(describe_hub_error(repo_id, "model", e)) from e
     finally:
