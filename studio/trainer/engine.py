@@ -3,8 +3,10 @@ model -> SFTTrainer -> events, checkpoints and the final adapter or model."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+import resource
 import sys
 import time
 import traceback
@@ -17,6 +19,7 @@ import torch
 from studio.atomic import write_json
 from studio.data import Dataset, DataError, build_dataset, check_bad_rows, is_local, load_local
 from studio.events import EventWriter
+from studio.hardware import GIB
 from studio.profile import TINY_MODEL, Profile, load_profile
 from studio.runs import CHECKPOINTS, FINAL, Run, last_complete_checkpoint
 from studio.trainer.failures import ConfigError, classify
@@ -43,6 +46,18 @@ def resolve_dtype(profile: Profile, device: str) -> str:
 
 
 TORCH_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def check_requirements(profile: Profile, device: str) -> None:
+    """What the profile asks of this machine, checked before anything large loads."""
+    if profile.method.type == "qlora":
+        check_bitsandbytes(device)
+    if profile.train.liger_kernel:
+        if device != "cuda":
+            raise ConfigError("train.liger_kernel: Liger's kernels need an NVIDIA GPU; set it to false on the CPU")
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise ConfigError("train.liger_kernel: liger-kernel is not installed: pip install -e '.[fast]' "
+                              "(or set train.liger_kernel = false)")
 
 
 def check_bitsandbytes(device: str) -> None:
@@ -310,17 +325,7 @@ def _train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, state
     state["profile"] = profile
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = resolve_dtype(profile, device)
-    if profile.method.type == "qlora":
-        check_bitsandbytes(device)
-    if profile.train.liger_kernel:
-        import importlib.util
-
-        if device != "cuda":
-            raise ConfigError("train.liger_kernel: Liger's kernels need an NVIDIA GPU; set it to false on the CPU")
-        if importlib.util.find_spec("liger_kernel") is None:
-            raise ConfigError("train.liger_kernel: liger-kernel is not installed: pip install -e '.[fast]' "
-                              "(or set train.liger_kernel = false)")
-
+    check_requirements(profile, device)
     if probe:
         from studio.trainer.random_model import probe_rows
 
@@ -393,24 +398,33 @@ def _train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, state
     stopped = stop.requested and st.global_step < st.max_steps
     if not probe:
         trainer.save_model(str(run.dir / FINAL))
-    end: dict[str, Any] = {"status": "stopped" if stopped else "completed", "step": st.global_step,
-                           "max_steps": st.max_steps, "final": None if probe else str(run.dir / FINAL)}
     if eval_rows and not stopped and st.global_step not in telemetry.evaluated_steps:
         trainer.evaluate()  # the callback writes the eval event
-    runtime = result.metrics.get("train_runtime") or (time.monotonic() - telemetry.train_started)
-    tokens = int(getattr(trainer, "_total_train_tokens", telemetry.attempt_tokens))
-    import resource
+    return end_record(run, trainer, telemetry, result.metrics, stopped, probe)
 
-    end["rss_peak_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30, 3)
-    end.update(train_runtime_s=round(runtime, 3), train_tokens=tokens,
-               train_tokens_per_s=round(tokens / runtime, 1) if runtime else None,
-               train_loss=result.metrics.get("train_loss"))
+
+def end_record(run: Run, trainer: Any, telemetry: Telemetry, metrics: dict[str, Any], stopped: bool,
+               probe: bool) -> dict[str, Any]:
+    """The `end` event of a run that trained: status, throughput, peak memory, what to do next."""
+    st = trainer.state
+    runtime = metrics.get("train_runtime") or (time.monotonic() - telemetry.train_started)
+    tokens = int(getattr(trainer, "_total_train_tokens", telemetry.attempt_tokens))
+    end: dict[str, Any] = {
+        "status": "stopped" if stopped else "completed", "step": st.global_step, "max_steps": st.max_steps,
+        "final": None if probe else str(run.dir / FINAL),
+        "rss_peak_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB, 3),
+        "train_runtime_s": round(runtime, 3), "train_tokens": tokens,
+        "train_tokens_per_s": round(tokens / runtime, 1) if runtime else None,
+        "train_loss": metrics.get("train_loss"),
+    }
     if torch.cuda.is_available():
-        end["gpu_mem_peak_gib"] = [round(torch.cuda.max_memory_allocated(i) / 2**30, 3) for i in range(torch.cuda.device_count())]
-        end["gpu_mem_peak_reserved_gib"] = [round(torch.cuda.max_memory_reserved(i) / 2**30, 3) for i in range(torch.cuda.device_count())]
+        n = torch.cuda.device_count()
+        end["gpu_mem_peak_gib"] = [round(torch.cuda.max_memory_allocated(i) / GIB, 3) for i in range(n)]
+        end["gpu_mem_peak_reserved_gib"] = [round(torch.cuda.max_memory_reserved(i) / GIB, 3) for i in range(n)]
     if stopped:
         where = last_complete_checkpoint(run.dir / CHECKPOINTS)
-        end["message"] = f"stopped at step {st.global_step}; saved {where.name if where else 'no checkpoint'} and the adapter in final/"
+        end["message"] = (f"stopped at step {st.global_step}; saved {where.name if where else 'no checkpoint'} "
+                          "and the adapter in final/")
         end["advice"] = f"`studio resume {run.id}` continues from step {st.global_step}"
     return end
 
