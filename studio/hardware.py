@@ -178,8 +178,10 @@ class PowerMeter:
             return {}
         import pynvml
 
-        used, power, temp, throttle = [], [], [], []
+        used, power, temp, throttle, util = [], [], [], [], []
         for h in self._handles:
+            rates = _safe(pynvml.nvmlDeviceGetUtilizationRates, h)
+            util.append(float(rates.gpu) if rates else None)
             mem = _safe(pynvml.nvmlDeviceGetMemoryInfo, h)
             p = _safe(pynvml.nvmlDeviceGetPowerUsage, h)
             t = _safe(pynvml.nvmlDeviceGetTemperature, h, pynvml.NVML_TEMPERATURE_GPU)
@@ -192,5 +194,5 @@ class PowerMeter:
             t0, w0 = self._last
             self.energy_kwh += (w0 + watts) / 2 * (now - t0) / 3.6e6
         self._last = (now, watts)
-        return {"nvml_mem_used_gib": used, "nvml_power_w": power, "nvml_temp_c": temp, "nvml_throttle": throttle,
+        return {"nvml_mem_used_gib": used, "nvml_power_w": power, "nvml_temp_c": temp, "nvml_throttle": throttle, "nvml_util_pct": util,
                 "energy_kwh": round(self.energy_kwh, 6)}

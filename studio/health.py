@@ -53,7 +53,12 @@ def health_alerts(tl: Timeline, running: bool, now: float | None = None, recent:
         gaps = [b["time"] - a["time"] for a, b in zip(steps, steps[1:]) if "time" in a and "time" in b]
         typical_gap = sorted(gaps)[len(gaps) // 2] if gaps else 0
         idle = now - last.get("time", now)
-        if typical_gap > 0 and idle > max(30.0, 10 * typical_gap):
+        utils = [u for u in (last.get("nvml_util_pct") or []) if u is not None]
+        if typical_gap > 0 and utils and max(utils) < 5 and gaps and gaps[-1] > 3 * typical_gap:
+            alerts.append(Alert("stall", f"the GPU sat idle ({max(utils):.0f}% busy) while the last step took "
+                                         f"{gaps[-1]:.1f} s (usually {typical_gap:.1f} s): a data-loading stall; "
+                                         "faster storage or pre-tokenized data helps"))
+        elif typical_gap > 0 and idle > max(30.0, 10 * typical_gap):
             alerts.append(Alert("stall", f"no step for {idle:.0f} s (usually every {typical_gap:.1f} s): "
                                          "the GPU may sit idle in a data-loading stall or the run hangs"))
     return alerts

@@ -33,3 +33,11 @@ def test_throughput_collapse_and_stall() -> None:
 def test_throttling_and_heat() -> None:
     assert "throttle" in kinds(steps([2.0] * 3, nvml_throttle=[[], ["power cap"]]))
     assert "thermal" in kinds(steps([2.0] * 3, nvml_temp_c=[88]))
+
+
+def test_idle_gpu_during_a_slow_step_is_a_data_stall() -> None:
+    tl = steps([2.0] * 6, nvml_util_pct=[1.0])
+    last = tl.steps[6]
+    last["time"] += 20.0  # the last step took 21 s instead of 1 s, with the GPU idle
+    alerts = health_alerts(tl, running=True, now=last["time"] + 1)
+    assert any(a.kind == "stall" and "data-loading stall" in a.message for a in alerts)

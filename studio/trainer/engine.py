@@ -385,7 +385,8 @@ def _train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, state
         callbacks=[telemetry],
     )
     total, trainable = count_params(trainer.model)
-    devices = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if device == "cuda" else ["cpu"])
+    devices = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if device == "cuda"
+               else ["cpu"] * world_size())
     # Written by the callback once the trainer knows max_steps.
     telemetry.start_record = dict(
         config=profile.to_dict(), total_params=total, trainable_params=trainable, dataset=stats, devices=devices,
@@ -418,9 +419,9 @@ def end_record(run: Run, trainer: Any, telemetry: Telemetry, metrics: dict[str, 
         "train_loss": metrics.get("train_loss"),
     }
     if torch.cuda.is_available():
-        n = torch.cuda.device_count()
-        end["gpu_mem_peak_gib"] = [round(torch.cuda.max_memory_allocated(i) / GIB, 3) for i in range(n)]
-        end["gpu_mem_peak_reserved_gib"] = [round(torch.cuda.max_memory_reserved(i) / GIB, 3) for i in range(n)]
+        dev = torch.cuda.current_device()  # rank 0's GPU; the step events carry every rank's
+        end["gpu_mem_peak_gib"] = [round(torch.cuda.max_memory_allocated(dev) / GIB, 3)]
+        end["gpu_mem_peak_reserved_gib"] = [round(torch.cuda.max_memory_reserved(dev) / GIB, 3)]
     if stopped:
         where = last_complete_checkpoint(run.dir / CHECKPOINTS)
         end["message"] = (f"stopped at step {st.global_step}; saved {where.name if where else 'no checkpoint'} "

@@ -35,15 +35,31 @@ class StopRequest:
 
 
 def device_memory() -> dict[str, Any]:
-    """torch's view of GPU memory, a list per device, or the process RSS on CPU."""
+    """torch's view of this process's GPU (lists, one entry per rank once gathered), and its RSS."""
     out: dict[str, Any] = {"rss_gib": round(psutil.Process().memory_info().rss / GIB, 3)}
     if torch.cuda.is_available():
-        n = torch.cuda.device_count()
-        out["gpu_mem_allocated_gib"] = [round(torch.cuda.memory_allocated(i) / GIB, 3) for i in range(n)]
-        out["gpu_mem_reserved_gib"] = [round(torch.cuda.memory_reserved(i) / GIB, 3) for i in range(n)]
-        out["gpu_mem_peak_gib"] = [round(torch.cuda.max_memory_allocated(i) / GIB, 3) for i in range(n)]
-        out["gpu_mem_peak_reserved_gib"] = [round(torch.cuda.max_memory_reserved(i) / GIB, 3) for i in range(n)]
+        # Only this process's device: asking about the others would open a CUDA context on each.
+        dev = torch.cuda.current_device()
+        out["gpu_mem_allocated_gib"] = [round(torch.cuda.memory_allocated(dev) / GIB, 3)]
+        out["gpu_mem_reserved_gib"] = [round(torch.cuda.memory_reserved(dev) / GIB, 3)]
+        out["gpu_mem_peak_gib"] = [round(torch.cuda.max_memory_allocated(dev) / GIB, 3)]
+        out["gpu_mem_peak_reserved_gib"] = [round(torch.cuda.max_memory_reserved(dev) / GIB, 3)]
     return out
+
+
+GPU_KEYS = ("gpu_mem_allocated_gib", "gpu_mem_reserved_gib", "gpu_mem_peak_gib", "gpu_mem_peak_reserved_gib")
+
+
+def gather_memory(args: TrainingArguments, mem: dict[str, Any]) -> dict[str, Any]:
+    """Every rank's GPU memory, in rank order, on rank 0 (all ranks must call this together)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1 or GPU_KEYS[0] not in mem:
+        return mem
+    mine = torch.tensor([mem[k][0] for k in GPU_KEYS], device=args.device)
+    everyone = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(everyone, mine)
+    return {**mem, **{k: [round(float(t[i]), 3) for t in everyone] for i, k in enumerate(GPU_KEYS)}}
 
 
 class Telemetry(TrainerCallback):
@@ -86,8 +102,11 @@ class Telemetry(TrainerCallback):
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, Any] | None = None, **kw: Any) -> None:
-        if not state.is_world_process_zero or not logs or "loss" not in logs:
-            return  # the summary log at train end has no "loss"
+        if not logs or "loss" not in logs:
+            return  # the summary log at train end has no "loss" (on every rank alike)
+        memory = gather_memory(args, device_memory())  # every rank takes part
+        if not state.is_world_process_zero:
+            return
         now = time.monotonic()
         # TRL counts non-padding tokens of this attempt (gathered over ranks) as num_tokens.
         self.attempt_tokens = int(logs.get("num_tokens", self.attempt_tokens))
@@ -109,7 +128,7 @@ class Telemetry(TrainerCallback):
         for key in ("mean_token_accuracy", "entropy"):
             if key in logs:
                 record[key] = logs[key]
-        record.update(device_memory())
+        record.update(memory)
         record.update(self.power.sample(time.time()))
         self.writer.write("step", **record)
 
