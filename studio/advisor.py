@@ -32,6 +32,8 @@ class Target:
     total_gib: float
     spec: GpuSpec | None = None
     index: int | None = None
+    # measured/estimated peak of earlier runs on this card, per method (studio/history.py)
+    vram_factor: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,9 +68,10 @@ def default_rank(spec: ModelSpec, rows: int | None) -> int:
 
 def _evaluate(spec: ModelSpec, setup: Setup, target: Target) -> Option:
     mem = estimate_memory(spec, setup)
-    fits = mem.peak_vram_gib <= SAFETY * target.free_gib
+    peak = round(mem.peak_vram_gib * target.vram_factor.get(setup.method, 1.0), 3)
+    fits = peak <= SAFETY * target.free_gib
     speed = estimate_speed(spec, setup, target.spec).tokens_per_s if target.spec else None
-    return Option(setup.method, fits, mem.peak_vram_gib, setup, speed, mem.breakdown)
+    return Option(setup.method, fits, peak, setup, speed, mem.breakdown)
 
 
 def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, rows: int | None,

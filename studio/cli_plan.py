@@ -166,6 +166,18 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_machine_corrections(target: Target) -> Target:
+    """The target with what earlier runs on this machine measured against their estimates."""
+    from dataclasses import replace
+
+    factors = {}
+    for method in ("full", "lora", "qlora"):
+        c = correction_for(target.name, method)
+        if c:
+            factors[method] = c["vram_factor"]
+    return replace(target, vram_factor=factors) if factors else target
+
+
 def cmd_suggest(args: argparse.Namespace) -> int:
     profile = _profile_arg(args.profile)
     targets, why = targets_from_args(args)
@@ -186,6 +198,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                           f" ({'fits' if f['fits'] else 'still too big'})")
             return 0 if review.fits else 1
         seq_len = args.seq_len or 1024
+        targets = [with_machine_corrections(t) for t in targets]
         s = suggest_method(spec, targets, seq_len=seq_len, rows=args.rows)
     except (CatalogError, EstimateError) as e:
         raise PlanError(str(e)) from None
@@ -199,10 +212,33 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     print("  settings: " + ", ".join(f"{k} = {v}" for k, v in s.settings.items()))
     for r in s.reasons:
         print(f"  - {r}")
+    corrected = {m: f for t in targets for m, f in t.vram_factor.items()}
+    if corrected:
+        print("  - estimates corrected by runs measured on this machine: "
+              + ", ".join(f"{m} x{f:.2f}" for m, f in sorted(corrected.items())))
     for a in s.alternatives:
         print(f"  alternative: {a['method']:5} {'fits' if a['fits'] else 'does not fit'}, ~{a['peak_vram_gib']:.1f} GiB"
               + (f", ~{a['tokens_per_s']:,.0f} tokens/s" if a['tokens_per_s'] else ""))
     return 0
+
+
+def check_probe_fits_in_ram(profile: Profile) -> None:
+    """Without a GPU the probe trains in RAM in fp32; refuse what cannot fit rather than swap."""
+    if current_inventory().gpus or profile.model.name.startswith("builtin:"):
+        return
+    try:
+        spec = lookup_model(profile.model.name)
+    except CatalogError:
+        return
+    import psutil
+
+    per_param = 16 if profile.method.type == "full" else 4  # fp32 weights (+ grads and Adam states)
+    need_gib = spec.total_params * per_param / 2**30 * 1.2
+    have_gib = psutil.virtual_memory().available / 2**30
+    if need_gib > 0.8 * have_gib:
+        raise PlanError(f"probe on the CPU: {spec.id} needs about {need_gib:.0f} GiB of RAM in fp32, "
+                        f"{have_gib:.0f} GiB is free; probe on a GPU machine, or estimate instead: "
+                        f"studio estimate --model {profile.model.name} --gpu NAME")
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -219,6 +255,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     d = replace(profile.data, max_length=args.seq_len or profile.data.max_length)
     m = replace(profile.model, random_init=not profile.model.name.startswith("builtin:"))
     profile = replace(profile, train=t, data=d, model=m)
+    check_probe_fits_in_ram(profile)
     run = create_run(profile.to_toml(), f"probe-{path.stem}")
     estimate = run_estimate(profile)
     if estimate:

@@ -111,3 +111,10 @@ def test_sharding_over_several_gpus_when_one_is_not_enough() -> None:
     assert s.fits and s.settings["strategy"] == "fsdp" and 2 <= s.settings["gpus"] <= 8
     assert s.peak_vram_gib <= SAFETY * 23.99
     assert "sharded with FSDP" in s.reasons[0]
+
+
+def test_probe_refuses_a_model_too_big_for_ram_on_the_cpu(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("STUDIO_GPUS", raising=False)
+    assert main(["probe", "llama-3.1-8b-lora-24gb"]) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "GiB of RAM" in err and "studio estimate --model" in err
