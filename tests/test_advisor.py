@@ -114,7 +114,13 @@ def test_sharding_over_several_gpus_when_one_is_not_enough() -> None:
 
 
 def test_probe_refuses_a_model_too_big_for_ram_on_the_cpu(capsys, monkeypatch) -> None:
+    import collections
+
+    import psutil
+
     monkeypatch.delenv("STUDIO_GPUS", raising=False)
+    memory = collections.namedtuple("memory", "available total")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(24 * 2**30, 24 * 2**30))
     assert main(["probe", "llama-3.1-8b-lora-24gb"]) == 2
     err = capsys.readouterr().err
     assert "needs about" in err and "GiB of RAM" in err and "studio estimate --model" in err
