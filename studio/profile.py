@@ -176,7 +176,7 @@ def _did_you_mean(key: str, options: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(options)}"
 
 
-def _check_value(key: str, value: Any, ftype: str, meta: dict[str, Any]) -> tuple[Any, str | None]:
+def check_value(key: str, value: Any, ftype: str, meta: dict[str, Any]) -> tuple[Any, str | None]:
     """Coerce `value` to the field's type and check its rules; returns (value, problem)."""
     if ftype == "bool":
         if not isinstance(value, bool):
@@ -220,7 +220,7 @@ def _build_section(name: str, cls: type, raw: Any, problems: list[str]) -> Any:
             problems.append(f"{name}.{key}: unknown key{_did_you_mean(key, list(known))}")
             continue
         f = known[key]
-        value, problem = _check_value(f"{name}.{key}", value, str(f.type), dict(f.metadata))
+        value, problem = check_value(f"{name}.{key}", value, str(f.type), dict(f.metadata))
         if problem:
             problems.append(problem)
         else:

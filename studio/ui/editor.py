@@ -21,7 +21,7 @@ from studio.advisor import Target, review_profile, setup_from_profile
 from studio.catalog import CatalogError, catalog_gpus, lookup_gpu, lookup_model
 from studio.estimate import BREAKDOWN, EstimateError, estimate_memory, estimate_speed
 from studio.paths import bundled_profiles_dir, user_profiles_dir
-from studio.profile import (SECTIONS, Profile, ProfileError, _check_value, default_value, load_profile, parse_toml,
+from studio.profile import (SECTIONS, Profile, ProfileError, check_value, default_value, load_profile, parse_toml,
                             profile_from_dict)
 from studio.ui.widgets import meter
 
@@ -47,7 +47,7 @@ def save_preserving_comments(path: Path, profile: Profile) -> None:
         original = path.read_text(encoding="utf-8")
         doc = tomlkit.parse(original)
         old = tomllib.loads(original)
-    except (OSError, Exception):  # no file yet, or a broken one: write a fresh document
+    except Exception:  # no file yet, or one that does not parse: write a fresh document
         doc, old = tomlkit.document(), {}
     base = path.parent
     new = profile.to_dict()
@@ -168,7 +168,7 @@ class ProfileEditor(Screen):
     def check_field(self, section: str, key: str) -> None:
         f = next(f for f in fields(SECTIONS[section]) if f.name == key)
         value = self._raw_value(section, key, str(f.type))
-        _, problem = _check_value(f"{section}.{key}", value, str(f.type), dict(f.metadata))
+        _, problem = check_value(f"{section}.{key}", value, str(f.type), dict(f.metadata))
         label = self.query_one(f"#e-{section}-{key}", Static)
         label.update(problem or "")
         label.display = bool(problem)
