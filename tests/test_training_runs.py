@@ -334,3 +334,21 @@ def test_probe_builds_random_weights_from_a_config(tmp_path: Path, chat_data: Pa
     assert tl.start["total_params"] > 2000 * 128 * 2  # the config's vocabulary, untied
     assert tl.preflight["truncated_rows"] == tl.preflight["rows"]  # rows fill max_length
     assert not (run_dir / "final").exists() and not list(run_dir.glob("checkpoints/checkpoint-*"))
+
+
+def test_hub_model_from_the_local_cache(tmp_path: Path, chat_data: Path) -> None:
+    """The hub code path, offline: a model already in the Hugging Face cache is used as it is."""
+    from studio.trainer.tiny import build_tiny_model
+
+    hub = Path(os.environ["HF_HOME"]) / "hub" / "models--studio-test--tiny-chat"
+    snapshot = hub / "snapshots" / ("0" * 40)
+    build_tiny_model(snapshot, demo_rows(160), seed=1)
+    (hub / "refs").mkdir(parents=True)
+    (hub / "refs" / "main").write_text("0" * 40)
+    profile = write_profile(tmp_path / "hub.toml", chat_data, model={"name": "studio-test/tiny-chat"},
+                            train={"max_steps": 4})
+    result = run_json(studio("run", str(profile), "--json"))
+    tl = load_timeline(Path(result["dir"]))
+    assert result["status"] == "completed", tl.end
+    assert tl.download and tl.download["done"] and tl.download["name"] == "studio-test/tiny-chat"
+    assert not (Path(result["dir"]) / "base-model").exists()
