@@ -352,3 +352,12 @@ def test_hub_model_from_the_local_cache(tmp_path: Path, chat_data: Path) -> None
     assert result["status"] == "completed", tl.end
     assert tl.download and tl.download["done"] and tl.download["name"] == "studio-test/tiny-chat"
     assert not (Path(result["dir"]) / "base-model").exists()
+
+
+def test_missing_hub_dataset_says_what_to_do(tmp_path: Path) -> None:
+    profile = write_profile(tmp_path / "d.toml", "nobody-here/no-such-dataset", train={"max_steps": 2})
+    proc = studio("run", str(profile), "--json")
+    assert proc.returncode == 1
+    end = load_timeline(Path(run_json(proc)["dir"])).end
+    assert end["status"] == "failed" and end["error_kind"] in ("data", "download")
+    assert "nobody-here/no-such-dataset" in end["message"]

@@ -3,6 +3,7 @@ model -> SFTTrainer -> events, checkpoints and the final adapter or model."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import random
@@ -74,14 +75,19 @@ def check_bitsandbytes(device: str) -> None:
                           f"(it loaded the {backend} one); use method.type = \"lora\" or install a matching bitsandbytes")
 
 
-def load_data(profile: Profile, split: str) -> Dataset:
+def load_data(profile: Profile, split: str, writer: EventWriter | None = None) -> Dataset:
     d = profile.data
     if is_local(d.path):
         return load_local(d.path, d.format)
     try:
         import datasets
 
-        hub = datasets.load_dataset(d.path, split=split)
+        from studio.trainer.hub import download_progress, hub_cache_blobs
+
+        progress = (download_progress(writer, "dataset", d.path, hub_cache_blobs("datasets", d.path), None)
+                    if writer is not None else contextlib.nullcontext())
+        with progress:
+            hub = datasets.load_dataset(d.path, split=split)
     except FileNotFoundError as e:
         raise DataError(f"data.path: dataset {d.path!r} not found locally or on the hub ({e}); check the path or id") from e
     except ValueError as e:
@@ -335,7 +341,7 @@ def _train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, state
         profile = replace(profile, data=replace(profile.data, eval_fraction=0.0, eval_split=""))
         state["profile"] = profile
     else:
-        ds = load_data(profile, profile.data.split)
+        ds = load_data(profile, profile.data.split, writer)
     if ds.bad_rows and profile.data.on_bad_rows == "error":
         bad = [{"row": b.row, "reason": b.reason} for b in ds.bad_rows[:100]]
         writer.write("preflight", format=ds.format, rows=len(ds.rows) + len(ds.bad_rows), bad_rows=bad,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import fnmatch
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from studio.events import EventWriter
@@ -32,10 +34,42 @@ def _cache_bytes(folder: Path) -> int:
     return total
 
 
+@contextmanager
+def download_progress(writer: EventWriter, what: str, name: str, blobs: Path, total: int | None) -> Iterator[None]:
+    """`download` events about once a second from the growth of the hub cache folder being filled."""
+    start_bytes = _cache_bytes(blobs)
+    done = threading.Event()
+
+    def report() -> None:
+        t0, last = time.monotonic(), start_bytes
+        while not done.wait(1.0):
+            now_bytes = _cache_bytes(blobs)
+            if now_bytes != last:
+                rate = (now_bytes - start_bytes) / max(time.monotonic() - t0, 1e-6)
+                writer.write("download", what=what, name=name, bytes=now_bytes - start_bytes,
+                             total_bytes=total or None, rate_bytes_s=round(rate), done=False)
+                last = now_bytes
+
+    thread = threading.Thread(target=report, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=2)
+    writer.write("download", what=what, name=name, bytes=_cache_bytes(blobs) - start_bytes,
+                 total_bytes=total or None, done=True)
+
+
+def hub_cache_blobs(kind: str, repo_id: str) -> Path:
+    from huggingface_hub import constants as hub_constants
+
+    return Path(hub_constants.HF_HUB_CACHE) / f"{kind}--{repo_id.replace('/', '--')}" / "blobs"
+
+
 def fetch_model(repo_id: str, revision: str, writer: EventWriter) -> Path:
     """Download (or find in the cache) a model snapshot; returns its local folder."""
     from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub import constants as hub_constants
 
     total = 0
     patterns = list(MODEL_FILES)
@@ -48,31 +82,11 @@ def fetch_model(repo_id: str, revision: str, writer: EventWriter) -> Path:
                     if any(fnmatch.fnmatch(s.rfilename, p) for p in patterns))
     except Exception:  # offline or no access: snapshot_download below explains which
         total = 0
-    repo_cache = Path(hub_constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "blobs"
-    start_bytes = _cache_bytes(repo_cache)
-    done = threading.Event()
-
-    def report() -> None:
-        t0, last = time.monotonic(), start_bytes
-        while not done.wait(1.0):
-            now_bytes = _cache_bytes(repo_cache)
-            rate = (now_bytes - start_bytes) / max(time.monotonic() - t0, 1e-6)
-            if now_bytes != last:
-                writer.write("download", what="model", name=repo_id, bytes=now_bytes - start_bytes,
-                             total_bytes=total or None, rate_bytes_s=round(rate), done=False)
-                last = now_bytes
-
-    thread = threading.Thread(target=report, daemon=True)
-    thread.start()
     try:
-        path = snapshot_download(repo_id, revision=revision, allow_patterns=patterns)
+        with download_progress(writer, "model", repo_id, hub_cache_blobs("models", repo_id), total):
+            path = snapshot_download(repo_id, revision=revision, allow_patterns=patterns)
     except Exception as e:
         raise DownloadError(describe_hub_error(repo_id, "model", e)) from e
-    finally:
-        done.set()
-        thread.join(timeout=2)
-    writer.write("download", what="model", name=repo_id, bytes=_cache_bytes(repo_cache) - start_bytes,
-                 total_bytes=total or None, done=True)
     return Path(path)
 
 
