@@ -159,8 +159,8 @@ def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, 
         s = chosen.setup
         reasons.append(f"estimated peak {chosen.peak_vram_gib:.1f} GiB of {gpu.free_gib:.1f} GiB free "
                        f"({gpu.free_gib - chosen.peak_vram_gib:.1f} GiB to spare)")
-        reasons.append(f"micro-batch {s.batch} x {max(1, TARGET_EFFECTIVE_BATCH // s.batch)} accumulation steps "
-                       f"= effective batch {s.batch * max(1, TARGET_EFFECTIVE_BATCH // s.batch)}")
+        accum = chosen.settings()["grad_accum"]
+        reasons.append(f"micro-batch {s.batch} x {accum} accumulation steps = effective batch {s.batch * accum}")
         if not s.grad_ckpt:
             reasons.append("gradient checkpointing is off: it is not needed to fit, and skipping it saves ~25% compute")
         elif _evaluate(spec, replace(s, grad_ckpt=False), gpu).fits:

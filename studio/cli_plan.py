@@ -9,7 +9,7 @@ from typing import Any
 from studio import display
 from studio.advisor import SAFETY, Target, review_profile, setup_from_profile, suggest_method
 from studio.catalog import CatalogError, catalog_gpus, catalog_models, lookup_gpu, lookup_model
-from studio.estimate import BREAKDOWN, OPTIMIZERS, STRATEGIES, EstimateError, Setup, estimate_memory, estimate_speed
+from studio.estimate import BREAKDOWN, GIB, OPTIMIZERS, STRATEGIES, EstimateError, Setup, estimate_memory, estimate_speed
 from studio.history import correction_for, run_estimate
 from studio.inventory import current_inventory, spec_for
 from studio.profile import Profile, load_profile
@@ -233,8 +233,8 @@ def check_probe_fits_in_ram(profile: Profile) -> None:
     import psutil
 
     per_param = 16 if profile.method.type == "full" else 4  # fp32 weights (+ grads and Adam states)
-    need_gib = spec.total_params * per_param / 2**30 * 1.2
-    have_gib = psutil.virtual_memory().available / 2**30
+    need_gib = spec.total_params * per_param / GIB * 1.2
+    have_gib = psutil.virtual_memory().available / GIB
     if need_gib > 0.8 * have_gib:
         raise PlanError(f"probe on the CPU: {spec.id} needs about {need_gib:.0f} GiB of RAM in fp32, "
                         f"{have_gib:.0f} GiB is free; probe on a GPU machine, or estimate instead: "

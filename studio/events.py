@@ -28,7 +28,6 @@ from typing import IO, Any
 
 EVENTS_FILE = "events.jsonl"
 END_STATUSES = ("completed", "stopped", "failed")
-ERROR_KINDS = ("oom", "data", "config", "download", "crash")
 DURABLE = ("start", "checkpoint", "end")
 
 

@@ -164,13 +164,6 @@ SECTIONS: dict[str, type] = {
 TOP_LEVEL = ("description", *SECTIONS)
 
 
-def field_help(section: str, key: str) -> str:
-    for f in fields(SECTIONS[section]):
-        if f.name == key:
-            return f.metadata.get("help", "")
-    raise KeyError(f"{section}.{key}")
-
-
 def _did_you_mean(key: str, options: list[str]) -> str:
     close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(options)}"

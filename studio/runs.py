@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.atomic import write_json, write_text
-from studio.events import EVENTS_FILE, EventTail, EventWriter, Timeline, load_timeline
+from studio.events import END_STATUSES, EVENTS_FILE, EventTail, EventWriter, Timeline, load_timeline
 from studio.paths import runs_dir
 
 PROFILE_FILE = "profile.toml"
@@ -37,7 +37,6 @@ STATUS_FILE = "status.json"
 LOG_FILE = "trainer.log"
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
-RUN_STATUSES = ("running", "completed", "stopped", "failed", "crashed")
 
 
 class RunError(Exception):
@@ -96,7 +95,7 @@ class Run:
         """
         end = (timeline or self.timeline()).end
         alive = self.is_alive()
-        if end and end.get("status") in ("completed", "stopped", "failed"):
+        if end and end.get("status") in END_STATUSES:
             launched = self.read_status_file().get("launched_at") or 0
             if not alive or (end.get("time") or 0) >= launched:
                 return end["status"]
