@@ -15,9 +15,9 @@ import re
 import sys
 from pathlib import Path
 
-from studio import estimate
-from studio.catalog import lookup_gpu
-from studio.reference import default_reference_csv, error_summary, load_measurements, relative_error
+from studio.planning import estimate
+from studio.planning.catalog import lookup_gpu
+from studio.planning.reference import default_reference_csv, error_summary, load_measurements, relative_error
 
 BOUNDS = {"activation_scale": (0.5, 2.0), "ckpt_workspace": (0.0, 4.0), "logits_scale": (0.5, 1.5),
           "allocator_slack": (0.0, 1.0), "cuda_context_gib": (0.3, 3.0),

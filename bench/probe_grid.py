@@ -40,7 +40,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--grad-ckpt", default="true")
     args = ap.parse_args()
-    from studio.catalog import lookup_model
+    from studio.planning.catalog import lookup_model
     from studio.hardware import detect_gpus
 
     inv = detect_gpus()

@@ -94,7 +94,7 @@ def idle_cpu(env: dict[str, str], home: Path) -> float:
     (run / "profile.toml").write_text('[data]\npath = "x.jsonl"\n')
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run)])
     time.sleep(0.5)
-    code = (f"from pathlib import Path; from studio.runs import Run; from studio.ui.app import run_app; "
+    code = (f"from pathlib import Path; from studio.runs.folder import Run; from studio.ui.app import run_app; "
             f"run_app(Run(Path({str(run)!r})))")
     proc, master = spawn([sys.executable, "-c", code], env)
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from studio.runs.events import End, Preflight, Start, Step
 
 
 def count(n: float | None) -> str:
@@ -32,12 +32,12 @@ def size_bytes(n: float | None) -> str:
     return f"{n:.0f} B"
 
 
-def memory_text(step: dict[str, Any]) -> str:
-    peaks = step.get("gpu_mem_peak_gib")
+def memory_text(step: Step) -> str:
+    peaks = [p for p in step.gpu_mem_peak_gib if p is not None]
     if peaks:
         return "VRAM " + "/".join(f"{p:.1f}" for p in peaks) + " GiB peak"
-    if step.get("rss_gib") is not None:
-        return f"RSS {step['rss_gib']:.2f} GiB"
+    if step.rss_gib is not None:
+        return f"RSS {step.rss_gib:.2f} GiB"
     return ""
 
 
@@ -46,59 +46,61 @@ def bar(fraction: float, width: int = 20) -> str:
     return "#" * filled + "." * (width - filled)
 
 
-def step_line(step: dict[str, Any]) -> str:
-    total = step.get("max_steps") or 0
-    frac = step["step"] / total if total else 0.0
-    loss = step.get("loss")
-    parts = [f"step {step['step']}/{total or '?'} [{bar(frac)}] {frac * 100:3.0f}%",
-             f"loss {loss:.4f}" if isinstance(loss, (int, float)) else "loss ?",
-             f"{step.get('tokens_per_s') or 0:,.0f} tok/s"]
+def step_line(step: Step) -> str:
+    total = step.max_steps or 0
+    frac = step.step / total if total else 0.0
+    parts = [f"step {step.step}/{total or '?'} [{bar(frac)}] {frac * 100:3.0f}%",
+             f"loss {step.loss:.4f}" if step.loss is not None else "loss ?",
+             f"{step.tokens_per_s or 0:,.0f} tok/s"]
     mem = memory_text(step)
     if mem:
         parts.append(mem)
-    parts.append(f"ETA {duration(step.get('eta_s'))}")
+    parts.append(f"ETA {duration(step.eta_s)}")
     return " | ".join(parts)
 
 
-def preflight_lines(p: dict[str, Any]) -> list[str]:
-    lines = [f"data: {p.get('rows', '?')} rows ({p.get('format', '?')})"]
-    if "tokens" in p:
-        lines[0] += (f", {p['tokens']:,} tokens, mean {p.get('mean_tokens')} / p95 {p.get('p95_tokens')} / "
-                     f"max {p.get('max_tokens')} per row; train {p.get('train_rows')}, eval {p.get('eval_rows')}")
-        if p.get("truncated_rows"):
-            lines.append(f"  {p['truncated_rows']} row(s) longer than max_length {p['max_length']} will be truncated "
-                         f"(rows {', '.join(map(str, p.get('truncated_row_numbers', [])[:10]))}"
-                         f"{'...' if p['truncated_rows'] > 10 else ''})")
-        lines.append(f"  loss on: {p.get('loss_on')}")
-    if p.get("bad_rows_count"):
-        rows = ", ".join(str(b["row"]) for b in p.get("bad_rows", [])[:10])
-        lines.append(f"  {p['bad_rows_count']} malformed row(s): {rows}{'...' if p['bad_rows_count'] > 10 else ''}")
-    if p.get("note"):
-        lines.append(f"  note: {p['note']}")
+def preflight_lines(p: Preflight) -> list[str]:
+    lines = [f"data: {p.rows if p.rows is not None else '?'} rows ({p.format or '?'})"]
+    if p.tokens is not None:
+        lines[0] += (f", {p.tokens:,} tokens, mean {p.mean_tokens} / p95 {p.p95_tokens} / "
+                     f"max {p.max_tokens} per row; train {p.train_rows}, eval {p.eval_rows}")
+        if p.truncated_rows:
+            lines.append(f"  {p.truncated_rows} row(s) longer than max_length {p.max_length} will be truncated "
+                         f"(rows {', '.join(map(str, p.truncated_row_numbers[:10]))}"
+                         f"{'...' if p.truncated_rows > 10 else ''})")
+        lines.append(f"  loss on: {p.loss_on}")
+    if p.bad_rows_count:
+        rows = ", ".join(str(b.get("row")) for b in p.bad_rows[:10])
+        lines.append(f"  {p.bad_rows_count} malformed row(s): {rows}{'...' if p.bad_rows_count > 10 else ''}")
+    if p.note:
+        lines.append(f"  note: {p.note}")
     return lines
 
 
-def start_line(s: dict[str, Any]) -> str:
-    total, trainable = s.get("total_params"), s.get("trainable_params")
+def start_line(s: Start) -> str:
+    total, trainable = s.total_params, s.trainable_params
     share = f" ({trainable / total * 100:.2f}%)" if total and trainable else ""
-    resumed = f", resuming at step {s.get('step')}" if s.get("resumed_from") else ""
-    return (f"training on {', '.join(s.get('devices') or ['?'])} ({s.get('dtype')}): {count(total)} params, "
-            f"{count(trainable)} trainable{share}, {s.get('max_steps')} steps, optimizer {s.get('optimizer')}{resumed}")
+    resumed = f", resuming at step {s.step}" if s.resumed_from else ""
+    return (f"training on {', '.join(s.devices or ('?',))} ({s.dtype}): {count(total)} params, "
+            f"{count(trainable)} trainable{share}, {s.max_steps} steps, optimizer {s.optimizer}{resumed}")
 
 
-def end_lines(end: dict[str, Any], run_id: str) -> list[str]:
-    status = end.get("status")
-    if status == "failed":
-        return [f"run {run_id} failed ({end.get('error_kind')}): {end.get('message')}",
-                f"  what to do: {end.get('advice')}"]
-    lines = [f"run {run_id} {status} at step {end.get('step', '?')}"]
-    if end.get("train_tokens_per_s"):
-        lines[0] += f" ({end.get('train_tokens', 0):,} tokens in {duration(end.get('train_runtime_s'))}, " \
-                    f"{end['train_tokens_per_s']:,.0f} tok/s)"
-    if end.get("message"):
-        lines.append(f"  {end['message']}")
-    if end.get("advice"):
-        lines.append(f"  next: {end['advice']}")
-    elif status == "completed" and end.get("final"):
-        lines.append(f"  result in {end['final']}; export with `studio export {run_id} --out DIR [--merge]`")
+def decision_lines(s: Start) -> list[str]:
+    """What the plan decided for this run, and why (one line each)."""
+    return [f"  {d.get('key')} = {d.get('value')}: {d.get('reason')}" for d in s.decisions]
+
+
+def end_lines(end: End, run_id: str) -> list[str]:
+    if end.status == "failed":
+        return [f"run {run_id} failed ({end.error_kind}): {end.message}", f"  what to do: {end.advice}"]
+    lines = [f"run {run_id} {end.status} at step {end.step if end.step is not None else '?'}"]
+    if end.train_tokens_per_s:
+        lines[0] += f" ({end.train_tokens or 0:,} tokens in {duration(end.train_runtime_s)}, " \
+                    f"{end.train_tokens_per_s:,.0f} tok/s)"
+    if end.message:
+        lines.append(f"  {end.message}")
+    if end.advice:
+        lines.append(f"  next: {end.advice}")
+    elif end.status == "completed" and end.final:
+        lines.append(f"  result in {end.final}; export with `studio export {run_id} --out DIR [--merge]`")
     return lines

@@ -40,3 +40,26 @@ def bundled_profiles_dir() -> Path:
 
 def themes_dir() -> Path:
     return _bundled_dir("themes")
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+PATH_PREFIXES = ("/", "./", "../", "~")
+
+
+def looks_local(ref: str) -> bool:
+    """A path rather than a hub id (org/name): starts with / ./ ../ ~, or names a data file.
+
+    The one rule for models, datasets and eval splits alike; it never touches the disk, so
+    a profile means the same thing wherever it is read.
+    """
+    return ref.startswith(PATH_PREFIXES) or Path(ref).suffix.lower() in DATA_SUFFIXES
+
+
+def is_local(ref: str) -> bool:
+    """`looks_local`, or a relative path that exists here (e.g. `data/chat` typed in a shell)."""
+    if looks_local(ref):
+        return True
+    try:
+        return Path(ref).expanduser().exists()
+    except OSError:  # a name too long, a symlink loop: not a usable local path
+        return False

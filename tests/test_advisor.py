@@ -5,11 +5,13 @@ import re
 
 import pytest
 
-from studio.advisor import SAFETY, Target, review_profile, setup_from_profile, suggest_method
-from studio.catalog import lookup_gpu, lookup_model
 from studio.cli import main
 from studio.paths import bundled_profiles_dir
-from studio.profile import load_profile
+from studio.planning.advisor import Target, review_profile, suggest_method
+from studio.planning.catalog import lookup_gpu, lookup_model
+from studio.planning.inventory import planning_inventory
+from studio.planning.plan import SAFETY
+from studio.profiles.profile import load_profile
 
 
 def target(name: str, free: float | None = None, index: int | None = None) -> Target:
@@ -54,19 +56,18 @@ def test_nothing_fits_says_so() -> None:
 
 def test_review_names_the_fix_and_its_saving() -> None:
     profile = load_profile(bundled_profiles_dir() / "llama-3.1-8b-lora-24gb.toml")
-    spec = lookup_model(profile.model.name)
-    small = review_profile(spec, setup_from_profile(profile), target("RTX 3060"))
+    small = review_profile(profile, planning_inventory("RTX 3060"))
     assert not small.fits and small.message.startswith("will run out of memory at ~")
     assert "switch to QLoRA" in small.message and small.fixes[0]["fits"]
-    big = review_profile(spec, setup_from_profile(profile), target("RTX 4090"))
+    assert small.fixes[0]["set"] == {"method.type": "qlora", "train.optimizer": "auto"}
+    big = review_profile(profile, planning_inventory("RTX 4090"))
     assert big.fits and re.match(r"fits with \d+\.\d GiB to spare", big.message)
 
 
 @pytest.mark.parametrize("path", sorted(bundled_profiles_dir().glob("*-*gb.toml")), ids=lambda p: p.stem)
 def test_bundled_profiles_fit_the_card_they_are_named_for(path) -> None:
     gb = float(re.search(r"-(\d+)gb$", path.stem).group(1))
-    profile = load_profile(path)
-    review = review_profile(lookup_model(profile.model.name), setup_from_profile(profile), Target("card", gb, gb))
+    review = review_profile(load_profile(path), planning_inventory(vram=gb))
     assert review.fits, review.message
 
 

@@ -9,16 +9,23 @@ from pathlib import Path
 import pytest
 
 from conftest import demo_rows, studio, write_jsonl, write_profile
-from studio.distributed import LayoutError, accelerate_config, plan_layout
-from studio.events import load_timeline, read_events
+from studio.planning.layout import LayoutError, accelerate_config, check_launchable
+from studio.planning.plan import plan_run
+from studio.runs.events import Start, Step, load_timeline, read_events
 from studio.hardware import GpuInfo, Inventory
-from studio.profile import profile_from_dict
+from studio.profiles.profile import profile_from_dict
 from test_training_runs import processes_working_on, run_json, steps_of, wait_for
 
 
 def inventory(*free: float) -> Inventory:
     return Inventory([GpuInfo(index=i, name="NVIDIA A100-SXM4-80GB", memory_total_gib=80, memory_free_gib=f, bf16=True)
                       for i, f in enumerate(free)])
+
+
+def plan_layout(profile, inv):
+    layout = plan_run(profile, inv).layout
+    check_launchable(layout, inv)
+    return layout
 
 
 def profile(**hardware) -> object:
@@ -52,7 +59,7 @@ def test_accelerate_config_per_strategy() -> None:
 
 
 def test_multi_node_needs_the_main_address() -> None:
-    from studio.profile import ProfileError
+    from studio.profiles.profile import ProfileError
 
     with pytest.raises(ProfileError, match="hardware.main_address"):
         profile(num_machines=2)
@@ -71,20 +78,20 @@ def test_two_process_ddp_run_stop_resume_and_kill(tmp_path: Path) -> None:
     assert stop.returncode == 0, stop.stderr
     assert not processes_working_on(run_dir)
     tl = load_timeline(run_dir)
-    stopped_at = tl.end["step"]
-    assert tl.end["status"] == "stopped" and (run_dir / "checkpoints" / f"checkpoint-{stopped_at}").is_dir()
-    assert tl.start["trainable_params"] > 0
+    stopped_at = tl.end.step
+    assert tl.end.status == "stopped" and (run_dir / "checkpoints" / f"checkpoint-{stopped_at}").is_dir()
+    assert tl.start.trainable_params > 0
     # one writer: every event line parses, and each step appears once per attempt
-    first = [e["step"] for e in read_events(run_dir / "events.jsonl") if e["event"] == "step"]
+    first = [e.step for e in read_events(run_dir / "events.jsonl") if isinstance(e, Step)]
     assert len(first) == len(set(first))
 
     resumed = studio("resume", run_dir.name, "--detach", "--json")
     assert resumed.returncode == 0, resumed.stderr
-    wait_for(lambda: max((s["step"] for s in steps_of(run_dir)), default=0) > stopped_at + 2, what="resumed steps",
+    wait_for(lambda: max((s.step for s in steps_of(run_dir)), default=0) > stopped_at + 2, what="resumed steps",
              timeout=180)
     events = read_events(run_dir / "events.jsonl")
-    second_start = [i for i, e in enumerate(events) if e["event"] == "start"][1]
-    assert [e["step"] for e in events[second_start:] if e["event"] == "step"][0] == stopped_at + 1
+    second_start = [i for i, e in enumerate(events) if isinstance(e, Start)][1]
+    assert [e.step for e in events[second_start:] if isinstance(e, Step)][0] == stopped_at + 1
     kill = studio("stop", run_dir.name, "--force")
     assert kill.returncode == 0, kill.stderr
     time.sleep(0.5)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from studio.catalog import CatalogError, lookup_gpu, lookup_model
-from studio.estimate import EstimateError, Setup, estimate_memory, estimate_speed, lora_params, quant_bits
-from studio.reference import default_reference_csv, error_summary, load_measurements, relative_error
+from studio.planning.catalog import CatalogError, lookup_gpu, lookup_model
+from studio.planning.estimate import EstimateError, Setup, estimate_memory, estimate_speed, lora_params, quant_bits
+from studio.planning.reference import default_reference_csv, error_summary, load_measurements, relative_error
 
 
 def test_estimator_error_on_every_usable_hf_row() -> None:

@@ -1,38 +1,73 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-from studio.events import EventTail, EventWriter, Timeline, read_events
+from studio.runs.events import (End, EventTail, EventWriter, Start, Step, Timeline, parse_line, parse_record,
+                                read_events)
 
 
 def test_writer_and_tail_handle_partial_and_corrupt_lines(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     w = EventWriter(path)
-    w.write("step", step=1, loss=2.0)
+    w.write(Step(step=1, loss=2.0))
     tail = EventTail(path)
-    assert [r["step"] for r in tail.read_new()] == [1]
+    assert [r.step for r in tail.read_new()] == [1]
     with path.open("a") as f:
         f.write("{garbage\n")          # a corrupt line is skipped
         f.write('{"event": "step", "st')  # a line still being written waits
     assert tail.read_new() == []
     with path.open("a") as f:
         f.write('ep": 2, "time": 1}\n')
-    assert [r["step"] for r in tail.read_new()] == [2]
-    assert all("time" in r for r in read_events(path))
+    assert [r.step for r in tail.read_new()] == [2]
+    assert all(r.time > 0 for r in read_events(path))
+
+
+def records(*raw: dict) -> list:
+    return [parse_record(r) for r in raw]
 
 
 def test_repeated_step_replaces_the_earlier_record() -> None:
-    records = [{"event": "step", "step": s, "loss": float(s)} for s in (1, 2, 3)]
-    records += [{"event": "end", "status": "failed"}, {"event": "start"},
-                {"event": "step", "step": 2, "loss": 20.0}, {"event": "step", "step": 3, "loss": 30.0}]
-    tl = Timeline().extend(records)
+    recs = records(*({"event": "step", "step": s, "loss": float(s)} for s in (1, 2, 3)))
+    recs += records({"event": "end", "status": "failed"}, {"event": "start"},
+                    {"event": "step", "step": 2, "loss": 20.0}, {"event": "step", "step": 3, "loss": 30.0})
+    tl = Timeline().extend(recs)
     assert sorted(tl.steps) == [1, 2, 3]
-    assert tl.steps[2]["loss"] == 20.0 and tl.last_step == {"event": "step", "step": 3, "loss": 30.0}
+    assert tl.steps[2].loss == 20.0 and tl.last_step == Step(step=3, loss=30.0)
     assert tl.end is None  # the resumed attempt has not ended
+
+
+def test_non_finite_numbers_are_written_as_json_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    w = EventWriter(path)
+    w.write(Step(step=1, loss=math.nan, grad_norm=math.inf))
+    text = path.read_text()
+    json.loads(text)  # strict JSON: no bare NaN
+    assert "NaN" in text and "Infinity" in text
+    (step,) = read_events(path)
+    assert math.isnan(step.loss) and step.grad_norm == math.inf
+
+
+def test_wrong_types_read_as_missing_never_crash() -> None:
+    step = parse_record({"event": "step", "step": 3, "tokens_per_s": "fast", "loss": [1], "max_steps": True,
+                         "gpu_mem_peak_gib": [1.5, "x", None], "nvml_throttle": "hot"})
+    assert step == Step(step=3, gpu_mem_peak_gib=(1.5, None, None))
+    assert parse_record({"event": "step", "step": "three"}) is None  # a step without its number is no step
+    assert parse_record({"event": "end"}) is None and parse_record({"event": "nope"}) is None
+    assert parse_record(["event", "step"]) is None
+    start = parse_record({"event": "start", "config": "not a table", "devices": ["cpu", 3]})
+    assert start == Start(devices=("cpu",)) and start.method == "?"
+
+
+def test_hostile_lines_are_skipped() -> None:
+    assert parse_line("[" * 100_000 + "]" * 100_000) is None   # would overflow the parser's recursion
+    assert parse_line('{"event": "step", "step": 1, "x": "' + "a" * (2 << 20) + '"}') is None
+    assert parse_line(b"\xff\xfe garbage") is None
+    assert parse_line('{"event": "end", "status": "completed", "time": "noon"}') == End(status="completed")
 
 
 def test_writer_values_are_json(tmp_path: Path) -> None:
     w = EventWriter(tmp_path / "e.jsonl")
-    w.write("end", status="completed", path=tmp_path)
-    assert json.loads((tmp_path / "e.jsonl").read_text())["path"] == str(tmp_path)
+    w.write(Start(config={"path": tmp_path}))  # type: ignore[dict-item]
+    assert json.loads((tmp_path / "e.jsonl").read_text())["config"]["path"] == str(tmp_path)

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
-from studio.events import Timeline
-from studio.health import health_alerts
+from dataclasses import replace
+
+from studio.runs.events import Timeline, parse_record
+from studio.runs.health import health_alerts
 
 
 def steps(losses, rates=None, t0=1000.0, dt=1.0, **extra):
     rates = rates or [1000.0] * len(losses)
-    return Timeline().extend([{"event": "step", "step": i + 1, "loss": loss, "tokens_per_s": rate,
-                               "time": t0 + i * dt, **extra} for i, (loss, rate) in enumerate(zip(losses, rates))])
+    return Timeline().extend([parse_record({"event": "step", "step": i + 1, "loss": loss, "tokens_per_s": rate,
+                                            "time": t0 + i * dt, **extra})
+                              for i, (loss, rate) in enumerate(zip(losses, rates))])
 
 
 def kinds(tl, running=True, now=None):
@@ -37,7 +40,6 @@ def test_throttling_and_heat() -> None:
 
 def test_idle_gpu_during_a_slow_step_is_a_data_stall() -> None:
     tl = steps([2.0] * 6, nvml_util_pct=[1.0])
-    last = tl.steps[6]
-    last["time"] += 20.0  # the last step took 21 s instead of 1 s, with the GPU idle
-    alerts = health_alerts(tl, running=True, now=last["time"] + 1)
+    last = tl.steps[6] = replace(tl.steps[6], time=tl.steps[6].time + 20.0)  # 21 s instead of 1 s, GPU idle
+    alerts = health_alerts(tl, running=True, now=last.time + 1)
     assert any(a.kind == "stall" and "data-loading stall" in a.message for a in alerts)

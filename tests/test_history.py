@@ -1,45 +1,85 @@
 from __future__ import annotations
 
 import json
+
+from studio.atomic import write_json
 from studio.cli import main
-from studio.events import EventWriter
-from studio.history import correction_for, save_estimate
-from studio.runs import create_run
+from studio.hardware import GpuInfo, Inventory
+from studio.planning.corrections import MIN_RUNS
+from studio.planning.plan import plan_run
+from studio.profiles.profile import profile_from_dict
+from studio.runs.events import End, append_event
+from studio.runs.folder import PLAN_FILE, create_run, list_runs
+from studio.runs.history import comparison, machine_corrections
 
 
-def fake_gpu_run(estimated: float, measured: float) -> None:
+def fake_gpu_run(estimated: float, measured: float | list[float], gpu: str = "RTX 4090", method: str = "lora",
+                 forced: bool = False) -> None:
     run = create_run('[data]\npath = "x.jsonl"\n', "fake")
-    save_estimate(run, {"gpu": "RTX 4090", "method": "lora", "peak_reserved_gib": estimated, "tokens_per_s": 1000})
-    w = EventWriter(run.events_path)
-    w.write("end", status="completed", gpu_mem_peak_reserved_gib=[measured], train_tokens_per_s=900.0)
-    w.close()
+    write_json(run.dir / PLAN_FILE, {"gpu": gpu, "method": method, "peak_reserved_gib": estimated,
+                                     "tokens_per_s": 1000})
+    peaks = measured if isinstance(measured, list) else [measured]
+    append_event(run.events_path, End(status="completed", gpu_mem_peak_reserved_gib=tuple(peaks),
+                                      train_tokens_per_s=900.0, forced=forced))
 
 
 def test_runs_on_this_machine_correct_the_estimate(capsys) -> None:
-    assert correction_for("RTX 4090", "lora") is None
+    assert machine_corrections().lookup("RTX 4090", "lora") is None
     fake_gpu_run(10.0, 11.0)
     fake_gpu_run(10.0, 12.0)
+    assert machine_corrections().lookup("RTX 4090", "lora") is None  # two runs are not enough
     fake_gpu_run(10.0, 11.5)
-    c = correction_for("RTX 4090", "lora")
-    assert c == {"vram_factor": 1.15, "runs": 3, "gpu": "RTX 4090", "method": "lora"}
-    assert correction_for("RTX 4090", "qlora") is None and correction_for("A10G", "lora") is None
+    c = machine_corrections().lookup("RTX 4090", "lora")
+    assert c is not None and c.vram_factor == 1.15 and c.runs == MIN_RUNS == 3
+    assert machine_corrections().lookup("RTX 4090", "qlora") is None
+    assert machine_corrections().lookup("A10G", "lora") is None
     assert main(["estimate", "--model", "llama-3.1-8b", "--gpu", "RTX 4090", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["machine_correction"]["vram_factor"] == 1.15
+    assert len(out["machine_correction"]["evidence"]) == 3  # shown with its evidence
     assert out["peak_vram_gib"] > 0
     assert main(["estimate", "--model", "llama-3.1-8b", "--gpu", "RTX 4090"]) == 0
-    assert "corrected x1.150 from 3 run(s)" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "corrected x1.150 from 3 lora run(s) measured on this machine's RTX 4090" in text
+
+
+def test_forced_stops_and_wild_ratios_are_not_evidence() -> None:
+    for _ in range(3):
+        fake_gpu_run(10.0, 12.0, forced=True)  # killed: its peak is wherever it was cut
+    fake_gpu_run(10.0, 60.0)
+    assert machine_corrections().lookup("RTX 4090", "lora") is None
+
+
+def test_a_multi_gpu_run_compares_its_per_gpu_plan_with_the_busiest_rank() -> None:
+    fake_gpu_run(10.0, [9.0, 12.0])
+    only = [c for c in (comparison(r) for r in list_runs()) if c]
+    assert only[0].measured_reserved_gib == 12.0
+
+
+def test_the_plan_is_filed_under_the_gpu_the_run_uses() -> None:
+    """Defect: the estimate of a run on GPU 1 was filed under GPU 0, and for one GPU only."""
+    inv = Inventory([GpuInfo(index=0, name="NVIDIA H100 80GB HBM3", memory_total_gib=80, memory_free_gib=80, bf16=True),
+                     GpuInfo(index=1, name="NVIDIA GeForce RTX 4090", memory_total_gib=24, memory_free_gib=24,
+                             bf16=True)])
+    profile = profile_from_dict({"model": {"name": "llama-3.2-1b"}, "data": {"path": "x.jsonl"},
+                                 "hardware": {"gpus": "1"}})
+    plan = plan_run(profile, inv)
+    assert plan.layout.gpu_indices == (1,) and plan.to_dict()["gpu"] == "NVIDIA GeForce RTX 4090"
+    both = plan_run(profile_from_dict({"model": {"name": "llama-3.1-8b"}, "data": {"path": "x.jsonl"},
+                                       "method": {"type": "full"}}), inv)
+    assert both.setup.n_gpus == 2 and both.setup.strategy == "fsdp"
+    assert both.to_dict()["gpu"] == "NVIDIA GeForce RTX 4090"  # the tightest card holds the per-GPU peak
 
 
 def test_the_advisor_uses_the_machine_corrections(capsys) -> None:
-    for _ in range(2):
+    for _ in range(3):
         fake_gpu_run(10.0, 13.0)  # this machine measures 30% above the estimate for LoRA on a 4090
     assert main(["suggest", "--model", "llama-3.1-8b", "--gpu", "RTX 4090", "--json"]) == 0
     corrected = json.loads(capsys.readouterr().out)
     assert main(["suggest", "--model", "llama-3.1-8b", "--gpu", "RTX 4090"]) == 0
     assert "corrected by runs measured on this machine: lora x1.30" in capsys.readouterr().out
-    from studio.advisor import Target, suggest_method
-    from studio.catalog import lookup_gpu, lookup_model
+    from studio.planning.advisor import Target, suggest_method
+    from studio.planning.catalog import lookup_gpu, lookup_model
 
     gpu = lookup_gpu("RTX 4090")
     plain = suggest_method(lookup_model("llama-3.1-8b"), [Target(gpu.name, gpu.memory_gib, gpu.memory_gib, gpu)])

@@ -19,7 +19,8 @@ with contextlib.redirect_stdout(io.StringIO()):
     main(["estimate", "--model", "llama-3.1-8b", "--gpu", "RTX 4090"])
     main(["suggest", "--model", "llama-3.1-8b", "--vram", "12"])
     main(["gpus"])
-import studio.runs, studio.events, studio.data, studio.profile, studio.hardware, studio.display, studio.paths
+import studio.runs.folder, studio.runs.events, studio.runs.launcher, studio.runs.start, studio.data
+import studio.profiles.library, studio.planning.plan, studio.hardware, studio.display, studio.paths
 studio.hardware.detect_gpus()
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {heavy})
 print(",".join(loaded))

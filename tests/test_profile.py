@@ -7,7 +7,7 @@ import tomli_w
 
 from studio.cli import main
 from studio.paths import bundled_profiles_dir
-from studio.profile import Profile, ProfileError, load_profile, profile_from_dict, save_profile
+from studio.profiles.profile import Profile, ProfileError, load_profile, profile_from_dict, save_profile
 
 
 def problems(raw: dict) -> list[str]:

@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 
 from conftest import demo_rows, studio, write_jsonl, write_profile
-from studio.events import load_timeline, read_events
-from studio.runs import Run, create_run, find_run, launch
+from studio.runs.events import Start, Step, load_timeline, read_events
+from studio.runs.folder import Run, create_run, find_run
+from studio.runs.launcher import launch
+from studio.runs.liveness import is_alive
+from studio.runs.state import run_status
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +40,7 @@ def run_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 
 def steps_of(run_dir: Path) -> list[dict[str, Any]]:
-    return [e for e in read_events(run_dir / "events.jsonl") if e["event"] == "step"]
+    return [e for e in read_events(run_dir / "events.jsonl") if isinstance(e, Step)]
 
 
 def processes_working_on(run_dir: Path) -> list[int]:
@@ -72,16 +75,16 @@ def test_lora_run_completes_then_exports(tmp_path: Path, chat_data: Path) -> Non
     assert (run_dir / "final" / "adapter_model.safetensors").is_file()
 
     tl = load_timeline(run_dir)
-    assert tl.start and 0 < tl.start["trainable_params"] < tl.start["total_params"]
-    assert tl.start["max_steps"] == 16 and tl.start["device"] == "cpu"
+    assert tl.start and 0 < tl.start.trainable_params < tl.start.total_params
+    assert tl.start.max_steps == 16 and tl.start.device == "cpu"
     assert sorted(tl.steps) == list(range(1, 17))
-    losses = [tl.steps[s]["loss"] for s in sorted(tl.steps)]
+    losses = [tl.steps[s].loss for s in sorted(tl.steps)]
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.3, losses
     step = tl.steps[16]
-    assert step["tokens"] > 0 and step["tokens_per_s"] > 0 and step["rss_gib"] > 0
-    assert step["eta_s"] == 0 and step["elapsed_s"] > 0 and step["learning_rate"] >= 0
-    assert tl.end and tl.end["status"] == "completed" and tl.end["train_tokens_per_s"] > 0
-    assert tl.preflight and tl.preflight["rows"] == 160 and tl.preflight["loss_on"] == "assistant turns"
+    assert step.tokens > 0 and step.tokens_per_s > 0 and step.rss_gib > 0
+    assert step.eta_s == 0 and step.elapsed_s > 0 and step.learning_rate >= 0
+    assert tl.end and tl.end.status == "completed" and tl.end.train_tokens_per_s > 0
+    assert tl.preflight and tl.preflight.rows == 160 and tl.preflight.loss_on == "assistant turns"
 
     listed = {r["id"]: r for r in run_json_list(studio("runs", "--json"))}
     assert listed[run_dir.name]["status"] == "completed" and listed[run_dir.name]["step"] == 16
@@ -122,8 +125,8 @@ def test_full_fine_tune(tmp_path: Path, chat_data: Path) -> None:
     run_dir = Path(result["dir"])
     assert result["status"] == "completed"
     tl = load_timeline(run_dir)
-    assert tl.start["trainable_params"] == tl.start["total_params"]
-    losses = [tl.steps[s]["loss"] for s in sorted(tl.steps)]
+    assert tl.start.trainable_params == tl.start.total_params
+    losses = [tl.steps[s].loss for s in sorted(tl.steps)]
     assert losses[-1] < losses[0] - 0.5, losses
     assert (run_dir / "final" / "config.json").is_file()
     assert (run_dir / "final" / "model.safetensors").is_file()
@@ -136,8 +139,8 @@ def test_qlora_on_cpu(tmp_path: Path, chat_data: Path) -> None:
     run_dir = Path(result["dir"])
     tl = load_timeline(run_dir)
     assert result["status"] == "completed", tl.end
-    assert tl.start["optimizer"] == "paged_adamw_8bit"
-    assert 0 < tl.start["trainable_params"] < tl.start["total_params"]
+    assert tl.start.optimizer == "paged_adamw_8bit"
+    assert 0 < tl.start.trainable_params < tl.start.total_params
     assert (run_dir / "final" / "adapter_model.safetensors").is_file()
     assert sorted(tl.steps) == list(range(1, 7))
 
@@ -150,8 +153,8 @@ def test_graceful_stop_then_resume_continues_the_step_count(tmp_path: Path, chat
     assert stop.returncode == 0, stop.stderr
     assert "stopped at step" in stop.stdout
     tl = load_timeline(run_dir)
-    assert tl.end["status"] == "stopped"
-    stopped_at = tl.end["step"]
+    assert tl.end.status == "stopped"
+    stopped_at = tl.end.step
     assert 5 <= stopped_at < 150
     assert (run_dir / "checkpoints" / f"checkpoint-{stopped_at}" / "trainer_state.json").is_file()
     assert (run_dir / "final" / "adapter_model.safetensors").is_file()
@@ -162,23 +165,23 @@ def test_graceful_stop_then_resume_continues_the_step_count(tmp_path: Path, chat
     assert resumed.returncode == 0, resumed.stderr
     assert run_json(resumed)["status"] == "completed"
     events = read_events(run_dir / "events.jsonl")
-    starts = [i for i, e in enumerate(events) if e["event"] == "start"]
+    starts = [i for i, e in enumerate(events) if isinstance(e, Start)]
     assert len(starts) == 2
-    after = [e for e in events[starts[1]:] if e["event"] == "step"]
-    assert after[0]["step"] == stopped_at + 1 and after[-1]["step"] == 150
+    after = [e for e in events[starts[1]:] if isinstance(e, Step)]
+    assert after[0].step == stopped_at + 1 and after[-1].step == 150
     before = tl.steps[stopped_at]
-    assert after[0]["tokens"] > before["tokens"]  # the token count carries on across the resume
-    assert after[0]["elapsed_s"] >= before["elapsed_s"]
-    assert events[starts[1]]["resumed_from"].endswith(f"checkpoint-{stopped_at}")
+    assert after[0].tokens > before.tokens  # the token count carries on across the resume
+    assert after[0].elapsed_s >= before.elapsed_s
+    assert events[starts[1]].resumed_from.endswith(f"checkpoint-{stopped_at}")
 
 
 def test_sigkill_is_crashed_and_resume_replays_from_the_checkpoint(tmp_path: Path, chat_data: Path) -> None:
     profile = write_profile(tmp_path / "kill.toml", chat_data, train={"max_steps": 200, "save_steps": 10})
     run_dir = Path(run_json(studio("run", str(profile), "--detach", "--json"))["dir"])
     run = Run(run_dir)
-    wait_for(lambda: any(s["step"] >= 14 for s in steps_of(run_dir)), what="step 14")
+    wait_for(lambda: any(s.step >= 14 for s in steps_of(run_dir)), what="step 14")
     os.kill(run.pid, signal.SIGKILL)
-    wait_for(lambda: not run.is_alive(), what="the trainer to die")
+    wait_for(lambda: not is_alive(run), what="the trainer to die")
     summary = run_json_list(studio("runs", "--json"))[0]
     assert summary["status"] == "crashed"
     killed_at = summary["step"]
@@ -192,8 +195,8 @@ def test_sigkill_is_crashed_and_resume_replays_from_the_checkpoint(tmp_path: Pat
     resumed = studio("resume", run_dir.name, "--json")
     assert run_json(resumed)["status"] == "completed", resumed.stderr
     events = read_events(run_dir / "events.jsonl")
-    second_start = [e for e in events if e["event"] == "start"][1]
-    assert second_start["resumed_from"].endswith(checkpoint.name)
+    second_start = [e for e in events if isinstance(e, Start)][1]
+    assert second_start.resumed_from.endswith(checkpoint.name)
     tl = load_timeline(run_dir)
     assert sorted(tl.steps) == list(range(1, 201))  # replayed steps replace the earlier ones
 
@@ -206,13 +209,13 @@ def test_force_stop_kills_the_whole_group(tmp_path: Path, chat_data: Path) -> No
     assert proc.returncode == 0, proc.stderr
     assert not processes_working_on(run_dir)
     end = load_timeline(run_dir).end
-    assert end["status"] == "stopped" and end["forced"] is True
+    assert end.status == "stopped" and end.forced is True
     again = studio("stop", run_dir.name)
     assert again.returncode == 2 and "not running" in again.stderr
 
 
 def test_run_survives_sighup(tmp_path: Path, chat_data: Path) -> None:
-    from studio.profile import load_profile
+    from studio.profiles.profile import load_profile
 
     profile = load_profile(write_profile(tmp_path / "hup.toml", chat_data, train={"max_steps": 2000}))
     run = create_run(profile.to_toml(), "hup")
@@ -220,10 +223,10 @@ def test_run_survives_sighup(tmp_path: Path, chat_data: Path) -> None:
     wait_for(lambda: len(steps_of(run.dir)) >= 2, what="2 steps")
     os.killpg(proc.pid, signal.SIGHUP)  # what a closing terminal or a dropped SSH session sends
     time.sleep(1.5)
-    assert proc.poll() is None and run.status() == "running"
+    assert proc.poll() is None and run_status(run) == "running"
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=120) == 0
-    assert run.status() == "stopped"
+    assert run_status(run) == "stopped"
 
 
 FORMAT_ROWS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -242,9 +245,9 @@ def test_each_data_format_trains(tmp_path: Path, fmt: str) -> None:
     result = run_json(studio("run", str(profile), "--json"))
     tl = load_timeline(Path(result["dir"]))
     assert result["status"] == "completed", tl.end
-    assert tl.preflight["format"] == fmt and tl.preflight["rows"] == 64
+    assert tl.preflight.format == fmt and tl.preflight.rows == 64
     expected = {"sharegpt": "assistant turns", "text": "all tokens"}.get(fmt, "completions")
-    assert tl.preflight["loss_on"] == expected
+    assert tl.preflight.loss_on == expected
 
 
 def test_bad_rows_are_reported_with_row_numbers(tmp_path: Path, chat_data: Path) -> None:
@@ -262,14 +265,14 @@ def test_bad_rows_are_reported_with_row_numbers(tmp_path: Path, chat_data: Path)
     assert not find_runs()
 
     # The trainer makes the same check for a run folder made another way (e.g. data changed since).
-    from studio.profile import load_profile
+    from studio.profiles.profile import load_profile
 
     run = create_run(load_profile(profile).to_toml(), "bad")
     assert subprocess.run([sys.executable, "-m", "studio.trainer", str(run.dir)], capture_output=True).returncode == 1
     tl = load_timeline(run.dir)
-    assert tl.end["status"] == "failed" and tl.end["error_kind"] == "data"
-    assert tl.end["rows"] == [5, 10]
-    assert [b["row"] for b in tl.preflight["bad_rows"]] == [5, 10]
+    assert tl.end.status == "failed" and tl.end.error_kind == "data"
+    assert tl.end.rows == (5, 10)
+    assert [b["row"] for b in tl.preflight.bad_rows] == [5, 10]
 
     skip = write_profile(tmp_path / "skip.toml", data, data={"on_bad_rows": "skip"}, train={"max_steps": 2})
     assert run_json(studio("run", str(skip), "--json"))["status"] == "completed"
@@ -290,9 +293,9 @@ def test_unknown_model_fails_as_download_and_keeps_tokens_out(tmp_path: Path, ch
     result = run_json(proc)
     tl = load_timeline(Path(result["dir"]))
     assert result["status"] == "failed"
-    assert tl.end["error_kind"] == "download"
-    assert "nobody-here/no-such-model" in tl.end["message"]
-    assert "HF_TOKEN" in tl.end["advice"]
+    assert tl.end.error_kind == "download"
+    assert "nobody-here/no-such-model" in tl.end.message
+    assert "HF_TOKEN" in tl.end.advice
     for f in Path(result["dir"]).rglob("*"):
         if f.is_file():
             assert secret not in f.read_text(errors="replace"), f
@@ -302,18 +305,18 @@ def test_fp16_on_cpu_is_a_config_error(tmp_path: Path, chat_data: Path) -> None:
     profile = write_profile(tmp_path / "fp16.toml", chat_data, model={"dtype": "fp16"})
     proc = studio("run", str(profile), "--json")
     tl = load_timeline(Path(run_json(proc)["dir"]))
-    assert tl.end["error_kind"] == "config" and "model.dtype" in tl.end["message"]
+    assert tl.end.error_kind == "config" and "model.dtype" in tl.end.message
     assert "run failed" not in proc.stdout  # progress goes to stderr with --json
 
 
 def test_find_run_by_prefix_and_last(tmp_path: Path, chat_data: Path) -> None:
-    from studio.profile import load_profile
+    from studio.profiles.profile import load_profile
 
     p = load_profile(write_profile(tmp_path / "x.toml", chat_data)).to_toml()
     a, b = create_run(p, "alpha"), create_run(p, "beta")
     assert find_run("last") == b
     assert find_run("alpha") == a and find_run(str(b.dir)) == b
-    assert a.status() == "crashed"  # a folder whose trainer never wrote `end`
+    assert run_status(a) == "crashed"  # a folder whose trainer never wrote `end`
 
 
 def test_probe_builds_random_weights_from_a_config(tmp_path: Path, chat_data: Path) -> None:
@@ -331,8 +334,8 @@ def test_probe_builds_random_weights_from_a_config(tmp_path: Path, chat_data: Pa
     assert result["steps"] == 2 and result["measured"]["rss_peak_gib"] > 0
     run_dir = Path(os.environ["STUDIO_HOME"]) / "runs" / result["run"]
     tl = load_timeline(run_dir)
-    assert tl.start["total_params"] > 2000 * 128 * 2  # the config's vocabulary, untied
-    assert tl.preflight["truncated_rows"] == tl.preflight["rows"]  # rows fill max_length
+    assert tl.start.total_params > 2000 * 128 * 2  # the config's vocabulary, untied
+    assert tl.preflight.truncated_rows == tl.preflight.rows  # rows fill max_length
     assert not (run_dir / "final").exists() and not list(run_dir.glob("checkpoints/checkpoint-*"))
 
 
@@ -350,7 +353,7 @@ def test_hub_model_from_the_local_cache(tmp_path: Path, chat_data: Path) -> None
     result = run_json(studio("run", str(profile), "--json"))
     tl = load_timeline(Path(result["dir"]))
     assert result["status"] == "completed", tl.end
-    assert tl.download and tl.download["done"] and tl.download["name"] == "studio-test/tiny-chat"
+    assert tl.download and tl.download.done and tl.download.name == "studio-test/tiny-chat"
     assert not (Path(result["dir"]) / "base-model").exists()
 
 
@@ -359,5 +362,5 @@ def test_missing_hub_dataset_says_what_to_do(tmp_path: Path) -> None:
     proc = studio("run", str(profile), "--json")
     assert proc.returncode == 1
     end = load_timeline(Path(run_json(proc)["dir"])).end
-    assert end["status"] == "failed" and end["error_kind"] in ("data", "download")
-    assert "nobody-here/no-such-dataset" in end["message"]
+    assert end.status == "failed" and end.error_kind in ("data", "download")
+    assert "nobody-here/no-such-dataset" in end.message

@@ -11,8 +11,11 @@ from textual.widgets import DataTable, Input, Select
 
 from conftest import DEMO_DATA
 from studio.paths import bundled_profiles_dir
-from studio.profile import load_profile
-from studio.runs import Run, list_runs, stop_run
+from studio.profiles.profile import load_profile
+from studio.runs.folder import Run, list_runs
+from studio.runs.launcher import stop_run
+from studio.runs.liveness import is_alive
+from studio.runs.state import run_status
 from studio.ui.app import StudioApp, load_themes
 from studio.ui.dashboard import Dashboard
 from studio.ui.editor import ProfileEditor
@@ -144,7 +147,7 @@ async def test_start_watch_and_stop_a_run(studio_env: Path) -> None:
         await wait_until(pilot, lambda: monitor.status == "stopped")
         assert "stopped" in str(monitor.query_one("#run-status").render())
     run = list_runs()[-1]
-    assert run.status() == "stopped" and run.last_complete_checkpoint() is not None
+    assert run_status(run) == "stopped" and run.last_complete_checkpoint() is not None
 
 
 @pytest.mark.slow
@@ -159,7 +162,7 @@ async def test_quit_leaves_the_run_going_and_a_new_app_reattaches(studio_env: Pa
         await pilot.pause(0.3)
     run = list_runs()[-1]
     try:
-        assert run.status() == "running"  # quitting the app never stops a run
+        assert run_status(run) == "running"  # quitting the app never stops a run
         async with app().run_test(size=(100, 30)) as pilot:
             await pilot.pause(0.5)
             dash = pilot.app.screen
@@ -172,7 +175,7 @@ async def test_quit_leaves_the_run_going_and_a_new_app_reattaches(studio_env: Pa
             seen = max(monitor.timeline.steps)
             await wait_until(pilot, lambda: max(monitor.timeline.steps) > seen)
     finally:
-        if run.is_alive():
+        if is_alive(run):
             stop_run(run, force=True)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from studio.paths import bundled_profiles_dir
-from studio.runs import Run
+from studio.runs.folder import Run
 from studio.ui.app import StudioApp
 from studio.ui.dashboard import Dashboard
 from ui_fixtures import RECORDED_AT, fake_inventory, record_run

@@ -1,20 +1,25 @@
-"""Entry point of the trainer process; see studio.trainer.engine."""
+"""Entry point of the trainer process: `python -m studio.trainer RUN_DIR [--resume] [--probe]`."""
 
 import argparse
 import sys
 from pathlib import Path
 
+from studio.trainer.stop import StopRequest
+
 
 def main() -> int:
+    # Before the slow imports: a stop in the first second must be a graceful one too.
+    stop = StopRequest().install()
     parser = argparse.ArgumentParser(prog="python -m studio.trainer", description="Train one studio run.")
     parser.add_argument("run_dir", type=Path, help="the run folder holding profile.toml")
     parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
     parser.add_argument("--probe", action="store_true",
-                        help="measure a few steps on synthetic rows of max_length tokens; save nothing")
+                        help="measure a few steps on synthetic rows of max_length tokens with random weights; "
+                             "save nothing")
     args = parser.parse_args()
-    from studio.trainer.engine import train_run
+    from studio.trainer.main import train_run
 
-    return train_run(args.run_dir.resolve(), resume=args.resume, probe=args.probe)
+    return train_run(args.run_dir.resolve(), resume=args.resume, probe=args.probe, stop=stop)
 
 
 if __name__ == "__main__":

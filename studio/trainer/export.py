@@ -13,14 +13,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from studio.profile import TINY_MODEL, load_profile
-from studio.runs import FINAL, Run
+from studio.profiles.profile import TINY_MODEL, load_profile
+from studio.runs.folder import BASE_MODEL, Run
 
 
 def source_folder(run: Run) -> Path:
-    final = run.dir / FINAL
-    if final.is_dir() and any(final.iterdir()):
-        return final
+    if run.has_result():
+        return run.final_dir
     checkpoint = run.last_complete_checkpoint()
     if checkpoint is None:
         raise SystemExit(f"run {run.id} has no final/ folder and no complete checkpoint to export")
@@ -30,7 +29,7 @@ def source_folder(run: Run) -> Path:
 
 def base_model_folder(run: Run, name: str) -> str:
     if name == TINY_MODEL:
-        return str(run.dir / "base-model")
+        return str(run.dir / BASE_MODEL)
     return name
 
 

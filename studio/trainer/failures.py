@@ -8,7 +8,9 @@ import torch
 
 from studio.data import DataError
 from studio.hardware import GIB
-from studio.profile import Profile, ProfileError
+from studio.planning.fixes import oom_advice as fixes_advice
+from studio.profiles.profile import Profile, ProfileError
+from studio.runs.events import End
 from studio.trainer.hub import DownloadError
 
 
@@ -36,21 +38,15 @@ def oom_advice(profile: Profile | None) -> tuple[str, str]:
         vm = psutil.virtual_memory()
         need = f"the process used {psutil.Process().memory_info().rss / GIB:.1f} GiB; the machine has {vm.total / GIB:.1f} GiB"
     if profile is None:
-        return need, "lower train.batch_size or data.max_length"
-    t, steps = profile.train, []
-    if t.batch_size > 1:
-        steps.append(f"set train.batch_size = {max(t.batch_size // 2, 1)} and train.grad_accum = {t.grad_accum * 2} "
-                     "(same effective batch)")
-    if not t.gradient_checkpointing:
-        steps.append("set train.gradient_checkpointing = true")
-    if profile.method.type == "full":
-        steps.append("switch method.type to \"lora\"")
-    elif profile.method.type == "lora":
-        steps.append("switch method.type to \"qlora\" (4-bit base)")
-    if profile.optimizer == "adamw":
-        steps.append("set train.optimizer = \"paged_adamw_8bit\"")
-    steps.append(f"lower data.max_length (now {profile.data.max_length})")
-    return need, "; or ".join(steps) + "; then `studio resume` the run"
+        return need, "lower train.batch_size or data.max_length, then resume the run"
+    return need, fixes_advice(profile)
+
+
+def failure_record(e: BaseException, profile: Profile | None) -> End:
+    """The `end` event of a failed run: what went wrong and what to do."""
+    info = classify(e, profile)
+    return End(status="failed", error_kind=info["error_kind"], message=info["message"], advice=info["advice"],
+               rows=tuple(info.get("rows", ())))
 
 
 def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:

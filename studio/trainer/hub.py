@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from studio.events import EventWriter
+from studio.runs.events import Download, EventWriter
 
 MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
 
@@ -46,8 +46,8 @@ def download_progress(writer: EventWriter, what: str, name: str, blobs: Path, to
             now_bytes = _cache_bytes(blobs)
             if now_bytes != last:
                 rate = (now_bytes - start_bytes) / max(time.monotonic() - t0, 1e-6)
-                writer.write("download", what=what, name=name, bytes=now_bytes - start_bytes,
-                             total_bytes=total or None, rate_bytes_s=round(rate), done=False)
+                writer.write(Download(what=what, name=name, bytes=now_bytes - start_bytes,
+                                      total_bytes=total or None, rate_bytes_s=round(rate), done=False))
                 last = now_bytes
 
     thread = threading.Thread(target=report, daemon=True)
@@ -57,8 +57,8 @@ def download_progress(writer: EventWriter, what: str, name: str, blobs: Path, to
     finally:
         done.set()
         thread.join(timeout=2)
-    writer.write("download", what=what, name=name, bytes=_cache_bytes(blobs) - start_bytes,
-                 total_bytes=total or None, done=True)
+    writer.write(Download(what=what, name=name, bytes=_cache_bytes(blobs) - start_bytes,
+                          total_bytes=total or None, done=True))
 
 
 def hub_cache_blobs(kind: str, repo_id: str) -> Path:

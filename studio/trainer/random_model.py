@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studio.catalog import CatalogError, ModelSpec, lookup_model
-from studio.profile import Profile
+from studio.planning.catalog import CatalogError, ModelSpec, lookup_model
+from studio.profiles.profile import Profile
 from studio.trainer.failures import ConfigError
 
 PROBE_WORDS = ("the quick brown fox jumps over a lazy dog while seven small birds sing about rain "

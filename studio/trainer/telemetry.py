@@ -1,37 +1,20 @@
-"""Trainer callbacks: step/eval/checkpoint events, and the graceful stop."""
+"""The trainer's callback: step/eval/checkpoint events, and turning a stop request into a save."""
 
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 import psutil
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from studio.events import EventWriter
 from studio.hardware import GIB, PowerMeter
-
-
-class StopRequest:
-    """Set by SIGINT/SIGTERM; the trainer stops at the end of the current step and saves."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal_name = ""
-
-    def install(self) -> None:
-        signal.signal(signal.SIGINT, self._handle)
-        signal.signal(signal.SIGTERM, self._handle)
-        # The trainer must outlive the terminal that started it.
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
+from studio.runs.events import Checkpoint, Eval, EventWriter, Start, Step, Stopping
+from studio.trainer.stop import StopRequest
 
 
 def device_memory() -> dict[str, Any]:
@@ -78,7 +61,7 @@ class Telemetry(TrainerCallback):
         self._stop_announced = False
         self.attempt_tokens = 0
         self.train_started = 0.0
-        self.start_record: dict[str, Any] = {}
+        self.start_record = Start()
         # Ranks under a launcher watch it; a lone trainer outlives whoever started it.
         self.launcher_pid = os.getppid() if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
         self.evaluated_steps: set[int] = set()
@@ -88,7 +71,7 @@ class Telemetry(TrainerCallback):
         self.train_started = self._t0
         self._window.append((self._t0, float(self.tokens_before), state.global_step))
         if state.is_world_process_zero:
-            self.writer.write("start", **self.start_record, max_steps=state.max_steps, step=state.global_step)
+            self.writer.write(replace(self.start_record, max_steps=state.max_steps, step=state.global_step))
 
     def _rate(self, now: float, tokens: float, step: int) -> tuple[float, float | None]:
         self._window.append((now, tokens, step))
@@ -113,36 +96,27 @@ class Telemetry(TrainerCallback):
         tokens = float(self.tokens_before + self.attempt_tokens)
         tokens_per_s, s_per_step = self._rate(now, tokens, state.global_step)
         remaining = max(state.max_steps - state.global_step, 0)
-        record = {
-            "step": state.global_step,
-            "max_steps": state.max_steps,
-            "epoch": round(state.epoch or 0.0, 4),
-            "loss": logs["loss"],
-            "learning_rate": logs.get("learning_rate"),
-            "grad_norm": logs.get("grad_norm"),
-            "tokens": int(tokens),
-            "tokens_per_s": round(tokens_per_s, 1),
-            "elapsed_s": round(self.elapsed_before_s + now - self._t0, 2),
-            "eta_s": round(remaining * s_per_step, 1) if s_per_step is not None else None,
-        }
-        for key in ("mean_token_accuracy", "entropy"):
-            if key in logs:
-                record[key] = logs[key]
-        record.update(memory)
-        record.update(self.power.sample(time.time()))
-        self.writer.write("step", **record)
+        self.writer.write(Step(
+            step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 4),
+            loss=_number(logs["loss"]), learning_rate=_number(logs.get("learning_rate")),
+            grad_norm=_number(logs.get("grad_norm")), tokens=int(tokens), tokens_per_s=round(tokens_per_s, 1),
+            elapsed_s=round(self.elapsed_before_s + now - self._t0, 2),
+            eta_s=round(remaining * s_per_step, 1) if s_per_step is not None else None,
+            mean_token_accuracy=_number(logs.get("mean_token_accuracy")), entropy=_number(logs.get("entropy")),
+            **{k: (tuple(v) if isinstance(v, list) else v) for k, v in memory.items()},
+            **{k: (tuple(v) if isinstance(v, list) else v) for k, v in self.power.sample(time.time()).items()}))
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     metrics: dict[str, float] | None = None, **kw: Any) -> None:
         self.evaluated_steps.add(state.global_step)
         if state.is_world_process_zero and metrics and "eval_loss" in metrics:
-            self.writer.write("eval", step=state.global_step, eval_loss=metrics["eval_loss"],
-                              epoch=round(state.epoch or 0.0, 4))
+            self.writer.write(Eval(step=state.global_step, eval_loss=_number(metrics["eval_loss"]),
+                                   epoch=round(state.epoch or 0.0, 4)))
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         if state.is_world_process_zero:
             path = f"{args.output_dir}/checkpoint-{state.global_step}"
-            self.writer.write("checkpoint", step=state.global_step, path=path)
+            self.writer.write(Checkpoint(step=state.global_step, path=path))
 
     def _stop_agreed(self, args: TrainingArguments) -> bool:
         """Every rank must stop at the same step, or the others wait forever in a collective."""
@@ -163,7 +137,15 @@ class Telemetry(TrainerCallback):
         if self._stop_agreed(args):
             if not self._stop_announced:
                 self._stop_announced = True
-                self.writer.write("stopping", step=state.global_step, signal=self.stop.signal_name,
-                                  message="stop requested: saving a checkpoint at this step")
+                self.writer.write(Stopping(step=state.global_step, signal=self.stop.signal_name,
+                                           message="stop requested: saving a checkpoint at this step"))
             control.should_save = True
             control.should_training_stop = True
+
+
+def _number(value: Any) -> float | None:
+    """A logged metric as a float (TRL logs tensors and numbers alike); None when it is not one."""
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

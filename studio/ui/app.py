@@ -18,18 +18,25 @@ else:  # pragma: no cover
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
 
 from studio.data import DataError
 from studio.hardware import Inventory
-from studio.inventory import current_inventory
-from studio.paths import themes_dir, user_profiles_dir
-from studio.profile import Profile, ProfileError, load_profile
-from studio.runs import Run, RunError, resume_run, stop_run
+from studio.paths import bundled_profiles_dir, themes_dir
+from studio.planning.inventory import current_inventory
+from studio.planning.layout import LayoutError
+from studio.profiles.library import user_profile_path
+from studio.profiles.profile import Profile, ProfileError, load_profile
+from studio.runs.export import export_command, export_target
+from studio.runs.folder import Run, RunError, list_runs
+from studio.runs.launcher import resume_run, stop_run
+from studio.runs.state import run_status
 from studio.settings import Settings
+from studio.ui.actions import RUN_ACTIONS, help_lines
 from studio.ui.dashboard import Dashboard
-from studio.ui.dialogs import Ask, Confirm, Help
+from studio.ui.dialogs import Ask, Confirm, ExportDialog, Help
 from studio.ui.editor import ProfileEditor
 from studio.ui.monitor import RunMonitor
 
@@ -51,6 +58,8 @@ def load_themes(folder: Path) -> list[Theme]:
 
 
 class StudioApp(App[None]):
+    """Screens watch `inventory` (refreshed every second by a worker) for the GPUs."""
+
     CSS_PATH = "studio.tcss"
     TITLE = "studio"
     BINDINGS = [
@@ -59,13 +68,16 @@ class StudioApp(App[None]):
         Binding("ctrl+p", "command_palette", "Commands", show=False),
     ]
 
+    inventory: reactive[Inventory] = reactive(Inventory([], reason="detecting GPUs"), always_update=False)
+
     def __init__(self, open_run: Run | None = None, inventory: Inventory | None = None, poll_gpus: bool = True):
         super().__init__()
         self.settings = Settings.load()
         self.first_run = open_run
         self.fixed_inventory = inventory
         self.poll_gpus = poll_gpus
-        self.inventory = inventory or Inventory([], reason="detecting GPUs")
+        if inventory is not None:
+            self.set_reactive(StudioApp.inventory, inventory)
 
     # ----------------------------------------------------------- start-up
 
@@ -92,13 +104,7 @@ class StudioApp(App[None]):
     @work(thread=True, exclusive=True, group="gpus")
     def poll_inventory(self) -> None:
         inv = current_inventory()  # NVML calls block: keep them off the UI thread
-        self.call_from_thread(self.broadcast_gpus, inv)
-
-    def broadcast_gpus(self, inv: Inventory) -> None:
-        self.inventory = inv
-        for screen in self.screen_stack:
-            if isinstance(screen, (Dashboard, RunMonitor)) and screen.is_mounted:
-                screen.show_gpus(inv)
+        self.call_from_thread(setattr, self, "inventory", inv)
 
     # ----------------------------------------------------------- commands
 
@@ -112,10 +118,8 @@ class StudioApp(App[None]):
             yield SystemCommand("Open run", "Monitor the selected run", screen.action_open)
         if isinstance(screen, (Dashboard, RunMonitor)):
             which = "the selected run" if isinstance(screen, Dashboard) else "this run"
-            yield SystemCommand("Stop run", f"Gracefully stop {which}", screen.action_stop)
-            yield SystemCommand("Kill run", f"Kill {which} now", screen.action_kill)
-            yield SystemCommand("Resume run", f"Resume {which}", screen.action_resume)
-            yield SystemCommand("Export run", f"Export {which}'s adapter", screen.action_export)
+            for a in RUN_ACTIONS:
+                yield SystemCommand(a.title, f"{which}: {a.help}", getattr(screen, f"action_{a.action}"))
         if isinstance(screen, RunMonitor):
             yield SystemCommand("Back", "Back to the dashboard", self.pop_screen)
         if isinstance(screen, ProfileEditor):
@@ -126,19 +130,27 @@ class StudioApp(App[None]):
             yield SystemCommand("Back", "Back to the dashboard", screen.action_back)
 
     def action_help(self) -> None:
-        self.push_screen(Help())
+        sections = [("Dashboard", Dashboard), ("Editor", ProfileEditor), ("Monitor", RunMonitor), ("Anywhere", StudioApp)]
+        lines = ["[b]studio[/b]: every action has a key (shown in the footer) and a command (ctrl+p).", ""]
+        for title, cls in sections:
+            lines.append(f"[b]{title}[/b]")
+            lines.extend(help_lines(list(cls.BINDINGS)))
+        lines += ["", "Quitting never stops a run: it goes on in the background. Type `studio` again to reattach."]
+        self.push_screen(Help("\n".join(lines)))
 
     def action_new_profile(self) -> None:
         def done(name: str | None) -> None:
             if not name:
                 return
-            path = user_profiles_dir() / (name if name.endswith(".toml") else f"{name}.toml")
+            try:
+                path = user_profile_path(name)
+            except ProfileError as e:
+                self.notify(e.problems[0], title="not a profile name", severity="error", timeout=10)
+                return
             if path.exists():
                 self.notify(f"{path.name} exists; opening it", severity="warning")
                 self.edit_profile(path)
                 return
-            from studio.paths import bundled_profiles_dir
-
             try:
                 base = load_profile(bundled_profiles_dir() / "tiny-demo.toml")  # a starting point that runs
             except ProfileError:
@@ -156,7 +168,7 @@ class StudioApp(App[None]):
         try:
             self.push_screen(ProfileEditor(path, gpu_names=self.gpu_names()))
         except ProfileError as e:
-            # A broken file opens as the defaults with the problems listed; saving rewrites it.
+            # Shown with the problems; a save refuses to overwrite a file that does not parse.
             self.notify("; ".join(e.problems[:3]), title=f"{path.name} has problems", severity="error", timeout=10)
             self.push_screen(ProfileEditor(path, Profile(), self.gpu_names()))
 
@@ -166,14 +178,14 @@ class StudioApp(App[None]):
                 screen.reload_profiles()
 
     def start_profile(self, path: Path) -> None:
-        from studio.start import start_run
+        from studio.runs.start import start_run
 
         try:
-            run, _ = start_run(path)
+            run = start_run(path).run
         except ProfileError as e:
             self.notify("; ".join(e.problems[:3]), title="profile problems", severity="error", timeout=10)
             return
-        except (DataError, RunError, OSError) as e:
+        except (DataError, RunError, LayoutError, OSError) as e:
             self.notify(str(e), title="cannot start", severity="error", timeout=10)
             return
         self.notify(f"started run {run.id}")
@@ -205,24 +217,24 @@ class StudioApp(App[None]):
             self.notify(str(e), severity="warning")
 
     def export_run(self, run: Run) -> None:
-        def done(out: str | None) -> None:
-            if out:
-                self.run_export(run, out)
+        def done(answer: tuple[str, bool] | None) -> None:
+            if not answer:
+                return
+            try:
+                out = export_target(run, Path(answer[0]))
+            except RunError as e:
+                self.notify(str(e), title="cannot export", severity="error", timeout=10)
+                return
+            self.run_export(run, out, answer[1])
 
-        self.push_screen(Ask(f"export run {run.id} to folder (add ' --merge' for a merged model):",
-                             str(Path.home() / f"{run.id}-adapter")), done)
+        self.push_screen(ExportDialog(run.id, str(Path.home() / f"{run.id}-adapter")), done)
 
     @work(thread=True, group="export")
-    def run_export(self, run: Run, answer: str) -> None:
+    def run_export(self, run: Run, out: Path, merge: bool) -> None:
         import subprocess
 
-        merge = answer.endswith(" --merge")
-        out = Path(answer.removesuffix(" --merge")).expanduser()
-        if out.exists() and any(out.iterdir()):
-            self.call_from_thread(self.notify, f"{out} is not empty; choose another folder", severity="error")
-            return
-        cmd = [sys.executable, "-m", "studio.trainer.export", str(run.dir), str(out)] + (["--merge"] if merge else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        self.call_from_thread(self.notify, f"exporting run {run.id} to {out}" + (" (merging)" if merge else ""))
+        proc = subprocess.run(export_command(run, out, merge), capture_output=True, text=True)
         if proc.returncode == 0:
             self.call_from_thread(self.notify, proc.stdout.strip().splitlines()[-1])
         else:
@@ -230,9 +242,7 @@ class StudioApp(App[None]):
                                   severity="error", timeout=10)
 
     def action_quit(self) -> None:
-        from studio.runs import list_runs
-
-        running = [r.id for r in list_runs() if r.status() == "running"]
+        running = [r.id for r in list_runs() if run_status(r) == "running"]
         message = None
         if running:
             message = (f"{len(running)} run(s) still training in the background ({', '.join(running[:3])}); "

@@ -1,19 +1,28 @@
-"""The home screen: GPUs, profiles (bundled and yours), runs (from any studio)."""
+"""The home screen: GPUs, profiles (bundled and yours), runs (from any studio).
+
+The run list is read by a worker thread (a folder of many runs must not stall the
+keyboard) and arrives as a message.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label
 
 from studio.hardware import Inventory
-from studio.profile import ProfileError, load_profile
-from studio.runs import Run, list_runs
+from studio.profiles.library import all_profiles
+from studio.profiles.profile import ProfileError, load_profile
+from studio.runs.folder import Run, list_runs
+from studio.runs.state import RunSummary, summarize
+from studio.ui.actions import run_bindings
 from studio.ui.widgets import GpuPanel
 
 RUNS_REFRESH_S = 2.0
@@ -29,6 +38,14 @@ def age(seconds_ago: float | None) -> str:
     return f"{s}s"
 
 
+class RunsRead(Message):
+    """The runs on disk, newest first, as a worker read them."""
+
+    def __init__(self, summaries: list[RunSummary]):
+        super().__init__()
+        self.summaries = summaries
+
+
 class Dashboard(Screen):
     clock = staticmethod(time.time)  # tests pin it for stable ages
     BINDINGS = [
@@ -37,18 +54,14 @@ class Dashboard(Screen):
         Binding("r", "run", "Run"),
         Binding("enter", "open", "Open", show=False),
         Binding("o", "open", "Open run"),
-        Binding("s", "stop", "Stop"),
-        Binding("k", "kill", "Kill", show=False),
-        Binding("u", "resume", "Resume", show=False),
-        Binding("x", "export", "Export", show=False),
+        *run_bindings(shown=("s",)),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.profile_paths: dict[str, Path] = {}
         self.run_dirs: dict[str, Path] = {}
-        self._summaries: dict[str, tuple[tuple[int, int, bool], dict]] = {}  # run id -> (file state, summary)
-        self._shown_inventory: Inventory | None = None
+        self._summaries: dict[str, tuple[tuple[int, int, int], RunSummary]] = {}  # run id -> (file state, summary)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -69,67 +82,66 @@ class Dashboard(Screen):
         runs = self.query_one("#runs", DataTable)
         runs.add_columns("run", "status", "progress", "loss", "age")
         self.reload_profiles()
-        self.reload_runs()
-        self.show_gpus(self.app.inventory)
+        self.show_runs(self.read_runs_now())
+        self.watch(self.app, "inventory", self.show_gpus)
         self.set_interval(RUNS_REFRESH_S, self.reload_runs)
 
     def show_gpus(self, inv: Inventory) -> None:
-        if self.is_current or not self._shown_inventory:
-            if inv != self._shown_inventory:
-                self._shown_inventory = inv
-                self.query_one(GpuPanel).show(inv)
+        self.query_one(GpuPanel).show(inv)
 
     def reload_profiles(self) -> None:
-        from studio.cli import all_profiles
-
         table = self.query_one("#profiles", DataTable)
         table.clear()
         self.profile_paths.clear()
-        for name, origin, path in all_profiles():
-            key = f"{origin}:{name}"
-            if key in self.profile_paths:
+        for entry in all_profiles():
+            if entry.key in self.profile_paths:
                 continue
-            self.profile_paths[key] = path
+            self.profile_paths[entry.key] = entry.path
             try:
-                p = load_profile(path)
+                p = load_profile(entry.path)
                 method, model = p.method.type, p.model.name.split("/")[-1]
             except ProfileError:
                 method, model = "!", "invalid: press e to fix"
-            label = name if origin == "user" else f"{name} ·"
-            table.add_row(label, method, model, key=key)
+            label = entry.name if entry.origin == "user" else f"{entry.name} ·"
+            table.add_row(label, method, model, key=entry.key)
 
-    def _summary(self, run: Run) -> dict:
-        """A run's summary, re-read only when its events grew or its process came or went."""
+    def _summary(self, run: Run) -> RunSummary:
+        """A run's summary, re-read only when its events or status file changed."""
         try:
-            size = run.events_path.stat().st_size if run.events_path.exists() else -1
-            state = (size, int((run.dir / "status.json").stat().st_mtime_ns), run.is_alive())
+            events = run.events_path.stat()
+            state = (events.st_size, events.st_mtime_ns, (run.dir / "status.json").stat().st_mtime_ns)
         except OSError:
-            state = (-2, 0, False)
+            state = (-1, 0, 0)
         cached = self._summaries.get(run.id)
-        if cached and cached[0] == state:
+        if cached and cached[0] == state and cached[1].status != "running":
             return cached[1]
-        summary = run.summary()
+        summary = summarize(run)
         self._summaries[run.id] = (state, summary)
         return summary
 
+    def read_runs_now(self) -> list[RunSummary]:
+        return [self._summary(run) for run in reversed(list_runs())]
+
+    @work(thread=True, exclusive=True, group="runs")
     def reload_runs(self) -> None:
-        if not self.is_current and self.run_dirs:
-            return  # hidden behind another screen: nothing to show
+        if self.is_current or not self.run_dirs:
+            self.post_message(RunsRead(self.read_runs_now()))
+
+    @on(RunsRead)
+    def runs_read(self, message: RunsRead) -> None:
+        self.show_runs(message.summaries)
+
+    def show_runs(self, summaries: list[RunSummary]) -> None:
         table = self.query_one("#runs", DataTable)
         selected = self.selected_run_id()
         table.clear()
         self.run_dirs.clear()
         now = self.clock()
-        for run in reversed(list_runs()):
-            try:
-                s = self._summary(run)
-            except OSError:
-                continue  # deleted while listing
-            self.run_dirs[s["id"]] = run.dir
-            progress = f"{s['step']}/{s['max_steps']}" if s["max_steps"] else str(s["step"] or "-")
-            loss = f"{s['loss']:.3f}" if isinstance(s["loss"], (int, float)) else "-"
-            started = s["started_at"]
-            table.add_row(s["id"], s["status"], progress, loss, age(now - started if started else None), key=s["id"])
+        for s in summaries:
+            self.run_dirs[s.id] = Path(s.dir)
+            progress = f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step or "-")
+            loss = f"{s.loss:.3f}" if s.loss is not None else "-"
+            table.add_row(s.id, s.status, progress, loss, age(now - s.started_at if s.started_at else None), key=s.id)
         if selected in self.run_dirs:
             table.move_cursor(row=table.get_row_index(selected))
 
@@ -196,5 +208,3 @@ class Dashboard(Screen):
     def action_export(self) -> None:
         if run := self._need_run():
             self.app.export_run(run)
-
-

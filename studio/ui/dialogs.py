@@ -1,29 +1,17 @@
-"""Modal dialogs: confirm, ask for a line of text, help."""
+"""Modal dialogs: confirm, ask for a line of text, export, help."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
-
-HELP = """\
-[b]studio[/b] — every action has a key (shown in the footer) and a command (ctrl+p).
-
-Dashboard   n new profile · e edit profile · r run profile · o/enter open run
-            s stop run · k kill run · u resume run · x export run · tab: next list
-Editor      ctrl+s save · f2 save as · f4 apply the suggestion · f5 run · esc back
-Monitor     s stop (graceful: checkpoint + adapter) · k kill · u resume · x export
-            f save the OOM fix and resume · esc back
-Anywhere    ? help · ctrl+p command palette (themes too) · q quit
-
-Quitting never stops a run: it goes on in the background.
-Type `studio` again to reattach.
-"""
+from textual.widgets import Button, Input, Label, Static, Switch
 
 
 class Confirm(ModalScreen[bool]):
+    """Yes or no; "No" has the focus, so a stray Enter never does the destructive thing."""
+
     BINDINGS = [Binding("y", "yes", "Yes"), Binding("n,escape", "no", "No")]
 
     def __init__(self, question: str):
@@ -32,10 +20,13 @@ class Confirm(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question)
+            yield Label(self.question, classes="question")
             with Horizontal(classes="buttons"):
-                yield Button("Yes (y)", id="yes", variant="warning")
                 yield Button("No (n)", id="no")
+                yield Button("Yes (y)", id="yes", variant="warning")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
@@ -48,7 +39,7 @@ class Confirm(ModalScreen[bool]):
 
 
 class Ask(ModalScreen[str | None]):
-    """One line of text, e.g. a profile name or an export folder."""
+    """One line of text, e.g. a profile name."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -59,7 +50,7 @@ class Ask(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question)
+            yield Label(self.question, classes="question")
             yield Input(value=self.value, id="answer")
             yield Label("enter to accept, esc to cancel", classes="hint")
 
@@ -70,12 +61,43 @@ class Ask(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class ExportDialog(ModalScreen["tuple[str, bool] | None"]):
+    """Where to export a run, and whether to merge the adapter into the base model."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, run_id: str, folder: str):
+        super().__init__()
+        self.run_id = run_id
+        self.folder = folder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"export run {self.run_id} to the folder:", classes="question")
+            yield Input(value=self.folder, id="export-folder")
+            with Horizontal(classes="switch-row"):
+                yield Switch(False, id="export-merge")
+                yield Label("merge the adapter into the base model (a whole model; bigger)")
+            yield Label("enter to export, esc to cancel", classes="hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        folder = event.value.strip()
+        self.dismiss((folder, self.query_one("#export-merge", Switch).value) if folder else None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class Help(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
 
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog wide"):
-            yield Static(HELP)
+        with VerticalScroll(classes="dialog wide"):
+            yield Static(self.text)
 
     def action_close(self) -> None:
         self.dismiss(None)

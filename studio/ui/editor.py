@@ -4,7 +4,6 @@ the change that makes it fit). Saving keeps the comments of a hand-written file.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,17 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
 
-from studio.advisor import Target, review_profile, setup_from_profile
-from studio.catalog import CatalogError, catalog_gpus, lookup_gpu, lookup_model
-from studio.estimate import BREAKDOWN, EstimateError, estimate_memory, estimate_speed
-from studio.paths import bundled_profiles_dir, user_profiles_dir
-from studio.profile import (SECTIONS, Profile, ProfileError, check_value, default_value, load_profile, parse_toml,
-                            profile_from_dict)
+from studio.hardware import Inventory
+from studio.planning.advisor import review_profile
+from studio.planning.catalog import CatalogError, catalog_gpus
+from studio.planning.estimate import BREAKDOWN, EstimateError
+from studio.planning.fixes import FIXES
+from studio.planning.inventory import described_inventory
+from studio.planning.layout import LayoutError
+from studio.paths import bundled_profiles_dir
+from studio.profiles.library import save_preserving_comments, user_profile_path
+from studio.profiles.profile import SECTIONS, Profile, ProfileError, check_value, load_profile, parse_toml, profile_from_dict
 from studio.ui.widgets import meter
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 ADVICE_DELAY_S = 0.2
 
@@ -37,35 +35,11 @@ def field_id(section: str, key: str) -> str:
     return f"f-{section}-{key}"
 
 
-def save_preserving_comments(path: Path, profile: Profile) -> None:
-    """Write `profile` to `path`, keeping the comments and layout of the file already there."""
-    import tomlkit
-
-    from studio.atomic import write_text
-
-    try:
-        original = path.read_text(encoding="utf-8")
-        doc = tomlkit.parse(original)
-        old = tomllib.loads(original)
-    except Exception:  # no file yet, or one that does not parse: write a fresh document
-        doc, old = tomlkit.document(), {}
-    base = path.parent
-    new = profile.to_dict()
-    if "description" in new:
-        doc["description"] = new.pop("description")
-    for section, values in new.items():
-        table = doc.get(section)
-        if table is None:
-            table = tomlkit.table()
-            doc[section] = table
-        for key, value in values.items():
-            before = old.get(section, {}).get(key) if isinstance(old.get(section), dict) else None
-            if isinstance(before, str) and isinstance(value, str) and before != value and \
-                    str((base / before).expanduser().resolve()) == value:
-                continue  # a relative path that still points at the same file stays relative
-            if key in table or value != default_value(section, key):
-                table[key] = value
-    write_text(path, tomlkit.dumps(doc))
+def advice_inventory(gpu_name: str, machine: Inventory, profile: Profile) -> Inventory:
+    """This machine's GPUs when the picked card is one of them; else as many of the picked card as the profile asks."""
+    if any(g.name == gpu_name for g in machine.gpus):
+        return machine
+    return described_inventory(f"{profile.hardware.gpu_count}x {gpu_name}", source="the editor")
 
 
 class ProfileEditor(Screen):
@@ -213,58 +187,64 @@ class ProfileEditor(Screen):
         if profile is None:
             body.update(Text("fix the fields marked in red for an estimate", style="yellow"))
             return
-        gpu_name = self.query_one("#advice-gpu", Select).value
+        gpu_name = str(self.query_one("#advice-gpu", Select).value)
         try:
-            gpu = lookup_gpu(str(gpu_name))
-            spec = lookup_model(profile.model.name)
-        except CatalogError as e:
+            inventory = advice_inventory(gpu_name, self.app.inventory, profile)
+            review = review_profile(profile, inventory)
+        except (CatalogError, EstimateError, LayoutError) as e:
             body.update(Text(f"no estimate: {e}", style="dim"))
             return
-        target = Target(gpu.name, gpu.memory_gib, gpu.memory_gib, gpu)
-        try:
-            setup = setup_from_profile(profile, gpu.bf16)
-            mem = estimate_memory(spec, setup)
-            speed = estimate_speed(spec, setup, gpu)
-            review = review_profile(spec, setup, target)
-        except EstimateError as e:
-            body.update(Text(str(e), style="red"))
-            return
+        plan = review.plan
+        assert plan is not None and plan.memory is not None and plan.gpu is not None
+        mem, gpu, per = plan.memory, plan.gpu, " per GPU" if plan.layout.processes > 1 else ""
         text = Text()
-        text.append_text(meter(mem.peak_vram_gib, gpu.memory_gib, 24))
-        text.append(f"\n{mem.peak_vram_gib:.1f} of {gpu.memory_gib:.0f} GiB peak\n", style="bold")
+        text.append_text(meter(review.peak_vram_gib, gpu.memory_total_gib, 24))
+        text.append(f"\n{review.peak_vram_gib:.1f} of {gpu.memory_total_gib:.0f} GiB peak{per}\n", style="bold")
+        if plan.layout.processes > 1:
+            text.append(f"{plan.layout.processes} GPUs, {plan.layout.strategy}\n")
         text.append("fits\n" if review.fits else "does not fit\n", style="bold green" if review.fits else "bold red")
         for key in BREAKDOWN:
             text.append(f"  {key:13} {mem.breakdown[key]:6.2f} GiB\n")
-        text.append(f"~{speed.tokens_per_s:,.0f} tokens/s on {gpu.name}\n")
-        data = Path(profile.data.path)
-        if data.is_file():
-            tokens = data.stat().st_size / 4 * profile.train.epochs  # about 4 bytes of text per token
-            text.append(f"≈{tokens / speed.tokens_per_s / 60:,.0f} min for the data\n", style="dim")
+        if plan.speed:
+            text.append(f"~{plan.speed.tokens_per_s:,.0f} tokens/s on {gpu.name}\n")
+            data = Path(profile.data.path)
+            if data.is_file():
+                tokens = data.stat().st_size / 4 * profile.train.epochs  # about 4 bytes of text per token
+                text.append(f"≈{tokens / plan.speed.tokens_per_s / 60:,.0f} min for the data\n", style="dim")
         fitting = [f for f in review.fixes if f["fits"]]
         if not review.fits and fitting:
             self.suggestion = fitting[0]
-            text.append(f"\n{fitting[0]['change']}: {fitting[0]['peak_vram_gib']:.1f} of {gpu.memory_gib:.0f} GiB "
+            text.append(f"\n{fitting[0]['change']}: {fitting[0]['peak_vram_gib']:.1f} of {gpu.memory_total_gib:.0f} GiB "
                         f"— press F4 to apply", style="bold cyan")
         elif not review.fits:
             text.append("\nno single change fits this card; try a bigger GPU or several", style="yellow")
         body.update(text)
 
     def action_apply_suggestion(self) -> None:
-        if not self.suggestion:
+        profile = self.current_profile()
+        if not self.suggestion or profile is None:
             self.notify("nothing to apply: the profile fits (or no single change makes it fit)")
             return
-        for dotted, value in self.suggestion["set"].items():
-            section, key = dotted.split(".")
-            widget = self.query_one(f"#{field_id(section, key)}")
-            if value == "x2":
-                widget.value = str(int(widget.value) * 2)
-            elif isinstance(widget, Input):
-                widget.value = str(value)
-            else:
-                widget.value = value
+        fix = next(f for f in FIXES if f.name == self.suggestion["fix"])
+        changed = fix.apply(profile)
+        if changed is None:
+            return
+        self.show_values(changed, list(self.suggestion["set"]))
         self.notify(f"applied: {self.suggestion['change']}")
         self.dirty = True
         self.refresh_advice()
+
+    def show_values(self, profile: Profile, keys: list[str]) -> None:
+        """Put the profile's values for `keys` (dotted) into their form fields."""
+        for dotted in keys:
+            section, key = dotted.split(".")
+            widget = self.query_one(f"#{field_id(section, key)}")
+            value = getattr(getattr(profile, section), key)
+            if isinstance(widget, Input):
+                widget.value = ", ".join(value) if isinstance(value, list) else (
+                    f"{value:g}" if isinstance(value, float) else str(value))
+            else:
+                widget.value = value
 
     # ----------------------------------------------------------- saving
 
@@ -273,7 +253,7 @@ class ProfileEditor(Screen):
             return None
         bundled = bundled_profiles_dir().resolve()
         if bundled in self.path.resolve().parents:
-            return user_profiles_dir() / self.path.name  # bundled templates stay untouched
+            return user_profile_path(self.path.stem)  # bundled templates stay untouched
         return self.path
 
     def _save_to(self, path: Path) -> bool:
@@ -312,7 +292,11 @@ class ProfileEditor(Screen):
         def done(name: str | None) -> None:
             if not name:
                 return
-            dest = user_profiles_dir() / (name if name.endswith(".toml") else f"{name}.toml")
+            try:
+                dest = user_profile_path(name)
+            except ProfileError as e:
+                self.notify(e.problems[0], title="not a profile name", severity="error", timeout=10)
+                return
             if dest.exists() and dest != self.path:
                 self.notify(f"{dest} exists; pick another name", severity="error")
                 return

@@ -1,31 +1,37 @@
 """The run monitor: loss chart, throughput, memory, progress, log, status and errors.
 
-Everything comes from the run folder: events.jsonl is tailed and folded into a
-Timeline a few times a second; trainer.log is tailed into a capped Log.
+Everything comes from the run folder: a worker thread tails events.jsonl and
+trainer.log a few times a second and posts what it read; the screen folds the
+records into a Timeline and repaints what changed.
 """
 
 from __future__ import annotations
 
 import difflib
 import time
-from pathlib import Path
-
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Sparkline, Static
 
 from studio import display
-from studio.advisor import revised_for_oom
-from studio.events import EventTail, Timeline
-from studio.health import health_alerts
 from studio.hardware import Inventory
-from studio.profile import ProfileError, load_profile, save_profile
-from studio.runs import Run
+from studio.planning.fixes import revised_for_oom
+from studio.profiles.profile import ProfileError, load_profile, save_profile
+from studio.runs.events import Event, EventTail, Timeline
+from studio.runs.folder import Run
+from studio.runs.health import health_alerts
+from studio.runs.liveness import is_alive
+from studio.runs.state import status_from
+from studio.runs.tail import FileTail
+from studio.ui.actions import run_bindings
 from studio.ui.widgets import LossChart, memory_lines
 
 LOG_LINES = 500
@@ -43,35 +49,29 @@ def thin(points: list[tuple[int, float]], limit: int = CHART_POINTS) -> list[tup
     return points[::k] + ([points[-1]] if (len(points) - 1) % k else [])
 
 
-class FileTail:
-    """New text appended to a file since the last read (the trainer's log)."""
+@dataclass(frozen=True)
+class RunFiles:
+    """What one poll of the run folder found."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.offset = 0
+    records: list[Event]
+    log_text: str
+    alive: bool
+    launched_at: float
+    stop_requested_at: float
+    error: str = ""
 
-    def read_new(self, limit: int = 256 * 1024) -> str:
-        try:
-            size = self.path.stat().st_size
-            if size - self.offset > limit:  # far behind: skip to the recent part
-                self.offset = size - limit
-            with self.path.open("rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except OSError:
-            return ""
-        self.offset += len(chunk)
-        return chunk.decode("utf-8", errors="replace")
+
+class RunFilesRead(Message):
+    def __init__(self, files: RunFiles):
+        super().__init__()
+        self.files = files
 
 
 class RunMonitor(Screen):
     """Watch one run; stop, kill, resume or export it from the keyboard."""
 
     BINDINGS = [
-        Binding("s", "stop", "Stop"),
-        Binding("k", "kill", "Kill"),
-        Binding("u", "resume", "Resume"),
-        Binding("x", "export", "Export"),
+        *run_bindings(shown=("s", "k", "u", "x")),
         Binding("f", "fix_oom", "Fix OOM", show=False),
         Binding("escape", "app.pop_screen", "Back"),
     ]
@@ -109,22 +109,39 @@ class RunMonitor(Screen):
 
     def on_mount(self) -> None:
         self.title = f"run {self.run.id}"
-        self.show_gpus(self.app.inventory)
-        self.refresh_from_files()
-        self.set_interval(REFRESH_S, self.refresh_from_files)
+        self.watch(self.app, "inventory", self.show_gpus)
+        self.show_files(self.read_files())
+        self.set_interval(REFRESH_S, self.poll_files)
 
     def show_gpus(self, inv: Inventory) -> None:
         self.gpu_totals = [g.memory_total_gib for g in inv.gpus]
 
-    def refresh_from_files(self) -> None:
-        """Fold new events and log lines in; repaint only what changed."""
+    def read_files(self) -> RunFiles:
+        """New events and log text, and whether the trainer lives (file and process reads only)."""
         try:
             records = self.events.read_new()
-            text = self.log_tail.read_new()
-            status = self.run.status(self.timeline.extend(records))
+            text = self.log_tail.read_text()
         except OSError as e:  # the run folder was deleted or is unreadable
-            self.query_one("#run-status", Static).update(Text(f"cannot read the run: {e}", style="bold red"))
+            return RunFiles([], "", False, 0.0, 0.0, error=f"cannot read the run: {e.strerror or e}")
+        return RunFiles(records, text, is_alive(self.run), self.run.status_number("launched_at"),
+                        self.run.status_number("stop_requested_at"))
+
+    @work(thread=True, exclusive=True, group="run-files")
+    def poll_files(self) -> None:
+        self.post_message(RunFilesRead(self.read_files()))
+
+    @on(RunFilesRead)
+    def files_read(self, message: RunFilesRead) -> None:
+        self.show_files(message.files)
+
+    def show_files(self, files: RunFiles) -> None:
+        """Fold new events and log lines in; repaint only what changed."""
+        if files.error:
+            self.query_one("#run-status", Static).update(Text(files.error, style="bold red"))
             return
+        status = status_from(self.timeline.extend(files.records), files.alive, files.launched_at,
+                             files.stop_requested_at)
+        records, text = files.records, files.log_text
         self._log_pending += text
         now = time.monotonic()
         if self._log_pending and (now - self._logged_at >= LOG_EVERY_S or status != "running"):
@@ -149,43 +166,40 @@ class RunMonitor(Screen):
         colour = {"running": "green", "completed": "cyan", "stopped": "yellow"}.get(status, "red")
         head = Text.assemble(("● ", colour), (status, f"bold {colour}"), f"  {self.run.id}")
         if tl.start:
-            head.append(f"  ·  {tl.start.get('config', {}).get('method', {}).get('type', '?')} on "
-                        f"{', '.join(tl.start.get('devices') or ['?'])} ({tl.start.get('dtype', '?')}), "
-                        f"{display.count(tl.start.get('trainable_params'))} trainable")
-        elif tl.download and not tl.download.get("done"):
-            head.append(f"  ·  downloading {tl.download.get('name')}: {display.size_bytes(tl.download.get('bytes'))}"
-                        f" of {display.size_bytes(tl.download.get('total_bytes'))}")
+            head.append(f"  ·  {tl.start.method} on {', '.join(tl.start.devices or ('?',))} ({tl.start.dtype or '?'}), "
+                        f"{display.count(tl.start.trainable_params)} trainable")
+        elif tl.download and not tl.download.done:
+            head.append(f"  ·  downloading {tl.download.name}: {display.size_bytes(tl.download.bytes)}"
+                        f" of {display.size_bytes(tl.download.total_bytes)}")
         elif status == "running":
             head.append("  ·  preparing (data, tokenizer, model)")
         self._show("#run-status", head)
 
         bar = self.query_one("#progress", ProgressBar)
-        max_steps = (last or {}).get("max_steps") or (tl.start or {}).get("max_steps")
+        max_steps = (last.max_steps if last else None) or (tl.start.max_steps if tl.start else None)
         if max_steps:
-            bar.update(total=max_steps, progress=(last or {}).get("step", 0))
+            bar.update(total=max_steps, progress=last.step if last else 0)
         if last:
-            lr, gn = last.get("learning_rate"), last.get("grad_norm")
-            self._show("#progress-text", f" step {last['step']}/{max_steps or '?'} · epoch {last.get('epoch', 0):.2f}"
-                                         f" · ETA {display.duration(last.get('eta_s'))}")
-        steps = [tl.steps[s] for s in sorted(tl.steps)]
+            self._show("#progress-text", f" step {last.step}/{max_steps or '?'} · epoch {last.epoch or 0:.2f}"
+                                         f" · ETA {display.duration(last.eta_s)}")
+        steps = tl.ordered_steps()
         now = time.monotonic()
         if now - self._charted_at >= CHART_EVERY_S or status != "running":
             self._charted_at = now
-            self.query_one(LossChart).plot(thin([(s["step"], s.get("loss")) for s in steps]),
-                                           thin([(e["step"], e["eval_loss"]) for e in (tl.evals[k] for k in sorted(tl.evals))]))
-        rates = [s.get("tokens_per_s") or 0 for s in steps]
-        if rates:
+            self.query_one(LossChart).plot(thin([(s.step, s.loss) for s in steps]),
+                                           thin([(e.step, e.eval_loss) for e in (tl.evals[k] for k in sorted(tl.evals))]))
+        rates = [s.tokens_per_s or 0 for s in steps]
+        if rates and last:
             avg = sum(rates) / len(rates)
             speed = Text.assemble(("tokens/s ", "bold"), f"{rates[-1]:,.0f} now · {avg:,.0f} avg")
-            lr, gn = (last or {}).get("learning_rate"), (last or {}).get("grad_norm")
-            if isinstance(lr, (int, float)):
-                speed.append(f"\nlr {lr:.2e}")
-            if isinstance(gn, (int, float)):
-                speed.append(f" · grad norm {gn:.2f}")
-            if isinstance((last or {}).get("loss"), (int, float)):
-                speed.append(f"\nloss {last['loss']:.4f}", style="bold")
-            if last and last.get("energy_kwh") is not None:
-                speed.append(f"\nenergy {last['energy_kwh']:.4f} kWh")
+            if last.learning_rate is not None:
+                speed.append(f"\nlr {last.learning_rate:.2e}")
+            if last.grad_norm is not None:
+                speed.append(f" · grad norm {last.grad_norm:.2f}")
+            if last.loss is not None:
+                speed.append(f"\nloss {last.loss:.4f}", style="bold")
+            if last.energy_kwh is not None:
+                speed.append(f"\nenergy {last.energy_kwh:.4f} kWh")
             self._show("#speed-text", speed)
             self.query_one("#speed-spark", Sparkline).data = rates[-60:]
         self._show("#memory-text", memory_lines(last, self.gpu_totals))
@@ -198,13 +212,13 @@ class RunMonitor(Screen):
         if status == "crashed":
             return Text("The trainer exited without a final event (killed or crashed). Press u to resume "
                         "from the last checkpoint; the log below shows what happened.", style="bold red")
-        if not end or end.get("status") != "failed":
-            if end and end.get("message"):
-                return Text(f"{end['message']}. {end.get('advice', '')}", style="yellow")
+        if not end or end.status != "failed":
+            if end and end.message:
+                return Text(f"{end.message}. {end.advice or ''}", style="yellow")
             return Text("")
-        text = Text.assemble((f"failed ({end.get('error_kind')}): ", "bold red"), end.get("message", ""),
-                             "\nwhat to do: ", (end.get("advice", ""), "bold"))
-        if end.get("error_kind") == "oom":
+        text = Text.assemble((f"failed ({end.error_kind}): ", "bold red"), end.message or "",
+                             "\nwhat to do: ", (end.advice or "", "bold"))
+        if end.error_kind == "oom":
             diff = self.oom_diff()
             if diff:
                 text.append("\nrevised profile (press f to save it and resume from the last checkpoint):\n")
@@ -239,7 +253,7 @@ class RunMonitor(Screen):
 
     def action_fix_oom(self) -> None:
         end = self.timeline.end
-        if not end or end.get("error_kind") != "oom":
+        if not end or end.error_kind != "oom":
             self.notify("f applies a fix after an out-of-memory failure; this run did not run out of memory")
             return
         profile = load_profile(self.run.profile_path)

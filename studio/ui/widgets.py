@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from studio.hardware import Inventory
+from studio.runs.events import Step
 
 
 def meter(used: float, total: float, width: int = 20, style: str = "green") -> Text:
@@ -64,19 +64,19 @@ class LossChart(PlotextPlot):
         self.refresh()
 
 
-def memory_lines(step: dict[str, Any] | None, totals: list[float]) -> Text:
+def memory_lines(step: Step | None, totals: list[float]) -> Text:
     """Per GPU of the job: torch's allocated / reserved / peak where this process measured them
     (rank 0's device), NVML's used memory for the others; RSS on CPU."""
     out = Text()
     if not step:
         return Text("memory: waiting for the first step", style="dim")
-    peaks = step.get("gpu_mem_peak_gib") or []
-    used = step.get("nvml_mem_used_gib") or []
+    peaks = [p or 0.0 for p in step.gpu_mem_peak_gib]
+    used = list(step.nvml_mem_used_gib)
     if not peaks and not used:
-        out.append(f"RAM (process RSS): {step.get('rss_gib', 0):.2f} GiB", style="bold")
+        out.append(f"RAM (process RSS): {step.rss_gib or 0:.2f} GiB", style="bold")
         return out
-    alloc = step.get("gpu_mem_allocated_gib") or []
-    reserved = step.get("gpu_mem_reserved_gib") or []
+    alloc = [a or 0.0 for a in step.gpu_mem_allocated_gib]
+    reserved = [r or 0.0 for r in step.gpu_mem_reserved_gib]
     for i in range(max(len(peaks), len(used))):
         peak = peaks[i] if i < len(peaks) else 0.0
         nvml = used[i] if i < len(used) and used[i] is not None else None

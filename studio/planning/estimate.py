@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from studio.catalog import GpuSpec, Linear, ModelSpec
+from studio.planning.catalog import GpuSpec, Linear, ModelSpec
+from studio.profiles import vocabulary
 
 GIB = 2**30
-METHODS = ("lora", "qlora", "full")
-OPTIMIZERS = ("adamw", "adamw_foreach", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")
-STRATEGIES = ("none", "ddp", "fsdp", "deepspeed-zero1", "deepspeed-zero2", "deepspeed-zero3")
+METHODS = vocabulary.METHODS
+# The profile's words, plus what published measurements used: torch's foreach AdamW and ZeRO-1.
+OPTIMIZERS = (*(o for o in vocabulary.OPTIMIZERS if o != "auto"), "adamw_foreach")
+STRATEGIES = ("none", *(s for s in vocabulary.STRATEGIES if s != "auto"), "deepspeed-zero1")
 
 # Fitted on the `hf` rows of the reference measurements (bench/calibrate_estimator.py);
 # everything else in this file is counted, not fitted.
@@ -170,7 +172,7 @@ def logits_bytes(spec: ModelSpec, setup: Setup, tokens: int) -> float:
 def optimizer_state_bytes(optimizer: str, param_bytes: int) -> float:
     if optimizer in ("adamw", "adamw_foreach"):
         return 2.0 * param_bytes  # exp_avg and exp_avg_sq in the parameter's dtype
-    if optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+    if optimizer in vocabulary.EIGHT_BIT_OPTIMIZERS:
         return 2.0
     if optimizer == "adafactor":
         return 0.1 * param_bytes  # factored second moments: rows + columns

@@ -21,17 +21,16 @@ else:  # pragma: no cover - Python 3.10
 import tomli_w
 
 from studio.atomic import write_text
+from studio.paths import looks_local
+from studio.profiles.vocabulary import METHODS, OPTIMIZERS, STRATEGIES, resolve_optimizer
 
 TINY_MODEL = "builtin:tiny-llama"
-METHODS = ("lora", "qlora", "full")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
 DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text")
-OPTIMIZERS = ("auto", "adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 REPORT_TO = ("none", "tensorboard", "wandb")
 BAD_ROWS = ("error", "skip")
-STRATEGIES = ("auto", "ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 
 
 class ProfileError(Exception):
@@ -120,6 +119,13 @@ class HardwareSection:
     main_address: str = _spec("", "the main machine's address (multi-node)")
     main_port: int = _spec(29500, "the main machine's port (multi-node)", min=1, max=65535)
 
+    @property
+    def gpu_count(self) -> int:
+        """How many GPUs this asks for; `auto` counts as one when planning for cards by name."""
+        if self.gpus.isdigit():
+            return max(1, int(self.gpus))
+        return len([p for p in self.gpus.split(",") if p.strip()]) if "," in self.gpus else 1
+
 
 @dataclass(frozen=True)
 class OutputSection:
@@ -139,9 +145,7 @@ class Profile:
     @property
     def optimizer(self) -> str:
         """The optimizer after `auto` is resolved for the method."""
-        if self.train.optimizer != "auto":
-            return self.train.optimizer
-        return "paged_adamw_8bit" if self.method.type == "qlora" else "adamw"
+        return resolve_optimizer(self.method.type, self.train.optimizer)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -281,25 +285,29 @@ def load_profile(path: Path) -> Profile:
 def resolve_paths(profile: Profile, base: Path) -> Profile:
     """Make local data and model paths absolute, relative to `base` (the profile's folder)."""
     data = profile.data
-    if data.path and _looks_local(data.path):
+    if data.path and looks_local(data.path):
         candidate = (base / Path(data.path).expanduser())
         data = replace(data, path=str(candidate.resolve()))
     model = profile.model
-    if _looks_local(model.name) and not model.name.startswith("builtin:"):
+    if looks_local(model.name) and not model.name.startswith("builtin:"):
         model = replace(model, name=str((base / Path(model.name).expanduser()).resolve()))
     return replace(profile, data=data, model=model)
-
-
-def _looks_local(ref: str) -> bool:
-    """A path rather than a hub id: starts with . / ~, or has a file extension."""
-    if ref.startswith(("/", "./", "../", "~")):
-        return True
-    return Path(ref).suffix.lower() in (".jsonl", ".json", ".csv", ".parquet", ".txt")
 
 
 def save_profile(profile: Profile, path: Path) -> None:
     """Write a profile atomically; the old file stays intact if anything fails."""
     write_text(Path(path), profile.to_toml())
+
+
+def with_changes(profile: Profile, changes: dict[str, Any]) -> Profile:
+    """The profile with dotted keys set, e.g. {"train.batch_size": 2}; raises KeyError for unknown keys."""
+    sections: dict[str, Any] = {}
+    for dotted, value in changes.items():
+        section, key = dotted.split(".", 1)
+        if section not in SECTIONS or key not in {f.name for f in fields(SECTIONS[section])}:
+            raise KeyError(dotted)
+        sections.setdefault(section, {})[key] = value
+    return replace(profile, **{name: replace(getattr(profile, name), **values) for name, values in sections.items()})
 
 
 def default_value(section: str, key: str) -> Any:

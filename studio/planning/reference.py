@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.catalog import CatalogError, ModelSpec, lookup_model
-from studio.estimate import MemoryEstimate, Setup, estimate_memory
+from studio.planning.catalog import CatalogError, ModelSpec, lookup_model
+from studio.planning.estimate import MemoryEstimate, Setup, estimate_memory
 
 # Column of the CSV -> field of MemoryEstimate it is compared with.
 MEMORY_KINDS = {"mem_allocated_gib": "peak_allocated_gib", "mem_reserved_gib": "peak_reserved_gib",
@@ -31,7 +31,7 @@ class Measurement:
 
 def default_reference_csv() -> Path | None:
     """shared/reference/measured.csv beside the checkout, else the copy in tests/data."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # the checkout
     for candidate in (here.parent / "shared" / "reference" / "measured.csv", here / "tests" / "data" / "measured.csv"):
         if candidate.is_file():
             return candidate

@@ -8,11 +8,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from studio.catalog import GpuSpec, ModelSpec
-from studio.estimate import Setup, estimate_memory, estimate_speed
-from studio.profile import Profile
-
-SAFETY = 0.90
+from studio.hardware import Inventory
+from studio.planning.catalog import GpuSpec, ModelSpec
+from studio.planning.corrections import NONE, Corrections
+from studio.planning.estimate import EstimateError, Setup, estimate_memory, estimate_speed
+from studio.planning.fixes import FIXES, applicable
+from studio.planning.inventory import spec_for
+from studio.planning.plan import SAFETY, Plan, plan_run
+from studio.profiles.profile import Profile
+from studio.profiles.vocabulary import EIGHT_BIT_OPTIMIZERS, default_optimizer, default_strategy
 TARGET_EFFECTIVE_BATCH = 16
 QUALITY = {
     "full": "full fine-tuning: every weight trains; the highest quality ceiling, the most memory and the largest checkpoints",
@@ -58,6 +62,12 @@ class Option:
                 "tokens_per_s": self.tokens_per_s, "settings": self.settings()}
 
 
+def targets_from(inventory: Inventory, corrections: Corrections = NONE) -> list[Target]:
+    """The inventory's GPUs as planning targets, with this machine's corrections for each."""
+    return [Target(g.name, g.memory_free_gib, g.memory_total_gib, spec_for(g), g.index, corrections.factors(g.name))
+            for g in inventory.gpus]
+
+
 def default_rank(spec: ModelSpec, rows: int | None) -> int:
     if spec.total_params >= 30e9:
         return 32  # 70B-class models take higher ranks
@@ -78,8 +88,8 @@ def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, 
                     n_gpus: int = 1) -> Option:
     """The fastest setup of `method` that fits, or the smallest one if none does."""
     rank = default_rank(spec, rows)
-    optimizers = {"full": ("adamw", "adamw_8bit", "paged_adamw_8bit"), "lora": ("adamw",),
-                  "qlora": ("paged_adamw_8bit",)}[method]
+    # Full fine-tuning may trade precision of its optimizer states for memory; adapters are small.
+    optimizers = (default_optimizer(method), *EIGHT_BIT_OPTIMIZERS) if method == "full" else (default_optimizer(method),)
     dtype = "bf16" if target.spec is None or target.spec.bf16 else "fp16"
     candidates = []
     for optimizer in optimizers:
@@ -87,7 +97,7 @@ def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, 
             for batch in (8, 4, 2, 1):
                 setup = Setup(method=method, rank=rank, batch=batch, seq_len=seq_len, grad_ckpt=ckpt,
                               optimizer=optimizer, dtype=dtype, dropout=0.05, n_gpus=n_gpus,
-                              strategy="fsdp" if n_gpus > 1 else "none")
+                              strategy=default_strategy(method, fits_one_gpu=False) if n_gpus > 1 else "none")
                 candidates.append(_evaluate(spec, setup, target))
     fitting = [c for c in candidates if c.fits]
     if not fitting:
@@ -131,7 +141,7 @@ def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, 
             reasons.append(f"no single GPU holds it; {option.method} sharded with FSDP over {len(used)} GPUs "
                            f"({', '.join(str(t.index) for t in used)}) needs ~{option.peak_vram_gib:.1f} GiB each")
             reasons.append(QUALITY[option.method])
-            settings = {**option.settings(), "gpus": len(used), "strategy": "fsdp"}
+            settings = {**option.settings(), "gpus": len(used), "strategy": option.setup.strategy}
             return Suggestion(method=option.method, fits=True, peak_vram_gib=option.peak_vram_gib,
                               gpu=f"{len(used)} x {used[0].name}", gpu_index=None, settings=settings,
                               alternatives=[o.summary() for o in options], reasons=reasons,
@@ -193,16 +203,6 @@ def shard_across(spec: ModelSpec, targets: list[Target], seq_len: int, rows: int
     return None
 
 
-def setup_from_profile(profile: Profile, bf16: bool = True) -> Setup:
-    """The estimator's view of a profile."""
-    m, d, t = profile.method, profile.data, profile.train
-    dtype = profile.model.dtype if profile.model.dtype != "auto" else ("bf16" if bf16 else "fp16")
-    return Setup(method=m.type, rank=m.rank, targets=tuple(m.target_modules), dropout=m.dropout, dora=m.use_dora,
-                 double_quant=m.double_quant, batch=t.batch_size, seq_len=d.max_length,
-                 seq_kind="packed" if d.packing else "dynamic", grad_ckpt=t.gradient_checkpointing,
-                 optimizer=profile.optimizer, dtype=dtype, loss="chunked")
-
-
 @dataclass
 class Review:
     fits: bool
@@ -211,73 +211,74 @@ class Review:
     gpu: str
     message: str
     fixes: list[dict[str, Any]]
+    plan: Plan | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "plan"}
 
 
-def review_profile(spec: ModelSpec, setup: Setup, target: Target) -> Review:
-    """Does the profile fit, and if not, which single changes make it fit."""
-    base = estimate_memory(spec, setup)
-    limit = SAFETY * target.free_gib
+def _changed_keys(before: Profile, after: Profile) -> dict[str, Any]:
+    """The dotted keys whose values differ between two profiles."""
+    a, b = before.to_dict(), after.to_dict()
+    return {f"{section}.{key}": value for section, values in b.items() if isinstance(values, dict)
+            for key, value in values.items() if a.get(section, {}).get(key) != value}
+
+
+def planned(profile: Profile, inventory: Inventory, corrections: Corrections = NONE) -> Plan:
+    """The plan of a profile, raising EstimateError when it cannot be estimated or has no GPU to go on."""
+    plan = plan_run(profile, inventory, corrections)
+    if plan.memory is None:
+        raise EstimateError(plan.no_estimate or "no estimate for this profile")
+    if plan.gpu is None:
+        raise EstimateError("no GPU to plan for; pass --gpu NAME or --vram GB")
+    return plan
+
+
+def review_profile(profile: Profile, inventory: Inventory, corrections: Corrections = NONE) -> Review:
+    """Does the profile fit the GPUs, and if not, which single changes (gentlest first) make it fit."""
+    plan = planned(profile, inventory, corrections)
+    peak, limit, gpu = plan.peak_vram_gib or 0.0, plan.limit_gib or 0.0, plan.gpu
+    assert gpu is not None
     gb = lambda x: f"{x:.1f} GiB"  # noqa: E731
-    # (what to tell the user, the setup after the change, the profile keys to set)
-    changes: list[tuple[str, Setup, dict[str, Any]]] = []
-    if not setup.grad_ckpt:
-        changes.append(("set train.gradient_checkpointing = true", replace(setup, grad_ckpt=True),
-                        {"train.gradient_checkpointing": True}))
-    if setup.batch > 1:
-        changes.append((f"set train.batch_size = {setup.batch // 2} and double train.grad_accum",
-                        replace(setup, batch=setup.batch // 2),
-                        {"train.batch_size": setup.batch // 2, "train.grad_accum": "x2"}))
-    if setup.method == "full":
-        changes.append(("switch method.type to \"lora\"", replace(setup, method="lora", optimizer="adamw"),
-                        {"method.type": "lora", "train.optimizer": "auto"}))
-    if setup.method in ("full", "lora"):
-        changes.append(("switch to QLoRA (method.type = \"qlora\")",
-                        replace(setup, method="qlora", optimizer="paged_adamw_8bit"),
-                        {"method.type": "qlora", "train.optimizer": "auto"}))
-    if setup.optimizer in ("adamw", "adamw_foreach") and setup.method == "full":
-        changes.append(("set train.optimizer = \"paged_adamw_8bit\"", replace(setup, optimizer="paged_adamw_8bit"),
-                        {"train.optimizer": "paged_adamw_8bit"}))
-    if setup.seq_len > 512:
-        changes.append((f"set data.max_length = {setup.seq_len // 2}", replace(setup, seq_len=setup.seq_len // 2),
-                        {"data.max_length": setup.seq_len // 2}))
     fixes = []
-    for text, changed, keys in changes:
-        est = estimate_memory(spec, changed)
-        saving = base.peak_vram_gib - est.peak_vram_gib
-        if saving > 0.05:
-            fixes.append({"change": text, "saves_gib": round(saving, 2), "peak_vram_gib": est.peak_vram_gib,
-                          "fits": est.peak_vram_gib <= limit, "set": keys})
-    fixes.sort(key=lambda f: (not f["fits"], -f["saves_gib"]))
-    if base.peak_vram_gib <= limit:
-        message = (f"fits with {gb(target.free_gib - base.peak_vram_gib)} to spare "
-                   f"(estimated peak {gb(base.peak_vram_gib)} of {gb(target.free_gib)} free on {target.name})")
+    for fix, changed in applicable(profile):
+        after = plan_run(changed, inventory, corrections).peak_vram_gib
+        if after is None or peak - after <= 0.05:
+            continue
+        fixes.append({"fix": fix.name, "change": fix.describe(profile), "saves_gib": round(peak - after, 2),
+                      "peak_vram_gib": after, "fits": after <= limit, "set": _changed_keys(profile, changed)})
+    fixes.sort(key=lambda f: not f["fits"])  # stable: the gentlest fix that fits comes first
+    per = " per GPU" if plan.layout.processes > 1 else ""
+    if peak <= limit:
+        message = (f"fits with {gb(gpu.memory_free_gib - peak)} to spare (estimated peak {gb(peak)}{per} of "
+                   f"{gb(gpu.memory_free_gib)} free on {gpu.name})")
     else:
         shown = [f"{f['change']} (-{gb(f['saves_gib'])})" for f in fixes[:3]]
-        message = (f"will run out of memory at ~{gb(base.peak_vram_gib)} on a {gb(target.total_gib)} card "
-                   f"({target.name}, {gb(target.free_gib)} free); " + (" or ".join(shown) if shown else
-                                                                      "no single change is enough: use a bigger GPU"))
-    return Review(fits=base.peak_vram_gib <= limit, peak_vram_gib=base.peak_vram_gib, free_gib=target.free_gib,
-                  gpu=target.name, message=message, fixes=fixes)
+        message = (f"will run out of memory at ~{gb(peak)}{per} on a {gb(gpu.memory_total_gib)} card "
+                   f"({gpu.name}, {gb(gpu.memory_free_gib)} free); " + (" or ".join(shown) if shown else
+                                                                        "no single change is enough: use a bigger GPU"))
+    return Review(fits=peak <= limit, peak_vram_gib=peak, free_gib=gpu.memory_free_gib, gpu=gpu.name,
+                  message=message, fixes=fixes, plan=plan)
 
 
-def revised_for_oom(profile: Profile) -> Profile:
-    """The profile with the gentlest change that lowers peak memory after an out-of-memory failure.
-
-    Keeps the effective batch when it halves the micro-batch; otherwise turns on gradient
-    checkpointing, then 8-bit optimizer states, then QLoRA, then a shorter max_length.
-    """
-    t, m, d = profile.train, profile.method, profile.data
-    if t.batch_size > 1:
-        return replace(profile, train=replace(t, batch_size=t.batch_size // 2, grad_accum=t.grad_accum * 2))
-    if not t.gradient_checkpointing:
-        return replace(profile, train=replace(t, gradient_checkpointing=True))
-    if profile.optimizer == "adamw" and m.type == "full":
-        return replace(profile, train=replace(t, optimizer="paged_adamw_8bit"))
-    if m.type == "lora":
-        return replace(profile, method=replace(m, type="qlora"), train=replace(t, optimizer="auto"))
-    if d.max_length > 256:
-        return replace(profile, data=replace(d, max_length=d.max_length // 2))
-    return profile
+def make_it_fit(profile: Profile, inventory: Inventory,
+                corrections: Corrections = NONE) -> tuple[Profile, list[str]] | None:
+    """Fixes applied one after another, gentlest first, until the profile fits; None if even all do not."""
+    current, steps = profile, []
+    for _ in range(len(FIXES) * 4):
+        plan = planned(current, inventory, corrections)
+        if plan.fits:
+            return current, steps
+        options = applicable(current)
+        if not options:
+            return None
+        # The gentlest fix that lowers the peak; halving again is allowed on the next round.
+        for fix, changed in options:
+            after = plan_run(changed, inventory, corrections).peak_vram_gib
+            if after is not None and after < (plan.peak_vram_gib or 0) - 0.05:
+                steps.append(fix.describe(current))
+                current = changed
+                break
+        else:
+            return None
+    return None

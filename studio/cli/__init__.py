@@ -1,0 +1,84 @@
+"""The headless command line: `studio <command>`. Never imports the training stack.
+
+Commands live by topic: profiles.py, runs.py (the run lifecycle), plan.py (GPUs,
+estimates, advice, probes); this module builds the parser and turns errors a
+user can cause into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from studio.cli.errors import EXIT_OK, EXIT_USAGE, UserError
+from studio.cli.plan import add_plan_commands
+from studio.cli.profiles import add_profile_commands
+from studio.cli.runs import add_run_commands
+from studio.data import DataError
+from studio.planning.layout import LayoutError
+from studio.profiles.library import profile_path
+from studio.profiles.profile import ProfileError
+from studio.runs.folder import RunError
+from studio.runs.start import start_run
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        args.print_help()
+        print("\n(no terminal: the app needs one; the commands above work anywhere)")
+        return EXIT_OK
+    from studio.ui.app import run_app
+
+    return run_app()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the tiny demo run and open the app on its monitor."""
+    run = start_run(profile_path("tiny-demo"), args.max_steps).run
+    if args.headless:
+        print(json.dumps({"id": run.id, "dir": str(run.dir), "status": "running"}))
+        return EXIT_OK
+    from studio.ui.app import run_app
+
+    return run_app(open_run=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studio", description="Fine-tune LLMs from the terminal.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_profile_commands(sub)
+    add_run_commands(sub)
+    add_plan_commands(sub)
+    p = sub.add_parser("ui", help="open the app (the same as `studio` alone)")
+    p.set_defaults(func=cmd_ui)
+    p = sub.add_parser("demo", help="start the tiny demo run and watch it in the app")
+    p.add_argument("--max-steps", type=int, help="override the demo's max_steps")
+    p.add_argument("--headless", action="store_true", help="start the run only; print its id as JSON")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.print_help = parser.print_help
+    if not getattr(args, "func", None):
+        args.func = cmd_ui
+    try:
+        return int(args.func(args))
+    except ProfileError as e:
+        for problem in e.problems:
+            print(f"{e.source}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except (UserError, RunError, DataError, LayoutError) as e:
+        print(f"studio: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""Exit codes and the one error type for bad input, shared by every command."""
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one message, exit code 2."""

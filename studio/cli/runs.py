@@ -1,0 +1,249 @@
+"""`studio run|resume|runs|stop|logs|export`: the run lifecycle from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from studio import display
+from studio.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
+from studio.profiles.library import profile_path
+from studio.runs.events import Checkpoint, Download, End, Eval, Event, EventTail, Preflight, Start, Step, Stopping
+from studio.runs.export import export_run
+from studio.runs.folder import Run, RunError, find_run, list_runs
+from studio.runs.launcher import events_tail, follow, resume_run, stop_run
+from studio.runs.liveness import is_alive
+from studio.runs.start import start_run
+from studio.runs.state import summarize
+from studio.runs.tail import FileTail
+
+
+class Follower:
+    """Prints a run's events as they arrive: a redrawn progress line on a terminal."""
+
+    def __init__(self, run: Run, stream: TextIO):
+        self.run = run
+        self.out = stream
+        self.tty = stream.isatty()
+        self.open_line = False
+        self.last_step_print = 0.0
+
+    def _line(self, text: str) -> None:
+        if self.open_line:
+            self.out.write("\n")
+            self.open_line = False
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _redraw(self, text: str) -> None:
+        self.out.write("\r\033[K" + text)
+        self.out.flush()
+        self.open_line = True
+
+    def __call__(self, e: Event) -> None:
+        if isinstance(e, Step):
+            line = display.step_line(e)
+            if self.tty:
+                self._redraw(line)
+            elif time.monotonic() - self.last_step_print >= 1.0 or e.step == e.max_steps:
+                self._line(line)
+                self.last_step_print = time.monotonic()
+        elif isinstance(e, Download):
+            text = (f"downloading {e.what} {e.name}: {display.size_bytes(e.bytes)} of {display.size_bytes(e.total_bytes)}"
+                    + (f" at {display.size_bytes(e.rate_bytes_s)}/s" if e.rate_bytes_s else "")
+                    + (" done" if e.done else ""))
+            if self.tty and not e.done:
+                self._redraw(text)
+            else:
+                self._line(text)
+        elif isinstance(e, Preflight):
+            for line in display.preflight_lines(e):
+                self._line(line)
+        elif isinstance(e, Start):
+            self._line(display.start_line(e))
+            for line in display.decision_lines(e):
+                self._line(line)
+        elif isinstance(e, Eval):
+            self._line(f"eval loss {e.eval_loss:.4f} at step {e.step}")
+        elif isinstance(e, Checkpoint):
+            self._line(f"checkpoint saved at step {e.step}")
+        elif isinstance(e, Stopping):
+            self._line(f"stopping at step {e.step}: finishing the step and saving a checkpoint")
+        elif isinstance(e, End):
+            for line in display.end_lines(e, self.run.id):
+                self._line(line)
+
+    def finish(self) -> None:
+        if self.open_line:
+            self.out.write("\n")
+            self.out.flush()
+            self.open_line = False
+
+
+def watch(run: Run, proc: subprocess.Popen[bytes] | None, quiet: bool, tail: EventTail) -> str:
+    """Follow a run to its end; Ctrl+C asks it to stop gracefully, a second Ctrl+C kills it."""
+    stream = sys.stderr if quiet else sys.stdout
+    printer = Follower(run, stream)
+    interrupts = 0
+    while True:
+        try:
+            status = follow(run, printer, tail, proc=proc)
+            printer.finish()
+            if status == "crashed":
+                print(f"run {run.id} crashed: the trainer exited without a final event; "
+                      f"see `studio logs {run.id}`; `studio resume {run.id}` continues from the last checkpoint",
+                      file=stream)
+            return status
+        except KeyboardInterrupt:
+            interrupts += 1
+            printer.finish()
+            first = interrupts == 1
+            print("stopping gracefully: the trainer finishes its step and saves (Ctrl+C again kills it)" if first
+                  else "killing the run", file=stream, flush=True)
+            try:
+                stop_run(run, wait_s=0) if first else stop_run(run, force=True)
+            except RunError:
+                pass
+
+
+def exit_code(status: str) -> int:
+    return {"completed": EXIT_OK, "stopped": EXIT_STOPPED, "running": EXIT_OK}.get(status, EXIT_FAILED)
+
+
+def _report(run: Run, status: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"id": run.id, "dir": str(run.dir), "status": status}))
+    elif status == "running":
+        print(f"run {run.id} started in the background (pid {run.pid})\n"
+              f"  follow: studio logs {run.id} --follow\n  stop:   studio stop {run.id}")
+
+
+def _detach_or_follow(run: Run, proc: subprocess.Popen[bytes], tail: EventTail, args: argparse.Namespace) -> int:
+    if args.detach:
+        _report(run, "running", args.json)
+        return EXIT_OK
+    status = watch(run, proc, args.json, tail)
+    _report(run, status, args.json)
+    return exit_code(status)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    started = start_run(profile_path(args.profile), args.max_steps, args.node_rank)
+    run = started.run
+    tail = events_tail(run, from_start=True)
+    if not args.json:
+        print(f"run {run.id}: {run.dir}")
+    return _detach_or_follow(run, started.proc, tail, args)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    run = find_run(args.run)
+    tail = events_tail(run, from_start=False)
+    proc = resume_run(run)
+    checkpoint = run.last_complete_checkpoint()
+    if not args.json:
+        print(f"resuming run {run.id} from {checkpoint.name if checkpoint else 'the start'}")
+    return _detach_or_follow(run, proc, tail, args)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    summaries = [summarize(r) for r in list_runs()]
+    if args.json:
+        print(json.dumps([s.to_dict() for s in summaries], indent=2))
+        return EXIT_OK
+    if not summaries:
+        print("no runs yet; start one with `studio run tiny-demo`")
+    for s in summaries:
+        if s.problem:
+            print(f"{s.id:40} {s.status:9} {s.problem}")
+            continue
+        loss = f"{s.loss:.4f}" if s.loss is not None else "-"
+        print(f"{s.id:40} {s.status:9} step {s.step}/{s.max_steps or '?':<6} loss {loss}")
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    run = find_run(args.run)
+    if not args.force:
+        print(f"asking run {run.id} to stop: it finishes its step and saves a checkpoint")
+    status = stop_run(run, force=args.force, wait_s=0 if args.no_wait else args.timeout)
+    try:
+        end = run.timeline().end
+    except OSError:
+        end = None
+    if end and status != "stopping":
+        for line in display.end_lines(end, run.id):
+            print(line)
+    else:
+        print(f"run {run.id}: {status}")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    run = find_run(args.run)
+    if not run.log_path.exists():
+        print(f"run {run.id} has no log yet")
+        return EXIT_OK
+    tail = FileTail(run.log_path)
+    while True:
+        alive = is_alive(run)
+        try:
+            text = tail.read_text(limit=None)
+        except OSError as e:
+            raise RunError(f"cannot read {run.log_path}: {e.strerror or e}") from None
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        if not (args.follow and alive):
+            break
+        time.sleep(0.3)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    proc = export_run(find_run(args.run), Path(args.out), merge=args.merge, force=args.force)
+    return EXIT_OK if proc.returncode == 0 else EXIT_FAILED
+
+
+def add_run_commands(sub: Any) -> None:
+    p = sub.add_parser("run", help="start a training run from a profile and follow it")
+    p.add_argument("profile", help="profile file or name (e.g. tiny-demo)")
+    p.add_argument("--detach", action="store_true", help="return at once; the run goes on in the background")
+    p.add_argument("--json", action="store_true", help='print {"id", "dir", "status"} (progress goes to stderr)')
+    p.add_argument("--max-steps", type=int, help="override train.max_steps for this run")
+    p.add_argument("--node-rank", type=int, help="multi-node: this machine's rank (overrides hardware.machine_rank)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("runs", help="list runs and their status")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("stop", help="stop a run gracefully (checkpoint + adapter), or kill it")
+    p.add_argument("run", help="run id, unique part of it, folder, or `last`")
+    p.add_argument("--force", action="store_true", help="kill the process group at once (nothing is saved)")
+    p.add_argument("--no-wait", action="store_true", help="return without waiting for the run to end")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a graceful stop")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("resume", help="continue a stopped or crashed run from its last complete checkpoint")
+    p.add_argument("run")
+    p.add_argument("--detach", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("logs", help="print a run's trainer log")
+    p.add_argument("run")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing while the run is going")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("export", help="copy the adapter out of a run, or merge it into the base model")
+    p.add_argument("run")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--merge", action="store_true", help="write a merged full model instead of the adapter")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
+    p.set_defaults(func=cmd_export)
+

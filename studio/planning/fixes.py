@@ -1,0 +1,89 @@
+"""The changes that lower a run's peak memory, gentlest first: one list for every use.
+
+The profile review (`studio suggest PROFILE`), the revision after an out-of-memory
+failure, the advice in an OOM `end` event and the editor's "make it fit" all walk
+this list, so they agree on what to try and in which order: first what costs only
+speed, then what costs a little precision, last what changes what is trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from studio.profiles.profile import Profile, with_changes
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A named change to a profile; `changes` gives the dotted keys to set, or None when it does not apply."""
+
+    name: str
+    changes: Callable[[Profile], "dict[str, object] | None"]
+    describe: Callable[[Profile], str]
+
+    def apply(self, profile: Profile) -> Profile | None:
+        changes = self.changes(profile)
+        return with_changes(profile, changes) if changes else None
+
+
+def _checkpointing(p: Profile) -> dict[str, object] | None:
+    return None if p.train.gradient_checkpointing is True else {"train.gradient_checkpointing": True}
+
+
+def _halve_batch(p: Profile) -> dict[str, object] | None:
+    t = p.train
+    if t.batch_size <= 1:
+        return None
+    return {"train.batch_size": t.batch_size // 2, "train.grad_accum": t.grad_accum * 2}
+
+
+def _eight_bit_optimizer(p: Profile) -> dict[str, object] | None:
+    return {"train.optimizer": "paged_adamw_8bit"} if p.method.type == "full" and p.optimizer == "adamw" else None
+
+
+def _lora(p: Profile) -> dict[str, object] | None:
+    return {"method.type": "lora", "train.optimizer": "auto"} if p.method.type == "full" else None
+
+
+def _qlora(p: Profile) -> dict[str, object] | None:
+    return {"method.type": "qlora", "train.optimizer": "auto"} if p.method.type in ("full", "lora") else None
+
+
+def _shorter(p: Profile) -> dict[str, object] | None:
+    return {"data.max_length": p.data.max_length // 2} if p.data.max_length > 256 else None
+
+
+FIXES: tuple[Fix, ...] = (
+    Fix("checkpointing", _checkpointing, lambda p: "set train.gradient_checkpointing = true"),
+    Fix("halve_batch", _halve_batch,
+        lambda p: f"set train.batch_size = {p.train.batch_size // 2} and train.grad_accum = {p.train.grad_accum * 2} "
+                  "(same effective batch)"),
+    Fix("8bit_optimizer", _eight_bit_optimizer, lambda p: "set train.optimizer = \"paged_adamw_8bit\""),
+    Fix("lora", _lora, lambda p: "switch method.type to \"lora\""),
+    Fix("qlora", _qlora, lambda p: "switch to QLoRA (method.type = \"qlora\", a 4-bit base)"),
+    Fix("shorter", _shorter, lambda p: f"set data.max_length = {p.data.max_length // 2} "
+                                       f"(now {p.data.max_length}; longer rows are truncated)"),
+)
+
+
+def applicable(profile: Profile) -> list[tuple[Fix, Profile]]:
+    """Each fix that changes this profile, with the changed profile, gentlest first."""
+    out = []
+    for fix in FIXES:
+        changed = fix.apply(profile)
+        if changed is not None and changed != profile:
+            out.append((fix, changed))
+    return out
+
+
+def revised_for_oom(profile: Profile) -> Profile:
+    """The profile after the gentlest fix (unchanged when none applies)."""
+    found = applicable(profile)
+    return found[0][1] if found else profile
+
+
+def oom_advice(profile: Profile) -> str:
+    """The fixes, in order, as advice text."""
+    steps = [fix.describe(profile) for fix, _ in applicable(profile)]
+    return "; or ".join(steps or ["lower train.batch_size or data.max_length"]) + "; then resume the run"

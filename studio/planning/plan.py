@@ -1,0 +1,173 @@
+"""The plan of a run: computed once from a profile and the GPUs at hand.
+
+`plan_run(profile, inventory)` settles everything a profile leaves to studio (which
+GPUs, which strategy, which optimizer, ...) and estimates the run that will
+actually happen. Starting a run, reviewing a profile, the editor's advice and the
+machine history all read the same Plan; the run folder keeps it as plan.json and
+the trainer repeats its decisions in the `start` event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from studio.hardware import GpuInfo, Inventory
+from studio.planning.catalog import CatalogError, GpuSpec, ModelSpec, lookup_model
+from studio.planning.corrections import NONE, Correction, Corrections
+from studio.planning.estimate import EstimateError, MemoryEstimate, Setup, SpeedEstimate, estimate_memory, estimate_speed
+from studio.planning.inventory import spec_for
+from studio.planning.layout import Layout, layout_for
+from studio.profiles.profile import Profile
+from studio.profiles.vocabulary import default_strategy
+
+SAFETY = 0.90  # studio never plans a run above this share of a GPU's free memory
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Something the profile left to studio (an `auto`), what was chosen and why."""
+
+    key: str
+    value: Any
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    profile: Profile
+    layout: Layout
+    gpus: tuple[GpuInfo, ...]            # the job's GPUs on this machine; () on the CPU
+    model: ModelSpec | None
+    setup: Setup | None
+    memory: MemoryEstimate | None        # per GPU
+    speed: SpeedEstimate | None
+    correction: Correction | None = None
+    decisions: tuple[Decision, ...] = field(default=())
+    no_estimate: str = ""                # why there is no memory estimate, when there is none
+
+    @property
+    def gpu(self) -> GpuInfo | None:
+        return tightest(self.gpus)
+
+    @property
+    def gpu_spec(self) -> GpuSpec | None:
+        return spec_for(self.gpu) if self.gpu else None
+
+    @property
+    def peak_vram_gib(self) -> float | None:
+        if self.memory is None:
+            return None
+        factor = self.correction.vram_factor if self.correction else 1.0
+        return round(self.memory.peak_vram_gib * factor, 3)
+
+    @property
+    def free_gib(self) -> float | None:
+        return self.gpu.memory_free_gib if self.gpu else None
+
+    @property
+    def limit_gib(self) -> float | None:
+        return SAFETY * self.free_gib if self.free_gib is not None else None
+
+    @property
+    def fits(self) -> bool | None:
+        """None when there is nothing to compare (no GPU, or no estimate)."""
+        if self.peak_vram_gib is None or self.limit_gib is None:
+            return None
+        return self.peak_vram_gib <= self.limit_gib
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.speed.tokens_per_s if self.speed else None
+
+    def decision(self, key: str) -> Decision | None:
+        return next((d for d in self.decisions if d.key == key), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """plan.json: what the run was planned as; the history compares it with what it measured."""
+        mem = self.memory
+        return {
+            "gpu": self.gpu.name if self.gpu else None,
+            "gpus": [g.name for g in self.gpus],
+            "model": self.model.id if self.model else self.profile.model.name,
+            "method": self.profile.method.type,
+            "layout": self.layout.to_dict(),
+            "setup": asdict(self.setup) if self.setup else None,
+            "peak_vram_gib": self.peak_vram_gib,
+            "peak_reserved_gib": mem.peak_reserved_gib if mem else None,   # uncorrected: what history compares
+            "peak_allocated_gib": mem.peak_allocated_gib if mem else None,
+            "breakdown": mem.breakdown if mem else None,
+            "tokens_per_s": self.tokens_per_s,
+            "free_gib": self.free_gib,
+            "fits": self.fits,
+            "correction": self.correction.to_dict() if self.correction else None,
+            "decisions": [d.to_dict() for d in self.decisions],
+            "no_estimate": self.no_estimate or None,
+        }
+
+
+def tightest(gpus: tuple[GpuInfo, ...]) -> GpuInfo | None:
+    """The GPU with the least free memory: the one that must hold the per-GPU peak."""
+    return min(gpus, key=lambda g: (g.memory_free_gib, g.index)) if gpus else None
+
+
+def setup_for(profile: Profile, bf16: bool = True, n_gpus: int = 1, strategy: str = "none") -> Setup:
+    """The estimator's view of a profile on `n_gpus` GPUs: the one place a Setup is made from a profile."""
+    m, d, t = profile.method, profile.data, profile.train
+    dtype = profile.model.dtype if profile.model.dtype != "auto" else ("bf16" if bf16 else "fp16")
+    return Setup(method=m.type, rank=m.rank, targets=tuple(m.target_modules), dropout=m.dropout, dora=m.use_dora,
+                 double_quant=m.double_quant, batch=t.batch_size, seq_len=d.max_length,
+                 seq_kind="packed" if d.packing else "dynamic", grad_ckpt=t.gradient_checkpointing,
+                 optimizer=profile.optimizer, dtype=dtype, loss="chunked", n_gpus=n_gpus,
+                 strategy=strategy if n_gpus > 1 else "none")
+
+
+def model_spec(profile: Profile) -> tuple[ModelSpec | None, str]:
+    """The catalog's description of the profile's model, or None and why not."""
+    try:
+        return lookup_model(profile.model.name), ""
+    except CatalogError as e:
+        return None, str(e)
+
+
+def plan_run(profile: Profile, inventory: Inventory, corrections: Corrections = NONE) -> Plan:
+    """Decide the layout, build the setup and estimate memory and speed: once per start (or per advice)."""
+    model, no_estimate = model_spec(profile)
+    method, machines = profile.method.type, profile.hardware.num_machines
+    bf16_all = all(g.bf16 for g in inventory.gpus) if inventory.gpus else True
+
+    def peak(n: int, strategy: str) -> float | None:
+        world = n * machines
+        if model is None:
+            return None
+        if strategy == "auto":
+            strategy = default_strategy(method, None) if world > 1 else "none"
+        try:
+            return estimate_memory(model, setup_for(profile, bf16_all, world, strategy)).peak_vram_gib
+        except EstimateError:
+            return None
+
+    layout, layout_decisions = layout_for(profile.hardware, method, inventory, peak, SAFETY)
+    gpus = tuple(g for g in inventory.gpus if g.index in layout.gpu_indices)
+    bf16 = all(g.bf16 for g in gpus) if gpus else True
+    decisions = [Decision(k, v, why) for k, v, why in layout_decisions]
+    if profile.train.optimizer == "auto":
+        decisions.append(Decision("train.optimizer", profile.optimizer,
+                                  f"auto: {profile.optimizer} for {method}"))
+    setup = memory = speed = None
+    if model is not None:
+        setup = setup_for(profile, bf16, layout.world_size, layout.strategy)
+        try:
+            memory = estimate_memory(model, setup)
+        except EstimateError as e:
+            no_estimate = str(e)
+    gpu = tightest(gpus)
+    gpu_spec = spec_for(gpu) if gpu else None
+    if model is not None and setup is not None and memory is not None and gpu_spec is not None:
+        speed = estimate_speed(model, setup, gpu_spec)
+    correction = corrections.lookup(gpu.name if gpu else None, method)
+    return Plan(profile=profile, layout=layout, gpus=gpus, model=model, setup=setup, memory=memory, speed=speed,
+                correction=correction, decisions=tuple(decisions), no_estimate=no_estimate)

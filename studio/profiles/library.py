@@ -1,0 +1,167 @@
+"""The profiles on disk: the user's (in the studio home) and the bundled templates.
+
+Finding a profile by name, listing them, naming a new one, and saving edits while
+keeping the comments of a hand-written file. The CLI and the app both come here.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from studio.atomic import write_text
+from studio.paths import bundled_profiles_dir, is_local, user_profiles_dir
+from studio.profiles.profile import Profile, ProfileError, default_value, load_profile, profile_from_dict
+
+ORIGINS = ("user", "bundled")
+
+
+@dataclass(frozen=True)
+class ProfileEntry:
+    name: str
+    origin: str   # user | bundled
+    path: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.origin}:{self.name}"
+
+
+def check_name(name: str) -> str:
+    """A profile name is a file name in the profiles folder: no folders, no `..`; returns it without .toml."""
+    stem = name.strip().removesuffix(".toml")
+    bad = ("/" in stem or "\\" in stem or stem in ("", ".", "..") or stem.startswith(".")
+           or any(ord(c) < 32 for c in stem))
+    if bad:
+        raise ProfileError(name or "(empty)", [
+            "a profile name is a plain name like `llama-qlora`: no folders, no `..`, not starting with a dot; "
+            "to use a file elsewhere, pass its path to `studio run` instead"])
+    return stem
+
+
+def user_profile_path(name: str) -> Path:
+    """Where the user's profile of that name lives (the name is checked first)."""
+    return user_profiles_dir() / f"{check_name(name)}.toml"
+
+
+def _folders() -> list[tuple[str, Path]]:
+    return [("user", user_profiles_dir()), ("bundled", bundled_profiles_dir())]
+
+
+def profile_path(ref: str) -> Path:
+    """A profile by path, or by name among the user's profiles, then the bundled ones."""
+    p = Path(ref).expanduser()
+    try:
+        if p.is_file():
+            return p
+    except OSError:
+        pass  # a symlink loop or a name too long: not a file we can use
+    name = ref if ref.endswith(".toml") else f"{ref}.toml"
+    if "/" not in name and "\\" not in name:
+        for _, folder in _folders():
+            if (folder / name).is_file():
+                return folder / name
+    raise ProfileError(ref, [f"profile not found: not a file, not in {user_profiles_dir()} and not among the bundled "
+                             "ones; `studio profile list` shows them"])
+
+
+def all_profiles() -> list[ProfileEntry]:
+    """Every profile file, the user's first; a folder that cannot be read is skipped."""
+    out = []
+    for origin, folder in _folders():
+        try:
+            paths = sorted(p for p in folder.glob("*.toml") if p.is_file())
+        except OSError:
+            continue
+        out.extend(ProfileEntry(p.stem, origin, p) for p in paths)
+    return out
+
+
+def new_profile(name: str, base: Profile, *, model: str | None = None, method: str | None = None,
+                data: str | None = None, description: str | None = None, force: bool = False) -> Path:
+    """Write a new user profile from `base` with the given changes; refuses to replace one unless forced."""
+    dest = user_profile_path(name)
+    if dest.exists() and not force:
+        raise ProfileError(str(dest), ["already exists; pick another name or pass --force to replace it"])
+    raw = base.to_dict()
+    if model:
+        raw["model"]["name"] = model
+    if method:
+        raw["method"]["type"] = method
+        if method == "qlora":
+            raw["train"]["optimizer"] = "auto"
+    if data:
+        raw["data"]["path"] = str(Path(data).expanduser().resolve()) if is_local(data) else data
+    if not raw["data"]["path"]:
+        raw["data"]["path"] = str(bundled_profiles_dir() / "data" / "tiny-chat.jsonl")
+    profile = profile_from_dict(raw, str(dest))
+    if description:
+        profile = replace(profile, description=description)
+    save_preserving_comments(dest, profile)
+    return dest
+
+
+def load_or_default(path: Path) -> Profile:
+    try:
+        return load_profile(path)
+    except ProfileError:
+        return Profile()
+
+
+def save_preserving_comments(path: Path, profile: Profile) -> None:
+    """Write `profile` to `path`, keeping the comments, layout and unknown keys of the file already there.
+
+    A file that does not parse is never overwritten: the caller gets a ProfileError and fixes it first.
+    """
+    import tomlkit
+
+    try:
+        original = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        original = None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(str(path), [f"cannot read the file to update it: {e}"]) from None
+    if original is None:
+        doc, old = tomlkit.document(), {}
+    else:
+        try:
+            doc, old = tomlkit.parse(original), tomllib.loads(original)
+        except Exception as e:  # noqa: BLE001 - tomlkit and tomllib raise their own errors
+            raise ProfileError(str(path), [f"not valid TOML ({e}); fix it in a text editor first, "
+                                           "nothing was written"]) from None
+    base = path.parent
+    new = profile.to_dict()
+    if "description" in new:
+        doc["description"] = new.pop("description")
+    for section, values in new.items():
+        table = doc.get(section)
+        if table is None:
+            table = tomlkit.table()
+            doc[section] = table
+        for key, value in values.items():
+            before = old.get(section, {}).get(key) if isinstance(old.get(section), dict) else None
+            if isinstance(before, str) and isinstance(value, str) and before != value and \
+                    _same_path(base, before, value):
+                continue  # a relative path that still points at the same file stays relative
+            if key in table or value != default_value(section, key):
+                table[key] = value
+    write_text(path, tomlkit.dumps(doc))
+
+
+def _same_path(base: Path, before: str, after: str) -> bool:
+    try:
+        return str((base / before).expanduser().resolve()) == after
+    except (OSError, RuntimeError):
+        return False
+
+
+def raw_values(path: Path) -> dict[str, Any]:
+    """The file's own TOML values (no defaults), for showing what a broken profile holds."""
+    return tomllib.loads(path.read_text(encoding="utf-8"))

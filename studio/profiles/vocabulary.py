@@ -1,0 +1,38 @@
+"""The methods, optimizers and strategies a profile names, and their defaults: defined once.
+
+Everything that resolves an `auto` (the profile, the planner, the advisor, the trainer)
+asks here, so a rule such as "QLoRA trains with paged 8-bit AdamW" has one home.
+"""
+
+from __future__ import annotations
+
+METHODS = ("lora", "qlora", "full")
+ADAPTER_METHODS = ("lora", "qlora")
+OPTIMIZERS = ("auto", "adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")
+EIGHT_BIT_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit")
+STRATEGIES = ("auto", "ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
+SHARDED_STRATEGIES = ("fsdp", "deepspeed-zero3")  # these split the weights themselves over the GPUs
+
+
+def default_optimizer(method: str) -> str:
+    """QLoRA pages 8-bit AdamW states (its whole point is a small card); everything else uses fused AdamW."""
+    return "paged_adamw_8bit" if method == "qlora" else "adamw"
+
+
+def resolve_optimizer(method: str, optimizer: str) -> str:
+    return default_optimizer(method) if optimizer == "auto" else optimizer
+
+
+def default_strategy(method: str, fits_one_gpu: bool | None) -> str:
+    """Several GPUs: DDP when one card holds a LoRA or QLoRA job (or nobody can tell), else FSDP."""
+    if method == "full" or fits_one_gpu is False:
+        return "fsdp"
+    return "ddp"
+
+
+def strategy_reason(method: str, fits_one_gpu: bool | None) -> str:
+    if method == "full":
+        return "full fine-tuning shards weights, gradients and optimizer states with FSDP"
+    if fits_one_gpu is False:
+        return "the job does not fit one GPU, so FSDP shards it"
+    return "one GPU holds the job, so DDP runs a copy on each"

@@ -1,0 +1,411 @@
+"""The run folder's event log, `events.jsonl`: one JSON object per line, typed on both sides.
+
+Every kind of record is a frozen dataclass below; writers build one and pass it to
+`EventWriter.write`, readers get them back from `parse_record`, `EventTail` and
+`Timeline`. The trainer writes every kind; `studio stop --force` writes the `end` of
+a run it killed, since that trainer cannot.
+
+A reader trusts no line: a blank, partial, corrupt or absurdly nested line is
+skipped, and a field of the wrong type reads as its default (None for most), so
+a damaged file shows as missing numbers, never as a crash. NaN and infinities are
+not JSON: they are written as the strings "NaN", "Infinity" and "-Infinity" and
+read back as floats.
+
+After a crash and resume, steps replay from the checkpoint: a repeated `step`
+replaces the earlier record in the Timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import IO, Any, ClassVar, Union
+
+from studio.runs.tail import FileTail
+
+EVENTS_FILE = "events.jsonl"
+END_STATUSES = ("completed", "stopped", "failed")
+MAX_LINE_BYTES = 1 << 20  # a longer line is not one of ours
+
+
+@dataclass(frozen=True)
+class Event:
+    KIND: ClassVar[str] = ""
+    DURABLE: ClassVar[bool] = False  # fsync'd: losing it would lose the story of the run
+    REQUIRED: ClassVar[tuple[str, ...]] = ()  # a record without these is dropped
+    time: float = 0.0
+
+
+@dataclass(frozen=True)
+class Download(Event):
+    KIND = "download"
+    what: str = ""            # model | dataset
+    name: str = ""
+    bytes: int | None = None
+    total_bytes: int | None = None
+    rate_bytes_s: float | None = None
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class Preflight(Event):
+    KIND = "preflight"
+    format: str = ""
+    rows: int | None = None
+    train_rows: int | None = None
+    eval_rows: int | None = None
+    tokens: int | None = None
+    tokens_trained: int | None = None
+    mean_tokens: float | None = None
+    p95_tokens: int | None = None
+    max_tokens: int | None = None
+    max_length: int | None = None
+    truncated_rows: int | None = None
+    truncated_row_numbers: tuple[int, ...] = ()
+    bad_rows: tuple[dict[str, Any], ...] = ()
+    bad_rows_count: int | None = None
+    loss_on: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Start(Event):
+    KIND = "start"
+    DURABLE = True
+    step: int = 0
+    max_steps: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    total_params: int | None = None
+    trainable_params: int | None = None
+    dataset: dict[str, Any] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()
+    device: str | None = None
+    dtype: str | None = None
+    optimizer: str | None = None
+    resumed_from: str | None = None
+    pid: int | None = None
+    torch: str | None = None
+    decisions: tuple[dict[str, Any], ...] = ()   # what the plan settled, with reasons (studio.planning.plan)
+
+    @property
+    def method(self) -> str:
+        method = self.config.get("method")
+        return str(method.get("type", "?")) if isinstance(method, dict) else "?"
+
+
+@dataclass(frozen=True)
+class Step(Event):
+    KIND = "step"
+    REQUIRED = ("step",)
+    step: int = 0
+    max_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    tokens: int | None = None
+    tokens_per_s: float | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+    mean_token_accuracy: float | None = None
+    entropy: float | None = None
+    rss_gib: float | None = None
+    # one entry per GPU of the job (rank order); None where it could not be read
+    gpu_mem_allocated_gib: tuple[float | None, ...] = ()
+    gpu_mem_reserved_gib: tuple[float | None, ...] = ()
+    gpu_mem_peak_gib: tuple[float | None, ...] = ()
+    gpu_mem_peak_reserved_gib: tuple[float | None, ...] = ()
+    nvml_mem_used_gib: tuple[float | None, ...] = ()
+    nvml_power_w: tuple[float | None, ...] = ()
+    nvml_temp_c: tuple[float | None, ...] = ()
+    nvml_util_pct: tuple[float | None, ...] = ()
+    nvml_throttle: tuple[tuple[str, ...], ...] = ()
+    energy_kwh: float | None = None
+
+
+@dataclass(frozen=True)
+class Eval(Event):
+    KIND = "eval"
+    REQUIRED = ("step", "eval_loss")
+    step: int = 0
+    eval_loss: float | None = None
+    epoch: float | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint(Event):
+    KIND = "checkpoint"
+    DURABLE = True
+    REQUIRED = ("step",)
+    step: int = 0
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Stopping(Event):
+    KIND = "stopping"
+    step: int | None = None
+    signal: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class End(Event):
+    KIND = "end"
+    DURABLE = True
+    REQUIRED = ("status",)
+    status: str = ""          # completed | stopped | failed
+    step: int | None = None
+    max_steps: int | None = None
+    final: str | None = None
+    rss_peak_gib: float | None = None
+    train_runtime_s: float | None = None
+    train_tokens: int | None = None
+    train_tokens_per_s: float | None = None
+    train_loss: float | None = None
+    gpu_mem_peak_gib: tuple[float | None, ...] = ()
+    gpu_mem_peak_reserved_gib: tuple[float | None, ...] = ()
+    error_kind: str | None = None   # oom | data | config | download | disk | crash
+    message: str | None = None
+    advice: str | None = None
+    rows: tuple[int, ...] = ()
+    forced: bool = False
+
+
+KINDS: dict[str, type[Event]] = {cls.KIND: cls for cls in (Download, Preflight, Start, Step, Eval, Checkpoint,
+                                                           Stopping, End)}
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_BAD = object()  # a value that does not fit its field
+
+
+# ---------------------------------------------------------------- reading
+
+@lru_cache(maxsize=None)
+def _hints(cls: type[Event]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """`value` as type `hint`, or _BAD."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            out = _coerce(value, arg)
+            if out is not _BAD:
+                return out
+        return _BAD
+    if origin is tuple:
+        if not isinstance(value, list):
+            return _BAD
+        items = [_coerce(v, args[0]) for v in value]
+        return tuple(None if v is _BAD else v for v in items) if type(None) in typing.get_args(args[0]) else \
+            tuple(v for v in items if v is not _BAD)
+    if origin is dict or hint is dict:
+        return value if isinstance(value, dict) else _BAD
+    if hint is Any:
+        return value
+    if hint is bool:
+        return value if isinstance(value, bool) else _BAD
+    if hint is int:
+        if isinstance(value, bool):
+            return _BAD
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        return _BAD
+    if hint is float:
+        if isinstance(value, bool):
+            return _BAD
+        if isinstance(value, (int, float)):
+            return float(value)
+        return _NONFINITE.get(value, _BAD) if isinstance(value, str) else _BAD
+    if hint is str:
+        return value if isinstance(value, str) else _BAD
+    return _BAD
+
+
+def parse_record(raw: Any) -> Event | None:
+    """A typed record from a decoded JSON object, or None when it is not one of ours."""
+    if not isinstance(raw, dict):
+        return None
+    cls = KINDS.get(raw.get("event"))  # type: ignore[arg-type]
+    if cls is None:
+        return None
+    hints = _hints(cls)
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in raw:
+            continue
+        value = _coerce(raw[f.name], hints[f.name])
+        if value is not _BAD:
+            values[f.name] = value
+    if any(values.get(name) is None for name in cls.REQUIRED):
+        return None
+    return cls(**values)
+
+
+def parse_line(line: str | bytes) -> Event | None:
+    """A record from one line, or None for a blank, partial, corrupt or hostile one."""
+    if len(line) > MAX_LINE_BYTES:
+        return None
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        return parse_record(json.loads(line))
+    except (ValueError, RecursionError, TypeError):
+        return None
+
+
+class EventTail:
+    """Reads the records of new complete lines, remembering where it stopped."""
+
+    def __init__(self, path: Path, from_end: bool = False):
+        self.file = FileTail(Path(path), from_end=from_end)
+
+    @property
+    def path(self) -> Path:
+        return self.file.path
+
+    def read_new(self) -> list[Event]:
+        """New records; raises OSError when the file cannot be read (a folder, no permission)."""
+        return [r for r in (parse_line(line) for line in self.file.read_lines()) if r is not None]
+
+
+def read_events(path: Path) -> list[Event]:
+    try:
+        return EventTail(path).read_new()
+    except OSError:
+        return []
+
+
+# ---------------------------------------------------------------- writing
+
+def to_record(event: Event) -> dict[str, Any]:
+    """The JSON object of a record: None fields left out, non-finite floats as strings."""
+    out: dict[str, Any] = {"event": event.KIND}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if value is None or value == () or value == {}:
+            continue
+        out[f.name] = _jsonable(value)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class EventWriter:
+    """Appends records to a run's log, one flushed line each (fsync'd for the durable kinds)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+
+    def write(self, event: Event) -> Event:
+        if not event.time:
+            event = replace(event, time=round(time.time(), 3))
+        if self._file is None:
+            return event
+        self._file.write(json.dumps(to_record(event), allow_nan=False) + "\n")
+        self._file.flush()  # readers see the line at once; fsync only where losing it would matter
+        if event.DURABLE:
+            os.fsync(self._file.fileno())
+        return event
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class NullWriter(EventWriter):
+    """What ranks other than 0 write with: nothing, so the log has one writer."""
+
+    def __init__(self) -> None:  # noqa: D107 - no file
+        self.path = Path(os.devnull)
+        self._file = None
+
+
+def append_event(path: Path, event: Event) -> Event:
+    """Write one record and close the file (for writers that are not the trainer)."""
+    writer = EventWriter(path)
+    try:
+        return writer.write(event)
+    finally:
+        writer.close()
+
+
+# ---------------------------------------------------------------- folding
+
+@dataclass
+class Timeline:
+    """What a run's records add up to; steps keyed by step number, last write wins."""
+
+    steps: dict[int, Step] = field(default_factory=dict)
+    evals: dict[int, Eval] = field(default_factory=dict)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    start: Start | None = None
+    starts: int = 0
+    preflight: Preflight | None = None
+    download: Download | None = None
+    end: End | None = None
+    stopping: Stopping | None = None
+
+    def add(self, record: Event) -> None:
+        if isinstance(record, Step):
+            self.steps[record.step] = record
+        elif isinstance(record, Eval):
+            self.evals[record.step] = record
+        elif isinstance(record, Checkpoint):
+            self.checkpoints.append(record)
+        elif isinstance(record, Start):
+            # A resumed run starts again: its end (if any) belongs to the earlier attempt.
+            self.start, self.end, self.stopping = record, None, None
+            self.starts += 1
+        elif isinstance(record, End):
+            self.end = record
+        elif isinstance(record, Preflight):
+            self.preflight = record
+        elif isinstance(record, Download):
+            self.download = record
+        elif isinstance(record, Stopping):
+            self.stopping = record
+
+    def extend(self, records: list[Event]) -> Timeline:
+        for r in records:
+            self.add(r)
+        return self
+
+    @property
+    def last_step(self) -> Step | None:
+        return self.steps[max(self.steps)] if self.steps else None
+
+    def ordered_steps(self) -> list[Step]:
+        return [self.steps[s] for s in sorted(self.steps)]
+
+
+def load_timeline(run_dir: Path) -> Timeline:
+    """The timeline of a run folder; raises OSError when its events file cannot be read."""
+    path = Path(run_dir) / EVENTS_FILE
+    if not path.exists():
+        return Timeline()
+    return Timeline().extend(EventTail(path).read_new())

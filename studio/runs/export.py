@@ -1,0 +1,43 @@
+"""Exporting a run's result (the adapter, or a merged model): checked here, done by
+`python -m studio.trainer.export` in its own process (it loads the training stack)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from studio.runs.folder import Run, RunError
+from studio.runs.state import run_status
+
+
+def export_target(run: Run, out: Path, force: bool = False) -> Path:
+    """The folder to write, after checking that writing it is safe and makes sense."""
+    status = run_status(run)
+    if status == "running":
+        raise RunError(f"run {run.id} is still running; stop it first or wait until it ends")
+    if not run.has_result() and run.last_complete_checkpoint() is None:
+        raise RunError(f"run {run.id} has nothing to export yet (no final/ and no complete checkpoint)")
+    try:
+        out = out.expanduser().resolve()
+        run_dir = run.dir.resolve()
+    except (OSError, RuntimeError) as e:
+        raise RunError(f"--out {out}: {e}") from None
+    if out == run_dir or run_dir in out.parents:
+        raise RunError(f"--out {out} is inside the run folder; choose a folder outside {run_dir}")
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} exists and is not a folder; choose a new folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise RunError(f"{out} exists and is not empty; choose another --out or pass --force to overwrite")
+    return out
+
+
+def export_command(run: Run, out: Path, merge: bool) -> list[str]:
+    return [sys.executable, "-m", "studio.trainer.export", str(run.dir), str(out)] + (["--merge"] if merge else [])
+
+
+def export_run(run: Run, out: Path, merge: bool = False, force: bool = False,
+               capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """Check, then export in a child process; returns it finished (its output captured when asked)."""
+    target = export_target(run, out, force)
+    return subprocess.run(export_command(run, target, merge), capture_output=capture, text=True)

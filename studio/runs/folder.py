@@ -1,0 +1,226 @@
+"""The run folder: what is in it, and reading and writing its files.
+
+A run is a folder under `<studio home>/runs/<id>/`, private to its owner (0700):
+  profile.toml    the frozen profile the run trains with
+  plan.json       what studio decided and estimated for it (studio.planning.plan)
+  launch.json     the processes to start (and accelerate_config.yaml for several)
+  status.json     the trainer's pid and start time, attempts, stop requests
+  events.jsonl    what happened (studio.runs.events)
+  trainer.log     the trainer's stdout and stderr
+  preflight.json  dataset statistics
+  checkpoints/    checkpoint-<step>/ folders (complete ones hold a readable trainer_state.json)
+  final/          the adapter (PEFT) or the full model, written at the end or on stop
+Nothing here starts or signals a process: that is studio.runs.launcher.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from studio.atomic import write_json, write_text
+from studio.paths import runs_dir
+from studio.runs.events import EVENTS_FILE, Timeline, load_timeline
+
+PROFILE_FILE = "profile.toml"
+PLAN_FILE = "plan.json"
+LAYOUT_FILE = "launch.json"
+ACCELERATE_CONFIG = "accelerate_config.yaml"
+STATUS_FILE = "status.json"
+LOG_FILE = "trainer.log"
+PREFLIGHT_FILE = "preflight.json"
+CHECKPOINTS = "checkpoints"
+FINAL = "final"
+BASE_MODEL = "base-model"  # the built-in tiny model or a probe's random one, written inside the run
+MAX_PID = 1 << 22          # Linux's pid_max ceiling; anything above is not a pid
+
+
+class RunError(Exception):
+    """A run command that cannot be carried out; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Run:
+    dir: Path
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    @property
+    def events_path(self) -> Path:
+        return self.dir / EVENTS_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / LOG_FILE
+
+    @property
+    def profile_path(self) -> Path:
+        return self.dir / PROFILE_FILE
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.dir / CHECKPOINTS
+
+    @property
+    def final_dir(self) -> Path:
+        return self.dir / FINAL
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        """A JSON object file of the run; {} when it is missing, unreadable or not an object."""
+        try:
+            data = json.loads((self.dir / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def read_status_file(self) -> dict[str, Any]:
+        return self.read_json(STATUS_FILE)
+
+    def update_status_file(self, **fields: Any) -> None:
+        data = self.read_status_file()
+        data.update(fields)
+        write_json(self.dir / STATUS_FILE, data)
+
+    @property
+    def pid(self) -> int | None:
+        """The trainer's pid as recorded; None unless it is a plausible process id (never 0, -1 or huge)."""
+        return valid_pid(self.read_status_file().get("pid"))
+
+    def status_number(self, key: str) -> float:
+        value = self.read_status_file().get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+    @property
+    def is_probe(self) -> bool:
+        return self.read_status_file().get("kind") == "probe"
+
+    def timeline(self) -> Timeline:
+        """Raises OSError when the events file cannot be read (a damaged run)."""
+        return load_timeline(self.dir)
+
+    def last_complete_checkpoint(self) -> Path | None:
+        return last_complete_checkpoint(self.checkpoints_dir)
+
+    def has_result(self) -> bool:
+        try:
+            return self.final_dir.is_dir() and any(self.final_dir.iterdir())
+        except OSError:
+            return False
+
+
+def valid_pid(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 1 < value < MAX_PID else None
+
+
+def checkpoint_step(path: Path) -> int | None:
+    m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    return int(m.group(1)) if m else None
+
+
+def checkpoint_complete(path: Path) -> bool:
+    """trainer_state.json is written last, so a checkpoint whose state file reads whole is complete."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(state, dict) and isinstance(state.get("global_step"), int)
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The highest complete checkpoint-N; a half-written or damaged one is passed over."""
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return None
+    found = sorted(((checkpoint_step(c), c) for c in children if checkpoint_step(c) is not None), reverse=True)
+    return next((c for _, c in found if checkpoint_complete(c)), None)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "run"
+
+
+def make_private_dir(path: Path) -> None:
+    """Create (or tighten) a folder only its owner can read: a run's profile and events say what it trains."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
+def create_run(profile_text: str, profile_name: str, home_runs: Path | None = None, kind: str = "train") -> Run:
+    """A new, private run folder holding the frozen profile. Ids sort by creation time.
+
+    `kind` is "train", or "probe" for a few measured steps on synthetic rows that save nothing.
+    """
+    base = home_runs or runs_dir()
+    try:
+        make_private_dir(base)
+    except OSError as e:
+        raise RunError(f"cannot create the runs folder {base}: {e.strerror or e}; "
+                       "make it writable or set STUDIO_HOME to a folder you can write") from None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    slug = _slug(profile_name)[:60]
+    for n in range(1, 1000):
+        run_id = f"{stamp}-{slug}" if n == 1 else f"{stamp}-{slug}-{n}"
+        try:
+            (base / run_id).mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise RunError(f"cannot create a run folder in {base}: {e.strerror or e}; "
+                           "make it writable or set STUDIO_HOME to a folder you can write") from None
+        run = Run(base / run_id)
+        write_text(run.profile_path, profile_text)
+        write_json(run.dir / STATUS_FILE, {"profile": profile_name, "created_at": time.time(), "kind": kind,
+                                           "host": socket.gethostname(), "attempts": 0})
+        return run
+    raise RunError(f"cannot create a run folder under {base}: too many runs started this second")
+
+
+def list_runs(base: Path | None = None) -> list[Run]:
+    """Every run folder, oldest first; entries that are not run folders are left out."""
+    base = base or runs_dir()
+    try:
+        children = list(base.iterdir())
+    except OSError:
+        return []
+    out = []
+    for d in children:
+        try:
+            if (d / PROFILE_FILE).is_file():
+                out.append(Run(d))
+        except OSError:
+            continue
+    return sorted(out, key=lambda r: r.id)
+
+
+def find_run(ref: str, base: Path | None = None) -> Run:
+    """A run by id, unique id prefix, path, or `last`."""
+    path = Path(ref).expanduser()
+    try:
+        if (path / PROFILE_FILE).is_file():
+            return Run(path.resolve())
+    except OSError:
+        pass
+    runs = list_runs(base)
+    if ref in ("last", "latest"):
+        if not runs:
+            raise RunError("there are no runs yet; start one with `studio run PROFILE`")
+        return runs[-1]
+    exact = [r for r in runs if r.id == ref]
+    if exact:
+        return exact[0]
+    matches = [r for r in runs if r.id.startswith(ref) or ref in r.id]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RunError(f"no run matches {ref!r}; `studio runs` lists them")
+    raise RunError(f"{ref!r} matches {len(matches)} runs ({', '.join(r.id for r in matches[:5])}); give more of the id")

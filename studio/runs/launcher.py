@@ -1,0 +1,220 @@
+"""Process control: start a run's trainer, stop it, resume it, follow it to its end.
+
+The trainer runs in its own process session, so closing the terminal or losing
+the SSH connection does not end it. Every signal goes to a process that
+studio.runs.liveness has confirmed is this run's trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from studio.atomic import write_json, write_text
+from studio.planning.layout import Layout, accelerate_config
+from studio.runs.events import End, Event, EventTail, append_event
+from studio.runs.folder import ACCELERATE_CONFIG, LAYOUT_FILE, PLAN_FILE, Run, RunError
+from studio.runs.liveness import TRAINER_MODULE, is_alive, process_start_time
+from studio.runs.state import run_status
+
+EXIT_WAIT_S = 30.0  # how long a trainer that wrote its `end` may take to exit before a resume
+
+
+def write_plan_files(run: Run, layout: Layout, plan: dict[str, object]) -> None:
+    """plan.json (what was decided and estimated), launch.json (read by every launch and resume) and,
+    for several processes, the accelerate config the user can also reuse."""
+    write_json(run.dir / PLAN_FILE, plan)
+    write_json(run.dir / LAYOUT_FILE, layout.to_dict())
+    if layout.distributed:
+        import yaml  # comes with accelerate and transformers; only read here
+
+        write_text(run.dir / ACCELERATE_CONFIG, yaml.safe_dump(accelerate_config(layout), sort_keys=False))
+
+
+def read_layout(run_dir: Path) -> Layout | None:
+    """The run's launch.json; None when missing or not a layout (the run then starts as one process)."""
+    try:
+        raw = json.loads((run_dir / LAYOUT_FILE).read_text(encoding="utf-8"))
+        return Layout.from_dict(raw) if isinstance(raw, dict) else None
+    except (OSError, ValueError, TypeError, RecursionError):
+        return None
+
+
+def trainer_command(run: Run, resume: bool) -> tuple[list[str], dict[str, str]]:
+    """The trainer's command line (through `accelerate launch` for several processes) and extra env."""
+    run_dir = run.dir.resolve()
+    layout = read_layout(run.dir)
+    if layout is None or not layout.distributed:
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, layout.gpu_indices))} if layout and layout.gpu_indices else {}
+        cmd = [sys.executable, "-m", TRAINER_MODULE]
+    else:
+        # accelerate sets CUDA_VISIBLE_DEVICES from the config's gpu_ids.
+        cmd, env = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                    str(run_dir / ACCELERATE_CONFIG), "-m", TRAINER_MODULE], {}
+    flags = (["--resume"] if resume else []) + (["--probe"] if run.is_probe else [])
+    return [*cmd, str(run_dir), *flags], env
+
+
+def launch(run: Run, resume: bool = False) -> subprocess.Popen[bytes]:
+    """Start the trainer in its own session; it outlives this process and the terminal."""
+    if is_alive(run):
+        raise RunError(f"run {run.id} is already running (pid {run.pid}); follow it with `studio logs {run.id} --follow`")
+    cmd, extra_env = trainer_command(run, resume)
+    # PCI bus order makes CUDA's device indices agree with NVML's.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", CUDA_DEVICE_ORDER="PCI_BUS_ID",
+               **extra_env)
+    try:
+        with run.log_path.open("ab") as log:
+            os.chmod(run.log_path, 0o600)
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env=env, cwd=run.dir)
+    except OSError as e:
+        raise RunError(f"cannot start run {run.id}: {e.strerror or e} ({run.dir}); check that the folder is "
+                       "writable and has free space") from None
+    attempts = run.read_status_file().get("attempts", 0)
+    attempts = attempts + 1 if isinstance(attempts, int) and not isinstance(attempts, bool) else 1
+    run.update_status_file(pid=proc.pid, pid_started_at=process_start_time(proc.pid), pgid=proc.pid,
+                           launched_at=time.time(), attempts=attempts, state="running")
+    return proc
+
+
+def resume_run(run: Run) -> subprocess.Popen[bytes]:
+    """Start the trainer again from the last complete checkpoint."""
+    status = run_status(run)
+    if status == "running":
+        raise RunError(f"run {run.id} is still running; stop it first with `studio stop {run.id}`")
+    if status == "completed":
+        raise RunError(f"run {run.id} already completed; start a new run with `studio run` instead")
+    if status == "damaged":
+        raise RunError(f"run {run.id} is damaged (its events cannot be read); start a new run instead")
+    # A trainer that has written its `end` may still be exiting: give it the time to.
+    if not wait_gone(run, EXIT_WAIT_S):
+        raise RunError(f"run {run.id} wrote its end but its process has not exited after {EXIT_WAIT_S:.0f} s; "
+                       f"`studio stop {run.id} --force` ends it")
+    if run.last_complete_checkpoint() is None and status != "failed":
+        print(f"note: run {run.id} has no complete checkpoint yet; it starts again from step 0", file=sys.stderr)
+    return launch(run, resume=True)
+
+
+def stop_run(run: Run, force: bool = False, wait_s: float = 300.0) -> str:
+    """Ask the trainer to stop (SIGTERM: it finishes the step and saves) or kill its whole job."""
+    pid = run.pid
+    if pid is None or not is_alive(run):
+        raise RunError(f"run {run.id} is not running (status: {run_status(run)}); nothing to stop")
+    if force:
+        kill_job(run, pid)
+        checkpoint = run.last_complete_checkpoint()
+        where = f"from {checkpoint.name}" if checkpoint else "from the start (no checkpoint yet)"
+        try:
+            last = run.timeline().last_step
+        except OSError:
+            last = None
+        append_event(run.events_path, End(status="stopped", forced=True, step=last.step if last else None,
+                                          message="killed at once; nothing was saved at the kill",
+                                          advice=f"resume continues {where}"))
+        run.update_status_file(state="stopped")
+        return "stopped"
+    # Recorded first: a trainer that dies of the signal before its handler is in place still counts as stopped.
+    run.update_status_file(stop_requested_at=time.time())
+    for target in stop_targets(pid):
+        try:
+            os.kill(target, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    if wait_s <= 0:
+        return "stopping"
+    if not wait_gone(run, wait_s):
+        raise RunError(f"run {run.id} did not stop within {wait_s:.0f} s; "
+                       f"`studio stop {run.id} --force` kills it (unsaved steps are lost)")
+    return run_status(run)
+
+
+def kill_job(run: Run, pid: int) -> None:
+    """SIGKILL the trainer and everything it started (a launcher's ranks run in sessions of their own)."""
+    targets = job_processes(pid)  # collected first: once the launcher dies its ranks are re-parented
+    pgid = run.read_status_file().get("pgid")
+    if pgid == pid:  # only the group studio itself created
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for target in targets:
+        try:
+            os.kill(target, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_gone(run, 30.0)
+
+
+def job_processes(leader: int) -> list[int]:
+    """The trainer and everything it started."""
+    try:
+        root = psutil.Process(leader)
+        return [leader] + [c.pid for c in root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def stop_targets(leader: int) -> list[int]:
+    """Who gets the graceful SIGTERM: the trainer itself, or, under a launcher, every rank.
+
+    A launcher that gets SIGTERM kills its ranks after a short grace period, which
+    could cut a checkpoint save short; the ranks stop together and it exits after them.
+    """
+    try:
+        argv = psutil.Process(leader).cmdline()
+    except psutil.Error:
+        return [leader]
+    if not any("accelerate" in a or "torch.distributed.run" in a for a in argv):
+        return [leader]
+    ranks = []
+    for pid in job_processes(leader)[1:]:
+        try:
+            if TRAINER_MODULE in psutil.Process(pid).cmdline():
+                ranks.append(pid)
+        except psutil.Error:
+            pass
+    return ranks or [leader]
+
+
+def wait_gone(run: Run, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not is_alive(run):
+            return True
+        time.sleep(0.1)
+    return not is_alive(run)
+
+
+def events_tail(run: Run, from_start: bool = True) -> EventTail:
+    """A reader of the run's events, from the beginning or from what is written next."""
+    return EventTail(run.events_path, from_end=not from_start)
+
+
+def follow(run: Run, on_event: Callable[[Event], None], tail: EventTail,
+           proc: subprocess.Popen[bytes] | None = None, poll_s: float = 0.2) -> str:
+    """Call `on_event` for each new event until the trainer process is gone; returns the final status."""
+    while True:
+        for record in _read(tail):
+            on_event(record)
+        alive = proc.poll() is None if proc is not None else is_alive(run)
+        if not alive:
+            for record in _read(tail):
+                on_event(record)
+            return run_status(run)
+        time.sleep(poll_s)
+
+
+def _read(tail: EventTail) -> list[Event]:
+    try:
+        return tail.read_new()
+    except OSError:
+        return []  # the folder went away or is damaged: the status says so

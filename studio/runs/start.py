@@ -1,0 +1,62 @@
+"""Starting a run: the one path the CLI, the app and the probe share.
+
+profile -> check the data -> plan (layout, setup, estimate, decisions) -> run folder
+(profile.toml, plan.json, launch.json) -> trainer process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from studio.data import check_bad_rows, load_local
+from studio.hardware import Inventory
+from studio.paths import is_local
+from studio.planning.inventory import current_inventory
+from studio.planning.layout import LayoutError, check_launchable
+from studio.planning.plan import Plan, plan_run
+from studio.profiles.profile import Profile, load_profile
+from studio.runs.folder import Run, RunError, create_run
+from studio.runs.history import machine_corrections
+from studio.runs.launcher import launch, write_plan_files
+
+
+@dataclass(frozen=True)
+class Started:
+    run: Run
+    proc: subprocess.Popen[bytes]
+    plan: Plan
+
+
+def check_data(profile: Profile) -> None:
+    """Fail fast on a local dataset that cannot be read, before a run folder is made."""
+    if not is_local(profile.data.path):
+        return  # hub datasets are fetched and checked by the trainer
+    ds = load_local(profile.data.path, profile.data.format)
+    check_bad_rows(ds, profile.data.on_bad_rows)
+
+
+def start_profile(profile: Profile, name: str, probe: bool = False, inventory: Inventory | None = None) -> Started:
+    """Plan the run on this machine, make its folder and launch the trainer."""
+    if not probe:
+        check_data(profile)  # a probe trains on synthetic rows
+    inventory = inventory or current_inventory()
+    try:
+        plan = plan_run(profile, inventory, machine_corrections())
+        check_launchable(plan.layout, inventory)
+    except LayoutError as e:
+        raise RunError(str(e)) from None
+    run = create_run(profile.to_toml(), name, kind="probe" if probe else "train")
+    write_plan_files(run, plan.layout, plan.to_dict())
+    return Started(run, launch(run), plan)
+
+
+def start_run(profile_path: Path, max_steps: int | None = None, node_rank: int | None = None) -> Started:
+    """Load a profile file, apply the command line's overrides, and start it."""
+    profile = load_profile(profile_path)
+    if max_steps is not None:
+        profile = replace(profile, train=replace(profile.train, max_steps=max_steps))
+    if node_rank is not None:
+        profile = replace(profile, hardware=replace(profile.hardware, machine_rank=node_rank))
+    return start_profile(profile, Path(profile_path).stem)

@@ -1,0 +1,113 @@
+"""What the trainer asks of the machine, and the SFTConfig it trains with."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from studio.profiles.profile import Profile
+from studio.runs.folder import Run
+from studio.trainer.failures import ConfigError
+
+if TYPE_CHECKING:
+    from studio.trainer.dataset import LossSettings
+
+HF_OPTIM = {"adamw": "adamw_torch_fused", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+            "sgd": "sgd", "adafactor": "adafactor"}
+TORCH_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resolve_dtype(profile: Profile, device: str) -> str:
+    want = profile.model.dtype
+    if device == "cpu":
+        if want == "fp16":
+            raise ConfigError("model.dtype: fp16 training needs a GPU; on the CPU use \"fp32\" or \"auto\"")
+        return "fp32" if want == "auto" else want
+    bf16_ok = torch.cuda.is_bf16_supported()
+    if want == "auto":
+        return "bf16" if bf16_ok else "fp16"
+    if want == "bf16" and not bf16_ok:
+        raise ConfigError("model.dtype: this GPU has no bf16 support; use \"fp16\" or \"auto\"")
+    return want
+
+
+def check_requirements(profile: Profile, device: str) -> None:
+    """What the profile asks of this machine, checked before anything large loads."""
+    if profile.method.type == "qlora":
+        check_bitsandbytes(device)
+    if profile.train.liger_kernel:
+        if device != "cuda":
+            raise ConfigError("train.liger_kernel: Liger's kernels need an NVIDIA GPU; set it to false on the CPU")
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise ConfigError("train.liger_kernel: liger-kernel is not installed: pip install -e '.[fast]' "
+                              "(or set train.liger_kernel = false)")
+
+
+def check_bitsandbytes(device: str) -> None:
+    """QLoRA needs a bitsandbytes backend for this device; say so before anything loads."""
+    try:
+        import bitsandbytes.cextension as ce
+    except Exception as e:  # not installed, or its library fails to load
+        raise ConfigError(f"method.type = \"qlora\" needs bitsandbytes, which failed to load ({e}); "
+                          "`pip install bitsandbytes` or use method.type = \"lora\"") from e
+    backend = str(getattr(ce, "BNB_BACKEND", "")).upper()
+    wanted = {"cuda": ("CUDA", "ROCM"), "cpu": ("CPU",)}[device]
+    if backend and backend not in wanted:
+        raise ConfigError(f"method.type = \"qlora\": bitsandbytes has no {device.upper()} backend here "
+                          f"(it loaded the {backend} one); use method.type = \"lora\" or install a matching bitsandbytes")
+
+
+def sft_config(profile: Profile, run: Run, device: str, dtype: str, loss: LossSettings, has_eval: bool,
+               probe: bool = False) -> Any:
+    """The SFTConfig for the run; everything not set here is TRL's default."""
+    from trl import SFTConfig
+
+    t, d = profile.train, profile.data
+    eval_strategy = "steps" if has_eval and t.eval_steps > 0 else "no"
+    return SFTConfig(
+        output_dir=str(run.checkpoints_dir),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps if t.max_steps > 0 else -1,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        optim=HF_OPTIM[profile.optimizer],
+        activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy=eval_strategy,
+        eval_steps=t.eval_steps if eval_strategy == "steps" else None,
+        save_strategy="no" if probe else "steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        report_to=[] if profile.output.report_to == "none" else [profile.output.report_to],
+        bf16=dtype == "bf16",
+        fp16=dtype == "fp16",
+        use_cpu=device == "cpu",
+        max_length=d.max_length,
+        packing=d.packing,
+        assistant_only_loss=loss.assistant_only,
+        completion_only_loss=loss.completion_only,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False if world_size() > 1 else None,
+        use_liger_kernel=t.liger_kernel,
+    )

@@ -1,0 +1,151 @@
+"""The trainer's data: load the rows, hold out an eval split, decide what the loss
+covers, and measure the dataset (the preflight) before the model loads."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from studio.data import Dataset, DataError, build_dataset, check_bad_rows, load_local
+from studio.paths import is_local
+from studio.profiles.profile import Profile
+from studio.runs.events import EventWriter, Preflight
+from studio.trainer.failures import ConfigError
+from studio.trainer.hub import DownloadError, describe_hub_error
+
+Rows = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """Which tokens the loss covers, in SFTConfig's terms, and a note for the user when studio chose."""
+
+    assistant_only: bool = False
+    completion_only: bool | None = None
+    note: str = ""
+
+    @property
+    def covers(self) -> str:
+        if self.assistant_only:
+            return "assistant turns"
+        return "completions" if self.completion_only else "all tokens"
+
+
+def load_data(profile: Profile, split: str, writer: EventWriter | None = None) -> Dataset:
+    """The rows of a local file or a hub dataset split (downloads report progress as events)."""
+    d = profile.data
+    if is_local(d.path):
+        return load_local(d.path, d.format)
+    try:
+        import datasets
+
+        from studio.trainer.hub import download_progress, hub_cache_blobs
+
+        progress = (download_progress(writer, "dataset", d.path, hub_cache_blobs("datasets", d.path), None)
+                    if writer is not None else contextlib.nullcontext())
+        with progress:
+            hub = datasets.load_dataset(d.path, split=split)
+    except FileNotFoundError as e:
+        raise DataError(f"data.path: dataset {d.path!r} not found locally or on the hub ({e}); check the path or id") from e
+    except ValueError as e:
+        raise DataError(f"data.split: {e}") from e
+    except Exception as e:
+        raise DownloadError(describe_hub_error(d.path, "dataset", e)) from e
+    return build_dataset(enumerate(hub, start=1), d.format)
+
+
+def probe_dataset(profile: Profile) -> Dataset:
+    """Synthetic text rows long enough to fill max_length: the worst case for memory."""
+    from studio.trainer.random_model import probe_rows
+
+    t = profile.train
+    count = max(t.max_steps, 1) * t.batch_size * t.grad_accum + t.batch_size
+    return build_dataset(enumerate(probe_rows(profile.data.max_length, count, t.seed), start=1), "text")
+
+
+def split_eval(profile: Profile, ds: Dataset) -> tuple[Rows, Rows]:
+    """(train rows, eval rows): a separate split or file, a held-out fraction, or no eval."""
+    d = profile.data
+    rows = list(ds.rows)
+    if d.eval_split:
+        eval_ds = load_local(d.eval_split, ds.format) if is_local(d.eval_split) else load_data(profile, d.eval_split)
+        check_bad_rows(eval_ds, d.on_bad_rows)
+        return rows, eval_ds.rows
+    if d.eval_fraction > 0:
+        order = list(range(len(rows)))
+        random.Random(profile.train.seed).shuffle(order)
+        held = set(order[:max(1, int(len(rows) * d.eval_fraction))])
+        return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+    return rows, []
+
+
+def rows_for_loss(tokenizer: Any, ds: Dataset, rows: Rows, profile: Profile) -> tuple[Rows, LossSettings]:
+    """The rows as SFTTrainer takes them, and what the loss covers."""
+    if ds.format not in ("messages", "sharegpt"):
+        return rows, LossSettings(completion_only=profile.data.completion_only_loss and ds.format != "text")
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        raise ConfigError(f"data: the rows are chat conversations but {profile.model.name}'s tokenizer has no chat "
+                          "template; use an instruct/chat model, or a prompt/completion or text dataset")
+    if not profile.data.completion_only_loss:
+        return rows, LossSettings()
+    if "{% generation %}" in template or "{%- generation %}" in template:
+        return rows, LossSettings(assistant_only=True)
+    # Without generation markers TRL cannot find every assistant turn; train on the
+    # last assistant turn of each conversation as the completion instead.
+    converted = []
+    for r in rows:
+        msgs = r["messages"]
+        last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+        converted.append({"prompt": msgs[:last], "completion": [msgs[last]]})
+    return converted, LossSettings(completion_only=True, note="the chat template has no {% generation %} markers, "
+                                   "so the loss covers the last assistant turn of each conversation")
+
+
+def token_lengths(tokenizer: Any, rows: Rows) -> list[int]:
+    """Tokens per row as the trainer will see them (chat template applied, EOS added)."""
+    out: list[int] = []
+    for i in range(0, len(rows), 512):
+        batch = rows[i:i + 512]
+        first = batch[0]
+        if "messages" in first:
+            ids = tokenizer.apply_chat_template([r["messages"] for r in batch], tokenize=True, return_dict=False)
+            out.extend(len(x) for x in ids)
+        elif "prompt" in first and isinstance(first["prompt"], list):
+            ids = tokenizer.apply_chat_template([r["prompt"] + r["completion"] for r in batch], tokenize=True,
+                                                return_dict=False)
+            out.extend(len(x) for x in ids)
+        elif "prompt" in first:
+            enc = tokenizer([r["prompt"] + r["completion"] for r in batch])["input_ids"]
+            out.extend(len(x) + 1 for x in enc)  # + EOS
+        else:
+            enc = tokenizer([r["text"] for r in batch])["input_ids"]
+            out.extend(len(x) + 1 for x in enc)
+    return out
+
+
+def preflight(tokenizer: Any, ds: Dataset, rows: Rows, eval_rows: Rows, profile: Profile,
+              loss: LossSettings) -> Preflight:
+    """Rows, tokens, truncation and what the loss covers: shown before the first step."""
+    lengths = token_lengths(tokenizer, rows)
+    max_len = profile.data.max_length
+    truncated = [ds.row_numbers[i] for i, n in enumerate(lengths) if n > max_len] if len(rows) == len(ds.row_numbers) else []
+    sorted_lens = sorted(lengths)
+    return Preflight(
+        format=ds.format, rows=len(rows) + len(eval_rows), train_rows=len(rows), eval_rows=len(eval_rows),
+        tokens=sum(lengths), tokens_trained=sum(min(n, max_len) for n in lengths),
+        mean_tokens=round(sum(lengths) / len(lengths), 1) if lengths else 0.0,
+        p95_tokens=sorted_lens[int(0.95 * (len(sorted_lens) - 1))] if lengths else 0,
+        max_tokens=max(lengths, default=0), max_length=max_len,
+        truncated_rows=sum(1 for n in lengths if n > max_len), truncated_row_numbers=tuple(truncated[:100]),
+        bad_rows=tuple({"row": b.row, "reason": b.reason} for b in ds.bad_rows[:100]),
+        bad_rows_count=len(ds.bad_rows), loss_on=loss.covers, note=loss.note or None)
+
+
+def bad_rows_record(ds: Dataset) -> Preflight:
+    """What the preflight can say about a dataset refused for its malformed rows."""
+    return Preflight(format=ds.format, rows=len(ds.rows) + len(ds.bad_rows),
+                     bad_rows=tuple({"row": b.row, "reason": b.reason} for b in ds.bad_rows[:100]),
+                     bad_rows_count=len(ds.bad_rows))

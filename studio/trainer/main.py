@@ -1,0 +1,172 @@
+"""One training run, top to bottom: profile -> data -> tokenizer -> preflight -> model ->
+SFTTrainer -> events, checkpoints and the final adapter or model.
+
+`train_run` is the story; each step's details live in dataset.py, model.py and
+config.py. Every way out of it, failures included, ends the event log with an
+`end` record.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from studio.atomic import write_json
+from studio.data import check_bad_rows
+from studio.hardware import GIB
+from studio.profiles.profile import Profile, load_profile
+from studio.profiles.vocabulary import SHARDED_STRATEGIES
+from studio.runs.events import End, EventWriter, NullWriter, Start, to_record
+from studio.runs.folder import PLAN_FILE, PREFLIGHT_FILE, Run
+from studio.trainer.config import check_requirements, is_main_process, resolve_dtype, sft_config, world_size
+from studio.trainer.dataset import bad_rows_record, load_data, preflight, probe_dataset, rows_for_loss, split_eval
+from studio.trainer.failures import failure_record
+from studio.trainer.model import count_params, load_model, lora_config, model_folder
+from studio.trainer.stop import StopRequest
+from studio.trainer.telemetry import Telemetry
+
+def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, resume: bool, probe: bool) -> End:
+    """Train the run's profile; returns its `end` record (completed or stopped)."""
+    from datasets import Dataset as HFDataset
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = resolve_dtype(profile, device)
+    check_requirements(profile, device)
+
+    # 1. Data: rows, an eval split, malformed rows refused or skipped.
+    if probe:
+        ds = probe_dataset(profile)
+        profile = replace(profile, data=replace(profile.data, eval_fraction=0.0, eval_split=""))
+    else:
+        ds = load_data(profile, profile.data.split, writer)
+    if ds.bad_rows and profile.data.on_bad_rows == "error":
+        writer.write(bad_rows_record(ds))
+    check_bad_rows(ds, profile.data.on_bad_rows)
+    rows, eval_rows = split_eval(profile, ds)
+
+    # 2. Model folder and tokenizer; under several processes the main one builds or downloads first.
+    from accelerate import PartialState
+
+    with PartialState(cpu=device == "cpu").main_process_first():
+        folder = model_folder(profile, run, ds.rows, writer, probe)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=profile.model.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    # 3. What the loss covers, and the preflight: rows, tokens, truncation.
+    rows, loss = rows_for_loss(tokenizer, ds, rows, profile)
+    eval_rows, _ = rows_for_loss(tokenizer, ds, eval_rows, profile) if eval_rows else ([], loss)
+    stats = preflight(tokenizer, ds, rows, eval_rows, profile, loss)
+    write_json(run.dir / PREFLIGHT_FILE, to_record(stats))
+    writer.write(stats)
+
+    # 4. The model, then SFTTrainer with studio's callback.
+    plan = run.read_json(PLAN_FILE)
+    strategy = (plan.get("layout") or {}).get("strategy") if isinstance(plan.get("layout"), dict) else None
+    model = load_model(profile, folder, device, dtype, sharded=strategy in SHARDED_STRATEGIES,
+                       random_init=probe or profile.model.random_init)
+    checkpoint = run.last_complete_checkpoint() if resume else None
+    elapsed_s, tokens_before = progress_before(run, checkpoint)
+    telemetry = Telemetry(writer, stop, elapsed_before_s=elapsed_s, tokens_before=tokens_before)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(profile, run, device, dtype, loss, bool(eval_rows), probe),
+        train_dataset=HFDataset.from_list(rows),
+        eval_dataset=HFDataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(profile),
+        callbacks=[telemetry],
+    )
+    total, trainable = count_params(trainer.model)
+    devices = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if device == "cuda"
+               else ["cpu"] * world_size())
+    decisions = plan.get("decisions") if isinstance(plan.get("decisions"), list) else []
+    telemetry.start_record = Start(
+        config=profile.to_dict(), total_params=total, trainable_params=trainable, dataset=to_record(stats),
+        devices=tuple(devices), device=device, dtype=dtype, optimizer=profile.optimizer,
+        resumed_from=str(checkpoint) if checkpoint else None, pid=os.getpid(), torch=torch.__version__,
+        decisions=tuple(d for d in decisions if isinstance(d, dict)))
+    if stop.requested:
+        return End(status="stopped", step=0, message="stopped before training began")
+
+    # 5. Train; save the result; evaluate at the end when nobody did at this step.
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    st = trainer.state
+    stopped = stop.requested and st.global_step < st.max_steps
+    if not probe:
+        trainer.save_model(str(run.final_dir))
+    if eval_rows and not stopped and st.global_step not in telemetry.evaluated_steps:
+        trainer.evaluate()  # the callback writes the eval event
+    return end_record(run, trainer, telemetry, result.metrics, stopped, probe)
+
+
+def progress_before(run: Run, checkpoint: Path | None) -> tuple[float, int]:
+    """Training time and tokens already spent up to `checkpoint`, from earlier step events."""
+    if checkpoint is None:
+        return 0.0, 0
+    step = int(checkpoint.name.split("-")[1])
+    earlier = [s for s in run.timeline().ordered_steps() if s.step <= step]
+    if not earlier:
+        return 0.0, 0
+    return float(earlier[-1].elapsed_s or 0.0), int(earlier[-1].tokens or 0)
+
+
+def end_record(run: Run, trainer: Any, telemetry: Telemetry, metrics: dict[str, Any], stopped: bool,
+               probe: bool) -> End:
+    """The `end` event of a run that trained: status, throughput, peak memory, what to do next."""
+    st = trainer.state
+    runtime = metrics.get("train_runtime") or (time.monotonic() - telemetry.train_started)
+    tokens = int(getattr(trainer, "_total_train_tokens", telemetry.attempt_tokens))
+    peaks: dict[str, Any] = {}
+    if torch.cuda.is_available():
+        dev = torch.cuda.current_device()  # rank 0's GPU; the step events carry every rank's
+        peaks = {"gpu_mem_peak_gib": (round(torch.cuda.max_memory_allocated(dev) / GIB, 3),),
+                 "gpu_mem_peak_reserved_gib": (round(torch.cuda.max_memory_reserved(dev) / GIB, 3),)}
+    message = advice = None
+    if stopped:
+        where = run.last_complete_checkpoint()
+        message = f"stopped at step {st.global_step}; saved {where.name if where else 'no checkpoint'} and the adapter in final/"
+        advice = f"resume continues from step {st.global_step}"
+    return End(status="stopped" if stopped else "completed", step=st.global_step, max_steps=st.max_steps,
+               final=None if probe else str(run.final_dir),
+               rss_peak_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB, 3),
+               train_runtime_s=round(runtime, 3), train_tokens=tokens,
+               train_tokens_per_s=round(tokens / runtime, 1) if runtime else None,
+               train_loss=metrics.get("train_loss"), message=message, advice=advice, **peaks)
+
+
+def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: StopRequest | None = None) -> int:
+    """Run the trainer for `run_dir`; always ends the event log with an `end` record."""
+    run = Run(run_dir)
+    main = is_main_process()
+    writer = EventWriter(run.events_path) if main else NullWriter()
+    stop = stop or StopRequest().install()
+    if main:
+        run.update_status_file(trainer_pid=os.getpid(), state="running", world_size=world_size())
+    print(f"studio trainer pid {os.getpid()} run {run.dir} resume={resume} probe={probe}", flush=True)
+    profile = None
+    try:
+        profile = load_profile(run.profile_path)
+        end = train(run, profile, writer, stop, resume, probe)
+    except BaseException as e:  # noqa: BLE001 - every failure must end the log
+        traceback.print_exc()
+        end = writer.write(failure_record(e, profile))
+        if main:
+            run.update_status_file(state="failed")
+        print(f"run failed ({end.error_kind}): {end.message}\n  what to do: {end.advice}", file=sys.stderr, flush=True)
+        return 1
+    writer.write(end)
+    if main:
+        run.update_status_file(state=end.status)
+    print(f"run {end.status} at step {end.step}", flush=True)
+    return 0

@@ -1,0 +1,40 @@
+"""The run actions (stop, kill, resume, export): listed once, for key bindings, the
+command palette and the help screen alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class RunAction:
+    key: str
+    action: str        # the screen's action_<name>
+    title: str         # the palette's command
+    help: str
+    show: bool = True  # in the footer
+
+
+RUN_ACTIONS = (
+    RunAction("s", "stop", "Stop run", "gracefully stop: finish the step, save a checkpoint and the adapter"),
+    RunAction("k", "kill", "Kill run", "kill now; steps since the last checkpoint are lost"),
+    RunAction("u", "resume", "Resume run", "continue a stopped or crashed run from its last checkpoint"),
+    RunAction("x", "export", "Export run", "write the adapter, or a merged model, to a folder"),
+)
+
+
+def run_bindings(shown: tuple[str, ...] = ("s",)) -> list[Binding]:
+    """Key bindings for the run actions; `shown` are the keys the footer lists."""
+    return [Binding(a.key, a.action, a.title.removesuffix(" run"), show=a.key in shown) for a in RUN_ACTIONS]
+
+
+def help_lines(bindings: list[Binding]) -> list[str]:
+    """`key  description` for each binding of a screen (the help screen is built from these)."""
+    titles = {a.action: a.help for a in RUN_ACTIONS}
+    out = []
+    for b in bindings:
+        action = b.action.split(".")[-1]
+        out.append(f"  {b.key:<10} {titles.get(action, b.description)}")
+    return out
