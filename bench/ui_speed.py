@@ -92,7 +92,8 @@ def idle_cpu(env: dict[str, str], home: Path) -> float:
     run = home / "runs" / "20260101-000000-bench"
     run.mkdir(parents=True)
     (run / "profile.toml").write_text('[data]\npath = "x.jsonl"\n')
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run)])
+    # studio believes a pid only when its command line names the trainer module and the run folder.
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run.resolve()), "studio.trainer"])
     time.sleep(0.5)
     code = (f"from pathlib import Path; from studio.runs.folder import Run; from studio.ui.app import run_app; "
             f"run_app(Run(Path({str(run)!r})))")

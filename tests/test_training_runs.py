@@ -337,6 +337,7 @@ def test_probe_builds_random_weights_from_a_config(tmp_path: Path, chat_data: Pa
     assert tl.start.total_params > 2000 * 128 * 2  # the config's vocabulary, untied
     assert tl.preflight.truncated_rows == tl.preflight.rows  # rows fill max_length
     assert not (run_dir / "final").exists() and not list(run_dir.glob("checkpoints/checkpoint-*"))
+    assert (run_dir / "launch.json").is_file() and (run_dir / "plan.json").is_file()  # the one start path
 
 
 def test_hub_model_from_the_local_cache(tmp_path: Path, chat_data: Path) -> None:

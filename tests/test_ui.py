@@ -232,3 +232,19 @@ async def test_every_action_is_in_the_command_palette(studio_env: Path) -> None:
         await pilot.pause(0.3)
         titles = {c.title for c in pilot.app.get_system_commands(pilot.app.screen)}
         assert {"Stop run", "Kill run", "Resume run", "Export run", "Back"} <= titles
+
+
+async def test_editor_advice_plans_for_every_gpu_the_profile_asks_for(studio_env: Path) -> None:
+    """Defect: the editor estimated every profile on one GPU, whatever hardware.gpus said."""
+    path = studio_env / "profiles" / "big.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(tomli_w.dumps({"model": {"name": "meta-llama/Llama-3.1-8B"}, "method": {"type": "full"},
+                                   "data": {"path": str(DEMO_DATA)}, "hardware": {"gpus": "4"}}))
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(path)
+        await pilot.pause(0.3)
+        editor = pilot.app.screen
+        editor.query_one("#advice-gpu", Select).value = "H100 80GB"
+        await pilot.pause(0.5)
+        text = str(editor.query_one("#advice-body").render())
+        assert "per GPU" in text and "4 GPUs, fsdp" in text and "fits" in text

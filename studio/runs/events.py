@@ -33,6 +33,7 @@ from studio.runs.tail import FileTail
 EVENTS_FILE = "events.jsonl"
 END_STATUSES = ("completed", "stopped", "failed")
 MAX_LINE_BYTES = 1 << 20  # a longer line is not one of ours
+PerGpu = tuple[float | None, ...]  # one entry per GPU of the job, in rank order; None where unreadable
 
 
 @dataclass(frozen=True)
@@ -117,15 +118,14 @@ class Step(Event):
     mean_token_accuracy: float | None = None
     entropy: float | None = None
     rss_gib: float | None = None
-    # one entry per GPU of the job (rank order); None where it could not be read
-    gpu_mem_allocated_gib: tuple[float | None, ...] = ()
-    gpu_mem_reserved_gib: tuple[float | None, ...] = ()
-    gpu_mem_peak_gib: tuple[float | None, ...] = ()
-    gpu_mem_peak_reserved_gib: tuple[float | None, ...] = ()
-    nvml_mem_used_gib: tuple[float | None, ...] = ()
-    nvml_power_w: tuple[float | None, ...] = ()
-    nvml_temp_c: tuple[float | None, ...] = ()
-    nvml_util_pct: tuple[float | None, ...] = ()
+    gpu_mem_allocated_gib: PerGpu = ()
+    gpu_mem_reserved_gib: PerGpu = ()
+    gpu_mem_peak_gib: PerGpu = ()
+    gpu_mem_peak_reserved_gib: PerGpu = ()
+    nvml_mem_used_gib: PerGpu = ()
+    nvml_power_w: PerGpu = ()
+    nvml_temp_c: PerGpu = ()
+    nvml_util_pct: PerGpu = ()
     nvml_throttle: tuple[tuple[str, ...], ...] = ()
     energy_kwh: float | None = None
 
@@ -170,8 +170,8 @@ class End(Event):
     train_tokens: int | None = None
     train_tokens_per_s: float | None = None
     train_loss: float | None = None
-    gpu_mem_peak_gib: tuple[float | None, ...] = ()
-    gpu_mem_peak_reserved_gib: tuple[float | None, ...] = ()
+    gpu_mem_peak_gib: PerGpu = ()
+    gpu_mem_peak_reserved_gib: PerGpu = ()
     error_kind: str | None = None   # oom | data | config | download | disk | crash
     message: str | None = None
     advice: str | None = None

@@ -27,7 +27,6 @@ from studio.hardware import Inventory
 from studio.paths import bundled_profiles_dir, themes_dir
 from studio.planning.inventory import current_inventory
 from studio.planning.layout import LayoutError
-from studio.profiles.library import user_profile_path
 from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.runs.export import export_command, export_target
 from studio.runs.folder import Run, RunError, list_runs
@@ -36,7 +35,7 @@ from studio.runs.state import run_status
 from studio.settings import Settings
 from studio.ui.actions import RUN_ACTIONS, help_lines
 from studio.ui.dashboard import Dashboard
-from studio.ui.dialogs import Ask, Confirm, ExportDialog, Help
+from studio.ui.dialogs import Confirm, ExportDialog, Help, ProfileNameDialog
 from studio.ui.editor import ProfileEditor
 from studio.ui.monitor import RunMonitor
 
@@ -139,13 +138,8 @@ class StudioApp(App[None]):
         self.push_screen(Help("\n".join(lines)))
 
     def action_new_profile(self) -> None:
-        def done(name: str | None) -> None:
-            if not name:
-                return
-            try:
-                path = user_profile_path(name)
-            except ProfileError as e:
-                self.notify(e.problems[0], title="not a profile name", severity="error", timeout=10)
+        def done(path: Path | None) -> None:
+            if path is None:
                 return
             if path.exists():
                 self.notify(f"{path.name} exists; opening it", severity="warning")
@@ -159,7 +153,7 @@ class StudioApp(App[None]):
             self.screen.path = path  # type: ignore[attr-defined]
             self.screen.dirty = True  # type: ignore[attr-defined]
 
-        self.push_screen(Ask("name of the new profile:"), done)
+        self.push_screen(ProfileNameDialog("name of the new profile:"), done)
 
     def gpu_names(self) -> list[str]:
         return [g.name for g in self.inventory.gpus]

@@ -1,12 +1,17 @@
-"""Modal dialogs: confirm, ask for a line of text, export, help."""
+"""Modal dialogs: confirm, a profile name, export, help."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, Switch
+
+from studio.profiles.library import user_profile_path
+from studio.profiles.profile import ProfileError
 
 
 class Confirm(ModalScreen[bool]):
@@ -38,8 +43,8 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(False)
 
 
-class Ask(ModalScreen[str | None]):
-    """One line of text, e.g. a profile name."""
+class ProfileNameDialog(ModalScreen["Path | None"]):
+    """A name for a user profile; a name that is not one (a path, `..`) is explained here and not accepted."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -52,10 +57,17 @@ class Ask(ModalScreen[str | None]):
         with Vertical(classes="dialog"):
             yield Label(self.question, classes="question")
             yield Input(value=self.value, id="answer")
-            yield Label("enter to accept, esc to cancel", classes="hint")
+            yield Static("", id="name-problem", classes="problem")
+            yield Label("a plain name, like llama-qlora; enter to accept, esc to cancel", classes="hint")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        if not event.value.strip():
+            self.dismiss(None)
+            return
+        try:
+            self.dismiss(user_profile_path(event.value))
+        except ProfileError as e:
+            self.query_one("#name-problem", Static).update(e.problems[0])
 
     def action_cancel(self) -> None:
         self.dismiss(None)

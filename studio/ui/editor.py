@@ -287,15 +287,10 @@ class ProfileEditor(Screen):
         self._save_to(path)
 
     def action_save_as(self) -> None:
-        from studio.ui.dialogs import Ask
+        from studio.ui.dialogs import ProfileNameDialog
 
-        def done(name: str | None) -> None:
-            if not name:
-                return
-            try:
-                dest = user_profile_path(name)
-            except ProfileError as e:
-                self.notify(e.problems[0], title="not a profile name", severity="error", timeout=10)
+        def done(dest: Path | None) -> None:
+            if dest is None:
                 return
             if dest.exists() and dest != self.path:
                 self.notify(f"{dest} exists; pick another name", severity="error")
@@ -306,7 +301,7 @@ class ProfileEditor(Screen):
                 dest.write_text(self.path.read_text())  # keep the source's comments in the copy
             self._save_to(dest)
 
-        self.app.push_screen(Ask("save the profile as (name):", self.path.stem if self.path else ""), done)
+        self.app.push_screen(ProfileNameDialog("save the profile as (name):", self.path.stem if self.path else ""), done)
 
     def action_run(self) -> None:
         if self.dirty or self._writable_path() != self.path:
