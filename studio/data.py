@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+CSV_FIELD_LIMIT = 64 * 2**20  # a long conversation in one cell is fine; Python's default is 128 KiB
 FORMAT_COLUMNS = {
     "messages": "messages (a list of {role, content})",
     "sharegpt": "conversations (a list of {from, value})",
@@ -27,6 +27,8 @@ FORMAT_COLUMNS = {
     "prompt_completion": "prompt and completion",
     "text": "text",
 }
+FORMATS_HINT = ("each row is an object such as {\"messages\": [...]}, {\"prompt\": ..., \"completion\": ...} "
+                "or {\"text\": ...}")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
                   "system": "system", "tool": "tool", "function_response": "tool", "observation": "tool"}
@@ -58,52 +60,126 @@ class Dataset:
     row_numbers: list[int]
     bad_rows: list[BadRow] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
-
-
-def is_local(path: str) -> bool:
-    p = Path(path).expanduser()
-    return p.exists() or p.suffix.lower() in LOCAL_SUFFIXES or path.startswith(("/", "./", "../", "~"))
+    source: str = "the dataset"
 
 
 def read_local(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yield (row number, raw row) from a local file; undecodable jsonl lines yield an Exception."""
+    """Yield (row number, raw row) from a local file; a row that cannot be decoded yields an Exception.
+
+    Whatever the file holds, the caller gets rows or a DataError that names the file and says what to do.
+    """
     p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError(f"data.path: {p} does not exist; check the path (relative paths start at the profile's folder)")
-    if p.is_dir():
+    try:
+        p.stat()
+        is_dir = p.is_dir()
+    except FileNotFoundError:
+        raise DataError(f"data.path: {p} does not exist; check the path (relative paths start at the profile's folder)") from None
+    except OSError as e:
+        raise DataError(f"data.path: cannot read {p}: {e.strerror or e}; check the path and its links") from None
+    if is_dir:
         raise DataError(f"data.path: {p} is a folder; point it at a .jsonl, .json, .csv or .parquet file")
     suffix = p.suffix.lower()
-    if suffix == ".jsonl":
-        with p.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield number, ValueError(f"not valid JSON ({e.msg} at column {e.colno})")
-    elif suffix == ".json":
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"data.path: {p} is not valid JSON: {e}; fix the file or save it as jsonl") from None
-        if isinstance(doc, dict):
-            lists = [v for v in doc.values() if isinstance(v, list)]
-            if len(lists) != 1:
-                raise DataError(f"data.path: {p} must hold a list of rows (or an object with one list of rows)")
-            doc = lists[0]
-        if not isinstance(doc, list):
-            raise DataError(f"data.path: {p} must hold a list of rows")
-        yield from enumerate(doc, start=1)
-    elif suffix == ".csv":
-        with p.open(encoding="utf-8", newline="") as f:
-            yield from enumerate(csv.DictReader(f), start=1)
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq  # only parquet needs it
-
-        yield from enumerate(pq.read_table(p).to_pylist(), start=1)
-    else:
+    if suffix not in (".jsonl", ".json", ".csv", ".parquet"):
         raise DataError(f"data.path: {p} has an unknown extension {suffix!r}; use .jsonl, .json, .csv or .parquet")
+    if suffix == ".parquet":
+        yield from _read_parquet(p)
+        return
+    try:
+        with p.open("rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise DataError(f"data.path: cannot read {p}: {e.strerror or e}") from None
+    _check_text(p, head)
+    if suffix == ".jsonl":
+        yield from _read_jsonl(p, head)
+    elif suffix == ".json":
+        yield from _read_json(p)
+    else:
+        yield from _read_csv(p)
+
+
+def _check_text(p: Path, head: bytes) -> None:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"data.path: {p} is UTF-16 text; save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`)")
+    if b"\x00" in head:
+        raise DataError(f"data.path: {p} looks like a binary file (it holds NUL bytes), not {p.suffix[1:]} text; "
+                        "point data.path at the dataset itself")
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n"):
+        raise DataError(f"data.path: {p} is empty; it needs rows ({FORMATS_HINT})")
+
+
+def _decode_error(p: Path, e: UnicodeDecodeError, where: str = "") -> DataError:
+    return DataError(f"data.path: {p}{where} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                     "save the file as UTF-8")
+
+
+def _read_jsonl(p: Path, head: bytes) -> Iterator[tuple[int, Any]]:
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        raise DataError(f"data.path: {p} holds a JSON array, not JSON lines; rename it to .json, "
+                        "or write one object per line")
+    with p.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            if not raw.strip():
+                continue
+            try:
+                yield number, json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                yield number, ValueError(f"is not UTF-8 text (byte 0x{e.object[e.start]:02x} at column {e.start + 1})")
+            except json.JSONDecodeError as e:
+                yield number, ValueError(f"not valid JSON ({e.msg} at column {e.colno})")
+            except RecursionError:
+                yield number, ValueError("is JSON nested too deeply to be a row")
+
+
+def _read_json(p: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise _decode_error(p, e) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"data.path: {p} is not valid JSON: {e}; fix the file or save it as jsonl") from None
+    except RecursionError:
+        raise DataError(f"data.path: {p} is JSON nested too deeply to be a dataset") from None
+    if isinstance(doc, dict):
+        lists = [v for v in doc.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise DataError(f"data.path: {p} must hold a list of rows (or an object with one list of rows)")
+        doc = lists[0]
+    if not isinstance(doc, list):
+        raise DataError(f"data.path: {p} must hold a list of rows, not a {type(doc).__name__}")
+    yield from enumerate(doc, start=1)
+
+
+def _read_csv(p: Path) -> Iterator[tuple[int, Any]]:
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    with p.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        number = 0
+        try:
+            for number, row in enumerate(reader, start=1):
+                extra = row.pop(None, None)  # type: ignore[call-overload]
+                if extra:
+                    yield number, ValueError(f"has {len(extra)} more field(s) than the header line "
+                                             f"(line {reader.line_num}); quote fields that hold commas")
+                else:
+                    yield number, row
+        except UnicodeDecodeError as e:
+            raise _decode_error(p, e, f" (after row {number})") from None
+        except csv.Error as e:
+            raise DataError(f"data.path: {p} line {reader.line_num}: {e}; fix the CSV quoting there") from None
+
+
+def _read_parquet(p: Path) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq  # only parquet needs it
+
+    try:
+        rows = pq.read_table(p).to_pylist()
+    except Exception as e:  # noqa: BLE001 - pyarrow raises many kinds for a damaged file
+        raise DataError(f"data.path: {p} is not a readable parquet file ({type(e).__name__}: {e}); "
+                        "write it again, or export the data as jsonl") from None
+    yield from enumerate(rows, start=1)
 
 
 def detect_format(columns: Iterable[str]) -> str | None:
@@ -121,10 +197,10 @@ def detect_format(columns: Iterable[str]) -> str | None:
     return None
 
 
-def unrecognised_columns_message(columns: list[str]) -> str:
+def unrecognised_columns_message(columns: list[str], source: str = "the dataset") -> str:
     accepted = "; ".join(f"{name}: {cols}" for name, cols in FORMAT_COLUMNS.items())
     found = ", ".join(columns) if columns else "none"
-    return (f"data.format: cannot tell the format from the columns found ({found}). "
+    return (f"data.format: cannot tell the format of {source} from the columns found ({found}). "
             f"Accepted formats and their columns: {accepted}. Rename the columns or set data.format")
 
 
@@ -185,25 +261,30 @@ def normalise_row(fmt: str, raw: Any) -> dict[str, Any]:
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def build_dataset(numbered_rows: Iterable[tuple[int, Any]], fmt: str = "auto") -> Dataset:
+def build_dataset(numbered_rows: Iterable[tuple[int, Any]], fmt: str = "auto", source: str = "the dataset") -> Dataset:
     """Normalise rows, detecting the format from the columns when `fmt` is auto."""
     rows = list(numbered_rows)
+    if not rows:
+        raise DataError(f"data.path: the dataset has no rows ({FORMATS_HINT})")
     columns: list[str] = []
     for _, raw in rows:
         if isinstance(raw, dict):
-            columns.extend(k for k in raw if k not in columns)
+            columns.extend(str(k) for k in raw if str(k) not in columns)
+    if not columns and all(isinstance(raw, Exception) for _, raw in rows):
+        bad = [BadRow(number, str(raw)) for number, raw in rows]
+        raise DataError(f"data.path: none of the {len(rows)} row(s) of {source} could be read: "
+                        f"{describe_bad_rows(bad, 3)}",
+                        rows=[b.row for b in bad])
     if fmt == "auto":
         detected = detect_format(columns)
         if detected is None:
-            raise DataError(unrecognised_columns_message(columns))
+            raise DataError(unrecognised_columns_message(columns, source))
         fmt = detected
     elif rows and not any(isinstance(raw, dict) and _has_columns(fmt, raw) for _, raw in rows[:50]):
-        raise DataError(f"data.format: set to {fmt!r}, which needs {FORMAT_COLUMNS[fmt]}, "
-                        f"but the rows have columns {', '.join(columns) or 'none'}; "
+        raise DataError(f"data.format: set to {fmt!r}, which needs {FORMAT_COLUMNS[fmt]}, but the rows of {source} "
+                        f"have columns {', '.join(columns) or 'none'}; "
                         "fix data.format or set it to \"auto\"")
-    if not rows:
-        raise DataError("data.path: the dataset has no rows")
-    out = Dataset(format=fmt, rows=[], row_numbers=[], columns=columns)
+    out = Dataset(format=fmt, rows=[], row_numbers=[], columns=columns, source=source)
     for number, raw in rows:
         try:
             out.rows.append(normalise_row(fmt, raw))
@@ -229,13 +310,23 @@ def check_bad_rows(ds: Dataset, on_bad_rows: str) -> None:
     """Raise DataError naming the malformed rows, unless the profile says to skip them."""
     if ds.bad_rows and on_bad_rows == "error":
         raise DataError(
-            f"{len(ds.bad_rows)} malformed row(s) in the dataset: {describe_bad_rows(ds.bad_rows)}. "
+            f"{len(ds.bad_rows)} malformed row(s) in {ds.source}: {describe_bad_rows(ds.bad_rows)}. "
             "Fix or remove them, or set data.on_bad_rows = \"skip\" to train without them",
             rows=[b.row for b in ds.bad_rows],
         )
     if not ds.rows:
-        raise DataError("data.path: no usable rows left after removing malformed ones")
+        raise DataError(f"data.path: no usable rows left in {ds.source} after removing malformed ones")
 
 
 def load_local(path: str, fmt: str = "auto") -> Dataset:
-    return build_dataset(read_local(path), fmt)
+    p = Path(path).expanduser()
+    rows = list(read_local(p))
+    if not rows:
+        only = " (only a header line)" if p.suffix.lower() == ".csv" else ""
+        raise DataError(f"data.path: {p} has no rows{only}; {FORMATS_HINT}")
+    if not any(isinstance(raw, dict) for _, raw in rows):
+        kinds = sorted({type(raw).__name__ for _, raw in rows if not isinstance(raw, Exception)})
+        if kinds:
+            raise DataError(f"data.path: {p} holds {', '.join(kinds)} values, not rows with named fields; "
+                            f"{FORMATS_HINT}")
+    return build_dataset(rows, fmt, source=str(p))

@@ -303,10 +303,15 @@ def test_unknown_model_fails_as_download_and_keeps_tokens_out(tmp_path: Path, ch
 
 def test_fp16_on_cpu_is_a_config_error(tmp_path: Path, chat_data: Path) -> None:
     profile = write_profile(tmp_path / "fp16.toml", chat_data, model={"dtype": "fp16"})
-    proc = studio("run", str(profile), "--json")
-    tl = load_timeline(Path(run_json(proc)["dir"]))
-    assert tl.end.error_kind == "config" and "model.dtype" in tl.end.message
-    assert "run failed" not in proc.stdout  # progress goes to stderr with --json
+    proc = studio("run", str(profile), "--json")  # refused before a run folder is made
+    assert proc.returncode == 2 and "model.dtype" in proc.stderr and not find_runs()
+    # A run folder made another way still fails as a config error in the trainer.
+    from studio.profiles.profile import load_profile
+
+    run = create_run(load_profile(profile).to_toml(), "fp16")
+    assert subprocess.run([sys.executable, "-m", "studio.trainer", str(run.dir)], capture_output=True).returncode == 1
+    end = load_timeline(run.dir).end
+    assert end.error_kind == "config" and "model.dtype" in end.message
 
 
 def test_find_run_by_prefix_and_last(tmp_path: Path, chat_data: Path) -> None:

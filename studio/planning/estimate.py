@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from studio.planning.catalog import GpuSpec, Linear, ModelSpec
+from studio.planning.checks import targets_problem
 from studio.profiles import vocabulary
 
 GIB = 2**30
@@ -104,11 +105,9 @@ def targeted(spec: ModelSpec, targets: tuple[str, ...]) -> tuple[list[Linear], b
     linears = spec.linears()
     if tuple(targets) in (("all-linear",), ("all",)):
         return linears, False
-    names = {lin.name for lin in linears}
-    unknown = [t for t in targets if t not in names and t not in ("lm_head", "embed_tokens", "wte")]
-    if unknown:
-        raise EstimateError(f"method.target_modules: {', '.join(unknown)} not in {spec.id}; "
-                            f"its linear layers are {', '.join(sorted(names))} (or all-linear)")
+    problem = targets_problem(spec, targets)
+    if problem:
+        raise EstimateError(problem)
     return [lin for lin in linears if lin.name in targets], "lm_head" in targets
 
 

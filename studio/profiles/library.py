@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -18,7 +17,7 @@ else:  # pragma: no cover
 
 from studio.atomic import write_text
 from studio.paths import bundled_profiles_dir, is_local, user_profiles_dir
-from studio.profiles.profile import Profile, ProfileError, default_value, load_profile, profile_from_dict
+from studio.profiles.profile import Profile, ProfileError, default_value, profile_from_dict
 
 ORIGINS = ("user", "bundled")
 
@@ -108,13 +107,6 @@ def new_profile(name: str, base: Profile, *, model: str | None = None, method: s
     return dest
 
 
-def load_or_default(path: Path) -> Profile:
-    try:
-        return load_profile(path)
-    except ProfileError:
-        return Profile()
-
-
 def save_preserving_comments(path: Path, profile: Profile) -> None:
     """Write `profile` to `path`, keeping the comments, layout and unknown keys of the file already there.
 
@@ -123,8 +115,8 @@ def save_preserving_comments(path: Path, profile: Profile) -> None:
     import tomlkit
 
     try:
-        original = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        original = path.read_text(encoding="utf-8-sig")
+    except (FileNotFoundError, NotADirectoryError):
         original = None
     except (OSError, UnicodeDecodeError) as e:
         raise ProfileError(str(path), [f"cannot read the file to update it: {e}"]) from None
@@ -152,7 +144,15 @@ def save_preserving_comments(path: Path, profile: Profile) -> None:
                 continue  # a relative path that still points at the same file stays relative
             if key in table or value != default_value(section, key):
                 table[key] = value
-    write_text(path, tomlkit.dumps(doc))
+    write_profile_text(path, tomlkit.dumps(doc))
+
+
+def write_profile_text(path: Path, text: str) -> None:
+    try:
+        write_text(path, text)
+    except OSError as e:
+        raise ProfileError(str(path), [f"cannot write it: {e.strerror or e}; make {path.parent} writable, or set "
+                                       "STUDIO_HOME to a folder you can write"]) from None
 
 
 def _same_path(base: Path, before: str, after: str) -> bool:
@@ -161,7 +161,3 @@ def _same_path(base: Path, before: str, after: str) -> bool:
     except (OSError, RuntimeError):
         return False
 
-
-def raw_values(path: Path) -> dict[str, Any]:
-    """The file's own TOML values (no defaults), for showing what a broken profile holds."""
-    return tomllib.loads(path.read_text(encoding="utf-8"))

@@ -8,6 +8,8 @@ tomli-w through an atomic rename.
 from __future__ import annotations
 
 import difflib
+import math
+import os
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -65,7 +67,7 @@ class ModelSection:
 class MethodSection:
     type: str = _spec("lora", "lora, qlora (4-bit base + LoRA) or full", choices=METHODS)
     rank: int = _spec(16, "LoRA rank", min=1, max=4096)
-    alpha: float = _spec(32.0, "LoRA alpha (scale = alpha / rank)", gt=0)
+    alpha: float = _spec(32.0, "LoRA alpha (scale = alpha / rank)", gt=0, max=65536)
     dropout: float = _spec(0.05, "LoRA dropout", min=0, lt=1)
     target_modules: list[str] = _spec(["all-linear"], "modules LoRA wraps: [\"all-linear\"] or names like q_proj", nonempty=True)
     use_dora: bool = _spec(False, "DoRA: weight-decomposed LoRA")
@@ -80,7 +82,7 @@ class DataSection:
     split: str = _spec("train", "split to train on (hub datasets)", nonempty=True)
     eval_split: str = _spec("", "split to evaluate on (hub datasets); empty = none")
     eval_fraction: float = _spec(0.0, "fraction of rows held out for evaluation", min=0, lt=1)
-    max_length: int = _spec(1024, "tokens per sample; longer rows are truncated", min=8)
+    max_length: int = _spec(1024, "tokens per sample; longer rows are truncated", min=8, max=1_048_576)
     packing: bool = _spec(False, "pack several samples into each sequence")
     completion_only_loss: bool = _spec(True, "train on the answer (assistant) tokens only")
     on_bad_rows: str = _spec("error", "what to do with malformed rows", choices=BAD_ROWS)
@@ -88,24 +90,24 @@ class DataSection:
 
 @dataclass(frozen=True)
 class TrainSection:
-    epochs: float = _spec(1.0, "passes over the data (ignored when max_steps > 0)", gt=0)
-    max_steps: int = _spec(0, "stop after this many optimizer steps; 0 = use epochs", min=0)
-    batch_size: int = _spec(4, "micro-batch per GPU", min=1)
-    grad_accum: int = _spec(4, "gradient accumulation steps", min=1)
+    epochs: float = _spec(1.0, "passes over the data (ignored when max_steps > 0)", gt=0, max=10_000)
+    max_steps: int = _spec(0, "stop after this many optimizer steps; 0 = use epochs", min=0, max=1_000_000_000)
+    batch_size: int = _spec(4, "micro-batch per GPU", min=1, max=65536)
+    grad_accum: int = _spec(4, "gradient accumulation steps", min=1, max=65536)
     learning_rate: float = _spec(2e-4, "peak learning rate", gt=0, max=1)
     scheduler: str = _spec("cosine", "learning-rate schedule", choices=SCHEDULERS)
     warmup_ratio: float = _spec(0.03, "fraction of steps spent warming up", min=0, lt=1)
-    weight_decay: float = _spec(0.0, "AdamW weight decay", min=0)
+    weight_decay: float = _spec(0.0, "AdamW weight decay", min=0, max=10)
     optimizer: str = _spec("auto", "auto = paged_adamw_8bit for qlora, adamw otherwise", choices=OPTIMIZERS)
     gradient_checkpointing: bool = _spec(True, "recompute activations in backward to save memory")
     liger_kernel: bool = _spec(False, "fused Triton kernels from liger-kernel (NVIDIA GPUs): less memory, "
                                "more tokens/s; pip install -e '.[fast]'")
-    max_grad_norm: float = _spec(1.0, "gradient clipping; 0 = off", min=0)
-    seed: int = _spec(42, "random seed", min=0)
-    logging_steps: int = _spec(10, "log a step event every N steps", min=1)
-    eval_steps: int = _spec(0, "evaluate every N steps; 0 = at the end only (when there is eval data)", min=0)
-    save_steps: int = _spec(100, "write a checkpoint every N steps", min=1)
-    save_total_limit: int = _spec(2, "checkpoints kept on disk", min=1)
+    max_grad_norm: float = _spec(1.0, "gradient clipping; 0 = off", min=0, max=1e6)
+    seed: int = _spec(42, "random seed", min=0, max=2**32 - 1)
+    logging_steps: int = _spec(10, "log a step event every N steps", min=1, max=1_000_000_000)
+    eval_steps: int = _spec(0, "evaluate every N steps; 0 = at the end only (when there is eval data)", min=0, max=1_000_000_000)
+    save_steps: int = _spec(100, "write a checkpoint every N steps", min=1, max=1_000_000_000)
+    save_total_limit: int = _spec(2, "checkpoints kept on disk", min=1, max=1_000_000)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class HardwareSection:
     strategy: str = _spec("auto", "auto: DDP when the model fits on one GPU, else FSDP", choices=STRATEGIES)
     offload_optimizer: bool = _spec(False, "DeepSpeed: keep optimizer states in CPU memory")
     offload_params: bool = _spec(False, "DeepSpeed ZeRO-3 / FSDP: keep parameters in CPU memory")
-    num_machines: int = _spec(1, "machines in the job (multi-node)", min=1)
+    num_machines: int = _spec(1, "machines in the job (multi-node)", min=1, max=4096)
     machine_rank: int = _spec(0, "this machine's rank, 0 for the main one", min=0)
     main_address: str = _spec("", "the main machine's address (multi-node)")
     main_port: int = _spec(29500, "the main machine's port (multi-node)", min=1, max=65535)
@@ -184,7 +186,12 @@ def check_value(key: str, value: Any, ftype: str, meta: dict[str, Any]) -> tuple
     elif ftype == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return value, f"{key}: must be a number, got {value!r}"
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            return value, f"{key}: {value} is too large"
+        if not math.isfinite(value):
+            return value, f"{key}: must be a finite number, got {value}"
     elif ftype == "str":
         if not isinstance(value, str):
             return value, f"{key}: must be a string, got {value!r}"
@@ -267,17 +274,22 @@ def parse_toml(text: str, source: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(source, [f"not valid TOML: {e}; fix the syntax at that line"]) from None
+    except RecursionError:
+        raise ProfileError(source, ["not valid TOML: nested too deeply to be a profile"]) from None
 
 
 def load_profile(path: Path) -> Profile:
     """Read and validate a profile file. Relative data paths are taken from the profile's folder."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not an error
     except FileNotFoundError:
         raise ProfileError(str(path), ["file not found; check the path or run `studio profile list`"]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(str(path), [f"cannot read the file: {e}"]) from None
+    except UnicodeDecodeError as e:
+        raise ProfileError(str(path), [f"not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                                       "save the profile as UTF-8"]) from None
+    except OSError as e:
+        raise ProfileError(str(path), [f"cannot read the file: {e.strerror or e}"]) from None
     profile = profile_from_dict(parse_toml(text, str(path)), str(path))
     return resolve_paths(profile, path.parent)
 
@@ -286,12 +298,24 @@ def resolve_paths(profile: Profile, base: Path) -> Profile:
     """Make local data and model paths absolute, relative to `base` (the profile's folder)."""
     data = profile.data
     if data.path and looks_local(data.path):
-        candidate = (base / Path(data.path).expanduser())
-        data = replace(data, path=str(candidate.resolve()))
+        data = replace(data, path=absolute(base, data.path))
     model = profile.model
     if looks_local(model.name) and not model.name.startswith("builtin:"):
-        model = replace(model, name=str((base / Path(model.name).expanduser()).resolve()))
+        model = replace(model, name=absolute(base, model.name))
     return replace(profile, data=data, model=model)
+
+
+def absolute(base: Path, ref: str) -> str:
+    """`ref` as an absolute path from `base`; links are resolved where they can be (a loop is left for the
+    reader of the file to report)."""
+    try:
+        path = base / Path(ref).expanduser()
+    except RuntimeError:  # ~user that does not exist
+        path = base / ref
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return os.path.abspath(path)
 
 
 def save_profile(profile: Profile, path: Path) -> None:

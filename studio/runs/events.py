@@ -73,6 +73,7 @@ class Preflight(Event):
     bad_rows: tuple[dict[str, Any], ...] = ()
     bad_rows_count: int | None = None
     loss_on: str | None = None
+    rows_without_loss: int | None = None   # prompts that fill max_length: nothing to learn from them
     note: str | None = None
 
 
@@ -319,7 +320,8 @@ class EventWriter:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, event: Event) -> Event:
         if not event.time:

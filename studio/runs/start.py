@@ -14,9 +14,10 @@ from studio.data import check_bad_rows, load_local
 from studio.hardware import Inventory
 from studio.paths import is_local
 from studio.planning.inventory import current_inventory
+from studio.planning.checks import data_problems, machine_problems, model_problems
 from studio.planning.layout import LayoutError, check_launchable
 from studio.planning.plan import Plan, plan_run
-from studio.profiles.profile import Profile, load_profile
+from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.runs.folder import Run, RunError, create_run
 from studio.runs.history import machine_corrections
 from studio.runs.launcher import launch, write_plan_files
@@ -35,18 +36,25 @@ def check_data(profile: Profile) -> None:
         return  # hub datasets are fetched and checked by the trainer
     ds = load_local(profile.data.path, profile.data.format)
     check_bad_rows(ds, profile.data.on_bad_rows)
+    problems = data_problems(profile, len(ds.rows))
+    if problems:
+        raise ProfileError(profile.data.path, problems)
 
 
 def start_profile(profile: Profile, name: str, probe: bool = False, inventory: Inventory | None = None) -> Started:
-    """Plan the run on this machine, make its folder and launch the trainer."""
-    if not probe:
-        check_data(profile)  # a probe trains on synthetic rows
+    """Check what the profile asks of this machine, its model and its data; plan the run; make its
+    folder and launch the trainer. Nothing is written before every check has passed."""
     inventory = inventory or current_inventory()
     try:
         plan = plan_run(profile, inventory, machine_corrections())
         check_launchable(plan.layout, inventory)
     except LayoutError as e:
         raise RunError(str(e)) from None
+    problems = model_problems(profile, plan.model) + machine_problems(profile, inventory)
+    if problems:
+        raise ProfileError(name, problems)
+    if not probe:
+        check_data(profile)  # a probe trains on synthetic rows
     run = create_run(profile.to_toml(), name, kind="probe" if probe else "train")
     write_plan_files(run, plan.layout, plan.to_dict())
     return Started(run, launch(run), plan)

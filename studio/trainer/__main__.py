@@ -1,6 +1,7 @@
 """Entry point of the trainer process: `python -m studio.trainer RUN_DIR [--resume] [--probe]`."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from studio.trainer.stop import StopRequest
 def main() -> int:
     # Before the slow imports: a stop in the first second must be a graceful one too.
     stop = StopRequest().install()
+    os.umask(0o077)  # checkpoints, logs and events are the owner's alone, like the run folder
     parser = argparse.ArgumentParser(prog="python -m studio.trainer", description="Train one studio run.")
     parser.add_argument("run_dir", type=Path, help="the run folder holding profile.toml")
     parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")

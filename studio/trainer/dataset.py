@@ -126,11 +126,41 @@ def token_lengths(tokenizer: Any, rows: Rows) -> list[int]:
     return out
 
 
+def prompt_lengths(tokenizer: Any, rows: Rows) -> list[int]:
+    """Tokens before the first trained one in each row (0 for plain text)."""
+    out: list[int] = []
+    for row in rows:
+        if "messages" in row:
+            msgs = row["messages"]
+            first = next(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+            prompt: Any = msgs[:first]
+        else:
+            prompt = row.get("prompt")
+        if not prompt:
+            out.append(0)
+        elif isinstance(prompt, list):
+            out.append(len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
+                                                         return_dict=False)))
+        else:
+            out.append(len(tokenizer(prompt)["input_ids"]))
+    return out
+
+
 def preflight(tokenizer: Any, ds: Dataset, rows: Rows, eval_rows: Rows, profile: Profile,
               loss: LossSettings) -> Preflight:
-    """Rows, tokens, truncation and what the loss covers: shown before the first step."""
+    """Rows, tokens, truncation and what the loss covers: shown before the first step.
+
+    Raises DataError when truncation to max_length would leave no row with a token to learn from.
+    """
     lengths = token_lengths(tokenizer, rows)
     max_len = profile.data.max_length
+    without_loss = 0
+    if loss.assistant_only or loss.completion_only:
+        without_loss = sum(1 for n in prompt_lengths(tokenizer, rows) if n >= max_len)
+        if rows and without_loss == len(rows):
+            raise DataError(f"data.max_length: every row's prompt is {max_len} tokens or longer, so truncation "
+                            "leaves nothing to learn from; raise data.max_length, shorten the prompts, or set "
+                            "data.completion_only_loss = false")
     truncated = [ds.row_numbers[i] for i, n in enumerate(lengths) if n > max_len] if len(rows) == len(ds.row_numbers) else []
     sorted_lens = sorted(lengths)
     return Preflight(
@@ -141,7 +171,9 @@ def preflight(tokenizer: Any, ds: Dataset, rows: Rows, eval_rows: Rows, profile:
         max_tokens=max(lengths, default=0), max_length=max_len,
         truncated_rows=sum(1 for n in lengths if n > max_len), truncated_row_numbers=tuple(truncated[:100]),
         bad_rows=tuple({"row": b.row, "reason": b.reason} for b in ds.bad_rows[:100]),
-        bad_rows_count=len(ds.bad_rows), loss_on=loss.covers, note=loss.note or None)
+        bad_rows_count=len(ds.bad_rows), loss_on=loss.covers, rows_without_loss=without_loss,
+        note="; ".join(n for n in (loss.note, f"{without_loss} row(s) have no trained token within max_length "
+                                   "and are left out" if without_loss else "") if n) or None)
 
 
 def bad_rows_record(ds: Dataset) -> Preflight:

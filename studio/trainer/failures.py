@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import torch
@@ -12,6 +13,9 @@ from studio.planning.fixes import oom_advice as fixes_advice
 from studio.profiles.profile import Profile, ProfileError
 from studio.runs.events import End
 from studio.trainer.hub import DownloadError
+
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM)
 
 
 class ConfigError(Exception):
@@ -55,8 +59,9 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
         need, advice = oom_advice(profile)
         return {"error_kind": "oom", "message": f"out of memory: {need}", "advice": advice}
     if isinstance(e, DataError):
-        return {"error_kind": "data", "message": str(e), "advice": "fix the dataset or the data section, then `studio resume` the run",
-                "rows": e.rows[:100]}
+        return {"error_kind": "data", "message": str(e), "rows": e.rows[:100],
+                "advice": "fix the dataset file and resume the run; or change the profile's data section "
+                          "and start a new run (a run keeps the profile it started with)"}
     if isinstance(e, ProfileError):
         return {"error_kind": "config", "message": "; ".join(e.problems),
                 "advice": "fix the profile (`studio profile check FILE`) and start a new run"}
@@ -68,6 +73,19 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
     if isinstance(e, OSError) and ("is not a local folder" in str(e) or "does not appear to have" in str(e)):
         return {"error_kind": "download", "message": str(e),
                 "advice": "check model.name: a hub id (org/name) or a local folder with config.json"}
+    if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+        return {"error_kind": "disk", "message": f"cannot write {e.filename or 'a file'}: {e.strerror}",
+                "advice": "free disk space or make the run folder writable again, then resume the run"}
+    text = str(e)
+    if isinstance(e, ValueError) and "Target modules" in text and "not found" in text:
+        return {"error_kind": "config", "message": f"method.target_modules: {text}",
+                "advice": "set method.target_modules to layers this model has (or [\"all-linear\"]) "
+                          "and start a new run"}
+    if isinstance(e, (ImportError, ValueError)) and "flash_attention_2" in text.lower().replace("flash attention 2",
+                                                                                              "flash_attention_2"):
+        return {"error_kind": "config", "message": f"model.attn_implementation: {text}",
+                "advice": "set model.attn_implementation = \"sdpa\" (or install flash-attn for this GPU) "
+                          "and start a new run"}
     return {"error_kind": "crash", "message": f"{type(e).__name__}: {e}",
             "advice": "see trainer.log in the run folder for the traceback (`studio logs RUN`); "
                       "`studio resume RUN` continues from the last checkpoint"}

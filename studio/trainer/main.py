@@ -149,10 +149,14 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
     """Run the trainer for `run_dir`; always ends the event log with an `end` record."""
     run = Run(run_dir)
     main = is_main_process()
-    writer = EventWriter(run.events_path) if main else NullWriter()
+    try:
+        writer = EventWriter(run.events_path) if main else NullWriter()
+        if main:
+            run.update_status_file(trainer_pid=os.getpid(), state="running", world_size=world_size())
+    except OSError as e:
+        print(f"cannot write to the run folder {run.dir}: {e}; make it writable and resume", file=sys.stderr)
+        return 1
     stop = stop or StopRequest().install()
-    if main:
-        run.update_status_file(trainer_pid=os.getpid(), state="running", world_size=world_size())
     print(f"studio trainer pid {os.getpid()} run {run.dir} resume={resume} probe={probe}", flush=True)
     profile = None
     try:
@@ -160,13 +164,20 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
         end = train(run, profile, writer, stop, resume, probe)
     except BaseException as e:  # noqa: BLE001 - every failure must end the log
         traceback.print_exc()
-        end = writer.write(failure_record(e, profile))
-        if main:
-            run.update_status_file(state="failed")
+        end = failure_record(e, profile)
         print(f"run failed ({end.error_kind}): {end.message}\n  what to do: {end.advice}", file=sys.stderr, flush=True)
+        record_end(run, writer, end, main)
         return 1
-    writer.write(end)
-    if main:
-        run.update_status_file(state=end.status)
+    record_end(run, writer, end, main)
     print(f"run {end.status} at step {end.step}", flush=True)
     return 0
+
+
+def record_end(run: Run, writer: EventWriter, end: End, main: bool) -> None:
+    """Write the `end` record; a folder that can no longer be written leaves the run `crashed` (resumable)."""
+    try:
+        writer.write(end)
+        if main:
+            run.update_status_file(state=end.status)
+    except OSError as e:
+        print(f"cannot record the end of the run in {run.dir}: {e}", file=sys.stderr, flush=True)

@@ -7,6 +7,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from studio.planning.catalog import lookup_model
+from studio.profiles.profile import TINY_MODEL
+
 # {% generation %} marks the assistant tokens, so TRL can train on them only.
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'assistant' %}<|assistant|>"
@@ -15,8 +18,15 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>", "<|system|>", "<|tool|>"]
-TINY_CONFIG = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-                   num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True)
+MAX_POSITIONS = 2048
+
+
+def tiny_config() -> dict[str, Any]:
+    """The tiny model's shape, from the catalog (one source for the trainer and the estimator)."""
+    spec = lookup_model(TINY_MODEL)
+    return dict(hidden_size=spec.hidden, intermediate_size=spec.intermediate, num_hidden_layers=spec.layers,
+                num_attention_heads=spec.heads, num_key_value_heads=spec.kv_heads,
+                max_position_embeddings=MAX_POSITIONS, tie_word_embeddings=spec.tied)
 
 
 def row_texts(rows: Iterable[dict[str, Any]]) -> Iterable[str]:
@@ -39,20 +49,20 @@ def train_tokenizer(rows: list[dict[str, Any]], vocab_size: int = 1024) -> Any:
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(row_texts(rows), trainer)
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>",
-                                     pad_token="<|pad|>", model_max_length=TINY_CONFIG["max_position_embeddings"])
+                                     pad_token="<|pad|>", model_max_length=MAX_POSITIONS)
     hf_tok.chat_template = CHAT_TEMPLATE
     return hf_tok
 
 
-def build_tiny_model(out_dir: Path, rows: list[dict[str, Any]], seed: int, vocab_size: int = 1024) -> None:
+def build_tiny_model(out_dir: Path, rows: list[dict[str, Any]], seed: int, vocab_size: int | None = None) -> None:
     """Train a tokenizer on `rows`, build a random-weight Llama, save both to `out_dir`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    hf_tok = train_tokenizer(rows, vocab_size)
+    hf_tok = train_tokenizer(rows, vocab_size or lookup_model(TINY_MODEL).vocab)
     # BPE may stop short of vocab_size: the model's vocabulary is what the tokenizer really has.
     config = LlamaConfig(vocab_size=len(hf_tok), bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
-                         pad_token_id=hf_tok.pad_token_id, **TINY_CONFIG)
+                         pad_token_id=hf_tok.pad_token_id, **tiny_config())
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     out_dir.mkdir(parents=True, exist_ok=True)
