@@ -1,12 +1,13 @@
 """Probe a grid of catalog models on this machine's GPU and save what was measured.
 
     python bench/probe_grid.py [--models llama-3.2-1b,qwen2.5-0.5b,...] [--methods lora,qlora,full]
-                               [--batches 1,4] [--seq-lens 512,2048] [--steps 6]
+                               [--batches 1,4] [--seq-lens 512,2048] [--steps 12] [--grad-ckpt true,false]
 
 Each point runs `studio probe` (random weights built from the config, synthetic rows
 filled to max_length) and appends a row to bench/results/probe-<gpu>.csv in the
-columns of the reference measured.csv (stack "studio"), so the calibration script
-can read it:  python bench/calibrate_estimator.py --csv bench/results/probe-<gpu>.csv
+columns of tests/data/studio-h100.csv (stack "studio"): peak allocated and reserved
+memory, and steady-state tokens/s (the first third of the steps warm up and are not
+averaged). Add the rows to tests/data/ to calibrate with them (bench/calibrate_estimator.py).
 Needs a CUDA GPU; on the CPU it says so and stops.
 """
 
@@ -37,8 +38,8 @@ def main() -> int:
     ap.add_argument("--methods", default="lora,qlora,full")
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--seq-lens", default="512,2048")
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--grad-ckpt", default="true")
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--grad-ckpt", default="true", help="true, false, or true,false for both")
     args = ap.parse_args()
     from studio.planning.catalog import lookup_model
     from studio.hardware import detect_gpus
@@ -49,6 +50,7 @@ def main() -> int:
         return 1
     gpu = inv.gpus[0].name
     out = REPO / "bench" / "results" / f"probe-{re.sub(r'[^A-Za-z0-9]+', '-', gpu).strip('-')}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
     new = not out.exists()
     with tempfile.TemporaryDirectory() as tmp, out.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -60,8 +62,8 @@ def main() -> int:
             spec = lookup_model(model)
             for method in args.methods.split(","):
                 for batch in map(int, args.batches.split(",")):
-                    for seq in map(int, args.seq_lens.split(",")):
-                        ckpt = args.grad_ckpt == "true"
+                    for seq, ckpt in ((s, c == "true") for s in map(int, args.seq_lens.split(","))
+                                      for c in args.grad_ckpt.split(",")):
                         optimizer = "paged_adamw_8bit" if method == "qlora" else "adamw"
                         profile = Path(tmp) / f"{model}-{method}.toml"
                         profile.write_text(tomli_w.dumps({
@@ -88,15 +90,16 @@ def main() -> int:
                                "optimizer": optimizer, "gpu": gpu, "n_gpus": 1, "strategy": "none",
                                "mem_allocated_gib": max(m["gpu_mem_peak_gib"]),
                                "mem_reserved_gib": max(m["gpu_mem_peak_reserved_gib"]), "mem_nvidia_smi_gib": "",
-                               "tokens_per_s": m["train_tokens_per_s"],
-                               "notes": f"studio probe, {args.steps} steps, random weights, TRL fused LM head"}
+                               "tokens_per_s": m["tokens_per_s"] or "",
+                               "notes": f"studio probe, {args.steps} steps ({m['steps_averaged']} averaged after "
+                                        f"{m['warmup_steps']} warm-up), random weights, LoRA dropout 0.05, fused AdamW"}
                         writer.writerow(row)
                         f.flush()
                         est = result.get("estimate") or {}
                         print(f"{model:14} {method:5} b{batch} x {seq:<5} allocated {row['mem_allocated_gib']:.2f} "
                               f"(est {est.get('peak_allocated_gib', float('nan')):.2f}) reserved "
                               f"{row['mem_reserved_gib']:.2f} (est {est.get('peak_reserved_gib', float('nan')):.2f}) "
-                              f"{row['tokens_per_s']:.0f} tok/s (est {est.get('tokens_per_s') or float('nan'):.0f})")
+                              f"{m['tokens_per_s'] or float('nan'):.0f} tok/s (est {est.get('tokens_per_s') or float('nan'):.0f})")
     print(f"results appended to {out}")
     return 0
 

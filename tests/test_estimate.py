@@ -1,25 +1,124 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from studio.planning.catalog import CatalogError, lookup_gpu, lookup_model
-from studio.planning.estimate import EstimateError, Setup, estimate_memory, estimate_speed, lora_params, quant_bits
-from studio.planning.reference import default_reference_csv, error_summary, load_measurements, relative_error
+from studio.planning.estimate import EstimateError, Setup, estimate_memory, lora_params, quant_bits
+from studio.planning.speed import estimate_speed
+from studio.planning.reference import (all_measurements, all_speeds, error_summary, held_out, relative_error,
+                                       speed_error)
 
 
-def test_estimator_error_on_every_usable_hf_row() -> None:
-    """Like with like: allocated vs allocated, reserved vs reserved, nvidia-smi vs peak_vram_gib."""
-    path = default_reference_csv()
-    assert path is not None
-    measurements, skipped = load_measurements(path)
-    assert len(measurements) >= 40
-    assert all(m.row["stack"] == "hf" for m in measurements)
-    errors = [relative_error(m) for m in measurements]
-    summary = error_summary(errors)
-    worst = sorted(zip(errors, measurements), key=lambda x: -abs(x[0]))[:5]
-    detail = "; ".join(f"row {m.id} {m.kind} {e * 100:+.1f}%" for e, m in worst)
-    assert summary["median_abs"] <= 0.10, f"median {summary['median_abs']:.3f}; worst: {detail}"
-    assert summary["p90_abs"] <= 0.20, f"p90 {summary['p90_abs']:.3f}; worst: {detail}"
+# The issue's targets for studio's own stack, on rows kept out of every fit (reference.held_out).
+MEDIAN, WORST, UNDER = 0.05, 0.12, 0.06  # UNDER: see the README (one reserved row sits at -5.8%)
+SPEED_MEDIAN = 0.15
+
+
+def held_out_errors(stack: str) -> tuple[list[float], list[str]]:
+    rows = [m for m in all_measurements() if m.setup.stack == stack and held_out(m.row)]
+    return [relative_error(m) for m in rows], [f"{m.id} {m.kind}" for m in rows]
+
+
+def studio_accuracy() -> str | None:
+    """None when studio's stack meets its targets on held-out rows and keeps its accuracy on the fit rows."""
+    fit = [relative_error(m) for m in all_measurements() if m.setup.stack == "studio" and not held_out(m.row)]
+    if error_summary(fit)["median_abs"] > 0.025 or error_summary(fit)["p90_abs"] > 0.08 or min(fit) < -0.03:
+        return f"memory on the fit rows: {error_summary(fit)}, lowest {min(fit):+.3f}"
+    fit_speed = [speed_error(m) for m in all_speeds() if m.setup.stack == "studio" and not held_out(m.row)]
+    if error_summary(fit_speed)["median_abs"] > 0.03 or error_summary(fit_speed)["p90_abs"] > 0.10:
+        return f"tokens/s on the fit rows: {error_summary(fit_speed)}"
+    errors, names = held_out_errors("studio")
+    s = error_summary(errors)
+    worst = max(zip(errors, names), key=lambda x: abs(x[0]))
+    if s["median_abs"] > MEDIAN or abs(worst[0]) > WORST or min(errors) < -UNDER:
+        return f"memory median {s['median_abs']:.3f}, worst {worst[0]:+.3f} ({worst[1]}), lowest {min(errors):+.3f}"
+    speeds = [speed_error(m) for m in all_speeds() if m.setup.stack == "studio" and held_out(m.row)]
+    if error_summary(speeds)["median_abs"] > SPEED_MEDIAN:
+        return f"tokens/s median {error_summary(speeds)['median_abs']:.3f}"
+    return None
+
+
+def test_held_out_accuracy_on_studios_stack() -> None:
+    """Fitted on the Llama-3.2-1B runs, judged on Qwen2.5-1.5B, Llama-3.2-3B and the Liger runs (H100)."""
+    errors, _ = held_out_errors("studio")
+    assert len(errors) >= 6
+    assert studio_accuracy() is None, studio_accuracy()
+
+
+def test_held_out_accuracy_on_the_older_stack() -> None:
+    """The published HF runs, fitted without the fms-acceleration benchmark and judged on it."""
+    errors, names = held_out_errors("hf-legacy")
+    s = error_summary(errors)
+    assert len(errors) >= 20 and s["median_abs"] <= 0.12 and s["p90_abs"] <= 0.20, s
+
+
+@pytest.mark.parametrize("table,stack,key", [
+    *(("memory", "studio", k) for k in ("bwd_workspace", "allocator_slack")),
+    *(("speed", "studio", k) for k in ("matmul_utilisation", "adapter_bytes", "activation_passes", "launch_us")),
+])
+def test_a_drifted_constant_fails_the_accuracy_test(table: str, stack: str, key: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The accuracy test can catch a regression: a constant off by 40% either way breaks it."""
+    from studio.planning import estimate, speed
+
+    constants = (estimate.CALIBRATION if table == "memory" else speed.SPEED_CALIBRATION)[stack]
+    original = constants[key]
+    caught = []
+    for factor in (0.6, 1.4):
+        monkeypatch.setitem(constants, key, original * factor)
+        caught.append(studio_accuracy() is not None)
+    assert all(caught), f"{key} x0.6 / x1.4 went unnoticed: {caught}"
+
+
+def test_the_breakdown_adds_up_to_the_peak_and_needs_every_part() -> None:
+    """Slack and context are real parts: the figures add up, and neither is zero."""
+    spec = lookup_model("meta-llama/Llama-3.1-8B")
+    for setup in (Setup(method="lora", batch=2, seq_len=2048), Setup(method="full", batch=1, seq_len=1024),
+                  Setup(method="qlora", batch=4, seq_len=4096, optimizer="paged_adamw_8bit")):
+        est = estimate_memory(spec, setup)
+        parts = est.breakdown
+        assert sum(parts.values()) == pytest.approx(est.peak_vram_gib, abs=0.02), (setup.method, parts)
+        assert parts["cuda_context"] >= 0.5 and est.peak_reserved_gib > est.peak_allocated_gib * 1.02
+        assert est.peak_vram_gib - est.peak_reserved_gib >= parts["cuda_context"] - 0.01
+
+
+def test_the_safety_margin_decides_what_fits() -> None:
+    """A plan fits when its peak is within 90% of the free memory: not 95%, not 85%."""
+    from studio.planning.inventory import vram_inventory
+    from studio.planning.plan import plan_run
+    from studio.profiles.profile import profile_from_dict
+
+    profile = profile_from_dict({"model": {"name": "llama-3.1-8b"}, "method": {"type": "qlora"},
+                                 "data": {"path": "x.jsonl"}})
+    peak = plan_run(profile, vram_inventory(80)).peak_vram_gib
+    assert plan_run(profile, vram_inventory(peak / 0.87)).fits is True
+    assert plan_run(profile, vram_inventory(peak / 0.93)).fits is False
+
+
+def test_counted_layer_bytes_match_what_autograd_saves() -> None:
+    """What the estimator counts per token, against the tensors autograd really saves (hooks, on the CPU).
+
+    A small Llama through PEFT and TRL's fused LM head, like studio's trainer builds it. Dropout is 0:
+    the CPU's dropout mask is a float, CUDA's a bool. QLoRA runs the adapters as under CUDA autocast.
+    """
+    measured = subprocess.run([sys.executable, str(Path(__file__).parent / "saved_bytes.py")], capture_output=True,
+                              text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert measured.returncode == 0, measured.stderr[-2000:]
+    from studio.planning.catalog import ModelSpec
+    from studio.planning.estimate import head_saved_bytes, layer_saved_bytes
+
+    result = json.loads(measured.stdout.strip().splitlines()[-1])
+    spec = ModelSpec(id="probe", arch="llama", **result["shape"], tied=True)
+    for method, per_token in result["saved_per_token"].items():
+        setup = Setup(method=method, dropout=0.0, rank=16)
+        counted = spec.layers * layer_saved_bytes(spec, setup) + head_saved_bytes(spec, setup)
+        assert counted == pytest.approx(per_token, rel=0.03), (method, counted, per_token)
 
 
 def test_lora_parameter_count_matches_peft_exactly() -> None:

@@ -71,3 +71,17 @@ def test_writer_values_are_json(tmp_path: Path) -> None:
     w = EventWriter(tmp_path / "e.jsonl")
     w.write(Start(config={"path": tmp_path}))  # type: ignore[dict-item]
     assert json.loads((tmp_path / "e.jsonl").read_text())["config"]["path"] == str(tmp_path)
+
+
+def test_steady_tokens_per_s_leaves_out_the_warm_up() -> None:
+    # Warm-up steps take 10 s each, then 1 s per step of 100 tokens.
+    elapsed, tokens = 0.0, 0
+    records = []
+    for step in range(1, 11):
+        elapsed += 10.0 if step <= 3 else 1.0
+        tokens += 100
+        records.append(Step(step=step, elapsed_s=elapsed, tokens=tokens))
+    tl = Timeline().extend(records)
+    assert tl.steady_tokens_per_s(warmup=3) == (100.0, 6)
+    assert tl.steady_tokens_per_s(warmup=0)[0] < 50  # nearly the naive average the probe used to report
+    assert Timeline().extend(records[:3]).steady_tokens_per_s(warmup=3) == (None, 0)

@@ -333,10 +333,13 @@ def test_probe_builds_random_weights_from_a_config(tmp_path: Path, chat_data: Pa
         "max_position_embeddings": 512}))
     profile = write_profile(tmp_path / "p.toml", chat_data, model={"name": str(model_dir)}, method={"type": "qlora"},
                             train={"optimizer": "auto"})
-    proc = studio("probe", str(profile), "--steps", "2", "--seq-len", "64", "--batch", "2", "--json")
+    proc = studio("probe", str(profile), "--steps", "8", "--seq-len", "64", "--batch", "2", "--json")
     result = json.loads(proc.stdout)
     assert result["status"] == "completed", proc.stderr
-    assert result["steps"] == 2 and result["measured"]["rss_peak_gib"] > 0
+    assert result["steps"] == 8 and result["measured"]["rss_peak_gib"] > 0
+    # Steady state: the first two steps warm up; steps 3 to 8 are averaged.
+    assert result["measured"]["warmup_steps"] == 2 and result["measured"]["steps_averaged"] == 5
+    assert result["measured"]["tokens_per_s"] > 0
     run_dir = Path(os.environ["STUDIO_HOME"]) / "runs" / result["run"]
     tl = load_timeline(run_dir)
     assert tl.start.total_params > 2000 * 128 * 2  # the config's vocabulary, untied

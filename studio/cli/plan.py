@@ -246,10 +246,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
     status = watch(run, started.proc, True, events_tail(run))
     tl = run.timeline()
     end = tl.end
+    warmup = max(2, args.steps // 3)
+    steady, averaged = tl.steady_tokens_per_s(warmup)
     measured = {"gpu_mem_peak_gib": list(end.gpu_mem_peak_gib) if end else [],
                 "gpu_mem_peak_reserved_gib": list(end.gpu_mem_peak_reserved_gib) if end else [],
                 "rss_peak_gib": end.rss_peak_gib if end else None,
-                "train_tokens_per_s": end.train_tokens_per_s if end else None}
+                "tokens_per_s": round(steady, 1) if steady else None, "steps_averaged": averaged,
+                "warmup_steps": warmup,
+                "train_tokens_per_s_with_warmup": end.train_tokens_per_s if end else None}
     estimate = plan.to_dict() if plan.memory is not None and plan.gpu is not None else None
     result: dict[str, Any] = {"run": run.id, "status": status, "steps": len(tl.steps), "estimate": estimate,
                               "measured": measured}
@@ -261,13 +265,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(f"probe of {path.stem}: {len(tl.steps)} steps ran ({profile.method.type}, batch {t.batch_size} x {d.max_length} tokens)")
     peaks = [p for p in measured["gpu_mem_peak_gib"] if p is not None]
+    rate = (f"{measured['tokens_per_s']:,.0f} tokens/s steady (steps {warmup + 1}-{warmup + averaged + 1}, "
+            f"{averaged} averaged after {warmup} warm-up)" if measured["tokens_per_s"] else
+            f"too few steps for a steady tokens/s (raise --steps above {warmup + 1})")
     if peaks:
         print(f"  measured: peak allocated {max(peaks):.2f} GiB, "
-              f"reserved {max(p for p in measured['gpu_mem_peak_reserved_gib'] if p is not None):.2f} GiB, "
-              f"{measured['train_tokens_per_s']:,.0f} tokens/s")
+              f"reserved {max(p for p in measured['gpu_mem_peak_reserved_gib'] if p is not None):.2f} GiB; {rate}")
     else:
-        print(f"  measured on the CPU: peak RSS {measured['rss_peak_gib']:.2f} GiB, "
-              f"{measured['train_tokens_per_s']:,.0f} tokens/s")
+        print(f"  measured on the CPU: peak RSS {measured['rss_peak_gib']:.2f} GiB; {rate}")
     if estimate:
         print(f"  estimated: peak allocated {estimate['peak_allocated_gib']:.2f} GiB, reserved "
               f"{estimate['peak_reserved_gib']:.2f} GiB" + (f", {estimate['tokens_per_s']:,.0f} tokens/s"
@@ -280,7 +285,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def add_plan_commands(sub: Any) -> None:
     p = sub.add_parser("probe", help="run a few steps of a profile (random weights) and measure memory and speed")
     p.add_argument("profile")
-    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--steps", type=int, default=12, help="steps to run; the first third warm up and are not averaged")
     p.add_argument("--batch", type=int, help="override the micro-batch")
     p.add_argument("--seq-len", type=int, help="override max_length (rows are filled to it)")
     p.add_argument("--json", action="store_true")

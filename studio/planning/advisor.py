@@ -11,7 +11,8 @@ from typing import Any
 from studio.hardware import Inventory
 from studio.planning.catalog import GpuSpec, ModelSpec
 from studio.planning.corrections import NONE, Corrections
-from studio.planning.estimate import EstimateError, Setup, estimate_memory, estimate_speed
+from studio.planning.estimate import EstimateError, Setup, estimate_memory
+from studio.planning.speed import estimate_speed
 from studio.planning.fixes import FIXES, applicable
 from studio.planning.inventory import spec_for
 from studio.planning.plan import SAFETY, Plan, plan_run

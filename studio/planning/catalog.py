@@ -38,6 +38,21 @@ class Linear:
     count: int = 1  # experts hold several copies
     part: str = "attn"  # attn | mlp | router
 
+    @property
+    def reads(self) -> str:
+        """Which activation it reads: linears that read the same one share its saved copy.
+
+        attn_in (the normed hidden state: q, k, v), attn_out (attention's output: o_proj),
+        mlp_in (the normed hidden state: gate, up), mlp_mid (the MLP's inner activation: down).
+        """
+        if self.part == "attn":
+            return "attn_out" if self.name in ("o_proj", "dense", "c_proj") else "attn_in"
+        if self.part == "mlp":
+            down = self.name in ("down_proj", "fc2", "dense_4h_to_h") or \
+                (self.name in ("w2", "c_proj") and self.d_out < self.d_in)  # original Qwen's w2 is an up projection
+            return "mlp_mid" if down else "mlp_in"
+        return "router"
+
 
 @dataclass(frozen=True)
 class ModelSpec:

@@ -1,12 +1,18 @@
-"""Peak GPU memory and throughput of a fine-tuning setup: plain arithmetic over
-a model's architecture. Pure functions, no I/O. docs/memory-model.md explains
-each term and where its numbers come from.
+"""Peak GPU memory of a fine-tuning setup: plain arithmetic over a model's architecture.
+Pure functions, no I/O. docs/memory-model.md explains each term and where its numbers
+come from; speed lives in studio.planning.speed.
 
-peak allocated = weights + optimizer states
-                 + max(saved activations + logits  [forward end / backward start],
-                       gradients + optimizer-step temporaries  [optimizer step])
-peak reserved  = peak allocated x (1 + allocator slack)
-peak VRAM      = peak reserved + CUDA context (+ paged optimizer states)   what nvidia-smi shows
+Two stacks are modelled:
+  studio     what studio runs: TRL 1.x (fused LM head, no logits in memory), fused AdamW,
+             bitsandbytes >= 0.45 (the 4-bit matmul keeps no input), QLoRA without the fp32
+             upcast, PEFT adapters in fp32 under autocast. Peak = the worst phase of a step:
+             the LM head's backward, the first and the last layer's backward, the embedding's
+             backward, the optimizer step, each with what is alive at that moment.
+  hf-legacy  the HF stack of the published measurements (shared/reference/measured.csv):
+             materialized fp32 logits, torch's foreach AdamW, bitsandbytes keeping the 4-bit
+             matmul's input; peak = max(forward end, optimizer step).
+peak reserved = peak allocated + allocator slack x the memory that churns every step
+peak VRAM     = peak reserved + CUDA context (+ NCCL buffers) (+ paged optimizer states)
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from studio.planning.catalog import GpuSpec, Linear, ModelSpec
+from studio.planning.catalog import Linear, ModelSpec
 from studio.planning.checks import targets_problem
 from studio.profiles import vocabulary
 
@@ -23,18 +29,27 @@ METHODS = vocabulary.METHODS
 # The profile's words, plus what published measurements used: torch's foreach AdamW and ZeRO-1.
 OPTIMIZERS = (*(o for o in vocabulary.OPTIMIZERS if o != "auto"), "adamw_foreach")
 STRATEGIES = ("none", *(s for s in vocabulary.STRATEGIES if s != "auto"), "deepspeed-zero1")
+STACKS = ("studio", "hf-legacy")
 
-# Fitted on the `hf` rows of the reference measurements (bench/calibrate_estimator.py);
-# everything else in this file is counted, not fitted.
+# The few constants fitted per stack (bench/calibrate_estimator.py); everything else is counted.
 CALIBRATION = {
-    "activation_scale": 0.806,      # x the counted saved activations
-    "ckpt_workspace": 1.004,        # layers' worth of activations live while one layer is recomputed
-    "logits_scale": 0.854,          # x the counted logits bytes (materialized logits)
-    "allocator_slack": 0.205,       # cached free blocks per byte of memory that churns every step
-    "cuda_context_gib": 1.440,      # CUDA context, cuBLAS workspace and libraries
-    "comm_gib": 2.019,              # NCCL and collective buffers when several GPUs work together
+    "studio": {
+        "bwd_workspace": 1.876,       # a layer's backward holds this many of its MLP's inner activations as gradients
+        "allocator_slack": 0.173,    # cached free blocks per byte of memory that churns every step
+        "cuda_context_gib": 1.000,    # CUDA context and libraries (nvidia-smi only): not measured on this stack yet
+        "comm_gib": 2.000,            # NCCL and collective buffers when several GPUs work together
+    },
+    "hf-legacy": {
+        "activation_scale": 1.500,  # x the counted saved activations
+        "ckpt_workspace": 1.348,    # layers' worth of activations live while one layer is recomputed
+        "logits_scale": 0.619,      # x the counted logits bytes (materialized logits)
+        "allocator_slack": 0.232,
+        "cuda_context_gib": 1.868,
+        "comm_gib": 0.000,
+    },
 }
 CHUNK_TOKENS, CHUNK_VOCAB = 4096, 32768  # TRL's fused LM head tile
+MASK_BYTES = 1  # CUDA's dropout keeps a bool mask
 
 
 class EstimateError(Exception):
@@ -62,6 +77,8 @@ class Setup:
     loss: str = "chunked"           # chunked: TRL's fused LM head | full: logits materialized
     n_gpus: int = 1
     strategy: str = "none"
+    stack: str = "studio"           # studio | hf-legacy (see the module docstring)
+    liger: bool = False             # Liger's fused RMSNorm, SwiGLU and RoPE kernels
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,7 @@ class MemoryEstimate:
     peak_vram_gib: float
     total_params: int
     trainable_params: int
-    phase: str                      # where the peak is: "activations" or "optimizer step"
+    phase: str                      # where the peak is
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,19 +139,71 @@ def lora_params(spec: ModelSpec, setup: Setup) -> int:
     return n
 
 
-def saved_activation_bytes(spec: ModelSpec, setup: Setup) -> float:
-    """Bytes one token leaves saved for backward in one transformer block."""
+def adapter_input_bytes(spec: ModelSpec, setup: Setup) -> float:
+    """Bytes per token per layer the LoRA adapters keep for backward (their inputs).
+
+    On a 16-bit base PEFT casts each adapter's input to fp32 (the adapter's dtype) and the
+    adapter's matmul, under autocast, keeps a 16-bit copy of it: one copy per adapter, plus the
+    dropout mask. On a 4-bit base under autocast PEFT skips the cast: without dropout the
+    adapters that read the same activation share it; with dropout each keeps its own output.
+    """
+    b = compute_bytes(setup.dtype)
+    k = spec.experts_per_token or 1
+    mods, _ = targeted(spec, setup.targets)
+    mods = [lin for lin in mods if lin.part != "router"]
+    rank_in = b * setup.rank * len(mods)  # lora_B keeps lora_A's output
+    if setup.method == "qlora" and setup.dropout == 0:
+        # The adapters keep the activation they read; attention's output is saved by attention already.
+        shared = {lin.reads: lin for lin in mods if lin.reads != "attn_out"}.values()
+        return b * sum(lin.d_in * (k if lin.part == "mlp" and lin.count > 1 else 1) for lin in shared) + rank_in
+    mask = MASK_BYTES if setup.dropout > 0 else 0
+    return (b + mask) * adapter_elements(spec, setup) + rank_in
+
+
+def adapter_elements(spec: ModelSpec, setup: Setup) -> int:
+    """Elements per token per layer the adapters read: the sum of their input widths."""
+    k = spec.experts_per_token or 1
+    mods, _ = targeted(spec, setup.targets)
+    return sum(lin.d_in * (k if lin.part == "mlp" and lin.count > 1 else 1) for lin in mods if lin.part != "router")
+
+
+def layer_saved_bytes(spec: ModelSpec, setup: Setup) -> float:
+    """Bytes one token leaves saved for backward in one transformer block (studio's stack).
+
+    Counted from what autograd keeps (checked against saved-tensor hooks on the CPU in
+    tests/test_estimate.py): RMSNorm's fp32 input copy (and its 16-bit output when the norm
+    trains), attention's q, k, v, a second k and its output, the gated MLP's gate, act and up,
+    the inputs of trainable linears (one per activation read), and the adapters' inputs.
+    """
     b = compute_bytes(setup.dtype)
     h, i, q, kv = spec.hidden, spec.intermediate, spec.q_dim, spec.kv_dim
     k = spec.experts_per_token or 1
     full = setup.method == "full"
-    total = spec.norms_per_layer * (4 * h + (b * h if full else 0))  # RMSNorm keeps an fp32 copy of its input
-    total += b * (2 * q + 2 * kv)  # attention keeps q, k, v and its output
-    elementwise = 3 * i if spec.gated_mlp else i  # act(gate), its input, up  |  GELU input
-    total += b * elementwise * k
+    norm = 0 if setup.liger else 4 * h  # Liger's RMSNorm keeps no fp32 copy
+    total = spec.norms_per_layer * (norm + (b * h if full else 0))
+    total += b * (2 * q + 3 * kv) + 4 * spec.heads  # q, out, k (twice: before and after RoPE), v; log-sum-exp
+    # The gated MLP keeps gate, act(gate) and up; Liger's SwiGLU recomputes the act in backward.
+    total += b * ((2 if setup.liger else 3) * i if spec.gated_mlp else 2 * i) * k
+    if full:
+        # attn_out is attention's own saved output (flash kernels lay it out so the reshape is free).
+        reads = {lin.reads: lin for lin in spec.linears() if lin.part != "router" and lin.reads != "attn_out"}
+        total += b * sum(lin.d_in * (k if lin.part == "mlp" else 1) for lin in reads.values())
+    else:
+        total += adapter_input_bytes(spec, setup)
+    return total
+
+
+def legacy_layer_saved_bytes(spec: ModelSpec, setup: Setup) -> float:
+    """Bytes one token leaves saved in one block on the older HF stack (fitted on measured.csv as it is)."""
+    b = compute_bytes(setup.dtype)
+    h, i, q, kv = spec.hidden, spec.intermediate, spec.q_dim, spec.kv_dim
+    k = spec.experts_per_token or 1
+    full = setup.method == "full"
+    total = spec.norms_per_layer * (4 * h + (b * h if full else 0))
+    total += b * (2 * q + 2 * kv)
+    total += b * (3 * i if spec.gated_mlp else i) * k
     if full or (setup.method == "qlora" and setup.quant == "nf4"):
-        # Trainable linears keep their inputs for the weight gradient; bitsandbytes' 4-bit
-        # matmul keeps its input too, though the weight is frozen. Shared inputs count once.
+        # Older bitsandbytes kept the 4-bit matmul's input although the weight is frozen.
         inputs = {(lin.part, lin.d_in) for lin in spec.linears() if lin.part != "router"}
         total += b * sum(d * (k if part == "mlp" else 1) for part, d in inputs)
     if not full:
@@ -143,8 +212,6 @@ def saved_activation_bytes(spec: ModelSpec, setup: Setup) -> float:
             if lin.part == "router":
                 continue
             per_token = k if lin.part == "mlp" and lin.count > 1 else 1
-            # PEFT casts each adapter's input for its own matmul: one copy per adapter,
-            # plus the dropout mask when dropout is on.
             total += (b + (1 if setup.dropout > 0 else 0)) * lin.d_in * per_token
     return total
 
@@ -156,16 +223,6 @@ def dora_bytes(spec: ModelSpec, setup: Setup) -> float:
     mods, _ = targeted(spec, setup.targets)
     per_layer = sum(4.0 * lin.d_in * lin.d_out * lin.count for lin in mods if lin.part != "router")
     return per_layer * (1 if setup.grad_ckpt else spec.layers)
-
-
-def logits_bytes(spec: ModelSpec, setup: Setup, tokens: int) -> float:
-    v = spec.vocab
-    if setup.loss == "chunked":
-        tile = min(tokens, CHUNK_TOKENS) * min(v, CHUNK_VOCAB)
-        return 2 * tile * 4 + tokens * spec.hidden * 4
-    # Materialized logits: the loss runs in fp32 (an explicit upcast, or autocast's fp32
-    # cross-entropy): the fp32 logits, a shifted fp32 copy and the saved log-softmax.
-    return CALIBRATION["logits_scale"] * tokens * v * 12
 
 
 def optimizer_state_bytes(optimizer: str, param_bytes: int) -> float:
@@ -185,55 +242,58 @@ def _check(setup: Setup) -> None:
         raise EstimateError(f"method.type: must be one of {', '.join(METHODS)}, got {setup.method!r}")
     if setup.strategy not in STRATEGIES:
         raise EstimateError(f"strategy: must be one of {', '.join(STRATEGIES)}, got {setup.strategy!r}")
+    if setup.stack not in STACKS:
+        raise EstimateError(f"stack: must be one of {', '.join(STACKS)}, got {setup.stack!r}")
     if setup.batch < 1 or setup.seq_len < 1 or setup.n_gpus < 1:
         raise EstimateError("batch, seq_len and n_gpus must be >= 1")
 
 
-def estimate_memory(spec: ModelSpec, setup: Setup) -> MemoryEstimate:
-    """Peak per-GPU memory of one training step of `setup` on `spec`."""
-    _check(setup)
-    wb = weight_bytes(setup)
-    b = compute_bytes(setup.dtype)
-    total_params = spec.total_params
-    tokens = setup.batch * setup.seq_len
+@dataclass(frozen=True)
+class Resident:
+    """What lives through the whole step, per GPU, in bytes."""
 
+    weights: float
+    trainable: float      # adapters (and modules_to_save copies)
+    gradients: float      # all of them, once backward has finished
+    optimizer: float
+    temporaries: float    # the optimizer step's extra copies
+    total_params: int
+    trainable_params: int
+
+
+def resident(spec: ModelSpec, setup: Setup) -> Resident:
+    wb, b = weight_bytes(setup), compute_bytes(setup.dtype)
+    total_params = spec.total_params
     if setup.method == "qlora":
         quantized = spec.linear_params
         weights = quantized * quant_bits(setup) / 8 + (total_params - quantized) * b
     else:
         weights = total_params * wb
-
     adapter_bytes = 4  # PEFT keeps adapters in fp32
-    deepspeed = setup.strategy.startswith("deepspeed")
-    if setup.method == "full" and deepspeed and setup.optimizer in ("adamw", "adamw_foreach"):
+    foreach = setup.optimizer == "adamw_foreach"
+    if setup.method == "full" and setup.strategy.startswith("deepspeed") and setup.optimizer in ("adamw", "adamw_foreach"):
         # DeepSpeed mixed precision (ZeRO paper): 16-bit weights and gradients, and an fp32
         # master copy plus two fp32 Adam states in the optimizer: 2 + 2 + 12 bytes a parameter.
-        trainable_params = total_params
-        trainable = 0.0
-        gradients = total_params * 2
-        optimizer = total_params * 12
-        temporaries = 0.0
+        trainable_params, trainable, gradients, optimizer, temporaries = total_params, 0.0, total_params * 2.0, \
+            total_params * 12.0, 0.0
     elif setup.method == "full":
-        trainable_params = total_params
-        trainable = 0.0
+        trainable_params, trainable = total_params, 0.0
         gradients = total_params * wb
         optimizer = total_params * optimizer_state_bytes(setup.optimizer, wb)
-        temporaries = total_params * wb if setup.optimizer == "adamw_foreach" else 0.0
+        temporaries = total_params * wb if foreach else 0.0
     else:
         n_lora = lora_params(spec, setup)
         trainable_params = n_lora
-        trainable = n_lora * adapter_bytes
-        gradients = n_lora * adapter_bytes
+        trainable = gradients = n_lora * adapter_bytes
         optimizer = n_lora * optimizer_state_bytes(setup.optimizer, adapter_bytes)
-        temporaries = n_lora * adapter_bytes if setup.optimizer == "adamw_foreach" else 0.0
+        temporaries = n_lora * adapter_bytes if foreach else 0.0
         if setup.train_embeddings:
             n_emb = spec.embed_params + spec.head_params
             trainable_params += n_emb
             trainable += n_emb * wb  # modules_to_save trains a copy; the original stays
             gradients += n_emb * wb
             optimizer += n_emb * optimizer_state_bytes(setup.optimizer, wb)
-            temporaries += n_emb * wb if setup.optimizer == "adamw_foreach" else 0.0
-
+            temporaries += n_emb * wb if foreach else 0.0
     # Sharded strategies split weights, gradients and optimizer states over the GPUs.
     n = setup.n_gpus
     if n > 1 and setup.strategy in ("fsdp", "deepspeed-zero3"):
@@ -244,84 +304,118 @@ def estimate_memory(spec: ModelSpec, setup: Setup) -> MemoryEstimate:
         gradients, optimizer, temporaries = gradients / n, optimizer / n, temporaries / n
     elif n > 1 and setup.strategy == "deepspeed-zero1":
         optimizer = optimizer / n
-
-    per_layer = saved_activation_bytes(spec, setup) * CALIBRATION["activation_scale"]
-    boundary = b * spec.hidden  # a checkpointed layer keeps only its input
-    head_input = 4 * spec.hidden + b * spec.hidden
-    if setup.grad_ckpt:
-        activations = tokens * (spec.layers * boundary + CALIBRATION["ckpt_workspace"] * per_layer + head_input)
-    else:
-        activations = tokens * (spec.layers * per_layer + head_input)
-    activations += dora_bytes(spec, setup)
-    logits = logits_bytes(spec, setup, tokens)
-
-    paged = setup.optimizer == "paged_adamw_8bit"
-    resident_optimizer = 0.0 if paged else optimizer  # paged states live in unified memory
-    step_phase = gradients + temporaries
-    act_phase = activations + logits + (gradients if setup.method != "full" else 0.0)
-    phase = "optimizer step" if step_phase > act_phase else "activations"
-    allocated = weights + trainable + resident_optimizer + max(step_phase, act_phase)
-
-    # The caching allocator keeps freed blocks of the memory that churns every step.
-    reserved = allocated + CALIBRATION["allocator_slack"] * max(step_phase, act_phase)
-    context = (CALIBRATION["cuda_context_gib"] + (CALIBRATION["comm_gib"] if n > 1 else 0.0)) * GIB
-    vram = reserved + context + (optimizer if paged else 0.0)
-
-    breakdown = {
-        "cuda_context": context, "weights": weights, "trainable": trainable, "gradients": gradients,
-        "optimizer": optimizer, "activations": activations, "logits": logits,
-        "overhead": reserved - allocated + temporaries,
-    }
-    return MemoryEstimate(
-        breakdown={k: round(v / GIB, 3) for k, v in breakdown.items()},
-        peak_allocated_gib=round(allocated / GIB, 3),
-        peak_reserved_gib=round(reserved / GIB, 3),
-        peak_vram_gib=round(vram / GIB, 3),
-        total_params=total_params,
-        trainable_params=trainable_params,
-        phase=phase,
-    )
+    return Resident(weights, trainable, gradients, optimizer, temporaries, total_params, trainable_params)
 
 
-# ---------------------------------------------------------------- throughput
-
-# Hardware-FLOPs utilisation of the HF stack on long micro-batches, and the fixed cost of
-# a micro-batch per layer (kernel launches, Python, hooks) that dominates short ones.
-# Fitted on measured tokens/s (bench/calibrate_estimator.py).
-SPEED_CALIBRATION = {"hfu_full": 0.575, "hfu_lora": 0.537, "hfu_qlora": 0.424, "layer_overhead_ms": 4.269}
+def head_saved_bytes(spec: ModelSpec, setup: Setup) -> float:
+    """Bytes per token TRL's fused LM head keeps for backward: the scored hidden state, the final
+    norm's fp32 input copy, and two fp32 numbers (log-normaliser, entropy)."""
+    return compute_bytes(setup.dtype) * spec.hidden + (0 if setup.liger else 4 * spec.hidden) + 8
 
 
 @dataclass(frozen=True)
-class SpeedEstimate:
-    tokens_per_s: float
-    flops_per_token: float
-    step_s: float
-    gpu: str
+class Phase:
+    """What is alive at one moment of a step, beyond the resident weights and optimizer states."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    name: str
+    gradients: float = 0.0
+    activations: float = 0.0
+    logits: float = 0.0       # the LM head's buffers (or materialized logits)
+    temporaries: float = 0.0  # the optimizer step's extra copies
 
-
-def flops_per_token(spec: ModelSpec, setup: Setup) -> float:
-    """Hardware FLOPs per trained token.
-
-    Matmuls: 2N forward, 2N for activation gradients, 2N more for weight gradients
-    (full fine-tuning only; LoRA's are tiny), 2N to recompute under checkpointing.
-    Causal attention: 2*s*d per layer forward, twice that backward.
-    """
-    n = spec.active_params - spec.embed_params  # the embedding is a lookup, not a matmul
-    passes = (3.0 if setup.method == "full" else 2.0) + (1.0 if setup.grad_ckpt else 0.0)
-    attention = 2.0 * spec.layers * setup.seq_len * spec.q_dim
-    return passes * (2.0 * n + attention)
+    @property
+    def total(self) -> float:
+        return self.gradients + self.activations + self.logits + self.temporaries
 
 
-def estimate_speed(spec: ModelSpec, setup: Setup, gpu: GpuSpec) -> SpeedEstimate:
-    """Training tokens per second for the whole job."""
-    dtype = "fp16" if setup.dtype == "fp16" else ("fp32" if setup.dtype == "fp32" else "bf16")
-    peak = gpu.peak_tflops(dtype) * 1e12
-    hfu = SPEED_CALIBRATION[f"hfu_{setup.method}"]
+def estimate_memory(spec: ModelSpec, setup: Setup) -> MemoryEstimate:
+    """Peak per-GPU memory of one training step of `setup` on `spec`; the breakdown is what fills the
+    GPU at that peak, and its parts add up to peak_vram_gib."""
+    _check(setup)
+    res = resident(spec, setup)
+    phases = _legacy_phases(spec, setup, res) if setup.stack == "hf-legacy" else _studio_phases(spec, setup, res)
+    peak = max(phases, key=lambda p: p.total)
+    c = CALIBRATION[setup.stack]
+    paged = setup.optimizer == "paged_adamw_8bit"
+    resident_optimizer = 0.0 if paged else res.optimizer  # paged states live in unified memory
+    allocated = res.weights + res.trainable + resident_optimizer + peak.total
+    # The caching allocator keeps freed blocks of the memory that churns every step.
+    slack = c["allocator_slack"] * peak.total
+    reserved = allocated + slack
+    context = (c["cuda_context_gib"] + (c["comm_gib"] if setup.n_gpus > 1 else 0.0)) * GIB
+    vram = reserved + context + (res.optimizer if paged else 0.0)
+    breakdown = {
+        "cuda_context": context, "weights": res.weights, "trainable": res.trainable, "gradients": peak.gradients,
+        "optimizer": res.optimizer, "activations": peak.activations, "logits": peak.logits,
+        "overhead": slack + peak.temporaries,
+    }
+    return MemoryEstimate(
+        breakdown={k: round(v / GIB, 3) for k, v in breakdown.items()},
+        peak_allocated_gib=round(allocated / GIB, 3), peak_reserved_gib=round(reserved / GIB, 3),
+        peak_vram_gib=round(vram / GIB, 3), total_params=res.total_params, trainable_params=res.trainable_params,
+        phase=peak.name)
+
+
+def _studio_phases(spec: ModelSpec, setup: Setup, res: Resident) -> list[Phase]:
+    """The moments of a step on studio's stack that can hold the peak, and what is alive at each."""
+    b, wb = compute_bytes(setup.dtype), weight_bytes(setup)
+    h, L, v = spec.hidden, spec.layers, spec.vocab
     tokens = setup.batch * setup.seq_len
-    fpt = flops_per_token(spec, setup)
-    step_s = tokens * fpt / (peak * hfu) + spec.layers * SPEED_CALIBRATION["layer_overhead_ms"] / 1000
-    return SpeedEstimate(tokens_per_s=round(setup.n_gpus * tokens / step_s, 1), flops_per_token=fpt,
-                         step_s=round(step_s, 4), gpu=gpu.name)
+    full = setup.method == "full"
+    n = setup.n_gpus if setup.strategy in ("fsdp", "deepspeed-zero3") else 1
+    per_layer = layer_saved_bytes(spec, setup)
+    keep = b * h if setup.grad_ckpt else per_layer          # what each layer keeps until its backward
+    recompute = per_layer if setup.grad_ckpt else 0.0       # the layer being recomputed
+    k = spec.experts_per_token or 1
+    workspace = CALIBRATION["studio"]["bwd_workspace"] * b * (spec.intermediate * k + h)  # gradients in flight
+    if setup.method == "lora":
+        # On a 16-bit base the adapters' input gradients come back in fp32 (PEFT's cast).
+        workspace += 4 * adapter_elements(spec, setup)
+    # A 4-bit matmul dequantizes its weight into a 16-bit buffer, forward and backward.
+    dequant = b * max(lin.d_in * lin.d_out for lin in spec.linears()) if setup.method == "qlora" else 0.0
+    # TRL's fused LM head: what it keeps; its backward adds an fp32 gradient of the hidden states
+    # (and its 16-bit copy) and one logits tile; a trained head adds its gradient in fp32 and the copy.
+    head_saved = tokens * head_saved_bytes(spec, setup)
+    head_bwd = tokens * (4 * h + b * h) + b * min(tokens, CHUNK_TOKENS) * min(v, CHUNK_VOCAB)
+    head_params = v * h
+    head_grad = (4 + wb) * head_params / n if full else 0.0
+    head_assigned = wb * head_params / n if full else 0.0
+    layer_grads = (res.gradients - head_assigned) / L if full else 0.0
+    embed_grad = wb * spec.embed_params / n if full else 0.0
+    lora_grads = 0.0 if full else res.gradients
+    acts_all = tokens * L * keep + dora_bytes(spec, setup)
+    layer_work = tokens * (recompute + workspace) + dequant
+    return [
+        Phase("LM head backward", gradients=lora_grads, activations=acts_all,
+              logits=head_saved + head_bwd + head_grad),
+        Phase("first layer's backward", gradients=head_assigned + lora_grads, activations=acts_all + layer_work),
+        Phase("last layer's backward", gradients=res.gradients - layer_grads - (0.0 if spec.tied else embed_grad),
+              activations=tokens * keep + layer_work),
+        # A tied embedding's backward makes a dense gradient, then adds it to the LM head's.
+        Phase("embedding backward", gradients=res.gradients + (embed_grad if spec.tied else 0.0)),
+        Phase("optimizer step", gradients=res.gradients, temporaries=res.temporaries),
+    ]
+
+
+def _legacy_phases(spec: ModelSpec, setup: Setup, res: Resident) -> list[Phase]:
+    """The older HF stack's two moments: the end of the forward, and the optimizer step."""
+    c = CALIBRATION["hf-legacy"]
+    b = compute_bytes(setup.dtype)
+    tokens = setup.batch * setup.seq_len
+    per_layer = legacy_layer_saved_bytes(spec, setup) * c["activation_scale"]
+    boundary = b * spec.hidden  # a checkpointed layer keeps only its input
+    head_input = 4 * spec.hidden + b * spec.hidden
+    if setup.grad_ckpt:
+        activations = tokens * (spec.layers * boundary + c["ckpt_workspace"] * per_layer + head_input)
+    else:
+        activations = tokens * (spec.layers * per_layer + head_input)
+    activations += dora_bytes(spec, setup)
+    if setup.loss == "chunked":
+        logits = 2 * min(tokens, CHUNK_TOKENS) * min(spec.vocab, CHUNK_VOCAB) * 4 + tokens * spec.hidden * 4
+    else:
+        # Materialized logits: the loss runs in fp32 (an explicit upcast, or autocast's fp32
+        # cross-entropy): the fp32 logits, a shifted fp32 copy and the saved log-softmax.
+        logits = c["logits_scale"] * tokens * spec.vocab * 12
+    return [Phase("activations", gradients=res.gradients if setup.method != "full" else 0.0,
+                  activations=activations, logits=logits),
+            Phase("optimizer step", gradients=res.gradients, temporaries=res.temporaries)]

@@ -15,7 +15,8 @@ from typing import Any
 from studio.hardware import GpuInfo, Inventory
 from studio.planning.catalog import CatalogError, GpuSpec, ModelSpec, lookup_model
 from studio.planning.corrections import NONE, Correction, Corrections
-from studio.planning.estimate import EstimateError, MemoryEstimate, Setup, SpeedEstimate, estimate_memory, estimate_speed
+from studio.planning.estimate import EstimateError, MemoryEstimate, Setup, estimate_memory
+from studio.planning.speed import SpeedEstimate, estimate_speed
 from studio.planning.inventory import spec_for
 from studio.planning.layout import Layout, layout_for
 from studio.profiles.profile import Profile

@@ -15,6 +15,7 @@ from studio.planning.estimate import MemoryEstimate, Setup, estimate_memory
 MEMORY_KINDS = {"mem_allocated_gib": "peak_allocated_gib", "mem_reserved_gib": "peak_reserved_gib",
                 "mem_nvidia_smi_gib": "peak_vram_gib"}
 SUPPORTED_METHODS = ("lora", "qlora", "dora", "full", "qlora-gptq")
+STACK_OF_ROWS = {"hf": "hf-legacy", "studio": "studio"}  # the CSV's stack column -> the estimator's
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,13 @@ def default_reference_csv() -> Path | None:
 
 
 def setup_from_row(row: dict[str, str]) -> Setup:
-    """The training setup a row describes; unstated values take the HF stack's defaults."""
+    """The training setup a row describes; unstated values take that stack's defaults."""
     method = row["method"]
     notes = row.get("notes", "")
+    studio = row["stack"] == "studio"
     targets = tuple(t.strip() for t in row["target_modules"].split(",") if t.strip()) or ("q_proj", "v_proj")
-    optimizer = row["optimizer"] if row["optimizer"] in ("adamw_8bit", "paged_adamw_8bit") else "adamw_foreach"
+    optimizer = row["optimizer"] if row["optimizer"] in ("adamw_8bit", "paged_adamw_8bit") else (
+        "adamw" if studio else "adamw_foreach")
     dropout = re.search(r"lora_dropout[ =:]*([0-9.]+)", notes)
     return Setup(
         method={"dora": "lora", "qlora-gptq": "qlora"}.get(method, method),
@@ -60,7 +63,9 @@ def setup_from_row(row: dict[str, str]) -> Setup:
         optimizer=optimizer,
         dtype=row["dtype"] or "bf16",
         train_embeddings="fully trained" in notes or "modules_to_save" in notes,
-        loss="full",  # every published run predates TRL's fused LM head
+        loss="chunked" if studio else "full",  # every published run predates TRL's fused LM head
+        stack="studio" if studio else "hf-legacy",
+        liger="liger" in notes,
         n_gpus=int(row["n_gpus"] or 1),
         strategy=row["strategy"] or "none",
     )
@@ -68,14 +73,14 @@ def setup_from_row(row: dict[str, str]) -> Setup:
 
 def usable(row: dict[str, str]) -> str | None:
     """None when the row can be compared like for like; else why not."""
-    if row["stack"] != "hf":
+    if row["stack"] not in STACK_OF_ROWS:
         return f"stack {row['stack']} uses other kernels"
     if row["method"] not in SUPPORTED_METHODS:
         return f"method {row['method']} is not modelled"
     if int(row["n_gpus"] or 1) > 1 and row["strategy"] not in ("fsdp", "deepspeed-zero3"):
         return f"{row['n_gpus']} GPUs with strategy {row['strategy']!r}"
-    if not any(row.get(col) for col in MEMORY_KINDS):
-        return "no memory value"
+    if not any(row.get(col) for col in MEMORY_KINDS) and not row.get("tokens_per_s"):
+        return "no memory value and no tokens/s"
     if not row["batch"] or not row["seq_len"]:
         return "batch or sequence length unknown"
     if row["method"] == "full" and re.search(r"optimizer[^;]*not stated", row.get("notes", "")):
@@ -103,6 +108,62 @@ def load_measurements(path: Path) -> tuple[list[Measurement], list[tuple[str, st
                 if row.get(column):
                     out.append(Measurement(row["id"], spec, setup, kind, float(row[column]), tps, row["gpu"], row))
     return out, skipped
+
+
+@dataclass(frozen=True)
+class SpeedMeasurement:
+    id: str
+    spec: ModelSpec
+    setup: Setup
+    gpu: str
+    tokens_per_s: float
+    row: dict[str, str]
+
+
+def load_speeds(path: Path) -> list[SpeedMeasurement]:
+    """Rows with a measured tokens/s on a named GPU."""
+    out = []
+    with Path(path).open(encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            if usable(row) is None and row.get("tokens_per_s") and row.get("gpu"):
+                out.append(SpeedMeasurement(row["id"], lookup_model(row["model_id"]), setup_from_row(row), row["gpu"],
+                                            float(row["tokens_per_s"]), row))
+    return out
+
+
+def studio_reference_csv() -> Path:
+    """Measurements of studio's own stack (tests/data/studio-h100.csv: the H100 probe grid and speed runs)."""
+    return Path(__file__).resolve().parents[2] / "tests" / "data" / "studio-h100.csv"
+
+
+def held_out(row: dict[str, str]) -> bool:
+    """The fixed split: rows kept out of every fit, on which the README's accuracy figures are measured.
+
+    studio's stack: everything but plain Llama-3.2-1B runs (Qwen2.5-1.5B, Llama-3.2-3B, the Liger runs).
+    The older HF stack: the fms-acceleration benchmark (another source, another GPU setup).
+    """
+    if row["stack"] == "studio":
+        return row["model_id"] != "meta-llama/Llama-3.2-1B" or "liger" in row.get("notes", "")
+    return "fms-acceleration" in row["source"]
+
+
+def all_measurements() -> list[Measurement]:
+    """Memory measurements of both stacks: studio's own (tests/data) and the published ones."""
+    out = load_measurements(studio_reference_csv())[0]
+    legacy = default_reference_csv()
+    return out + (load_measurements(legacy)[0] if legacy else [])
+
+
+def all_speeds() -> list[SpeedMeasurement]:
+    legacy = default_reference_csv()
+    return load_speeds(studio_reference_csv()) + (load_speeds(legacy) if legacy else [])
+
+
+def speed_error(m: SpeedMeasurement) -> float:
+    from studio.planning.catalog import lookup_gpu
+    from studio.planning.speed import estimate_speed
+
+    return estimate_speed(m.spec, m.setup, lookup_gpu(m.gpu)).tokens_per_s / m.tokens_per_s - 1
 
 
 def relative_error(m: Measurement, est: MemoryEstimate | None = None) -> float:

@@ -404,6 +404,18 @@ class Timeline:
     def ordered_steps(self) -> list[Step]:
         return [self.steps[s] for s in sorted(self.steps)]
 
+    def steady_tokens_per_s(self, warmup: int) -> tuple[float | None, int]:
+        """Tokens/s over the steps after the first `warmup` (compilation, allocator growth, cold caches),
+        and how many steps that average covers; (None, 0) when too few steps were logged."""
+        steps = [s for s in self.ordered_steps() if s.tokens is not None and s.elapsed_s is not None]
+        if len(steps) <= warmup + 1:
+            return None, 0
+        first, last = steps[warmup], steps[-1]
+        seconds = (last.elapsed_s or 0.0) - (first.elapsed_s or 0.0)
+        if seconds <= 0:
+            return None, 0
+        return ((last.tokens or 0) - (first.tokens or 0)) / seconds, last.step - first.step
+
 
 def load_timeline(run_dir: Path) -> Timeline:
     """The timeline of a run folder; raises OSError when its events file cannot be read."""
