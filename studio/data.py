@@ -300,6 +300,16 @@ def _has_columns(fmt: str, raw: dict[str, Any]) -> bool:
     return needed <= set(raw)
 
 
+def estimated_tokens(row: dict[str, Any]) -> int:
+    """About how many tokens a normalised row is, before any tokenizer has seen it (4 characters a token,
+    a few more for each chat turn's markers)."""
+    if "messages" in row:
+        return sum(len(m["content"]) for m in row["messages"]) // 4 + 4 * len(row["messages"]) + 1
+    if "prompt" in row:
+        return (len(row["prompt"]) + len(row["completion"])) // 4 + 2
+    return len(row.get("text", "")) // 4 + 1
+
+
 def describe_bad_rows(bad: list[BadRow], limit: int = 10) -> str:
     shown = "; ".join(f"row {b.row} {b.reason}" for b in bad[:limit])
     more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""

@@ -87,7 +87,10 @@ def start_line(s: Start) -> str:
 
 def decision_lines(s: Start) -> list[str]:
     """What the plan decided for this run, and why (one line each)."""
-    return [f"  {d.get('key')} = {d.get('value')}: {d.get('reason')}" for d in s.decisions]
+    def shown(value: object) -> str:
+        return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+
+    return [f"  {d.get('key')} = {shown(d.get('value'))}: {d.get('reason')}" for d in s.decisions]
 
 
 def end_lines(end: End, run_id: str) -> list[str]:

@@ -95,7 +95,7 @@ def test_the_safety_margin_decides_what_fits() -> None:
     from studio.profiles.profile import profile_from_dict
 
     profile = profile_from_dict({"model": {"name": "llama-3.1-8b"}, "method": {"type": "qlora"},
-                                 "data": {"path": "x.jsonl"}})
+                                 "data": {"path": "x.jsonl"}, "train": {"gradient_checkpointing": True}})
     peak = plan_run(profile, vram_inventory(80)).peak_vram_gib
     assert plan_run(profile, vram_inventory(peak / 0.87)).fits is True
     assert plan_run(profile, vram_inventory(peak / 0.93)).fits is False

@@ -27,7 +27,8 @@ def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: 
     run = home / "runs" / run_id
     run.mkdir(parents=True)
     (run / "profile.toml").write_text('[model]\nname = "meta-llama/Llama-3.1-8B"\n[method]\ntype = "qlora"\n'
-                                      '[data]\npath = "/data/chat.jsonl"\n[train]\nmax_steps = 40\n')
+                                      '[data]\npath = "/data/chat.jsonl"\n[train]\nmax_steps = 40\n'
+                                      'gradient_checkpointing = true\n')
     (run / "status.json").write_text(json.dumps({"profile": "llama-qlora", "created_at": RECORDED_AT - 5400,
                                                  "attempts": 1}))
     t0 = RECORDED_AT - 5000

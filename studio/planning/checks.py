@@ -41,7 +41,7 @@ def machine_problems(profile: Profile, inventory: Inventory) -> list[str]:
                             "use \"sdpa\" or \"auto\" on the CPU")
         if profile.model.dtype == "fp16":
             problems.append("model.dtype: fp16 training needs a GPU; on the CPU use \"fp32\" or \"auto\"")
-        if profile.train.liger_kernel:
+        if profile.train.liger_kernel is True:
             problems.append("train.liger_kernel: Liger's kernels need an NVIDIA GPU; set it to false on the CPU")
     elif profile.model.dtype == "bf16" and not all(g.bf16 for g in gpus):
         problems.append("model.dtype: bf16 needs an Ampere or newer GPU, and "

@@ -79,6 +79,7 @@ class Setup:
     strategy: str = "none"
     stack: str = "studio"           # studio | hf-legacy (see the module docstring)
     liger: bool = False             # Liger's fused RMSNorm, SwiGLU and RoPE kernels
+    fill: float = 1.0               # share of each micro-batch that is real tokens (the rest is padding)
 
 
 @dataclass(frozen=True)

@@ -67,23 +67,31 @@ FIXES: tuple[Fix, ...] = (
 )
 
 
-def applicable(profile: Profile) -> list[tuple[Fix, Profile]]:
-    """Each fix that changes this profile, with the changed profile, gentlest first."""
+def applicable(profile: Profile, trained: Profile | None = None) -> list[tuple[Fix, Profile]]:
+    """Each fix that changes this profile, with the changed profile, gentlest first.
+
+    `trained` is the profile with its autos settled as the run had them (what needs changing is
+    judged on it); the change itself goes into `profile`, so the other autos stay auto.
+    """
+    trained = trained or profile
     out = []
     for fix in FIXES:
-        changed = fix.apply(profile)
-        if changed is not None and changed != profile:
-            out.append((fix, changed))
+        changes = fix.changes(trained)
+        if changes:
+            changed = with_changes(profile, changes)
+            if changed != profile:
+                out.append((fix, changed))
     return out
 
 
-def revised_for_oom(profile: Profile) -> Profile:
+def revised_for_oom(profile: Profile, trained: Profile | None = None) -> Profile:
     """The profile after the gentlest fix (unchanged when none applies)."""
-    found = applicable(profile)
+    found = applicable(profile, trained)
     return found[0][1] if found else profile
 
 
-def oom_advice(profile: Profile) -> str:
+def oom_advice(profile: Profile, trained: Profile | None = None) -> str:
     """The fixes, in order, as advice text."""
-    steps = [fix.describe(profile) for fix, _ in applicable(profile)]
+    trained = trained or profile
+    steps = [fix.describe(trained) for fix, _ in applicable(profile, trained)]
     return "; or ".join(steps or ["lower train.batch_size or data.max_length"]) + "; then resume the run"

@@ -14,12 +14,13 @@ from typing import Any
 
 from studio.hardware import GpuInfo, Inventory
 from studio.planning.catalog import CatalogError, GpuSpec, ModelSpec, lookup_model
+from studio.planning import decisions as rules
 from studio.planning.corrections import NONE, Correction, Corrections
 from studio.planning.estimate import EstimateError, MemoryEstimate, Setup, estimate_memory
 from studio.planning.speed import SpeedEstimate, estimate_speed
 from studio.planning.inventory import spec_for
 from studio.planning.layout import Layout, layout_for
-from studio.profiles.profile import Profile
+from studio.profiles.profile import Profile, value_of, with_changes
 from studio.profiles.vocabulary import default_strategy
 
 SAFETY = 0.90  # studio never plans a run above this share of a GPU's free memory
@@ -39,7 +40,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Plan:
-    profile: Profile
+    profile: Profile                     # as written; `resolved` has every auto settled
     layout: Layout
     gpus: tuple[GpuInfo, ...]            # the job's GPUs on this machine; () on the CPU
     model: ModelSpec | None
@@ -49,6 +50,8 @@ class Plan:
     correction: Correction | None = None
     decisions: tuple[Decision, ...] = field(default=())
     no_estimate: str = ""                # why there is no memory estimate, when there is none
+    resolved: Profile | None = None      # the profile the trainer trains with
+    data: rules.DataShape | None = None
 
     @property
     def gpu(self) -> GpuInfo | None:
@@ -107,6 +110,7 @@ class Plan:
             "correction": self.correction.to_dict() if self.correction else None,
             "decisions": [d.to_dict() for d in self.decisions],
             "no_estimate": self.no_estimate or None,
+            "data": asdict(self.data) if self.data else None,
         }
 
 
@@ -115,15 +119,21 @@ def tightest(gpus: tuple[GpuInfo, ...]) -> GpuInfo | None:
     return min(gpus, key=lambda g: (g.memory_free_gib, g.index)) if gpus else None
 
 
-def setup_for(profile: Profile, bf16: bool = True, n_gpus: int = 1, strategy: str = "none") -> Setup:
-    """The estimator's view of a profile on `n_gpus` GPUs: the one place a Setup is made from a profile."""
+def setup_for(profile: Profile, bf16: bool = True, n_gpus: int = 1, strategy: str = "none",
+              fill: float = 1.0) -> Setup:
+    """The estimator's view of a profile on `n_gpus` GPUs: the one place a Setup is made from a profile.
+
+    An unsettled "auto" reads as the cautious choice: checkpointing on, Liger and packing off.
+    """
     m, d, t = profile.method, profile.data, profile.train
     dtype = profile.model.dtype if profile.model.dtype != "auto" else ("bf16" if bf16 else "fp16")
+    packed = d.packing is True
     return Setup(method=m.type, rank=m.rank, targets=tuple(m.target_modules), dropout=m.dropout, dora=m.use_dora,
                  double_quant=m.double_quant, batch=t.batch_size, seq_len=d.max_length,
-                 seq_kind="packed" if d.packing else "dynamic", grad_ckpt=t.gradient_checkpointing,
+                 seq_kind="packed" if packed else "dynamic", grad_ckpt=t.gradient_checkpointing is not False,
                  optimizer=profile.optimizer, dtype=dtype, loss="chunked", n_gpus=n_gpus,
-                 strategy=strategy if n_gpus > 1 else "none")
+                 strategy=strategy if n_gpus > 1 else "none", liger=t.liger_kernel is True,
+                 fill=1.0 if packed else fill)
 
 
 def model_spec(profile: Profile) -> tuple[ModelSpec | None, str]:
@@ -134,8 +144,10 @@ def model_spec(profile: Profile) -> tuple[ModelSpec | None, str]:
         return None, str(e)
 
 
-def plan_run(profile: Profile, inventory: Inventory, corrections: Corrections = NONE) -> Plan:
-    """Decide the layout, build the setup and estimate memory and speed: once per start (or per advice)."""
+def plan_run(profile: Profile, inventory: Inventory, corrections: Corrections = NONE,
+             data: rules.DataShape | None = None) -> Plan:
+    """Decide the layout and every auto, build the setup and estimate memory and speed: once per start
+    (or per piece of advice). `data` is the shape of the rows, when they have been read."""
     model, no_estimate = model_spec(profile)
     method, machines = profile.method.type, profile.hardware.num_machines
     bf16_all = all(g.bf16 for g in inventory.gpus) if inventory.gpus else True
@@ -158,17 +170,59 @@ def plan_run(profile: Profile, inventory: Inventory, corrections: Corrections = 
     if profile.train.optimizer == "auto":
         decisions.append(Decision("train.optimizer", profile.optimizer,
                                   f"auto: {profile.optimizer} for {method}"))
+    gpu = tightest(gpus)
+    resolved, speed_decisions = resolve_speed_settings(profile, model, gpus, data, bf16, layout)
+    decisions += speed_decisions
     setup = memory = speed = None
     if model is not None:
-        setup = setup_for(profile, bf16, layout.world_size, layout.strategy)
+        setup = setup_for(resolved, bf16, layout.world_size, layout.strategy, data.fill if data else 1.0)
         try:
             memory = estimate_memory(model, setup)
         except EstimateError as e:
             no_estimate = str(e)
-    gpu = tightest(gpus)
     gpu_spec = spec_for(gpu) if gpu else None
     if model is not None and setup is not None and memory is not None and gpu_spec is not None:
         speed = estimate_speed(model, setup, gpu_spec)
     correction = corrections.lookup(gpu.name if gpu else None, method)
     return Plan(profile=profile, layout=layout, gpus=gpus, model=model, setup=setup, memory=memory, speed=speed,
-                correction=correction, decisions=tuple(decisions), no_estimate=no_estimate)
+                correction=correction, decisions=tuple(decisions), no_estimate=no_estimate, resolved=resolved,
+                data=data)
+
+
+def apply_decisions(profile: Profile, decisions: list[dict[str, Any]] | tuple[Decision, ...]) -> Profile:
+    """The profile with the autos a plan settled (from plan.json or a `start` event) filled in."""
+    changes = {}
+    for d in decisions:
+        key, value = (d.key, d.value) if isinstance(d, Decision) else (d.get("key"), d.get("value"))
+        if key in SETTLED_KEYS and isinstance(value, bool) and value_of(profile, key) == "auto":
+            changes[key] = value
+    return with_changes(profile, changes) if changes else profile
+
+
+SETTLED_KEYS = ("train.gradient_checkpointing", "train.liger_kernel", "data.packing")
+
+
+def resolve_speed_settings(profile: Profile, model: ModelSpec | None, gpus: tuple[GpuInfo, ...],
+                           data: rules.DataShape | None, bf16: bool, layout: Layout) -> tuple[Profile, list[Decision]]:
+    """Liger, packing and checkpointing for this run, in that order (checkpointing weighs the others)."""
+    t = profile.train
+    liger, why_liger = rules.liger(t.liger_kernel, model, gpus)
+    packed, why_packing = rules.packing(profile.data.packing, data, profile.data.max_length)
+    settled = with_changes(profile, {"train.liger_kernel": liger, "data.packing": packed})
+    gpu = tightest(gpus)
+    limit = SAFETY * gpu.memory_free_gib if gpu else None
+
+    def peak_without() -> float | None:
+        if model is None:
+            return None
+        trial = with_changes(settled, {"train.gradient_checkpointing": False})
+        try:
+            return estimate_memory(model, setup_for(trial, bf16, layout.world_size, layout.strategy)).peak_vram_gib
+        except EstimateError:
+            return None
+
+    ckpt, why_ckpt = rules.checkpointing(t.gradient_checkpointing, model, gpus, peak_without, limit)
+    resolved = with_changes(settled, {"train.gradient_checkpointing": ckpt})
+    return resolved, [Decision("train.gradient_checkpointing", ckpt, why_ckpt),
+                      Decision("train.liger_kernel", liger, why_liger),
+                      Decision("data.packing", packed, why_packing)]

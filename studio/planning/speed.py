@@ -93,6 +93,7 @@ def estimate_speed(spec: ModelSpec, setup: Setup, gpu: GpuSpec) -> SpeedEstimate
     kernels = spec.layers * (KERNELS_PER_LAYER + KERNELS_PER_ADAPTER * adapters) * (passes + 1)  # backward ~ 2x
     launch_s = kernels * c["launch_us"] * 1e-6
     step_s = matmul_s + memory_s + launch_s
-    return SpeedEstimate(tokens_per_s=round(setup.n_gpus * tokens / step_s, 1), flops_per_token=fpt,
+    # Padding costs the same compute as real tokens but only real ones count.
+    return SpeedEstimate(tokens_per_s=round(setup.n_gpus * tokens * setup.fill / step_s, 1), flops_per_token=fpt,
                          step_s=round(step_s, 4), gpu=gpu.name, matmul_s=round(matmul_s, 4),
                          memory_s=round(memory_s, 4), launch_s=round(launch_s, 4))

@@ -83,7 +83,8 @@ class DataSection:
     eval_split: str = _spec("", "split to evaluate on (hub datasets); empty = none")
     eval_fraction: float = _spec(0.0, "fraction of rows held out for evaluation", min=0, lt=1)
     max_length: int = _spec(1024, "tokens per sample; longer rows are truncated", min=8, max=1_048_576)
-    packing: bool = _spec(False, "pack several samples into each sequence")
+    packing: bool | str = _spec("auto", "pack several rows into each sequence, padding-free; auto = when rows vary in "
+                                "length or leave room, and the attention keeps packed rows apart", switch=True)
     completion_only_loss: bool = _spec(True, "train on the answer (assistant) tokens only")
     on_bad_rows: str = _spec("error", "what to do with malformed rows", choices=BAD_ROWS)
 
@@ -99,9 +100,10 @@ class TrainSection:
     warmup_ratio: float = _spec(0.03, "fraction of steps spent warming up", min=0, lt=1)
     weight_decay: float = _spec(0.0, "AdamW weight decay", min=0, max=10)
     optimizer: str = _spec("auto", "auto = paged_adamw_8bit for qlora, adamw otherwise", choices=OPTIMIZERS)
-    gradient_checkpointing: bool = _spec(True, "recompute activations in backward to save memory")
-    liger_kernel: bool = _spec(False, "fused Triton kernels from liger-kernel (NVIDIA GPUs): less memory, "
-                               "more tokens/s; pip install -e '.[fast]'")
+    gradient_checkpointing: bool | str = _spec("auto", "recompute activations in backward to save memory; auto = only "
+                                               "when the run would not fit the GPU without it", switch=True)
+    liger_kernel: bool | str = _spec("auto", "Liger's fused Triton kernels (NVIDIA GPUs): less memory, more tokens/s; "
+                                     "auto = on where installed ('.[fast]') and the model is supported", switch=True)
     max_grad_norm: float = _spec(1.0, "gradient clipping; 0 = off", min=0, max=1e6)
     seed: int = _spec(42, "random seed", min=0, max=2**32 - 1)
     logging_steps: int = _spec(10, "log a step event every N steps", min=1, max=1_000_000_000)
@@ -177,6 +179,10 @@ def _did_you_mean(key: str, options: list[str]) -> str:
 
 def check_value(key: str, value: Any, ftype: str, meta: dict[str, Any]) -> tuple[Any, str | None]:
     """Coerce `value` to the field's type and check its rules; returns (value, problem)."""
+    if meta.get("switch"):
+        if not (isinstance(value, bool) or value == "auto"):
+            return value, f"{key}: must be true, false or \"auto\", got {value!r}"
+        return value, None
     if ftype == "bool":
         if not isinstance(value, bool):
             return value, f"{key}: must be true or false, got {value!r}"
@@ -321,6 +327,12 @@ def absolute(base: Path, ref: str) -> str:
 def save_profile(profile: Profile, path: Path) -> None:
     """Write a profile atomically; the old file stays intact if anything fails."""
     write_text(Path(path), profile.to_toml())
+
+
+def value_of(profile: Profile, dotted: str) -> Any:
+    """A profile's value for a dotted key, e.g. "train.batch_size"."""
+    section, key = dotted.split(".", 1)
+    return getattr(getattr(profile, section), key)
 
 
 def with_changes(profile: Profile, changes: dict[str, Any]) -> Profile:

@@ -10,11 +10,12 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from studio.data import check_bad_rows, load_local
+from studio.data import check_bad_rows, estimated_tokens, load_local
 from studio.hardware import Inventory
 from studio.paths import is_local
 from studio.planning.inventory import current_inventory
 from studio.planning.checks import data_problems, machine_problems, model_problems
+from studio.planning.decisions import DataShape, data_shape
 from studio.planning.layout import LayoutError, check_launchable
 from studio.planning.plan import Plan, plan_run
 from studio.profiles.profile import Profile, ProfileError, load_profile
@@ -30,31 +31,38 @@ class Started:
     plan: Plan
 
 
-def check_data(profile: Profile) -> None:
-    """Fail fast on a local dataset that cannot be read, before a run folder is made."""
+def check_data(profile: Profile) -> DataShape | None:
+    """Fail fast on a local dataset that cannot be read, before a run folder is made; the rows' shape
+    (None for hub datasets: the trainer fetches and checks those)."""
     if not is_local(profile.data.path):
-        return  # hub datasets are fetched and checked by the trainer
+        return None
     ds = load_local(profile.data.path, profile.data.format)
     check_bad_rows(ds, profile.data.on_bad_rows)
     problems = data_problems(profile, len(ds.rows))
     if problems:
         raise ProfileError(profile.data.path, problems)
+    t = profile.train
+    return data_shape([estimated_tokens(r) for r in ds.rows], t.batch_size, profile.data.max_length, t.seed)
 
 
 def start_profile(profile: Profile, name: str, probe: bool = False, inventory: Inventory | None = None) -> Started:
     """Check what the profile asks of this machine, its model and its data; plan the run; make its
     folder and launch the trainer. Nothing is written before every check has passed."""
     inventory = inventory or current_inventory()
+    problems = machine_problems(profile, inventory)
+    if problems:
+        raise ProfileError(name, problems)
+    # A probe trains on synthetic rows filled to max_length.
+    n = profile.data.max_length
+    shape = DataShape(rows=0, mean_tokens=n, p95_tokens=n, fill=1.0, exact=True) if probe else check_data(profile)
     try:
-        plan = plan_run(profile, inventory, machine_corrections())
+        plan = plan_run(profile, inventory, machine_corrections(), shape)
         check_launchable(plan.layout, inventory)
     except LayoutError as e:
         raise RunError(str(e)) from None
-    problems = model_problems(profile, plan.model) + machine_problems(profile, inventory)
+    problems = model_problems(profile, plan.model)
     if problems:
         raise ProfileError(name, problems)
-    if not probe:
-        check_data(profile)  # a probe trains on synthetic rows
     run = create_run(profile.to_toml(), name, kind="probe" if probe else "train")
     write_plan_files(run, plan.layout, plan.to_dict())
     return Started(run, launch(run), plan)

@@ -46,7 +46,7 @@ def check_requirements(profile: Profile, device: str) -> None:
     """What the profile asks of this machine, checked before anything large loads."""
     if profile.method.type == "qlora":
         check_bitsandbytes(device)
-    if profile.train.liger_kernel:
+    if profile.train.liger_kernel is True:
         if device != "cuda":
             raise ConfigError("train.liger_kernel: Liger's kernels need an NVIDIA GPU; set it to false on the CPU")
         if importlib.util.find_spec("liger_kernel") is None:
@@ -87,8 +87,8 @@ def sft_config(profile: Profile, run: Run, device: str, dtype: str, loss: LossSe
         warmup_steps=t.warmup_ratio,
         weight_decay=t.weight_decay,
         optim=HF_OPTIM[profile.optimizer],
-        activation_checkpointing=t.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        activation_checkpointing=t.gradient_checkpointing is True,
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing is True else None,
         max_grad_norm=t.max_grad_norm,
         seed=t.seed,
         logging_steps=t.logging_steps,
@@ -103,11 +103,13 @@ def sft_config(profile: Profile, run: Run, device: str, dtype: str, loss: LossSe
         fp16=dtype == "fp16",
         use_cpu=device == "cpu",
         max_length=d.max_length,
-        packing=d.packing,
-        assistant_only_loss=loss.assistant_only,
+        packing=d.packing is True,
+        # The rows come tokenized (studio.trainer.tokenize): their assistant_masks column already marks the
+        # assistant turns, which TRL applies whatever this flag says (and it only accepts chat rows with it on).
+        assistant_only_loss=False,
         completion_only_loss=loss.completion_only,
         disable_tqdm=True,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False if world_size() > 1 else None,
-        use_liger_kernel=t.liger_kernel,
+        use_liger_kernel=t.liger_kernel is True,
     )

@@ -14,6 +14,7 @@ from studio.profiles.profile import Profile
 from studio.runs.events import EventWriter, Preflight
 from studio.trainer.failures import ConfigError
 from studio.trainer.hub import DownloadError, describe_hub_error
+from studio.trainer.tokenize import Tokenized
 
 Rows = list[dict[str, Any]]
 
@@ -104,67 +105,26 @@ def rows_for_loss(tokenizer: Any, ds: Dataset, rows: Rows, profile: Profile) -> 
                                    "so the loss covers the last assistant turn of each conversation")
 
 
-def token_lengths(tokenizer: Any, rows: Rows) -> list[int]:
-    """Tokens per row as the trainer will see them (chat template applied, EOS added)."""
-    out: list[int] = []
-    for i in range(0, len(rows), 512):
-        batch = rows[i:i + 512]
-        first = batch[0]
-        if "messages" in first:
-            ids = tokenizer.apply_chat_template([r["messages"] for r in batch], tokenize=True, return_dict=False)
-            out.extend(len(x) for x in ids)
-        elif "prompt" in first and isinstance(first["prompt"], list):
-            ids = tokenizer.apply_chat_template([r["prompt"] + r["completion"] for r in batch], tokenize=True,
-                                                return_dict=False)
-            out.extend(len(x) for x in ids)
-        elif "prompt" in first:
-            enc = tokenizer([r["prompt"] + r["completion"] for r in batch])["input_ids"]
-            out.extend(len(x) + 1 for x in enc)  # + EOS
-        else:
-            enc = tokenizer([r["text"] for r in batch])["input_ids"]
-            out.extend(len(x) + 1 for x in enc)
-    return out
-
-
-def prompt_lengths(tokenizer: Any, rows: Rows) -> list[int]:
-    """Tokens before the first trained one in each row (0 for plain text)."""
-    out: list[int] = []
-    for row in rows:
-        if "messages" in row:
-            msgs = row["messages"]
-            first = next(i for i, m in enumerate(msgs) if m["role"] == "assistant")
-            prompt: Any = msgs[:first]
-        else:
-            prompt = row.get("prompt")
-        if not prompt:
-            out.append(0)
-        elif isinstance(prompt, list):
-            out.append(len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
-                                                         return_dict=False)))
-        else:
-            out.append(len(tokenizer(prompt)["input_ids"]))
-    return out
-
-
-def preflight(tokenizer: Any, ds: Dataset, rows: Rows, eval_rows: Rows, profile: Profile,
+def preflight(tokenized: Tokenized, eval_tokenized: Tokenized | None, ds: Dataset, profile: Profile,
               loss: LossSettings) -> Preflight:
-    """Rows, tokens, truncation and what the loss covers: shown before the first step.
+    """Rows, tokens, truncation and what the loss covers, from the tokenized rows: shown before the first step.
 
     Raises DataError when truncation to max_length would leave no row with a token to learn from.
     """
-    lengths = token_lengths(tokenizer, rows)
+    lengths = tokenized.lengths
     max_len = profile.data.max_length
     without_loss = 0
     if loss.assistant_only or loss.completion_only:
-        without_loss = sum(1 for n in prompt_lengths(tokenizer, rows) if n >= max_len)
-        if rows and without_loss == len(rows):
+        without_loss = sum(1 for n in tokenized.first_trained() if n >= max_len)
+        if lengths and without_loss == len(lengths):
             raise DataError(f"data.max_length: every row's prompt is {max_len} tokens or longer, so truncation "
                             "leaves nothing to learn from; raise data.max_length, shorten the prompts, or set "
                             "data.completion_only_loss = false")
-    truncated = [ds.row_numbers[i] for i, n in enumerate(lengths) if n > max_len] if len(rows) == len(ds.row_numbers) else []
+    rows, eval_rows = len(lengths), len(eval_tokenized.rows) if eval_tokenized else 0
+    truncated = [ds.row_numbers[i] for i, n in enumerate(lengths) if n > max_len] if rows == len(ds.row_numbers) else []
     sorted_lens = sorted(lengths)
     return Preflight(
-        format=ds.format, rows=len(rows) + len(eval_rows), train_rows=len(rows), eval_rows=len(eval_rows),
+        format=ds.format, rows=rows + eval_rows, train_rows=rows, eval_rows=eval_rows,
         tokens=sum(lengths), tokens_trained=sum(min(n, max_len) for n in lengths),
         mean_tokens=round(sum(lengths) / len(lengths), 1) if lengths else 0.0,
         p95_tokens=sorted_lens[int(0.95 * (len(sorted_lens) - 1))] if lengths else 0,

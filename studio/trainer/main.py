@@ -27,7 +27,13 @@ from studio.profiles.vocabulary import SHARDED_STRATEGIES
 from studio.runs.events import End, EventWriter, NullWriter, Start, to_record
 from studio.runs.folder import PLAN_FILE, PREFLIGHT_FILE, Run
 from studio.trainer.config import check_requirements, is_main_process, resolve_dtype, sft_config, world_size
+from studio.planning.decisions import UNKNOWN_LENGTHS, data_shape
+from studio.planning.decisions import packing as packing_rule
+from studio.planning.plan import Decision, apply_decisions
+from studio.profiles.profile import value_of, with_changes
 from studio.trainer.dataset import bad_rows_record, load_data, preflight, probe_dataset, rows_for_loss, split_eval
+from studio.trainer.packing import packing_is_exact
+from studio.trainer.tokenize import columns, tokenize_rows
 from studio.trainer.failures import failure_record
 from studio.trainer.model import count_params, load_model, lora_config, model_folder
 from studio.trainer.stop import StopRequest
@@ -41,6 +47,8 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = resolve_dtype(profile, device)
+    plan = run.read_json(PLAN_FILE)
+    profile, decisions = settle(profile, plan)  # the autos, as the plan decided them for this machine
     check_requirements(profile, device)
 
     # 1. Data: rows, an eval split, malformed rows refused or skipped.
@@ -63,26 +71,36 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
 
-    # 3. What the loss covers, and the preflight: rows, tokens, truncation.
+    # 3. Tokenize once (TRL trains on these ids), what the loss covers, and the preflight.
     rows, loss = rows_for_loss(tokenizer, ds, rows, profile)
     eval_rows, _ = rows_for_loss(tokenizer, ds, eval_rows, profile) if eval_rows else ([], loss)
-    stats = preflight(tokenizer, ds, rows, eval_rows, profile, loss)
+    tokenized = tokenize_rows(tokenizer, rows, loss.assistant_only)
+    eval_tokenized = tokenize_rows(tokenizer, eval_rows, loss.assistant_only) if eval_rows else None
+    stats = preflight(tokenized, eval_tokenized, ds, profile, loss)
     write_json(run.dir / PREFLIGHT_FILE, to_record(stats))
     writer.write(stats)
+    profile, decisions = settle_packing_from_data(profile, plan, decisions, tokenized)
 
-    # 4. The model, then SFTTrainer with studio's callback.
-    plan = run.read_json(PLAN_FILE)
+    # 4. The model; packing only where this model keeps packed rows apart; then SFTTrainer.
     strategy = (plan.get("layout") or {}).get("strategy") if isinstance(plan.get("layout"), dict) else None
     model = load_model(profile, folder, device, dtype, sharded=strategy in SHARDED_STRATEGIES,
                        random_init=probe or profile.model.random_init)
+    if profile.data.packing is True:
+        exact, why = packing_is_exact(model, [r["input_ids"] for r in tokenized.rows[:8]], tokenizer.pad_token_id)
+        if not exact:
+            profile, decisions = overrule(profile, decisions, "data.packing", False, why)
+    if profile.train.liger_kernel is True:
+        usable, why = liger_usable(model)
+        if not usable:
+            profile, decisions = overrule(profile, decisions, "train.liger_kernel", False, why)
     checkpoint = run.last_complete_checkpoint() if resume else None
     elapsed_s, tokens_before = progress_before(run, checkpoint)
     telemetry = Telemetry(writer, stop, elapsed_before_s=elapsed_s, tokens_before=tokens_before)
     trainer = SFTTrainer(
         model=model,
         args=sft_config(profile, run, device, dtype, loss, bool(eval_rows), probe),
-        train_dataset=HFDataset.from_list(rows),
-        eval_dataset=HFDataset.from_list(eval_rows) if eval_rows else None,
+        train_dataset=HFDataset.from_dict(columns(tokenized)),
+        eval_dataset=HFDataset.from_dict(columns(eval_tokenized)) if eval_tokenized else None,
         processing_class=tokenizer,
         peft_config=lora_config(profile),
         callbacks=[telemetry],
@@ -90,12 +108,11 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
     total, trainable = count_params(trainer.model)
     devices = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if device == "cuda"
                else ["cpu"] * world_size())
-    decisions = plan.get("decisions") if isinstance(plan.get("decisions"), list) else []
     telemetry.start_record = Start(
         config=profile.to_dict(), total_params=total, trainable_params=trainable, dataset=to_record(stats),
         devices=tuple(devices), device=device, dtype=dtype, optimizer=profile.optimizer,
         resumed_from=str(checkpoint) if checkpoint else None, pid=os.getpid(), torch=torch.__version__,
-        decisions=tuple(d for d in decisions if isinstance(d, dict)))
+        decisions=tuple(decisions))
     if stop.requested:
         return End(status="stopped", step=0, message="stopped before training began")
 
@@ -108,6 +125,58 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
     if eval_rows and not stopped and st.global_step not in telemetry.evaluated_steps:
         trainer.evaluate()  # the callback writes the eval event
     return end_record(run, trainer, telemetry, result.metrics, stopped, probe)
+
+
+CAUTIOUS = {"train.gradient_checkpointing": True, "train.liger_kernel": False, "data.packing": False}  # unsettled autos
+
+
+def settle(profile: Profile, plan: dict[str, Any]) -> tuple[Profile, list[dict[str, Any]]]:
+    """The profile with every auto as the plan decided it (plan.json), and those decisions.
+
+    A run folder made without a plan (by hand, or by an older studio) is planned here, on this machine.
+    """
+    decisions = plan.get("decisions") if isinstance(plan.get("decisions"), list) else None
+    if decisions is None:
+        from studio.planning.inventory import current_inventory
+        from studio.planning.plan import plan_run
+
+        decisions = [d.to_dict() for d in plan_run(profile, current_inventory()).decisions]
+    decisions = [d for d in decisions if isinstance(d, dict)]
+    settled = apply_decisions(profile, decisions)
+    leftovers = {k: v for k, v in CAUTIOUS.items() if value_of(settled, k) == "auto"}
+    return (with_changes(settled, leftovers) if leftovers else settled), decisions
+
+
+def overrule(profile: Profile, decisions: list[dict[str, Any]], key: str, value: bool,
+             why: str) -> tuple[Profile, list[dict[str, Any]]]:
+    """Change a decision the trainer found it cannot keep, and say why in the `start` event."""
+    print(f"{key} = {str(value).lower()}: {why}", flush=True)
+    kept = [d for d in decisions if d.get("key") != key]
+    return with_changes(profile, {key: value}), kept + [Decision(key, value, why).to_dict()]
+
+
+def settle_packing_from_data(profile: Profile, plan: dict[str, Any], decisions: list[dict[str, Any]],
+                             tokenized: Any) -> tuple[Profile, list[dict[str, Any]]]:
+    """Packing left undecided for want of the rows' lengths (hub data): decided now, from the tokens."""
+    decided = next((d for d in decisions if d.get("key") == "data.packing"), None)
+    if not decided or UNKNOWN_LENGTHS not in str(decided.get("reason")):
+        return profile, decisions
+    t = profile.train
+    shape = data_shape(tokenized.lengths, t.batch_size, profile.data.max_length, t.seed, exact=True)
+    value, why = packing_rule("auto", shape, profile.data.max_length)
+    return overrule(profile, decisions, "data.packing", value, why)
+
+
+def liger_usable(model: Any) -> tuple[bool, str]:
+    """Liger can patch this model: its package loads and knows the architecture."""
+    try:
+        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+    except Exception as e:  # noqa: BLE001 - a broken install, a missing Triton: train without it
+        return False, f"liger-kernel does not load here ({type(e).__name__}: {e}); training without it"
+    model_type = getattr(model.config, "model_type", "?")
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        return False, f"Liger has no kernels for model type {model_type}; training without it"
+    return True, ""
 
 
 def progress_before(run: Run, checkpoint: Path | None) -> tuple[float, int]:

@@ -87,7 +87,10 @@ class ProfileEditor(Screen):
         meta = dict(f.metadata)
         yield Label(f"{f.name}  [dim]{meta.get('help', '')}[/dim]", classes="field-label")
         fid = field_id(section, f.name)
-        if str(f.type) == "bool":
+        if meta.get("switch"):
+            yield Select([("auto", "auto"), ("on", True), ("off", False)], value=value, id=fid, allow_blank=False,
+                         compact=True)
+        elif str(f.type) == "bool":
             yield Switch(value=bool(value), id=fid)
         elif "choices" in meta:
             yield Select([(c, c) for c in meta["choices"]], value=value, id=fid, allow_blank=False, compact=True)

@@ -24,7 +24,8 @@ from textual.widgets import Footer, Header, Log, ProgressBar, Sparkline, Static
 from studio import display
 from studio.hardware import Inventory
 from studio.planning.fixes import revised_for_oom
-from studio.profiles.profile import ProfileError, load_profile, save_profile
+from studio.planning.plan import apply_decisions
+from studio.profiles.profile import Profile, ProfileError, load_profile, save_profile
 from studio.runs.events import Event, EventTail, Timeline
 from studio.runs.folder import Run
 from studio.runs.health import health_alerts
@@ -225,12 +226,16 @@ class RunMonitor(Screen):
                 text.append(diff, style="cyan")
         return text
 
+    def trained_profile(self, profile: Profile) -> Profile:
+        """The profile as the run trained it: its autos as the plan settled them."""
+        return apply_decisions(profile, list(self.timeline.start.decisions) if self.timeline.start else [])
+
     def oom_diff(self) -> str:
         try:
             profile = load_profile(self.run.profile_path)
         except ProfileError:
             return ""
-        revised = revised_for_oom(profile)
+        revised = revised_for_oom(profile, self.trained_profile(profile))
         if revised == profile:
             return ""
         lines = difflib.unified_diff(profile.to_toml().splitlines(), revised.to_toml().splitlines(), lineterm="", n=0)
@@ -260,7 +265,7 @@ class RunMonitor(Screen):
         backup = self.run.dir / "profile.orig.toml"
         if not backup.exists():
             backup.write_text(self.run.profile_path.read_text())
-        save_profile(revised_for_oom(profile), self.run.profile_path)
+        save_profile(revised_for_oom(profile, self.trained_profile(profile)), self.run.profile_path)
         self.notify("saved the revised profile (the original is profile.orig.toml); resuming")
         self.action_resume()
 
