@@ -300,6 +300,27 @@ def _has_columns(fmt: str, raw: dict[str, Any]) -> bool:
     return needed <= set(raw)
 
 
+def held_out_indices(rows: int, fraction: float, seed: int) -> set[int]:
+    """Which rows an eval fraction holds out: the same ones for the trainer and for the chat's prompts."""
+    import random
+
+    if fraction <= 0 or rows == 0:
+        return set()
+    order = list(range(rows))
+    random.Random(seed).shuffle(order)
+    return set(order[:max(1, int(rows * fraction))])
+
+
+def prompt_text(fmt: str, row: dict[str, Any]) -> str | list[dict[str, str]]:
+    """What the model is asked in a normalised row: the turns before the last answer, or the prompt."""
+    if "messages" in row:
+        last = max(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")
+        return row["messages"][:last]
+    if "prompt" in row:
+        return row["prompt"]
+    return row["text"][: len(row["text"]) // 2]
+
+
 def estimated_tokens(row: dict[str, Any]) -> int:
     """About how many tokens a normalised row is, before any tokenizer has seen it (4 characters a token,
     a few more for each chat turn's markers)."""

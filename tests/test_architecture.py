@@ -18,6 +18,7 @@ ALLOWED = {
     "planning": {BASE, "profiles"},
     "runs": {BASE, "profiles", "planning"},
     "trainer": {BASE, "profiles", "planning", "runs"},
+    "generate": {BASE, "profiles", "planning", "runs"},
     "display": {BASE, "profiles", "planning", "runs"},
     "ui": {BASE, "profiles", "planning", "runs", "display"},
     "cli": {BASE, "profiles", "planning", "runs", "display", "ui"},

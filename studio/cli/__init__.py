@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from studio.cli.chat import add_chat_command
 from studio.cli.errors import EXIT_OK, EXIT_USAGE, UserError
 from studio.cli.plan import add_plan_commands
 from studio.cli.profiles import add_profile_commands
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_profile_commands(sub)
     add_run_commands(sub)
     add_plan_commands(sub)
+    add_chat_command(sub)
     p = sub.add_parser("ui", help="open the app (the same as `studio` alone)")
     p.set_defaults(func=cmd_ui)
     p = sub.add_parser("demo", help="start the tiny demo run and watch it in the app")

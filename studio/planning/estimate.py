@@ -420,3 +420,12 @@ def _legacy_phases(spec: ModelSpec, setup: Setup, res: Resident) -> list[Phase]:
     return [Phase("activations", gradients=res.gradients if setup.method != "full" else 0.0,
                   activations=activations, logits=logits),
             Phase("optimizer step", gradients=res.gradients, temporaries=res.temporaries)]
+
+
+def inference_memory_gib(spec: ModelSpec, method: str, copies: int = 1) -> float:
+    """GiB a model needs to answer prompts: its weights (4-bit for QLoRA) and adapters, a little for the
+    activations and the cache of short chats, and the CUDA context."""
+    total = spec.total_params
+    weights = spec.linear_params * quant_bits(Setup(method="qlora")) / 8 + (total - spec.linear_params) * 2 \
+        if method == "qlora" else total * 2
+    return round(copies * weights / GIB + 0.5 + CALIBRATION["studio"]["cuda_context_gib"], 2)

@@ -110,6 +110,33 @@ class Run:
     def last_complete_checkpoint(self) -> Path | None:
         return last_complete_checkpoint(self.checkpoints_dir)
 
+    def complete_checkpoints(self) -> list[int]:
+        """Steps of the checkpoints that finished saving, oldest first."""
+        try:
+            children = list(self.checkpoints_dir.iterdir())
+        except OSError:
+            return []
+        return sorted(step for c in children if (step := checkpoint_step(c)) is not None and checkpoint_complete(c))
+
+    def trained_weights(self, checkpoint: int | None = None) -> Path:
+        """The folder holding what the run trained (adapter or full model): a checkpoint's, or the final
+        one, or else the last complete checkpoint. Raises RunError saying what exists instead."""
+        if checkpoint is not None:
+            folder = self.checkpoints_dir / f"checkpoint-{checkpoint}"
+            if not checkpoint_complete(folder):
+                have = self.complete_checkpoints()
+                raise RunError(f"run {self.id} has no complete checkpoint at step {checkpoint} (deleted, or not "
+                               f"written yet); it has {', '.join(map(str, have)) if have else 'none'}"
+                               + ("" if not self.has_result() else ", and its final result (leave out --checkpoint)"))
+            return folder
+        if self.has_result():
+            return self.final_dir
+        last = self.last_complete_checkpoint()
+        if last is None:
+            raise RunError(f"run {self.id} has nothing trained to talk to yet: it saves its first checkpoint at "
+                           "train.save_steps; try again then, or talk to the base model with --base")
+        return last
+
     def has_result(self) -> bool:
         try:
             return self.final_dir.is_dir() and any(self.final_dir.iterdir())

@@ -4,11 +4,10 @@ covers, and measure the dataset (the preflight) before the model loads."""
 from __future__ import annotations
 
 import contextlib
-import random
 from dataclasses import dataclass
 from typing import Any
 
-from studio.data import Dataset, DataError, build_dataset, check_bad_rows, load_local
+from studio.data import Dataset, DataError, build_dataset, check_bad_rows, held_out_indices, load_local
 from studio.paths import is_local
 from studio.profiles.profile import Profile
 from studio.runs.events import EventWriter, Preflight
@@ -75,9 +74,7 @@ def split_eval(profile: Profile, ds: Dataset) -> tuple[Rows, Rows]:
         check_bad_rows(eval_ds, d.on_bad_rows)
         return rows, eval_ds.rows
     if d.eval_fraction > 0:
-        order = list(range(len(rows)))
-        random.Random(profile.train.seed).shuffle(order)
-        held = set(order[:max(1, int(len(rows) * d.eval_fraction))])
+        held = held_out_indices(len(rows), d.eval_fraction, profile.train.seed)
         return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
     return rows, []
 

@@ -22,6 +22,7 @@ RUN_ACTIONS = (
     RunAction("k", "kill", "Kill run", "kill now; steps since the last checkpoint are lost"),
     RunAction("u", "resume", "Resume run", "continue a stopped or crashed run from its last checkpoint"),
     RunAction("x", "export", "Export run", "write the adapter, or a merged model, to a folder"),
+    RunAction("c", "chat", "Chat with run", "talk to what the run trained, side by side with the base model"),
 )
 
 

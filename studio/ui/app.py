@@ -129,7 +129,10 @@ class StudioApp(App[None]):
             yield SystemCommand("Back", "Back to the dashboard", screen.action_back)
 
     def action_help(self) -> None:
-        sections = [("Dashboard", Dashboard), ("Editor", ProfileEditor), ("Monitor", RunMonitor), ("Anywhere", StudioApp)]
+        from studio.ui.chat import ChatScreen
+
+        sections = [("Dashboard", Dashboard), ("Editor", ProfileEditor), ("Monitor", RunMonitor), ("Chat", ChatScreen),
+                    ("Anywhere", StudioApp)]
         lines = ["[b]studio[/b]: every action has a key (shown in the footer) and a command (ctrl+p).", ""]
         for title, cls in sections:
             lines.append(f"[b]{title}[/b]")
@@ -187,6 +190,11 @@ class StudioApp(App[None]):
 
     def open_run(self, run: Run) -> None:
         self.push_screen(RunMonitor(run))
+
+    def open_chat(self, run: Run) -> None:
+        from studio.ui.chat import ChatScreen
+
+        self.push_screen(ChatScreen(run))
 
     def confirm_run_action(self, run: Run, what: str) -> None:
         question = (f"stop run {run.id}? it finishes its step and saves a checkpoint" if what == "stop"

@@ -54,7 +54,7 @@ class Dashboard(Screen):
         Binding("r", "run", "Run"),
         Binding("enter", "open", "Open", show=False),
         Binding("o", "open", "Open run"),
-        *run_bindings(shown=("s",)),
+        *run_bindings(shown=("s", "c")),
     ]
 
     def __init__(self) -> None:
@@ -208,3 +208,7 @@ class Dashboard(Screen):
     def action_export(self) -> None:
         if run := self._need_run():
             self.app.export_run(run)
+
+    def action_chat(self) -> None:
+        if run := self._need_run():
+            self.app.open_chat(run)

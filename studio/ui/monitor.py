@@ -72,7 +72,7 @@ class RunMonitor(Screen):
     """Watch one run; stop, kill, resume or export it from the keyboard."""
 
     BINDINGS = [
-        *run_bindings(shown=("s", "k", "u", "x")),
+        *run_bindings(shown=("s", "k", "u", "x", "c")),
         Binding("f", "fix_oom", "Fix OOM", show=False),
         Binding("escape", "app.pop_screen", "Back"),
     ]
@@ -255,6 +255,9 @@ class RunMonitor(Screen):
 
     def action_export(self) -> None:
         self.app.export_run(self.run)
+
+    def action_chat(self) -> None:
+        self.app.open_chat(self.run)
 
     def action_fix_oom(self) -> None:
         end = self.timeline.end
