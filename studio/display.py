@@ -93,9 +93,16 @@ def decision_lines(s: Start) -> list[str]:
     return [f"  {d.get('key')} = {shown(d.get('value'))}: {d.get('reason')}" for d in s.decisions]
 
 
+RESUMABLE = ("oom", "data", "download", "disk", "crash")
+
+
 def end_lines(end: End, run_id: str) -> list[str]:
+    """The end of a run for the terminal, with the commands that act on it."""
     if end.status == "failed":
-        return [f"run {run_id} failed ({end.error_kind}): {end.message}", f"  what to do: {end.advice}"]
+        lines = [f"run {run_id} failed ({end.error_kind}): {end.message}", f"  what to do: {end.advice}"]
+        if end.error_kind in RESUMABLE:
+            lines.append(f"  then: studio resume {run_id}   (its log: studio logs {run_id})")
+        return lines
     lines = [f"run {run_id} {end.status} at step {end.step if end.step is not None else '?'}"]
     if end.train_tokens_per_s:
         lines[0] += f" ({end.train_tokens or 0:,} tokens in {duration(end.train_runtime_s)}, " \
@@ -103,7 +110,7 @@ def end_lines(end: End, run_id: str) -> list[str]:
     if end.message:
         lines.append(f"  {end.message}")
     if end.advice:
-        lines.append(f"  next: {end.advice}")
+        lines.append(f"  next: {end.advice}" + (f" (studio resume {run_id})" if end.status == "stopped" else ""))
     elif end.status == "completed" and end.final:
         lines.append(f"  result in {end.final}; export with `studio export {run_id} --out DIR [--merge]`")
     return lines

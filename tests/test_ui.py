@@ -97,7 +97,7 @@ async def test_apply_the_suggestion_that_makes_it_fit(studio_env: Path) -> None:
         editor.query_one("#advice-gpu", Select).value = "RTX 3060 12GB"
         await pilot.pause(0.4)
         assert "does not fit" in str(editor.query_one("#advice-body").render())
-        assert editor.suggestion and editor.suggestion["fits"]
+        assert editor.suggestion and "profile" in editor.suggestion
         await pilot.press("f4")
         await pilot.pause(0.5)
         assert editor.query_one("#f-method-type", Select).value == "qlora"

@@ -64,3 +64,15 @@ def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: 
         f"{{'loss': '{e['loss']}', 'grad_norm': '0.6', 'epoch': '{e['epoch']}'}}\n"
         for e in events if e["event"] == "step")[-2000:] + "run completed at step 40\n")
     return run
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain lines (from the app's SVG screenshot)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for x, y, body in re.findall(r'<text[^>]*\sx="([\d.]+)"\s+y="([\d.]+)"[^>]*>(.*?)</text>', svg):
+        rows.setdefault(float(y), []).append((float(x), html.unescape(body).replace("\xa0", " ")))
+    return "\n".join("".join(t for _, t in sorted(parts)) for _, parts in sorted(rows.items()))

@@ -1,4 +1,4 @@
-"""`studio profile check|new|list|show`."""
+"""`studio profile check|new|list|show|preview`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from studio.cli.errors import EXIT_OK, EXIT_USAGE
+from studio.cli.errors import EXIT_OK, EXIT_USAGE, UserError
 from studio.data import DataError
+from studio.data_preview import PreviewError, data_preview, preview_lines
 from studio.profiles.library import all_profiles, new_profile, profile_path
 from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.profiles.vocabulary import METHODS
@@ -70,6 +71,23 @@ def cmd_profile_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_profile_preview(args: argparse.Namespace) -> int:
+    path = profile_path(args.profile)
+    load_profile(path)  # problems with the profile itself are reported as such
+    try:
+        result = data_preview(path, args.rows)
+    except PreviewError as e:
+        raise UserError(str(e)) from None
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.text import Text
+
+    Console(highlight=False, soft_wrap=True).print(Text.assemble(*preview_lines(result)), end="")
+    return EXIT_OK
+
+
 def add_profile_commands(sub: Any) -> None:
     prof = sub.add_parser("profile", help="create, list and check TOML profiles")
     psub = prof.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
@@ -92,3 +110,8 @@ def add_profile_commands(sub: Any) -> None:
     p = psub.add_parser("show", help="print a profile with every default filled in")
     p.add_argument("profile")
     p.set_defaults(func=cmd_profile_show)
+    p = psub.add_parser("preview", help="the first rows as the model sees them, with the trained tokens marked")
+    p.add_argument("profile")
+    p.add_argument("--rows", type=int, default=3, help="how many rows (default 3)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_profile_preview)

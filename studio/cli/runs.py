@@ -1,4 +1,4 @@
-"""`studio run|resume|runs|stop|logs|export`: the run lifecycle from the command line."""
+"""`studio run|resume|runs|stop|logs|compare|export`: the run lifecycle from the command line."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from studio import display
-from studio.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_STOPPED
+from studio.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, UserError
 from studio.profiles.library import profile_path
+from studio.runs.compare import compare_runs
 from studio.runs.events import Checkpoint, Download, End, Eval, Event, EventTail, Preflight, Start, Step, Stopping
 from studio.runs.export import export_run
 from studio.runs.folder import Run, RunError, find_run, list_runs
@@ -209,6 +210,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK if proc.returncode == 0 else EXIT_FAILED
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Two or more runs: their figures, then the profile keys that differ."""
+    runs = [find_run(ref) for ref in args.runs]
+    if len({r.id for r in runs}) < 2:
+        raise UserError("compare needs two or more different runs, e.g. `studio compare RUN_A RUN_B`")
+    result = compare_runs(runs)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return EXIT_OK
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    print(f"{'run':24} {'status':10} {'steps':>9} {'loss':>8} {'best eval':>9} {'tok/s':>8} {'time':>8}")
+    for f in result.runs:
+        s = f.summary
+        steps = f"{s.step}/{s.max_steps or '?'}"
+        print(f"{s.id[:24]:24} {s.status:10} {steps:>9} {num(s.loss, '.4f'):>8} {num(f.best_eval, '.4f'):>9} "
+              f"{num(s.tokens_per_s, ',.0f'):>8} {display.duration(f.duration_s) if f.duration_s else '-':>8}")
+    print()
+    if result.profile_diff:
+        width = max(len(k) for k, _ in result.profile_diff)
+        print("profiles differ in:")
+        for key, values in result.profile_diff:
+            print(f"  {key:{width}}  " + "  |  ".join(values))
+    else:
+        print("the profiles are the same")
+    for why in result.unreadable:
+        print(f"  (profile left out: {why})")
+    return EXIT_OK
+
+
 def add_run_commands(sub: Any) -> None:
     p = sub.add_parser("run", help="start a training run from a profile and follow it")
     p.add_argument("profile", help="profile file or name (e.g. tiny-demo)")
@@ -239,6 +272,11 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("run")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing while the run is going")
     p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("compare", help="two or more runs side by side: figures and the profile keys that differ")
+    p.add_argument("runs", nargs="+", help="run ids (or unique parts, folders, `last`)")
+    p.add_argument("--json", action="store_true", help="figures, loss curves and the profile diff as JSON")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", help="copy the adapter out of a run, or merge it into the base model")
     p.add_argument("run")

@@ -11,6 +11,7 @@ from typing import Any
 from studio.hardware import Inventory
 from studio.planning.catalog import GpuSpec, ModelSpec
 from studio.planning.corrections import NONE, Corrections
+from studio.planning.decisions import DataShape
 from studio.planning.estimate import EstimateError, Setup, estimate_memory
 from studio.planning.speed import estimate_speed
 from studio.planning.fixes import FIXES, applicable
@@ -225,9 +226,10 @@ def _changed_keys(before: Profile, after: Profile) -> dict[str, Any]:
             for key, value in values.items() if a.get(section, {}).get(key) != value}
 
 
-def planned(profile: Profile, inventory: Inventory, corrections: Corrections = NONE) -> Plan:
+def planned(profile: Profile, inventory: Inventory, corrections: Corrections = NONE,
+            data: DataShape | None = None) -> Plan:
     """The plan of a profile, raising EstimateError when it cannot be estimated or has no GPU to go on."""
-    plan = plan_run(profile, inventory, corrections)
+    plan = plan_run(profile, inventory, corrections, data)
     if plan.memory is None:
         raise EstimateError(plan.no_estimate or "no estimate for this profile")
     if plan.gpu is None:
@@ -235,15 +237,17 @@ def planned(profile: Profile, inventory: Inventory, corrections: Corrections = N
     return plan
 
 
-def review_profile(profile: Profile, inventory: Inventory, corrections: Corrections = NONE) -> Review:
-    """Does the profile fit the GPUs, and if not, which single changes (gentlest first) make it fit."""
-    plan = planned(profile, inventory, corrections)
+def review_profile(profile: Profile, inventory: Inventory, corrections: Corrections = NONE,
+                   data: DataShape | None = None) -> Review:
+    """Does the profile fit the GPUs, and if not, which single changes (gentlest first) make it fit.
+    `data` (the rows' shape, when read) lets the plan settle packing as a run would."""
+    plan = planned(profile, inventory, corrections, data)
     peak, limit, gpu = plan.peak_vram_gib or 0.0, plan.limit_gib or 0.0, plan.gpu
     assert gpu is not None
     gb = lambda x: f"{x:.1f} GiB"  # noqa: E731
     fixes = []
     for fix, changed in applicable(profile):
-        after = plan_run(changed, inventory, corrections).peak_vram_gib
+        after = plan_run(changed, inventory, corrections, data).peak_vram_gib
         if after is None or peak - after <= 0.05:
             continue
         fixes.append({"fix": fix.name, "change": fix.describe(profile), "saves_gib": round(peak - after, 2),
@@ -262,12 +266,12 @@ def review_profile(profile: Profile, inventory: Inventory, corrections: Correcti
                   message=message, fixes=fixes, plan=plan)
 
 
-def make_it_fit(profile: Profile, inventory: Inventory,
-                corrections: Corrections = NONE) -> tuple[Profile, list[str]] | None:
+def make_it_fit(profile: Profile, inventory: Inventory, corrections: Corrections = NONE,
+                data: DataShape | None = None) -> tuple[Profile, list[str]] | None:
     """Fixes applied one after another, gentlest first, until the profile fits; None if even all do not."""
     current, steps = profile, []
     for _ in range(len(FIXES) * 4):
-        plan = planned(current, inventory, corrections)
+        plan = planned(current, inventory, corrections, data)
         if plan.fits:
             return current, steps
         options = applicable(current)
@@ -275,7 +279,7 @@ def make_it_fit(profile: Profile, inventory: Inventory,
             return None
         # The gentlest fix that lowers the peak; halving again is allowed on the next round.
         for fix, changed in options:
-            after = plan_run(changed, inventory, corrections).peak_vram_gib
+            after = plan_run(changed, inventory, corrections, data).peak_vram_gib
             if after is not None and after < (plan.peak_vram_gib or 0) - 0.05:
                 steps.append(fix.describe(current))
                 current = changed

@@ -50,6 +50,14 @@ def user_profile_path(name: str) -> Path:
     return user_profiles_dir() / f"{check_name(name)}.toml"
 
 
+def editable_path(path: Path) -> Path:
+    """Where edits of `path` are saved: the file itself, or for a bundled template (read-only) a user
+    profile of the same name."""
+    if bundled_profiles_dir().resolve() in Path(path).resolve().parents:
+        return user_profile_path(Path(path).stem)
+    return Path(path)
+
+
 def _folders() -> list[tuple[str, Path]]:
     return [("user", user_profiles_dir()), ("bundled", bundled_profiles_dir())]
 

@@ -371,10 +371,12 @@ class Timeline:
     download: Download | None = None
     end: End | None = None
     stopping: Stopping | None = None
+    current_step: Step | None = None   # the latest step written (while steps replay, not the highest)
 
     def add(self, record: Event) -> None:
         if isinstance(record, Step):
             self.steps[record.step] = record
+            self.current_step = record
         elif isinstance(record, Eval):
             self.evals[record.step] = record
         elif isinstance(record, Checkpoint):

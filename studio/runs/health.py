@@ -30,7 +30,7 @@ def health_alerts(tl: Timeline, running: bool, now: float | None = None, recent:
     losses = [s.loss for s in steps if s.loss is not None]
     if losses and not math.isfinite(losses[-1]):
         alerts.append(Alert("loss", f"loss is {losses[-1]} at step {last.step}: lower train.learning_rate "
-                                    "or check the data; `studio stop` keeps the last good checkpoint"))
+                                    "or check the data; stopping keeps the last good checkpoint"))
     elif len(losses) >= 5:
         best = min(losses[:-1])
         if losses[-1] > 3 * max(best, 1e-3) and losses[-1] > losses[0]:
@@ -52,7 +52,8 @@ def health_alerts(tl: Timeline, running: bool, now: float | None = None, recent:
     if running and len(steps) >= 3:
         gaps = [b.time - a.time for a, b in zip(steps, steps[1:]) if a.time and b.time]
         typical_gap = sorted(gaps)[len(gaps) // 2] if gaps else 0
-        idle = now - (last.time or now)
+        # Counted from the latest sign of life: a resumed run starts again, its old steps are history.
+        idle = now - max(last.time or now, tl.start.time if tl.start else 0.0)
         utils = [u for u in last.nvml_util_pct if u is not None]
         if typical_gap > 0 and utils and max(utils) < 5 and gaps and gaps[-1] > 3 * typical_gap:
             alerts.append(Alert("stall", f"the GPU sat idle ({max(utils):.0f}% busy) while the last step took "

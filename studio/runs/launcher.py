@@ -66,7 +66,7 @@ def trainer_command(run: Run, resume: bool) -> tuple[list[str], dict[str, str]]:
 def launch(run: Run, resume: bool = False) -> subprocess.Popen[bytes]:
     """Start the trainer in its own session; it outlives this process and the terminal."""
     if is_alive(run):
-        raise RunError(f"run {run.id} is already running (pid {run.pid}); follow it with `studio logs {run.id} --follow`")
+        raise RunError(f"run {run.id} is already running (pid {run.pid})")
     cmd, extra_env = trainer_command(run, resume)
     # PCI bus order makes CUDA's device indices agree with NVML's.
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", CUDA_DEVICE_ORDER="PCI_BUS_ID",
@@ -90,15 +90,15 @@ def resume_run(run: Run) -> subprocess.Popen[bytes]:
     """Start the trainer again from the last complete checkpoint."""
     status = run_status(run)
     if status == "running":
-        raise RunError(f"run {run.id} is still running; stop it first with `studio stop {run.id}`")
+        raise RunError(f"run {run.id} is still running; stop it first")
     if status == "completed":
-        raise RunError(f"run {run.id} already completed; start a new run with `studio run` instead")
+        raise RunError(f"run {run.id} already completed; start a new run instead")
     if status == "damaged":
         raise RunError(f"run {run.id} is damaged (its events cannot be read); start a new run instead")
     # A trainer that has written its `end` may still be exiting: give it the time to.
     if not wait_gone(run, EXIT_WAIT_S):
         raise RunError(f"run {run.id} wrote its end but its process has not exited after {EXIT_WAIT_S:.0f} s; "
-                       f"`studio stop {run.id} --force` ends it")
+                       "a forced stop ends it")
     if run.last_complete_checkpoint() is None and status != "failed":
         print(f"note: run {run.id} has no complete checkpoint yet; it starts again from step 0", file=sys.stderr)
     return launch(run, resume=True)
@@ -133,7 +133,7 @@ def stop_run(run: Run, force: bool = False, wait_s: float = 300.0) -> str:
         return "stopping"
     if not wait_gone(run, wait_s):
         raise RunError(f"run {run.id} did not stop within {wait_s:.0f} s; "
-                       f"`studio stop {run.id} --force` kills it (unsaved steps are lost)")
+                       "a forced stop kills it (unsaved steps are lost)")
     return run_status(run)
 
 

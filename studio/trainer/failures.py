@@ -64,12 +64,12 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
                           "and start a new run (a run keeps the profile it started with)"}
     if isinstance(e, ProfileError):
         return {"error_kind": "config", "message": "; ".join(e.problems),
-                "advice": "fix the profile (`studio profile check FILE`) and start a new run"}
+                "advice": "fix the profile (its check names each problem) and start a new run"}
     if isinstance(e, ConfigError):
         return {"error_kind": "config", "message": str(e), "advice": "change the profile and start a new run"}
     if isinstance(e, DownloadError):
         return {"error_kind": "download", "message": str(e),
-                "advice": "log in with `hf auth login` or set HF_TOKEN for gated or private models; check the id; then `studio resume` the run"}
+                "advice": "log in with `hf auth login` or set HF_TOKEN for gated or private models; check the id; then resume the run"}
     if isinstance(e, OSError) and ("is not a local folder" in str(e) or "does not appear to have" in str(e)):
         return {"error_kind": "download", "message": str(e),
                 "advice": "check model.name: a hub id (org/name) or a local folder with config.json"}
@@ -87,5 +87,4 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
                 "advice": "set model.attn_implementation = \"sdpa\" (or install flash-attn for this GPU) "
                           "and start a new run"}
     return {"error_kind": "crash", "message": f"{type(e).__name__}: {e}",
-            "advice": "see trainer.log in the run folder for the traceback (`studio logs RUN`); "
-                      "`studio resume RUN` continues from the last checkpoint"}
+            "advice": "the trainer's log has the traceback; resuming continues from the last checkpoint"}

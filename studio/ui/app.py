@@ -9,12 +9,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
+from rich.console import Group
+from rich.text import Text
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -33,11 +36,9 @@ from studio.runs.folder import Run, RunError, list_runs
 from studio.runs.launcher import resume_run, stop_run
 from studio.runs.state import run_status
 from studio.settings import Settings
-from studio.ui.actions import RUN_ACTIONS, help_lines
+from studio.ui.actions import RUN_ACTIONS, help_table
 from studio.ui.dashboard import Dashboard
 from studio.ui.dialogs import Confirm, ExportDialog, Help, ProfileNameDialog
-from studio.ui.editor import ProfileEditor
-from studio.ui.monitor import RunMonitor
 
 GPU_REFRESH_S = 1.0
 THEME_KEYS = ("primary", "secondary", "warning", "error", "success", "accent", "foreground", "background",
@@ -87,7 +88,7 @@ class StudioApp(App[None]):
             self.theme = self.settings.theme
         self.push_screen(Dashboard())
         if self.first_run is not None:
-            self.push_screen(RunMonitor(self.first_run))
+            self.open_run(self.first_run)
         if self.fixed_inventory is None and self.poll_gpus:
             self.poll_inventory()
             self.set_interval(GPU_REFRESH_S, self.poll_inventory)
@@ -115,13 +116,16 @@ class StudioApp(App[None]):
             yield SystemCommand("Edit profile", "Open the selected profile", screen.action_edit)
             yield SystemCommand("Run profile", "Start a run of the selected profile", screen.action_run)
             yield SystemCommand("Open run", "Monitor the selected run", screen.action_open)
-        if isinstance(screen, (Dashboard, RunMonitor)):
+        if isinstance(screen, Dashboard) or type(screen).__name__ == "RunMonitor":
             which = "the selected run" if isinstance(screen, Dashboard) else "this run"
             for a in RUN_ACTIONS:
                 yield SystemCommand(a.title, f"{which}: {a.help}", getattr(screen, f"action_{a.action}"))
-        if isinstance(screen, RunMonitor):
+        if isinstance(screen, Dashboard):
+            yield SystemCommand("Compare runs", "Overlay the loss curves of the marked runs (m marks)",
+                                screen.action_compare)
+        if type(screen).__name__ in ("RunMonitor", "ChatScreen", "Comparison", "RawProfileEditor"):
             yield SystemCommand("Back", "Back to the dashboard", self.pop_screen)
-        if isinstance(screen, ProfileEditor):
+        if type(screen).__name__ == "ProfileEditor":
             yield SystemCommand("Save profile", "Save (ctrl+s)", screen.action_save)
             yield SystemCommand("Save profile as", "Save a copy under a new name", screen.action_save_as)
             yield SystemCommand("Apply suggestion", "Apply the change that makes it fit", screen.action_apply_suggestion)
@@ -129,16 +133,22 @@ class StudioApp(App[None]):
             yield SystemCommand("Back", "Back to the dashboard", screen.action_back)
 
     def action_help(self) -> None:
+        """The keys of the screen in front (the others list theirs there), then the app-wide ones."""
         from studio.ui.chat import ChatScreen
+        from studio.ui.compare import Comparison
+        from studio.ui.editor import ProfileEditor
+        from studio.ui.monitor import RunMonitor
+        from studio.ui.raw_editor import RawProfileEditor
 
-        sections = [("Dashboard", Dashboard), ("Editor", ProfileEditor), ("Monitor", RunMonitor), ("Chat", ChatScreen),
-                    ("Anywhere", StudioApp)]
-        lines = ["[b]studio[/b]: every action has a key (shown in the footer) and a command (ctrl+p).", ""]
-        for title, cls in sections:
-            lines.append(f"[b]{title}[/b]")
-            lines.extend(help_lines(list(cls.BINDINGS)))
-        lines += ["", "Quitting never stops a run: it goes on in the background. Type `studio` again to reattach."]
-        self.push_screen(Help("\n".join(lines)))
+        sections = {Dashboard: "Dashboard", ProfileEditor: "Editor", RawProfileEditor: "Profile text",
+                    RunMonitor: "Monitor", ChatScreen: "Chat", Comparison: "Comparison"}
+        screen = next((s for s in reversed(self.screen_stack) if type(s) in sections), None)
+        parts: list[Any] = [Text("Quitting never stops a run: it goes on in the background; type `studio` again to "
+                                 "reattach. Every action has a key (in the footer) and a command (ctrl+p).\n")]
+        if screen is not None:
+            parts += [Text(sections[type(screen)], style="bold"), help_table(list(type(screen).BINDINGS)), Text("")]
+        parts += [Text("Anywhere", style="bold"), help_table(list(StudioApp.BINDINGS))]
+        self.push_screen(Help(Group(*parts)))
 
     def action_new_profile(self) -> None:
         def done(path: Path | None) -> None:
@@ -148,13 +158,13 @@ class StudioApp(App[None]):
                 self.notify(f"{path.name} exists; opening it", severity="warning")
                 self.edit_profile(path)
                 return
+            from studio.ui.editor import ProfileEditor
+
             try:
                 base = load_profile(bundled_profiles_dir() / "tiny-demo.toml")  # a starting point that runs
             except ProfileError:
                 base = Profile()
-            self.push_screen(ProfileEditor(None, base, self.gpu_names()))
-            self.screen.path = path  # type: ignore[attr-defined]
-            self.screen.dirty = True  # type: ignore[attr-defined]
+            self.push_screen(ProfileEditor(None, base, self.gpu_names(), new_path=path))
 
         self.push_screen(ProfileNameDialog("name of the new profile:"), done)
 
@@ -162,12 +172,17 @@ class StudioApp(App[None]):
         return [g.name for g in self.inventory.gpus]
 
     def edit_profile(self, path: Path) -> None:
+        """The form for a profile that loads; its text, with the problems, for one that does not."""
+        from studio.ui.editor import ProfileEditor
+
         try:
-            self.push_screen(ProfileEditor(path, gpu_names=self.gpu_names()))
+            profile = load_profile(path)
         except ProfileError as e:
-            # Shown with the problems; a save refuses to overwrite a file that does not parse.
-            self.notify("; ".join(e.problems[:3]), title=f"{path.name} has problems", severity="error", timeout=10)
-            self.push_screen(ProfileEditor(path, Profile(), self.gpu_names()))
+            from studio.ui.raw_editor import RawProfileEditor
+
+            self.push_screen(RawProfileEditor(path, e.problems))
+            return
+        self.push_screen(ProfileEditor(path, profile, self.gpu_names()))
 
     def profiles_changed(self) -> None:
         for screen in self.screen_stack:
@@ -175,21 +190,35 @@ class StudioApp(App[None]):
                 screen.reload_profiles()
 
     def start_profile(self, path: Path) -> None:
+        """Check the data, plan and launch in a worker (a big dataset takes seconds); open the monitor."""
+        self.notify(f"starting {path.stem}: checking the data and planning the run...", timeout=4)
+        self.start_in_background(path)
+
+    @work(thread=True, group="start")
+    def start_in_background(self, path: Path) -> None:
         from studio.runs.start import start_run
 
         try:
             run = start_run(path).run
         except ProfileError as e:
-            self.notify("; ".join(e.problems[:3]), title="profile problems", severity="error", timeout=10)
+            self.call_from_thread(self.notify, "; ".join(e.problems[:3]), title="profile problems", severity="error",
+                                  timeout=10)
             return
         except (DataError, RunError, LayoutError, OSError) as e:
-            self.notify(str(e), title="cannot start", severity="error", timeout=10)
+            self.call_from_thread(self.notify, str(e), title="cannot start", severity="error", timeout=10)
             return
-        self.notify(f"started run {run.id}")
-        self.open_run(run)
+        self.call_from_thread(self.notify, f"started run {run.id}")
+        self.call_from_thread(self.open_run, run)
 
     def open_run(self, run: Run) -> None:
+        from studio.ui.monitor import RunMonitor
+
         self.push_screen(RunMonitor(run))
+
+    def open_comparison(self, runs: list[Run]) -> None:
+        from studio.ui.compare import Comparison
+
+        self.push_screen(Comparison(runs))
 
     def open_chat(self, run: Run) -> None:
         from studio.ui.chat import ChatScreen
@@ -197,6 +226,10 @@ class StudioApp(App[None]):
         self.push_screen(ChatScreen(run))
 
     def confirm_run_action(self, run: Run, what: str) -> None:
+        status = run_status(run)
+        if status != "running":
+            self.notify(f"run {run.id} is already {status}: nothing to stop", severity="warning")
+            return
         question = (f"stop run {run.id}? it finishes its step and saves a checkpoint" if what == "stop"
                     else f"kill run {run.id} now? steps since the last checkpoint are lost")
 
@@ -205,7 +238,8 @@ class StudioApp(App[None]):
                 return
             try:
                 stop_run(run, force=what == "kill", wait_s=0)
-                self.notify(f"{'stopping' if what == 'stop' else 'killed'} run {run.id}")
+                self.notify(f"stopping run {run.id}: it saves a checkpoint first" if what == "stop"
+                            else f"killed run {run.id}")
             except RunError as e:
                 self.notify(str(e), severity="warning")
 

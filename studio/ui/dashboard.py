@@ -1,31 +1,41 @@
-"""The home screen: GPUs, profiles (bundled and yours), runs (from any studio).
+"""The home screen: GPUs, profiles (bundled and yours, with whether each fits this machine),
+and runs (from any studio, with sorting, a filter and marks for comparing them).
 
-The run list is read by a worker thread (a folder of many runs must not stall the
-keyboard) and arrives as a message.
+Everything that reads the disk or estimates runs in worker threads and arrives as a
+message; the lists refresh when files appear or change.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label
+from textual.widgets import DataTable, Footer, Header, Input, Label
 
+from studio import display
 from studio.hardware import Inventory
-from studio.profiles.library import all_profiles
-from studio.profiles.profile import ProfileError, load_profile
+from studio.profiles.library import ProfileEntry, all_profiles
+from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.runs.folder import Run, list_runs
 from studio.runs.state import RunSummary, summarize
 from studio.ui.actions import run_bindings
-from studio.ui.widgets import GpuPanel
+from studio.ui.widgets import GpuPanel, fill_table, fit_label
 
-RUNS_REFRESH_S = 2.0
+REFRESH_S = 2.0
+NARROW = 120  # columns below which the Profiles and Runs lists stack
+STATUS_STYLE = {"running": "green", "completed": "cyan", "stopped": "yellow", "failed": "red", "crashed": "red",
+                "damaged": "red"}
+SORTS = ("newest", "status", "loss", "tokens/s")
+PROFILE_COLUMNS = ("profile", "method", "model", "fit")
+RUN_COLUMNS = ("run", "status", "steps", "loss", "tok/s", "time", "age")
 
 
 def age(seconds_ago: float | None) -> str:
@@ -38,6 +48,21 @@ def age(seconds_ago: float | None) -> str:
     return f"{s}s"
 
 
+@dataclass(frozen=True)
+class ProfileRow:
+    entry: ProfileEntry
+    method: str
+    model: str
+    fit: str        # fits | tight | too big | cpu | ? | invalid
+    fit_why: str
+
+
+class ProfilesRead(Message):
+    def __init__(self, rows: list[ProfileRow], stamp: tuple):
+        super().__init__()
+        self.rows, self.stamp = rows, stamp
+
+
 class RunsRead(Message):
     """The runs on disk, newest first, as a worker read them."""
 
@@ -46,22 +71,75 @@ class RunsRead(Message):
         self.summaries = summaries
 
 
+def profiles_stamp() -> tuple:
+    """What the profile folders hold now (names and modification times): a change means re-read."""
+    out = []
+    for entry in all_profiles():
+        try:
+            out.append((entry.key, entry.path.stat().st_mtime_ns))
+        except OSError:
+            continue
+    return tuple(out)
+
+
+def profile_row(entry: ProfileEntry, inventory: Inventory | None) -> ProfileRow:
+    """A profile's line; `inventory` None leaves the fit for later (it needs an estimate)."""
+    try:
+        p = load_profile(entry.path)
+    except ProfileError as e:
+        return ProfileRow(entry, "!", "invalid: enter to fix", "invalid", e.problems[0])
+    fit, why = fit_of(p, inventory) if inventory is not None else ("", "")
+    return ProfileRow(entry, p.method.type, p.model.name.split("/")[-1], fit, why)
+
+
+def fit_of(profile: Profile, inventory: Inventory) -> tuple[str, str]:
+    """Whether the profile fits this machine's GPUs (fits, tight, too big), from the same plan a run would get."""
+    from studio.planning.layout import LayoutError
+    from studio.planning.plan import plan_run
+
+    if not inventory.gpus:
+        return "cpu", "no GPU here: it would train on the CPU"
+    try:
+        plan = plan_run(profile, inventory)
+    except LayoutError as e:
+        return "too big", str(e)
+    if plan.peak_vram_gib is None or plan.free_gib is None:
+        return "?", plan.no_estimate or "no estimate"
+    share = plan.peak_vram_gib / plan.free_gib
+    label = "fits" if share <= 0.75 else "tight" if share <= 0.9 else "too big"
+    return label, f"~{plan.peak_vram_gib:.1f} of {plan.free_gib:.1f} GiB free on {plan.gpu.name if plan.gpu else '?'}"
+
+
 class Dashboard(Screen):
     clock = staticmethod(time.time)  # tests pin it for stable ages
     BINDINGS = [
         Binding("n", "app.new_profile", "New"),
         Binding("e", "edit", "Edit"),
         Binding("r", "run", "Run"),
-        Binding("enter", "open", "Open", show=False),
-        Binding("o", "open", "Open run"),
+        Binding("o", "open", "Open run", show=False),
         *run_bindings(shown=("s", "c")),
+        Binding("m", "mark", "Mark", show=False),
+        Binding("C", "compare", "Compare", show=False),
+        Binding("slash", "filter", "Filter", show=False),
+        Binding("S", "sort", "Sort", show=False),
+        Binding("j", "cursor(1)", "Down", show=False),
+        Binding("k", "cursor(-1)", "Up", show=False),
+        Binding("g,home", "cursor_edge(0)", "First", show=False),
+        Binding("G,end", "cursor_edge(1)", "Last", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.profile_paths: dict[str, Path] = {}
         self.run_dirs: dict[str, Path] = {}
+        self.marked: set[str] = set()
+        self.sort = SORTS[0]
+        self.run_filter = ""
         self._summaries: dict[str, tuple[tuple[int, int, int], RunSummary]] = {}  # run id -> (file state, summary)
+        self._profiles_stamp: tuple | None = None
+        self._last_summaries: list[RunSummary] = []
+        self._runs_shown: list = []
+        self._runs_title = "Runs"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -71,39 +149,33 @@ class Dashboard(Screen):
                 yield Label("Profiles", classes="section")
                 yield DataTable(id="profiles", cursor_type="row", zebra_stripes=True)
             with Vertical(id="runs-box"):
-                yield Label("Runs", classes="section")
+                yield Label("Runs", classes="section", id="runs-title")
+                yield Input(id="runs-filter", placeholder="filter runs: id, profile or status", compact=True)
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = "studio"
-        profiles = self.query_one("#profiles", DataTable)
-        profiles.add_columns("profile", "method", "model")
-        runs = self.query_one("#runs", DataTable)
-        runs.add_columns("run", "status", "progress", "loss", "age")
-        self.reload_profiles()
-        self.show_runs(self.read_runs_now())
+        self.set_class(self.app.size.width < NARROW, "narrow")
+        self.query_one("#runs-filter", Input).display = False
+        # The first frame shows the lists at once; the fits (estimates) and the runs follow from a worker.
+        self.show_profiles([profile_row(e, None) for e in all_profiles()], None)
+        self.refresh_lists()
         self.watch(self.app, "inventory", self.show_gpus)
-        self.set_interval(RUNS_REFRESH_S, self.reload_runs)
+        self.set_interval(REFRESH_S, self.refresh_lists)
+        self.query_one("#profiles", DataTable).focus()
 
     def show_gpus(self, inv: Inventory) -> None:
         self.query_one(GpuPanel).show(inv)
 
-    def reload_profiles(self) -> None:
-        table = self.query_one("#profiles", DataTable)
-        table.clear()
-        self.profile_paths.clear()
-        for entry in all_profiles():
-            if entry.key in self.profile_paths:
-                continue
-            self.profile_paths[entry.key] = entry.path
-            try:
-                p = load_profile(entry.path)
-                method, model = p.method.type, p.model.name.split("/")[-1]
-            except ProfileError:
-                method, model = "!", "invalid: press e to fix"
-            label = entry.name if entry.origin == "user" else f"{entry.name} ·"
-            table.add_row(label, method, model, key=entry.key)
+    def on_resize(self) -> None:
+        """Below 120 columns the lists stack (each keeps its full width) rather than squeeze side by side."""
+        self.set_class(self.size.width < NARROW, "narrow")
+        panel = self.query_one(GpuPanel)
+        if panel.inventory is not None:
+            panel.show(panel.inventory)
+
+    # ----------------------------------------------------------- reading (workers)
 
     def _summary(self, run: Run) -> RunSummary:
         """A run's summary, re-read only when its events or status file changed."""
@@ -122,28 +194,80 @@ class Dashboard(Screen):
     def read_runs_now(self) -> list[RunSummary]:
         return [self._summary(run) for run in reversed(list_runs())]
 
-    @work(thread=True, exclusive=True, group="runs")
-    def reload_runs(self) -> None:
-        if self.is_current or not self.run_dirs:
-            self.post_message(RunsRead(self.read_runs_now()))
+    @work(thread=True, exclusive=True, group="dashboard-refresh")
+    def refresh_lists(self) -> None:
+        if not self.is_current:
+            return  # hidden behind another screen: nothing to show
+        self.post_message(RunsRead(self.read_runs_now()))
+        stamp = profiles_stamp()
+        if stamp != self._profiles_stamp:
+            self.post_message(ProfilesRead([profile_row(e, self.app.inventory) for e in all_profiles()], stamp))
+
+    def reload_profiles(self) -> None:
+        self._profiles_stamp = None
+        self.refresh_lists()
+
+    @on(ProfilesRead)
+    def profiles_read(self, message: ProfilesRead) -> None:
+        self.show_profiles(message.rows, message.stamp)
 
     @on(RunsRead)
     def runs_read(self, message: RunsRead) -> None:
         self.show_runs(message.summaries)
 
-    def show_runs(self, summaries: list[RunSummary]) -> None:
-        table = self.query_one("#runs", DataTable)
-        selected = self.selected_run_id()
-        table.clear()
-        self.run_dirs.clear()
-        now = self.clock()
-        for s in summaries:
-            self.run_dirs[s.id] = Path(s.dir)
-            progress = f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step or "-")
-            loss = f"{s.loss:.3f}" if s.loss is not None else "-"
-            table.add_row(s.id, s.status, progress, loss, age(now - s.started_at if s.started_at else None), key=s.id)
-        if selected in self.run_dirs:
+    # ----------------------------------------------------------- showing
+
+    def show_profiles(self, rows: list[ProfileRow], stamp: tuple) -> None:
+        self._profiles_stamp = stamp
+        table = self.query_one("#profiles", DataTable)
+        selected = self._selected("#profiles")
+        self.profile_paths = {}
+        cells = []
+        for row in rows:
+            if row.entry.key in self.profile_paths:
+                continue
+            self.profile_paths[row.entry.key] = row.entry.path
+            label = row.entry.name if row.entry.origin == "user" else f"{row.entry.name} ·"
+            cells.append((row.entry.key, (label, row.method, row.model, fit_label(row.fit))))
+        fill_table(table, PROFILE_COLUMNS, cells)
+        if selected in self.profile_paths:
             table.move_cursor(row=table.get_row_index(selected))
+
+    def show_runs(self, summaries: list[RunSummary]) -> None:
+        self._last_summaries = summaries
+        table = self.query_one("#runs", DataTable)
+        now = self.clock()
+        wanted = self.run_filter.lower()
+        shown = [s for s in summaries if not wanted or wanted in f"{s.id} {s.profile} {s.status}".lower()]
+        rows = [(s, self.run_cells(s, now)) for s in sort_runs(shown, self.sort)]
+        signature = [(s.id, tuple(str(c) for c in cells)) for s, cells in rows]
+        if signature != self._runs_shown:  # rebuilding an unchanged table costs CPU every refresh
+            self._runs_shown = signature
+            selected = self.selected_run_id()
+            self.run_dirs = {s.id: Path(s.dir) for s, _ in rows}
+            fill_table(table, RUN_COLUMNS, [(s.id, cells) for s, cells in rows])
+            if selected in self.run_dirs:
+                table.move_cursor(row=table.get_row_index(selected))
+        title = "Runs" + (f" · sorted by {self.sort}" if self.sort != SORTS[0] else "") + \
+            (f" · filter {self.run_filter!r}" if self.run_filter else "") + (f" · {len(self.marked)} marked" if self.marked
+                                                                              else "")
+        if title != self._runs_title:
+            self._runs_title = title
+            self.query_one("#runs-title", Label).update(title)
+
+    def run_cells(self, s: RunSummary, now: float) -> tuple:
+        steps = f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step or "-")
+        loss = f"{s.loss:.3f}" if s.loss is not None else "-"
+        if s.eval_loss is not None:
+            loss += f" ({s.eval_loss:.3f})"
+        took = display.duration(s.ended_at - s.started_at) if s.ended_at and s.started_at else \
+            (display.duration(now - s.started_at) if s.status == "running" and s.started_at else "-")
+        mark = "✓ " if s.id in self.marked else ""
+        return (f"{mark}{s.id}", Text(s.status, style=STATUS_STYLE.get(s.status, "")), steps, loss,
+                f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-", took,
+                age(now - s.started_at if s.started_at else None))
+
+    # ----------------------------------------------------------- selection
 
     def _selected(self, table_id: str) -> str | None:
         table = self.query_one(table_id, DataTable)
@@ -166,10 +290,32 @@ class Dashboard(Screen):
         return self.profile_paths.get(key) if key else None
 
     def _need_run(self) -> Run | None:
+        """The selected run, when the Runs list has the focus (run keys never act from the Profiles list)."""
+        if self.focused is not self.query_one("#runs", DataTable):
+            self.notify("run keys act on the Runs list: tab to it first", severity="warning")
+            return None
         run = self.selected_run()
         if run is None:
-            self.notify("no run selected: pick one in the Runs list (tab moves between lists)", severity="warning")
+            self.notify("no run selected", severity="warning")
         return run
+
+    # ----------------------------------------------------------- actions
+
+    def action_cursor(self, step: int) -> None:
+        table = self.focused if isinstance(self.focused, DataTable) else self.query_one("#profiles", DataTable)
+        table.move_cursor(row=max(0, min(table.row_count - 1, table.cursor_row + step)))
+
+    def action_cursor_edge(self, end: int) -> None:
+        table = self.focused if isinstance(self.focused, DataTable) else self.query_one("#profiles", DataTable)
+        table.move_cursor(row=table.row_count - 1 if end else 0)
+
+    @on(DataTable.RowSelected)
+    def row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter opens: a profile in the editor, a run in the monitor."""
+        if event.data_table.id == "profiles":
+            self.action_edit()
+        else:
+            self.action_open()
 
     def action_edit(self) -> None:
         path = self.selected_profile()
@@ -189,8 +335,7 @@ class Dashboard(Screen):
         if self.focused is self.query_one("#profiles", DataTable):
             self.action_edit()
             return
-        run = self._need_run()
-        if run:
+        if run := self._need_run():
             self.app.open_run(run)
 
     def action_stop(self) -> None:
@@ -212,3 +357,44 @@ class Dashboard(Screen):
     def action_chat(self) -> None:
         if run := self._need_run():
             self.app.open_chat(run)
+
+    def action_mark(self) -> None:
+        if run := self._need_run():
+            self.marked ^= {run.id}
+            self.show_runs(self._last_summaries)
+
+    def action_compare(self) -> None:
+        runs = [Run(self.run_dirs[r]) for r in sorted(self.marked) if r in self.run_dirs]
+        if len(runs) < 2:
+            self.notify("mark two or more runs with m (in the Runs list), then C compares them", severity="warning")
+            return
+        self.app.open_comparison(runs)
+
+    def action_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.show_runs(self._last_summaries)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#runs-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.run_filter = event.value.strip()
+        self.show_runs(self._last_summaries)
+
+    @on(Input.Submitted, "#runs-filter")
+    def filter_done(self, event: Input.Submitted) -> None:
+        event.input.display = bool(event.value.strip())
+        self.query_one("#runs", DataTable).focus()
+
+
+def sort_runs(summaries: list[RunSummary], key: str) -> list[RunSummary]:
+    if key == "status":
+        return sorted(summaries, key=lambda s: (s.status != "running", s.status, s.id))
+    if key == "loss":
+        return sorted(summaries, key=lambda s: (s.loss is None, s.loss or 0.0))
+    if key == "tokens/s":
+        return sorted(summaries, key=lambda s: -(s.tokens_per_s or 0.0))
+    return summaries

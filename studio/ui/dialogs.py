@@ -1,15 +1,20 @@
-"""Modal dialogs: confirm, a profile name, export, help."""
+"""Modal dialogs: confirm, a profile name, export, help, the data preview."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+from rich.console import RenderableType
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static, Switch
 
+from studio.data_preview import PreviewError, data_preview, preview_lines
 from studio.profiles.library import user_profile_path
 from studio.profiles.profile import ProfileError
 
@@ -103,13 +108,45 @@ class ExportDialog(ModalScreen["tuple[str, bool] | None"]):
 class Help(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
 
-    def __init__(self, text: str):
+    def __init__(self, text: RenderableType):
         super().__init__()
         self.text = text
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog wide"):
             yield Static(self.text)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class DataPreview(ModalScreen[None]):
+    """The first rows as the model sees them; made in a worker (the tokenizer takes seconds to load)."""
+
+    BINDINGS = [Binding("escape,q,f3", "close", "Close")]
+
+    def __init__(self, profile_file: Path, rows: int = 3):
+        super().__init__()
+        self.profile_file = profile_file
+        self.rows = rows
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog wide"):
+            yield Static("tokenizing the first rows with the model's tokenizer and chat template...", id="preview-body")
+
+    def on_mount(self) -> None:
+        self.make_preview()
+
+    @work(thread=True)
+    def make_preview(self) -> None:
+        try:
+            result = data_preview(self.profile_file, self.rows)
+            text = Text.assemble(*preview_lines(result))
+        except PreviewError as e:
+            text = Text(f"no preview: {e}", style="red")
+        finally:
+            shutil.rmtree(self.profile_file.parent, ignore_errors=True)  # the form's profile, written for this
+        self.app.call_from_thread(self.query_one("#preview-body", Static).update, text)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -1,6 +1,10 @@
 """The profile editor: a form over every profile field, checked as you type, with
-live advice beside it (estimated peak VRAM against a GPU, breakdown, speed, and
-the change that makes it fit). Saving keeps the comments of a hand-written file."""
+live advice beside it (estimated peak VRAM against a GPU, breakdown, speed, how long
+the run takes, and the change (or changes) that make it fit). Saving keeps the comments
+and unknown keys of a hand-written file; leaving without an edit asks nothing.
+
+Keys: ctrl+up/down jump between sections, F3 previews the data as the model sees it,
+ctrl+e opens the file in $EDITOR."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -17,15 +21,20 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
 
 from studio.hardware import Inventory
-from studio.planning.advisor import review_profile
+from studio.data import DataError
+from studio.planning.advisor import make_it_fit, review_profile
+from studio.planning.decisions import DataShape
+from studio.planning.duration import run_duration
 from studio.planning.catalog import CatalogError, catalog_gpus
 from studio.planning.estimate import BREAKDOWN, EstimateError
 from studio.planning.fixes import FIXES
 from studio.planning.inventory import described_inventory
 from studio.planning.layout import LayoutError
+from studio.planning.plan import SETTLED_KEYS
 from studio.paths import bundled_profiles_dir
-from studio.profiles.library import save_preserving_comments, user_profile_path
+from studio.profiles.library import editable_path, save_preserving_comments
 from studio.profiles.profile import SECTIONS, Profile, ProfileError, check_value, load_profile, parse_toml, profile_from_dict
+from studio.runs.start import check_data
 from studio.ui.widgets import meter
 
 ADVICE_DELAY_S = 0.2
@@ -45,22 +54,30 @@ def advice_inventory(gpu_name: str, machine: Inventory, profile: Profile) -> Inv
 class ProfileEditor(Screen):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
-        Binding("f2", "save_as", "Save as"),
-        Binding("f4", "apply_suggestion", "Apply fix"),
+        Binding("f2", "save_as", "Save as", show=False),
+        Binding("f3", "preview", "Preview"),
+        Binding("f4", "apply_suggestion", "Fix"),
         Binding("f5", "run", "Run"),
+        Binding("ctrl+down", "section(1)", "Next section", show=False),
+        Binding("ctrl+up", "section(-1)", "Previous section", show=False),
+        Binding("ctrl+e", "external_editor", "$EDITOR", show=False),
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, path: Path | None, profile: Profile | None = None, gpu_names: list[str] | None = None):
+    def __init__(self, path: Path | None, profile: Profile | None = None, gpu_names: list[str] | None = None,
+                 new_path: Path | None = None):
         super().__init__()
         self.path = path
+        self.new_path = new_path   # where a new profile goes on the first save (its name was asked already)
         self.profile = profile or (load_profile(path) if path else Profile())
         self.problems: dict[str, str] = {}
         self.general_problems: list[str] = []
-        self.dirty = False
+        self.dirty = new_path is not None and path is None
+        self.initial: dict[str, Any] | None = None
         self.suggestion: dict[str, Any] | None = None
         self.gpu_names = gpu_names or []
         self._advice_timer: Any = None
+        self._shapes: dict[tuple, DataShape | str | None] = {}   # data shape (or why none) per data settings
 
     # ----------------------------------------------------------- layout
 
@@ -71,15 +88,16 @@ class ProfileEditor(Screen):
                 yield Label("description", classes="field-label")
                 yield Input(self.profile.description, id="f-top-description", compact=True)
                 for section, cls in SECTIONS.items():
-                    yield Label(section.capitalize(), classes="section")
+                    yield Label(section.capitalize(), classes="section", id=f"s-{section}")
                     current = getattr(self.profile, section)
                     for f in fields(cls):
                         yield from self._field(section, f, getattr(current, f.name))
                 yield Static(id="general-problems", classes="problem")
-            with Vertical(id="advice"):
+            with VerticalScroll(id="advice"):
                 yield Label("Advice", classes="section")
                 yield Select(self._gpu_options(), id="advice-gpu", allow_blank=False, value=self._gpu_options()[0][1],
                              compact=True)
+                yield Static(id="advice-note", classes="hint")
                 yield Static(id="advice-body")
         yield Footer()
 
@@ -107,7 +125,9 @@ class ProfileEditor(Screen):
         return [(n, n) for n in names]
 
     def on_mount(self) -> None:
-        self.title = f"profile {self.path.stem if self.path else '(new)'}"
+        target = self.path or self.new_path
+        self.title = f"profile {target.stem if target else '(new)'}" + (" (new)" if self.path is None else "")
+        self.initial = self.form_dict()
         self.refresh_advice()
 
     # ----------------------------------------------------------- reading the form
@@ -176,24 +196,69 @@ class ProfileEditor(Screen):
         if wid.startswith("f-") and wid != "f-top-description":
             _, section, key = wid.split("-", 2)
             self.check_field(section, key)
-        self.dirty = True
+        if self.initial is not None:  # the first Changed events only report the values the form opened with
+            self.dirty = (self.path is None and self.new_path is not None) or self.form_dict() != self.initial
         if self._advice_timer is not None:
             self._advice_timer.stop()
         self._advice_timer = self.set_timer(ADVICE_DELAY_S, self.refresh_advice)
 
     # ----------------------------------------------------------- advice
 
+    def data_key(self, profile: Profile) -> tuple:
+        d, t = profile.data, profile.train
+        path = Path(d.path).expanduser()
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        return (d.path, stamp, d.format, d.max_length, d.on_bad_rows, t.batch_size, t.seed)
+
+    @work(thread=True, group="data-shape")
+    def read_data_shape(self, profile: Profile, key: tuple) -> None:
+        """Read the dataset for its rows' lengths (seconds for a big file: off the UI thread)."""
+        try:
+            shape: DataShape | str | None = check_data(profile)
+        except (DataError, ProfileError, OSError) as e:
+            shape = "; ".join(e.problems[:2]) if isinstance(e, ProfileError) else str(e)
+        self.app.call_from_thread(self.data_shape_read, key, shape)
+
+    def data_shape_read(self, key: tuple, shape: DataShape | str | None) -> None:
+        self._shapes[key] = shape
+        self.refresh_advice()
+
+    def data_shape(self, profile: Profile) -> DataShape | str | None:
+        """The data's shape when known; starts reading it (and answers None) when not."""
+        key = self.data_key(profile)
+        if key not in self._shapes:
+            self._shapes[key] = None
+            self.read_data_shape(profile, key)
+        return self._shapes[key]
+
+    @staticmethod
+    def profile_value(profile: Profile, dotted: str) -> Any:
+        section, key = dotted.split(".")
+        return getattr(getattr(profile, section), key)
+
+    def advice_note(self, gpu_name: str) -> str:
+        inv = self.app.inventory
+        if inv.gpus:
+            return "" if any(g.name == gpu_name for g in inv.gpus) else f"not this machine's GPU: planning for {gpu_name}"
+        why = f" ({inv.reason})" if inv.reason else ""
+        return f"no GPU here: planning for {gpu_name}; pick the card you will train on{why}"
+
     def refresh_advice(self) -> None:
         body = self.query_one("#advice-body", Static)
         profile = self.current_profile()
         self.suggestion = None
+        gpu_name = str(self.query_one("#advice-gpu", Select).value)
+        self.query_one("#advice-note", Static).update(self.advice_note(gpu_name))
         if profile is None:
             body.update(Text("fix the fields marked in red for an estimate", style="yellow"))
             return
-        gpu_name = str(self.query_one("#advice-gpu", Select).value)
+        shape = self.data_shape(profile)
         try:
             inventory = advice_inventory(gpu_name, self.app.inventory, profile)
-            review = review_profile(profile, inventory)
+            review = review_profile(profile, inventory, data=shape if isinstance(shape, DataShape) else None)
         except (CatalogError, EstimateError, LayoutError) as e:
             body.update(Text(f"no estimate: {e}", style="dim"))
             return
@@ -210,31 +275,61 @@ class ProfileEditor(Screen):
             text.append(f"  {key:13} {mem.breakdown[key]:6.2f} GiB\n")
         if plan.speed:
             text.append(f"~{plan.speed.tokens_per_s:,.0f} tokens/s on {gpu.name}\n")
-            data = Path(profile.data.path)
-            if data.is_file():
-                tokens = data.stat().st_size / 4 * profile.train.epochs  # about 4 bytes of text per token
-                text.append(f"≈{tokens / plan.speed.tokens_per_s / 60:,.0f} min for the data\n", style="dim")
-        fitting = [f for f in review.fixes if f["fits"]]
-        if not review.fits and fitting:
-            self.suggestion = fitting[0]
-            text.append(f"\n{fitting[0]['change']}: {fitting[0]['peak_vram_gib']:.1f} of {gpu.memory_total_gib:.0f} GiB "
-                        f"— press F4 to apply", style="bold cyan")
-        elif not review.fits:
-            text.append("\nno single change fits this card; try a bigger GPU or several", style="yellow")
+        duration = run_duration(plan)
+        if duration:
+            text.append(f"{duration.describe()}\n", style="bold")
+        if isinstance(shape, DataShape):
+            text.append(f"data: {shape.describe()}\n", style="dim")
+        elif isinstance(shape, str):
+            text.append(f"data: {shape}\n", style="yellow")
+        else:
+            text.append("data: reading...\n", style="dim")
+        for d in plan.decisions:
+            if d.key in SETTLED_KEYS and self.profile_value(profile, d.key) == "auto":
+                text.append(f"auto {d.key.split('.')[-1]} → {d.value}: {d.reason}\n", style="dim")
+        self.add_suggestion(text, review, profile, inventory, shape if isinstance(shape, DataShape) else None)
         body.update(text)
+
+    def add_suggestion(self, text: Text, review: Any, profile: Profile, inventory: Inventory,
+                       data: DataShape | None) -> None:
+        """The gentlest single change that makes it fit; else several together; else say so."""
+        if review.fits:
+            return
+        total_gib = review.plan.gpu.memory_total_gib
+        fitting = [f for f in review.fixes if f["fits"]]
+        if fitting:
+            fix = fitting[0]
+            changed = next(f for f in FIXES if f.name == fix["fix"]).apply(profile)
+            self.suggestion = {"profile": changed, "change": fix["change"]}
+            text.append(f"\n{fix['change']}: {fix['peak_vram_gib']:.1f} of {total_gib:.0f} GiB — press F4 to apply",
+                        style="bold cyan")
+            return
+        try:
+            together = make_it_fit(profile, inventory, data=data)
+        except (EstimateError, LayoutError):
+            together = None
+        if together is None:
+            text.append("\nno change to the profile fits this card; pick a bigger GPU (or several)", style="yellow")
+            return
+        fixed, steps = together
+        after = review_profile(fixed, inventory, data=data).peak_vram_gib
+        self.suggestion = {"profile": fixed, "change": " + ".join(steps)}
+        text.append("\nno single change is enough; together:\n", style="bold cyan")
+        for step in steps:
+            text.append(f"  • {step}\n", style="cyan")
+        text.append(f"→ {after:.1f} of {total_gib:.0f} GiB — press F4 to apply them all", style="bold cyan")
 
     def action_apply_suggestion(self) -> None:
         profile = self.current_profile()
         if not self.suggestion or profile is None:
-            self.notify("nothing to apply: the profile fits (or no single change makes it fit)")
+            self.notify("nothing to apply: the profile fits (or no change makes it fit)")
             return
-        fix = next(f for f in FIXES if f.name == self.suggestion["fix"])
-        changed = fix.apply(profile)
-        if changed is None:
-            return
-        self.show_values(changed, list(self.suggestion["set"]))
+        changed: Profile = self.suggestion["profile"]
+        before, after = profile.to_dict(), changed.to_dict()
+        keys = [f"{section}.{key}" for section, values in after.items() if isinstance(values, dict)
+                for key, value in values.items() if before.get(section, {}).get(key) != value]
+        self.show_values(changed, keys)
         self.notify(f"applied: {self.suggestion['change']}")
-        self.dirty = True
         self.refresh_advice()
 
     def show_values(self, profile: Profile, keys: list[str]) -> None:
@@ -252,12 +347,7 @@ class ProfileEditor(Screen):
     # ----------------------------------------------------------- saving
 
     def _writable_path(self) -> Path | None:
-        if self.path is None:
-            return None
-        bundled = bundled_profiles_dir().resolve()
-        if bundled in self.path.resolve().parents:
-            return user_profile_path(self.path.stem)  # bundled templates stay untouched
-        return self.path
+        return self.new_path if self.path is None else editable_path(self.path)
 
     def _save_to(self, path: Path) -> bool:
         profile = self.current_profile()
@@ -278,6 +368,7 @@ class ProfileEditor(Screen):
         self.path = path
         self.profile = profile
         self.dirty = False
+        self.initial = self.form_dict()
         self.title = f"profile {path.stem}"
         self.app.profiles_changed()
         return True
@@ -324,3 +415,45 @@ class ProfileEditor(Screen):
 
         self.app.push_screen(Confirm("discard unsaved changes?"), done)
 
+
+    # ----------------------------------------------------------- moving about, the data, $EDITOR
+
+    def action_section(self, step: int) -> None:
+        """Focus the first field of the next (or previous) section."""
+        names = list(SECTIONS)
+        focused = self.focused.id if self.focused and self.focused.id else ""
+        current = focused.split("-")[1] if focused.startswith("f-") and focused.split("-")[1] in names else None
+        index = names.index(current) + step if current else (0 if step > 0 else len(names) - 1)
+        section = names[index % len(names)]
+        first = fields(SECTIONS[section])[0].name
+        self.query_one(f"#s-{section}").scroll_visible(top=True, animate=False)
+        self.query_one(f"#{field_id(section, first)}").focus(scroll_visible=False)
+
+    def action_preview(self) -> None:
+        """The first rows through the model's tokenizer and template, trained tokens marked (a worker)."""
+        import tempfile
+
+        from studio.ui.dialogs import DataPreview
+
+        profile = self.current_profile()
+        if profile is None:
+            self.notify("fix the fields marked in red first", severity="warning")
+            return
+        folder = Path(tempfile.mkdtemp(prefix="studio-preview-"))
+        (folder / "profile.toml").write_text(profile.to_toml(), encoding="utf-8")
+        self.app.push_screen(DataPreview(folder / "profile.toml"))
+
+    def action_external_editor(self) -> None:
+        from studio.ui.raw_editor import open_in_editor
+
+        if self.path is None or self.dirty:
+            self.notify("save first (ctrl+s): $EDITOR opens the file on disk", severity="warning")
+            return
+        path = editable_path(self.path)
+        if path != self.path:
+            self._save_to(path)  # a bundled template: edit your copy
+        error = open_in_editor(self.app, path)
+        if error:
+            self.notify(error, severity="error")
+        self.app.pop_screen()
+        self.app.edit_profile(path)  # the form again, or the text with its problems if it no longer loads

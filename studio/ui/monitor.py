@@ -1,25 +1,28 @@
-"""The run monitor: loss chart, throughput, memory, progress, log, status and errors.
+"""The run monitor: loss (raw, smoothed, eval), throughput and GPUs over time, memory against the
+estimate, the preflight, progress with the finish time, studio's log, status and what to do.
 
-Everything comes from the run folder: a worker thread tails events.jsonl and
-trainer.log a few times a second and posts what it read; the screen folds the
-records into a Timeline and repaints what changed.
+Everything comes from the run folder: a worker thread tails events.jsonl and trainer.log
+a few times a second and posts what it read; the screen folds the records into a
+Timeline and repaints what changed.
 """
 
 from __future__ import annotations
 
 import difflib
 import time
+from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Log, ProgressBar, Sparkline, Static
+from textual.widgets import Footer, Header, Input, ProgressBar, RichLog, Static
 
 from studio import display
 from studio.hardware import Inventory
@@ -27,19 +30,26 @@ from studio.planning.fixes import revised_for_oom
 from studio.planning.plan import apply_decisions
 from studio.profiles.profile import Profile, ProfileError, load_profile, save_profile
 from studio.runs.events import Event, EventTail, Timeline
-from studio.runs.folder import Run
+from studio.runs.folder import PLAN_FILE, Run
 from studio.runs.health import health_alerts
 from studio.runs.liveness import is_alive
 from studio.runs.state import status_from
 from studio.runs.tail import FileTail
 from studio.ui.actions import run_bindings
-from studio.ui.widgets import LossChart, memory_lines
+from studio.ui.charts import LossChart
+from studio.ui.logs import LogView
+from studio.ui.widgets import memory_lines, spark
 
-LOG_LINES = 500
 REFRESH_S = 0.5
 CHART_EVERY_S = 1.0   # plotting is the costly part of a repaint
-LOG_EVERY_S = 1.0     # the log pane re-lays out on every write: batch them
 CHART_POINTS = 300    # longer histories are thinned to this many points
+SPARK_WIDTH = 28      # the side pane is 30 columns at 80x24
+ENDED = ("completed", "stopped", "failed", "crashed")
+STATUS_COLOUR = {"running": "green", "completed": "cyan", "stopped": "yellow"}
+KEY_HINT = {"oom": "press f to save the revised profile below and resume",
+            "data": "fix the data, then press u to resume", "download": "then press u to resume",
+            "disk": "then press u to resume", "crash": "press u to resume from the last checkpoint",
+            "config": "change the profile in the editor and start a new run (r)"}
 
 
 def thin(points: list[tuple[int, float]], limit: int = CHART_POINTS) -> list[tuple[int, float]]:
@@ -69,12 +79,15 @@ class RunFilesRead(Message):
 
 
 class RunMonitor(Screen):
-    """Watch one run; stop, kill, resume or export it from the keyboard."""
+    """Watch one run; stop, kill, resume, export or chat with it from the keyboard."""
 
     BINDINGS = [
-        *run_bindings(shown=("s", "k", "u", "x", "c")),
+        *run_bindings(shown=("s", "K", "u", "c")),
         Binding("f", "fix_oom", "Fix OOM", show=False),
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("l", "toggle_raw_log", "Raw log", show=False),
+        Binding("z", "zoom_log", "Log", show=False),
+        Binding("slash", "search_log", "Search", show=False),
+        Binding("escape", "back", "Back"),
     ]
 
     def __init__(self, run: Run):
@@ -85,11 +98,11 @@ class RunMonitor(Screen):
         self.log_tail = FileTail(run.log_path)
         self.status = "?"
         self.gpu_totals: list[float] = []
+        self.plan = run.read_json(PLAN_FILE)
         self._dirty = True
         self._charted_at = 0.0
         self._shown: dict[str, Any] = {}
-        self._log_pending = ""
-        self._logged_at = 0.0
+        self._util: dict[int, deque[float]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,23 +112,34 @@ class RunMonitor(Screen):
             yield Static(id="progress-text")
         with Horizontal(id="main-row"):
             yield LossChart(id="loss-chart")
-            with Vertical(id="side"):
+            with VerticalScroll(id="side"):
                 yield Static(id="speed-text")
-                yield Sparkline([], id="speed-spark")
                 yield Static(id="memory-text")
+                yield Static(id="plan-text")
                 yield Static(id="alerts")
         yield Static(id="error-panel")
-        yield Log(id="trainer-log", max_lines=LOG_LINES, auto_scroll=True)
+        with Vertical(id="log-box"):
+            yield Input(id="log-search", placeholder="search the log (enter keeps it, esc clears)", compact=True)
+            yield RichLog(id="trainer-log", max_lines=2000, wrap=True, markup=False, auto_scroll=True)
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = f"run {self.run.id}"
+        self.set_class(self.app.size.height < 32, "short")
+        self.log_view = LogView(self.query_one("#trainer-log", RichLog))
+        self.query_one("#log-search", Input).display = False
         self.watch(self.app, "inventory", self.show_gpus)
         self.show_files(self.read_files())
         self.set_interval(REFRESH_S, self.poll_files)
 
     def show_gpus(self, inv: Inventory) -> None:
         self.gpu_totals = [g.memory_total_gib for g in inv.gpus]
+
+    def on_resize(self) -> None:
+        """A short terminal gives the charts the rows: the log and the error panel shrink (z zooms the log)."""
+        self.set_class(self.size.height < 32, "short")
+
+    # ----------------------------------------------------------- reading (a worker thread)
 
     def read_files(self) -> RunFiles:
         """New events and log text, and whether the trainer lives (file and process reads only)."""
@@ -136,77 +160,132 @@ class RunMonitor(Screen):
         self.show_files(message.files)
 
     def show_files(self, files: RunFiles) -> None:
-        """Fold new events and log lines in; repaint only what changed."""
+        """Fold new events and log lines in; repaint only what changed; tell when the run ends."""
         if files.error:
-            self.query_one("#run-status", Static).update(Text(files.error, style="bold red"))
+            self._show("#run-status", Text(files.error, style="bold red"))
             return
+        if files.records and any(r.KIND == "start" for r in files.records):
+            self.plan = self.run.read_json(PLAN_FILE)
         status = status_from(self.timeline.extend(files.records), files.alive, files.launched_at,
                              files.stop_requested_at)
-        records, text = files.records, files.log_text
-        self._log_pending += text
-        now = time.monotonic()
-        if self._log_pending and (now - self._logged_at >= LOG_EVERY_S or status != "running"):
-            self.query_one("#trainer-log", Log).write(self._log_pending)
-            self._log_pending, self._logged_at = "", now
-        if records or status != self.status or self._dirty:
-            self.status = status
+        if files.log_text:
+            self.log_view.feed(files.log_text)
+        if files.records or status != self.status or self._dirty:
+            previous, self.status = self.status, status
             self._dirty = False
             self.repaint()
+            if previous == "running" and status in ENDED:
+                self.announce(status)
 
-    FIXED_SIZE = ("#run-status", "#progress-text", "#speed-text", "#memory-text")  # see studio.tcss
+    def announce(self, status: str) -> None:
+        """A toast and the terminal bell when the run being watched ends."""
+        end = self.timeline.end
+        text = f"run {self.run.id} {status}" + (f": {end.message}" if end and end.message else "")
+        self.app.notify(text, title=f"run {status}", severity="error" if status in ("failed", "crashed") else
+                        "information", timeout=15)
+        self.app.bell()
+
+    # ----------------------------------------------------------- painting
 
     def _show(self, selector: str, content: Any) -> None:
-        """Update a Static only when what it shows changed; fixed-size ones skip the layout pass."""
+        """Update a Static only when what it shows changed."""
         if self._shown.get(selector) != content:
             self._shown[selector] = content
-            self.query_one(selector, Static).update(content, layout=selector not in self.FIXED_SIZE)
+            self.query_one(selector, Static).update(content)
 
     def repaint(self) -> None:
         tl, status = self.timeline, self.status
-        last = tl.last_step
-        colour = {"running": "green", "completed": "cyan", "stopped": "yellow"}.get(status, "red")
+        running = status == "running"
+        current = tl.current_step
+        colour = STATUS_COLOUR.get(status, "red")
         head = Text.assemble(("● ", colour), (status, f"bold {colour}"), f"  {self.run.id}")
         if tl.start:
-            head.append(f"  ·  {tl.start.method} on {', '.join(tl.start.devices or ('?',))} ({tl.start.dtype or '?'}), "
-                        f"{display.count(tl.start.trainable_params)} trainable")
+            head.append(f"  ·  {tl.start.method} on {', '.join(tl.start.devices or ('?',))} "
+                        f"({tl.start.dtype or '?'}), {display.count(tl.start.trainable_params)} trainable")
         elif tl.download and not tl.download.done:
             head.append(f"  ·  downloading {tl.download.name}: {display.size_bytes(tl.download.bytes)}"
                         f" of {display.size_bytes(tl.download.total_bytes)}")
-        elif status == "running":
+        elif running:
             head.append("  ·  preparing (data, tokenizer, model)")
         self._show("#run-status", head)
-
-        bar = self.query_one("#progress", ProgressBar)
-        max_steps = (last.max_steps if last else None) or (tl.start.max_steps if tl.start else None)
-        if max_steps:
-            bar.update(total=max_steps, progress=last.step if last else 0)
-        if last:
-            self._show("#progress-text", f" step {last.step}/{max_steps or '?'} · epoch {last.epoch or 0:.2f}"
-                                         f" · ETA {display.duration(last.eta_s)}")
+        self.paint_progress(current, running)
         steps = tl.ordered_steps()
         now = time.monotonic()
-        if now - self._charted_at >= CHART_EVERY_S or status != "running":
+        if now - self._charted_at >= CHART_EVERY_S or not running:
             self._charted_at = now
             self.query_one(LossChart).plot(thin([(s.step, s.loss) for s in steps]),
                                            thin([(e.step, e.eval_loss) for e in (tl.evals[k] for k in sorted(tl.evals))]))
-        rates = [s.tokens_per_s or 0 for s in steps]
-        if rates and last:
-            avg = sum(rates) / len(rates)
-            speed = Text.assemble(("tokens/s ", "bold"), f"{rates[-1]:,.0f} now · {avg:,.0f} avg")
-            if last.learning_rate is not None:
-                speed.append(f"\nlr {last.learning_rate:.2e}")
-            if last.grad_norm is not None:
-                speed.append(f" · grad norm {last.grad_norm:.2f}")
-            if last.loss is not None:
-                speed.append(f"\nloss {last.loss:.4f}", style="bold")
-            if last.energy_kwh is not None:
-                speed.append(f"\nenergy {last.energy_kwh:.4f} kWh")
-            self._show("#speed-text", speed)
-            self.query_one("#speed-spark", Sparkline).data = rates[-60:]
-        self._show("#memory-text", memory_lines(last, self.gpu_totals))
-        alerts = health_alerts(tl, running=status == "running", recent=500)
+        self._show("#speed-text", self.speed_text(steps))
+        self._show("#memory-text", self.memory_text(current))
+        self._show("#plan-text", self.plan_text(steps))
+        alerts = health_alerts(tl, running=running, recent=500)
         self._show("#alerts", Text("\n".join(f"⚠ {a.message}" for a in alerts), style="bold yellow") if alerts else "")
         self._show("#error-panel", self.error_text())
+
+    def paint_progress(self, current: Any, running: bool) -> None:
+        tl = self.timeline
+        bar = self.query_one("#progress", ProgressBar)
+        max_steps = (current.max_steps if current else None) or (tl.start.max_steps if tl.start else None)
+        bar.display = running and bool(max_steps)
+        if max_steps:
+            bar.update(total=max_steps, progress=current.step if current else 0)
+        if not current:
+            self._show("#progress-text", " waiting for the first step" if running else " no step was logged")
+            return
+        text = f" step {current.step}/{max_steps or '?'} · epoch {current.epoch or 0:.2f}"
+        if running and current.eta_s is not None:
+            finish = datetime.fromtimestamp(time.time() + current.eta_s).strftime("%H:%M")
+            text += f" · ETA {display.duration(current.eta_s)} (done ~{finish})"
+        self._show("#progress-text", text)
+
+    def speed_text(self, steps: list[Any]) -> Text:
+        rates = [s.tokens_per_s or 0 for s in steps]
+        last = self.timeline.current_step
+        if not rates or not last:
+            return Text("")
+        avg = sum(rates) / len(rates)
+        out = Text.assemble(("tokens/s ", "bold"), f"{rates[-1]:,.0f} (avg {avg:,.0f})\n", spark(rates[-SPARK_WIDTH:]))
+        if last.loss is not None:
+            out.append(f"\nloss {last.loss:.4f}", style="bold")
+        if last.learning_rate is not None:
+            out.append(f" · lr {last.learning_rate:.1e}")
+        details = [f"grad {last.grad_norm:.2f}"] if last.grad_norm is not None else []
+        if last.energy_kwh is not None:
+            details.append(f"{last.energy_kwh:.3f} kWh")
+        if details:
+            out.append("\n" + " · ".join(details))
+        return out
+
+    def memory_text(self, current: Any) -> Text:
+        if current is None:
+            return Text("")
+        for i, u in enumerate(current.nvml_util_pct):
+            if u is not None:
+                self._util.setdefault(i, deque(maxlen=SPARK_WIDTH)).append(u)
+        out = memory_lines(current, self.gpu_totals)
+        for i, history in sorted(self._util.items()):
+            temps = current.nvml_temp_c[i] if i < len(current.nvml_temp_c) else None
+            power = current.nvml_power_w[i] if i < len(current.nvml_power_w) else None
+            out.append(f"GPU{i} util {history[-1]:.0f}%" + (f" · {temps:.0f}C" if temps is not None else "")
+                       + (f" · {power:.0f}W" if power is not None else "") + "\n")
+            out.append_text(spark(list(history)))
+            out.append("\n")
+        return out
+
+    def plan_text(self, steps: list[Any]) -> Text:
+        """The estimate next to the measured peak, and what the data looks like."""
+        out = Text()
+        estimate = self.plan.get("peak_reserved_gib")
+        peaks = [p for s in steps for p in s.gpu_mem_peak_reserved_gib if p is not None]
+        if isinstance(estimate, (int, float)) and peaks:
+            measured = max(peaks)
+            out.append(f"peak {measured:.1f} GiB reserved\nestimate {estimate:.1f} GiB ({(estimate / measured - 1) * 100:+.0f}%)\n")
+        p = self.timeline.preflight
+        if p and p.rows:
+            out.append(f"data {p.rows:,} rows, {display.count(p.tokens or 0)} tokens\nloss on {p.loss_on}", style="dim")
+            if p.truncated_rows:
+                out.append(f"; {p.truncated_rows} truncated", style="yellow")
+        return out
 
     def error_text(self) -> Text:
         end, status = self.timeline.end, self.status
@@ -214,15 +293,18 @@ class RunMonitor(Screen):
             return Text("The trainer exited without a final event (killed or crashed). Press u to resume "
                         "from the last checkpoint; the log below shows what happened.", style="bold red")
         if not end or end.status != "failed":
-            if end and end.message:
-                return Text(f"{end.message}. {end.advice or ''}", style="yellow")
+            if end and end.message and status != "running":
+                hint = " Press u to resume." if status == "stopped" else ""
+                return Text(f"{end.message}.{hint}", style="yellow")
             return Text("")
         text = Text.assemble((f"failed ({end.error_kind}): ", "bold red"), end.message or "",
                              "\nwhat to do: ", (end.advice or "", "bold"))
+        if end.error_kind in KEY_HINT:
+            text.append(f"; {KEY_HINT[end.error_kind]}")
         if end.error_kind == "oom":
             diff = self.oom_diff()
             if diff:
-                text.append("\nrevised profile (press f to save it and resume from the last checkpoint):\n")
+                text.append("\nrevised profile:\n")
                 text.append(diff, style="cyan")
         return text
 
@@ -241,7 +323,37 @@ class RunMonitor(Screen):
         lines = difflib.unified_diff(profile.to_toml().splitlines(), revised.to_toml().splitlines(), lineterm="", n=0)
         return "\n".join(line for line in lines if line[:1] in "+-" and not line.startswith(("+++", "---")))
 
+    # ----------------------------------------------------------- the log
+
+    def action_toggle_raw_log(self) -> None:
+        self.log_view.raw = not self.log_view.raw
+        self.notify("log: every line" if self.log_view.raw else "log: studio's lines (l shows every line)")
+
+    def action_zoom_log(self) -> None:
+        self.toggle_class("log-zoomed")
+
+    def action_search_log(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#log-search")
+    def search_changed(self, event: Input.Changed) -> None:
+        self.log_view.search = event.value
+
+    @on(Input.Submitted, "#log-search")
+    def search_done(self, event: Input.Submitted) -> None:
+        event.input.display = bool(event.value)
+
     # ----------------------------------------------------------- actions
+
+    def action_back(self) -> None:
+        box = self.query_one("#log-search", Input)
+        if box.display and box.has_focus:
+            box.value = ""
+            box.display = False
+            return
+        self.app.pop_screen()
 
     def action_stop(self) -> None:
         self.app.confirm_run_action(self.run, "stop")
@@ -264,11 +376,14 @@ class RunMonitor(Screen):
         if not end or end.error_kind != "oom":
             self.notify("f applies a fix after an out-of-memory failure; this run did not run out of memory")
             return
-        profile = load_profile(self.run.profile_path)
-        backup = self.run.dir / "profile.orig.toml"
-        if not backup.exists():
-            backup.write_text(self.run.profile_path.read_text())
-        save_profile(revised_for_oom(profile, self.trained_profile(profile)), self.run.profile_path)
+        try:
+            profile = load_profile(self.run.profile_path)
+            backup = self.run.dir / "profile.orig.toml"
+            if not backup.exists():
+                backup.write_text(self.run.profile_path.read_text())
+            save_profile(revised_for_oom(profile, self.trained_profile(profile)), self.run.profile_path)
+        except (ProfileError, OSError) as e:
+            self.notify(f"could not save the revised profile: {e}", severity="error")
+            return
         self.notify("saved the revised profile (the original is profile.orig.toml); resuming")
         self.action_resume()
-

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
+
+from typing import Any
 
 from rich.text import Text
-from textual.widgets import Static
-from textual_plotext import PlotextPlot
+from textual.widgets import DataTable, Static
 
 from studio.hardware import Inventory
 from studio.runs.events import Step
@@ -22,46 +22,61 @@ def meter(used: float, total: float, width: int = 20, style: str = "green") -> T
     return bar
 
 
+FIT_STYLE = {"fits": "green", "tight": "yellow", "too big": "bold red", "invalid": "red", "cpu": "dim", "?": "dim"}
+
+
+def fit_label(fit: str) -> Text:
+    return Text(fit or "…", style=FIT_STYLE.get(fit, "dim"))
+
+
 class GpuPanel(Static):
-    """One line per GPU: name, VRAM bar, utilisation, temperature, power."""
+    """One line per GPU, like nvitop's summary: utilisation, memory, temperature, power against its limit,
+    and how many processes use it. Bars and names shrink so a line never wraps at 80 columns."""
+
+    inventory: Inventory | None = None
 
     def show(self, inv: Inventory) -> None:
+        self.inventory = inv
         if not inv.gpus:
             self.update(Text.assemble(("no GPU found: CPU mode", "bold yellow"), f"  ({inv.reason})"))
             return
+        wide = self.app.size.width >= 100
+        name_w, util_w, mem_w = (20, 8, 10) if wide else (14, 4, 6)
         lines = Text()
         for i, g in enumerate(inv.gpus):
             if i:
                 lines.append("\n")
-            lines.append(f"[{g.index}] {g.name[:22]:22} ")
-            lines.append_text(meter(g.memory_used_gib, g.memory_total_gib, 16))
-            lines.append(f" {g.memory_used_gib:5.1f}/{g.memory_total_gib:.0f} GiB")
-            if g.utilization_pct is not None:
-                lines.append(f"  {g.utilization_pct:3.0f}%")
+            lines.append(f"[{g.index}] {g.name.removeprefix('NVIDIA ').removeprefix('GeForce ')[:name_w]:{name_w}} ")
+            util = g.utilization_pct
+            lines.append("util " if wide else "")
+            lines.append_text(meter(util or 0, 100, util_w))
+            lines.append(f" {util:3.0f}%" if util is not None else "   ?%")
+            lines.append("  mem " if wide else "  ")
+            lines.append_text(meter(g.memory_used_gib, g.memory_total_gib, mem_w))
+            lines.append(f" {g.memory_used_gib:5.1f}/{g.memory_total_gib:.0f}G")
             if g.temperature_c is not None:
-                lines.append(f" {g.temperature_c:3.0f}C")
+                lines.append(f"  {g.temperature_c:3.0f}C", style="red" if g.temperature_c >= 85 else "")
             if g.power_w is not None:
-                lines.append(f" {g.power_w:4.0f}W")
+                limit = f"/{g.power_limit_w:.0f}" if g.power_limit_w else ""
+                lines.append(f"  {g.power_w:.0f}{limit}W")
+            if g.processes:
+                lines.append(f"  {len(g.processes)} proc")
         if inv.source != "nvml":
             lines.append(f"\n(described by {inv.source}, not measured)", style="dim")
         self.update(lines)
 
 
-class LossChart(PlotextPlot):
-    """Train loss (and eval loss) against step, with axes and values."""
+SPARKS = "▁▂▃▄▅▆▇█"
 
-    def plot(self, train: list[tuple[int, float]], evals: list[tuple[int, float]]) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("loss")
-        plt.xlabel("step")
-        finite = [(s, v) for s, v in train if isinstance(v, (int, float)) and math.isfinite(v)]
-        if finite:
-            plt.plot([s for s, _ in finite], [v for _, v in finite], label="train", marker="braille")
-        if evals:
-            plt.plot([s for s, _ in evals], [v for _, v in evals], label="eval", marker="dot")
-        self.refresh()
+
+def spark(values: list[float]) -> Text:
+    """A one-line sparkline of recent values."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return Text("")
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return Text("".join(SPARKS[min(7, int((v - lo) / span * 7.99))] for v in values), style="cyan")
 
 
 def memory_lines(step: Step | None, totals: list[float]) -> Text:
@@ -69,7 +84,7 @@ def memory_lines(step: Step | None, totals: list[float]) -> Text:
     (rank 0's device), NVML's used memory for the others; RSS on CPU."""
     out = Text()
     if not step:
-        return Text("memory: waiting for the first step", style="dim")
+        return Text("")
     peaks = [p or 0.0 for p in step.gpu_mem_peak_gib]
     used = list(step.nvml_mem_used_gib)
     if not peaks and not used:
@@ -83,10 +98,25 @@ def memory_lines(step: Step | None, totals: list[float]) -> Text:
         total = totals[i] if i < len(totals) else max(peak, nvml or 0) * 1.25 or 1
         out.append(f"GPU{i} ")
         if peak > 0:
-            out.append_text(meter(reserved[i] if i < len(reserved) else peak, total, 14))
-            out.append(f" alloc {alloc[i] if i < len(alloc) else 0:.1f} res {reserved[i] if i < len(reserved) else 0:.1f}"
-                       f" peak {peak:.1f}/{total:.0f} GiB\n")
+            res = reserved[i] if i < len(reserved) else peak
+            out.append_text(meter(res, total, 10))
+            out.append(f" {res:.1f}/{total:.0f} GiB\n  alloc {alloc[i] if i < len(alloc) else 0:.1f} · peak {peak:.1f}\n")
         elif nvml is not None:
-            out.append_text(meter(nvml, total, 14))
-            out.append(f" used {nvml:.1f}/{total:.0f} GiB (NVML)\n")
+            out.append_text(meter(nvml, total, 10))
+            out.append(f" {nvml:.1f}/{total:.0f} GiB (NVML)\n")
     return out
+
+
+def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Replace a table's rows; every column is as wide as its widest cell, set explicitly (DataTable's
+    own auto width waits for an idle moment that a busy app may not reach, and shows "comple")."""
+    widths = [max([len(label), *(len(str(cells[i])) for _, cells in rows)]) for i, label in enumerate(labels)]
+    current = [c.width for c in table.ordered_columns]
+    if current != widths:
+        table.clear(columns=True)
+        for label, width in zip(labels, widths):
+            table.add_column(label, width=width, key=label)
+    else:
+        table.clear()
+    for key, cells in rows:
+        table.add_row(*cells, key=key)

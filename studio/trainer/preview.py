@@ -1,0 +1,96 @@
+"""A few rows as the model will see them: through the model's tokenizer and chat template, the same
+way the trainer tokenizes them (rows_for_loss + tokenize_rows), with each stretch marked as
+trained (the loss covers it), context (seen, not trained) or cut (past data.max_length).
+
+`python -m studio.trainer.preview PROFILE [--rows N]` prints it as JSON; `studio data preview`
+and the editor's preview (F3) run it in a process of its own, since the tokenizer needs the
+training stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from studio.data import DataError, check_bad_rows
+from studio.profiles.profile import TINY_MODEL, Profile, ProfileError, load_profile
+from studio.trainer.dataset import load_data, rows_for_loss
+from studio.trainer.failures import ConfigError
+from studio.trainer.tokenize import tokenize_rows
+
+
+def preview_tokenizer(profile: Profile) -> Any:
+    """The tokenizer a run of `profile` would train with (the tiny model's is trained on the data)."""
+    if profile.model.name == TINY_MODEL:
+        from studio.planning.catalog import lookup_model
+        from studio.trainer.tiny import train_tokenizer
+
+        rows = load_data(profile, profile.data.split).rows
+        return train_tokenizer(rows, lookup_model(TINY_MODEL).vocab)
+    from transformers import AutoTokenizer
+
+    local = Path(profile.model.name).expanduser()
+    source = str(local) if local.is_dir() else profile.model.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=None if local.is_dir() else profile.model.revision,
+                                                  trust_remote_code=profile.model.trust_remote_code)
+    except Exception as e:  # noqa: BLE001 - hub, file and tokenizer errors all end the same way
+        raise ConfigError(f"model.name: cannot load the tokenizer of {profile.model.name!r} ({e}); check the name, "
+                          "or download the model once with network access") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def segments(tokenizer: Any, ids: list[int], mask: list[int] | None, max_length: int) -> list[tuple[str, str]]:
+    """Consecutive tokens of one kind, decoded: ("text", "trained" | "context" | "cut")."""
+    kinds = ["cut" if i >= max_length else ("trained" if mask is None or mask[i] else "context")
+             for i in range(len(ids))]
+    out: list[tuple[str, str]] = []
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or kinds[i] != kinds[start]:
+            out.append((tokenizer.decode(ids[start:i]), kinds[start]))
+            start = i
+    return out
+
+
+def preview(profile: Profile, count: int = 3) -> dict[str, Any]:
+    ds = load_data(profile, profile.data.split)
+    check_bad_rows(ds, profile.data.on_bad_rows)
+    tokenizer = preview_tokenizer(profile)
+    rows, loss = rows_for_loss(tokenizer, ds, ds.rows[:count], profile)
+    tokenized = tokenize_rows(tokenizer, rows, loss.assistant_only)
+    shown = []
+    for number, item in zip(ds.row_numbers, tokenized.rows):
+        mask = item.get("assistant_masks") or item.get("completion_mask")
+        ids = item["input_ids"]
+        shown.append({"row": number, "tokens": len(ids), "trained_tokens": sum(mask[:profile.data.max_length])
+                      if mask else min(len(ids), profile.data.max_length),
+                      "segments": segments(tokenizer, ids, mask, profile.data.max_length)})
+    return {"loss_on": loss.covers, "note": loss.note, "format": ds.format, "rows_in_file": len(ds.rows),
+            "max_length": profile.data.max_length, "rows": shown}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m studio.trainer.preview")
+    parser.add_argument("profile", type=Path)
+    parser.add_argument("--rows", type=int, default=3)
+    args = parser.parse_args(argv)
+    try:
+        result = preview(load_profile(args.profile), max(1, args.rows))
+    except ProfileError as e:
+        print(json.dumps({"error": "; ".join(e.problems)}))
+        return 2
+    except (DataError, ConfigError) as e:
+        print(json.dumps({"error": str(e)}))
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Charts drawn with plotext (imported only by the screens that plot: it costs start-up time)."""
+
+from __future__ import annotations
+
+import math
+
+from textual_plotext import PlotextPlot
+
+Points = list[tuple[int, float]]
+
+
+def smoothed(points: Points, weight: float = 0.9) -> Points:
+    """An exponential moving average, bias-corrected so the start is not pulled to zero."""
+    out, avg = [], 0.0
+    for n, (x, y) in enumerate(points, start=1):
+        avg = weight * avg + (1 - weight) * y
+        out.append((x, avg / (1 - weight ** n)))
+    return out
+
+
+def finite(points: Points) -> Points:
+    return [(x, y) for x, y in points if isinstance(y, (int, float)) and math.isfinite(y)]
+
+
+class LossChart(PlotextPlot):
+    """Train loss (raw and smoothed) and eval loss against step, on integer step ticks."""
+
+    def plot(self, train: Points, evals: Points, series: dict[str, Points] | None = None, title: str = "loss") -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(title)
+        plt.xlabel("step")
+        train, evals = finite(train), finite(evals)
+        if series:  # several runs, for comparing them
+            for label, points in series.items():
+                points = finite(points)
+                if points:
+                    plt.plot([x for x, _ in points], [y for _, y in points], label=label, marker="braille")
+        else:
+            if train:
+                plt.plot([x for x, _ in train], [y for _, y in train], label="train", marker="braille",
+                         color="gray")
+                if len(train) >= 8:
+                    smooth = smoothed(train)
+                    plt.plot([x for x, _ in smooth], [y for _, y in smooth], label="smoothed", marker="braille")
+            if evals:
+                plt.plot([x for x, _ in evals], [y for _, y in evals], label="eval", marker="dot")
+        xs = [x for x, _ in train] or [x for p in (series or {}).values() for x, _ in p]
+        if xs:
+            lo, hi = min(xs), max(xs)
+            ticks = sorted({round(lo + (hi - lo) * i / 4) for i in range(5)})
+            plt.xticks(ticks, [str(t) for t in ticks])
+        self.refresh()

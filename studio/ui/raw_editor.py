@@ -1,0 +1,143 @@
+"""A profile as text: what opens when a file does not load as a profile (a TOML syntax error,
+an unknown key, a value out of range), so nothing in it is hidden behind a form of defaults
+and nothing is lost by saving. Also `$EDITOR` on any profile (ctrl+e).
+
+The text is written back only when it changed, atomically; then it is checked again and the
+problems (or "ok") show above the text.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static, TextArea
+
+from studio.profiles.library import editable_path, write_profile_text
+from studio.profiles.profile import ProfileError, load_profile
+
+
+def profile_problems(path: Path) -> list[str]:
+    """What stops `path` from loading as a profile; empty when it loads."""
+    try:
+        load_profile(path)
+    except ProfileError as e:
+        return list(e.problems)
+    return []
+
+
+def open_in_editor(app, path: Path) -> str | None:
+    """Run $VISUAL/$EDITOR on `path` with the app suspended; an error message, or None when it ran."""
+    command = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    try:
+        with app.suspend():
+            code = subprocess.call([*shlex.split(command), str(path)])
+    except (OSError, ValueError) as e:
+        return f"cannot run {command!r}: {e}; set $EDITOR to your editor"
+    return None if code == 0 else f"{command} exited with status {code}"
+
+
+class RawProfileEditor(Screen):
+    """The file's text with its problems; ctrl+s saves it, esc goes back without writing."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+e", "external", "$EDITOR"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, path: Path, problems: list[str] | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.problems = problems if problems is not None else profile_problems(self.path)
+        self.unreadable = ""
+        try:
+            self.saved_text = self.path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as e:
+            self.saved_text, self.unreadable = "", f"cannot show the file as text ({e}); fix it in a text editor"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="raw-problems")
+        yield TextArea(self.saved_text, id="raw-text", show_line_numbers=True, read_only=bool(self.unreadable),
+                       soft_wrap=False, tab_behavior="indent")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"profile {self.path.stem} (text)"
+        self.show_problems()
+        self.query_one(TextArea).focus()
+
+    def show_problems(self) -> None:
+        if self.unreadable:
+            text = Text(self.unreadable, style="bold red")
+        elif self.problems:
+            text = Text("this file does not load as a profile; fix it here (ctrl+s saves, esc leaves it as it is):\n",
+                        style="bold")
+            for p in self.problems[:6]:
+                text.append(f"  ✗ {p}\n", style="red")
+        else:
+            text = Text("ok: the profile loads. esc goes back; e on the dashboard opens it as a form.", style="green")
+        self.query_one("#raw-problems", Static).update(text)
+
+    @property
+    def changed(self) -> bool:
+        return self.query_one(TextArea).text != self.saved_text
+
+    def action_save(self) -> None:
+        if self.unreadable:
+            self.notify(self.unreadable, severity="error")
+            return
+        text = self.query_one(TextArea).text
+        target = editable_path(self.path)
+        if text == self.saved_text and target == self.path:
+            self.notify("no change to save")
+            return
+        try:
+            write_profile_text(target, text)
+        except ProfileError as e:
+            self.notify("; ".join(e.problems), title="not saved", severity="error", timeout=10)
+            return
+        if target != self.path:
+            self.notify(f"saved your copy to {target} (bundled templates are read-only)")
+        self.path, self.saved_text = target, text
+        self.problems = profile_problems(target)
+        self.show_problems()
+        self.notify(f"saved {target.name}" + ("" if not self.problems else f": {len(self.problems)} problem(s) left"),
+                    severity="information" if not self.problems else "warning")
+        self.app.profiles_changed()
+
+    def action_external(self) -> None:
+        if self.changed:
+            self.notify("save (ctrl+s) or undo your changes here first: the editor opens the file on disk",
+                        severity="warning")
+            return
+        error = open_in_editor(self.app, self.path)
+        if error:
+            self.notify(error, severity="error")
+        try:
+            self.saved_text = self.path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError):
+            return
+        self.query_one(TextArea).text = self.saved_text
+        self.problems = profile_problems(self.path)
+        self.show_problems()
+        self.app.profiles_changed()
+
+    def action_back(self) -> None:
+        if not self.changed:
+            self.app.pop_screen()
+            return
+        from studio.ui.dialogs import Confirm
+
+        def done(discard: bool | None) -> None:
+            if discard:
+                self.app.pop_screen()
+
+        self.app.push_screen(Confirm("discard the changes to the text?"), done)

@@ -1,0 +1,331 @@
+"""Issue 13's defects, each reproduced with Pilot on the real app and real files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import tomli_w
+from textual.widgets import DataTable, Input, Select
+
+from conftest import DEMO_DATA, studio
+from studio.data import DataError
+from studio.runs.events import Eval, Start, Step, Timeline
+from studio.runs.folder import Run
+from studio.ui.app import StudioApp
+from studio.ui.dashboard import Dashboard
+from studio.ui.dialogs import Confirm, ProfileNameDialog
+from studio.ui.editor import ProfileEditor
+from studio.ui.monitor import RunMonitor
+from ui_fixtures import fake_inventory, record_run, screen_text
+
+
+def app(**kw) -> StudioApp:
+    return StudioApp(inventory=fake_inventory(), **kw)
+
+
+def write(home: Path, name: str, text: str) -> Path:
+    path = home / "profiles" / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+GOOD = f'# my notes\n[data]\npath = "{DEMO_DATA}"\n[train]\nbatch_size = 2  # small\n'
+
+
+# 1 ------------------------------------------------------------------ a broken file is never overwritten
+
+@pytest.mark.parametrize("text,shown", [
+    ('[train\nbatch_size = 4\n', "line 1"),                                    # not TOML
+    (GOOD + "learning_rate = -1\nfavourite_colour = \"blue\"\n", "train.learning_rate"),  # TOML, not a profile
+])
+async def test_a_profile_that_does_not_load_opens_as_text_and_nothing_is_lost(studio_env: Path, text: str,
+                                                                              shown: str) -> None:
+    from textual.widgets import TextArea
+
+    path = write(studio_env, "broken", text)
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(path)
+        await pilot.pause(0.3)
+        screen = pilot.app.screen
+        assert not isinstance(screen, ProfileEditor), "a broken file must not open as a form of defaults"
+        assert shown in str(screen.query_one("#raw-problems").render())
+        assert screen.query_one(TextArea).text == text
+        await pilot.press("ctrl+s")  # saving the text as it is changes nothing
+        await pilot.pause(0.2)
+        assert path.read_text() == text
+        screen.query_one(TextArea).text = GOOD
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        assert path.read_text() == GOOD and "ok" in str(screen.query_one("#raw-problems").render())
+
+
+# 2 ------------------------------------------------------------------ a deleted run folder
+
+async def test_resume_after_the_run_folder_was_deleted_does_not_crash(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="crashed")
+    async with app(open_run=Run(run_dir)).run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)
+        shutil.rmtree(run_dir)
+        await pilot.press("u")
+        await pilot.pause(0.5)
+        assert pilot.app.is_running and isinstance(pilot.app.screen, RunMonitor)
+
+
+# 3 ------------------------------------------------------------------ names are names
+
+def test_the_cli_refuses_a_profile_name_that_is_a_path(studio_env: Path, tmp_path: Path) -> None:
+    for name in ("../evil", "/tmp/x", "a/b", ".hidden", ".."):
+        proc = studio("profile", "new", name)
+        assert proc.returncode == 2 and "plain name" in proc.stderr, name
+    assert not (studio_env / "evil.toml").exists() and not Path("/tmp/x.toml").exists()
+
+
+async def test_the_app_refuses_a_profile_name_that_is_a_path(studio_env: Path) -> None:
+    async with app().run_test(size=(100, 30)) as pilot:
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        await pilot.press(*"../evil", "enter")
+        await pilot.pause(0.2)
+        dialog = pilot.app.screen
+        assert isinstance(dialog, ProfileNameDialog) and "plain name" in str(dialog.query_one("#name-problem").render())
+    assert not (studio_env / "evil.toml").exists()
+
+
+# 4 ------------------------------------------------------------------ destructive answers are not the default
+
+async def test_enter_in_a_confirmation_means_no(studio_env: Path) -> None:
+    answers = []
+    async with app().run_test(size=(100, 30)) as pilot:
+        pilot.app.push_screen(Confirm("kill it?"), answers.append)
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+    assert answers == [False]
+
+
+async def test_run_keys_do_nothing_to_runs_while_the_profiles_list_has_focus(studio_env: Path) -> None:
+    record_run(studio_env, status="crashed")
+    async with app().run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)
+        assert pilot.app.screen.focused.id == "profiles"
+        for key in ("s", "k", "u", "x"):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            assert isinstance(pilot.app.screen, Dashboard), key
+
+
+# 5 ------------------------------------------------------------------ starting does not freeze the app
+
+async def test_starting_a_run_checks_its_data_in_the_background(studio_env: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import studio.runs.start as start
+
+    slow = []
+
+    def slow_check(profile):
+        slow.append(time.monotonic())
+        time.sleep(2.0)  # a 100 MB dataset
+        raise DataError("data.path: checked slowly")
+
+    monkeypatch.setattr(start, "check_data", slow_check)
+    write(studio_env, "big", GOOD)
+    async with app().run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)
+        t0 = time.monotonic()
+        await pilot.press("r")
+        await pilot.pause(0.3)
+        await pilot.press("question_mark")  # the app answers keys while the data is checked
+        await pilot.pause(0.2)
+        assert time.monotonic() - t0 < 1.5 and "Help" in type(pilot.app.screen).__name__
+        await pilot.press("escape")
+        await pilot.pause(2.5)
+        assert slow and pilot.app.is_running
+
+
+# 6 ------------------------------------------------------------------ no edit, no question
+
+async def test_opening_and_leaving_a_profile_without_an_edit_asks_nothing(studio_env: Path) -> None:
+    write(studio_env, "calm", GOOD)
+    async with app().run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("e")
+        await pilot.pause(0.5)
+        assert isinstance(pilot.app.screen, ProfileEditor)
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert isinstance(pilot.app.screen, Dashboard)
+
+
+# 7 ------------------------------------------------------------------ enter, j/k, g/G
+
+async def test_enter_opens_and_vim_keys_move(studio_env: Path) -> None:
+    record_run(studio_env, "20260911-090000-a")
+    record_run(studio_env, "20260911-090000-b")
+    async with app().run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        profiles = pilot.app.screen.query_one("#profiles", DataTable)
+        await pilot.press("j", "j")
+        assert profiles.cursor_row == 2
+        await pilot.press("k")
+        assert profiles.cursor_row == 1
+        await pilot.press("G")
+        assert profiles.cursor_row == profiles.row_count - 1
+        await pilot.press("g")
+        assert profiles.cursor_row == 0
+        await pilot.press("enter")
+        await pilot.pause(0.4)
+        assert isinstance(pilot.app.screen, ProfileEditor)
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        await pilot.press("tab", "enter")
+        await pilot.pause(0.4)
+        assert isinstance(pilot.app.screen, RunMonitor)
+
+
+# 8 ------------------------------------------------------------------ after a resume
+
+def test_no_stall_alert_counts_from_before_a_resume() -> None:
+    from studio.runs.health import health_alerts
+
+    old = [Step(step=s, time=1000.0 + s, tokens_per_s=100.0, loss=2.0) for s in range(1, 11)]
+    tl = Timeline().extend([*old, Start(time=5000.0, step=10)])
+    assert not [a for a in health_alerts(tl, running=True, now=5005.0) if a.kind == "stall"]
+
+
+def test_the_step_shown_is_the_latest_written_while_steps_replay() -> None:
+    tl = Timeline().extend([Step(step=s, time=float(s)) for s in range(1, 31)] + [Start(time=40.0, step=20)]
+                           + [Step(step=21, time=41.0), Step(step=22, time=42.0)])
+    assert tl.current_step.step == 22 and tl.last_step.step == 30
+
+
+async def test_a_resumed_run_drops_the_old_banner_and_alert_text_is_whole(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="completed")
+    events = run_dir / "events.jsonl"
+    lines = events.read_text().splitlines()
+    lines[-1] = json.dumps({"event": "end", "time": 1.0, "status": "stopped", "step": 40,
+                            "message": "stopped at step 40", "advice": "resume continues from step 40"})
+    lines.append(json.dumps({"event": "start", "time": 2.0, "step": 40, "max_steps": 80}))
+    lines.append(json.dumps({"event": "step", "time": 3.0, "step": 41, "max_steps": 80, "loss": float("nan"),
+                             "tokens_per_s": 100.0}))
+    events.write_text("\n".join(lines) + "\n")
+    async with app(open_run=Run(run_dir)).run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        screen = pilot.app.screen
+        assert "stopped at step 40" not in str(screen.query_one("#error-panel").render())
+        alerts = " ".join(str(screen.query_one("#alerts").render()).split())
+        assert "loss is nan at step 41: lower train.learning_rate or check the data" in alerts
+
+
+# 9 ------------------------------------------------------------------ status and wording
+
+async def test_finished_runs_show_no_live_parts_and_refuse_stop_without_asking(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="oom")
+    async with app(open_run=Run(run_dir)).run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.5)
+        screen = pilot.app.screen
+        assert not screen.query_one("#progress").display
+        assert "waiting for the first step" not in str(screen.query_one("#memory-text").render())
+        assert "ETA" not in str(screen.query_one("#progress-text").render())
+        for key in ("s", "K"):
+            await pilot.press(key)
+            await pilot.pause(0.2)
+            assert isinstance(pilot.app.screen, RunMonitor), f"{key} asked to stop a finished run"
+        texts = [str(n.message) for n in pilot.app._notifications]
+        assert any("already" in t and "nothing to stop" in t for t in texts)
+
+
+async def test_the_monitor_names_the_apps_keys_not_cli_commands(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="oom")
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)
+        text = str(pilot.app.screen.query_one("#error-panel").render())
+        assert "studio " not in text and "press f" in text
+
+
+# 10 ----------------------------------------------------------------- 80x24
+
+async def test_80x24_keeps_the_words_whole(studio_env: Path) -> None:
+    record_run(studio_env, status="completed")
+    async with app().run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        runs = pilot.app.screen.query_one("#runs", DataTable)
+        assert str(runs.get_row_at(0)[1]) == "completed" and "completed" in screen_text(pilot.app)
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+        assert "reattach" in screen_text(pilot.app)  # the help's last words are on screen
+
+
+async def test_the_log_pane_shows_studios_own_lines(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="completed")
+    (run_dir / "trainer.log").write_text(
+        "studio trainer pid 1 run x resume=False probe=False\n"
+        "{'loss': '2.1', 'grad_norm': '0.6', 'learning_rate': '0.0002', 'epoch': '0.1'}\n"
+        "Tokenizing train dataset:  45%|████▌     | 450/1000 [00:01<00:02, 300 examples/s]\r\n"
+        "run completed at step 40\n")
+    async with app(open_run=Run(run_dir)).run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.6)
+        lines = list(pilot.app.screen.log_view.shown)
+        assert any("run completed at step 40" in line for line in lines)
+        assert not any("'grad_norm'" in line or "examples/s]" in line for line in lines)
+
+
+# 11 ----------------------------------------------------------------- the editor's advice
+
+async def test_the_editor_advises_on_the_tiny_model_and_a_machine_without_gpus(studio_env: Path) -> None:
+    from studio.hardware import Inventory
+    from studio.paths import bundled_profiles_dir
+
+    async with StudioApp(inventory=Inventory([], reason="no NVIDIA driver")).run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(bundled_profiles_dir() / "tiny-demo.toml")
+        await pilot.pause(0.6)
+        advice = str(pilot.app.screen.query_one("#advice-body").render())
+        assert "no estimate" not in advice and "GiB" in advice
+        assert "no GPU here: planning for" in str(pilot.app.screen.query_one("#advice-note").render())
+        # max_steps is set: the time comes from the steps, not from the epochs over the data
+        assert "60 steps" in advice
+
+
+async def test_the_editor_offers_several_changes_when_one_is_not_enough(studio_env: Path) -> None:
+    path = write(studio_env, "huge", tomli_w.dumps({
+        "model": {"name": "meta-llama/Llama-3.1-8B"}, "method": {"type": "full"},
+        "data": {"path": str(DEMO_DATA), "max_length": 4096},
+        "train": {"batch_size": 8, "gradient_checkpointing": False, "optimizer": "adamw"}}))
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(path)
+        await pilot.pause(0.3)
+        editor = pilot.app.screen
+        editor.query_one("#advice-gpu", Select).value = "RTX 4090"
+        await pilot.pause(0.6)
+        advice = str(editor.query_one("#advice-body").render())
+        assert "together" in advice, advice
+        await pilot.press("f4")
+        await pilot.pause(0.6)
+        assert "does not fit" not in str(editor.query_one("#advice-body").render())
+
+
+# 12 ----------------------------------------------------------------- the lists keep up
+
+async def test_the_cursor_stays_on_the_saved_profile_and_new_files_appear(studio_env: Path) -> None:
+    for name in ("a", "b", "c"):
+        write(studio_env, name, GOOD)
+    async with app().run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("j", "j", "e")
+        await pilot.pause(0.4)
+        editor = pilot.app.screen
+        editor.query_one("#f-train-learning_rate", Input).value = "0.001"
+        await pilot.pause(0.3)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        table = pilot.app.screen.query_one("#profiles", DataTable)
+        assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == "user:c"
+        write(studio_env, "made-by-cli", GOOD)
+        await pilot.pause(3.0)
+        assert "user:made-by-cli" in pilot.app.screen.profile_paths
