@@ -3,10 +3,13 @@
     python bench/ui_speed.py
 
 1. First frame: time from starting `studio` in a pseudo-terminal (80x24,
-   xterm-256color) until the dashboard's "Profiles" is drawn. Target < 0.5 s.
+   xterm-256color) until the dashboard's "Profiles" is drawn; one start to warm
+   the disk cache, then the median of 7. Target <= 0.3 s (issue 13).
 2. Idle CPU: the app monitoring a run that logs 10 steps a second (a writer
    process appends real step events), measured with psutil over 10 s after a
-   3 s warm-up. Target < 5% of one core.
+   3 s warm-up. Target <= 2% of one core.
+
+    python bench/ui_speed.py [--starts N] [--no-cpu]
 """
 
 from __future__ import annotations
@@ -114,17 +117,32 @@ def idle_cpu(env: dict[str, str], home: Path) -> float:
         writer.wait()
 
 
+FIRST_FRAME_TARGET_S = 0.3
+IDLE_CPU_TARGET_PCT = 2.0
+
+
 def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--starts", type=int, default=7)
+    parser.add_argument("--no-cpu", action="store_true")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         env = dict(os.environ, TERM="xterm-256color", STUDIO_HOME=str(home), STUDIO_GPUS="RTX 4090")
-        times = [first_frame(env) for _ in range(5)]
-        print(f"first frame: median {statistics.median(times):.3f} s, best {min(times):.3f} s over {len(times)} starts "
-              f"(target < 0.5 s: {'met' if statistics.median(times) < 0.5 else 'NOT met'})")
-        cpu = idle_cpu(env, home)
-        print(f"idle CPU while monitoring a run at 10 steps/s: {cpu:.1f}% of one core "
-              f"(target < 5%: {'met' if cpu < 5 else 'NOT met'})")
-        print(json.dumps({"first_frame_s": round(statistics.median(times), 3), "idle_cpu_pct": round(cpu, 2)}))
+        first_frame(env)  # warm-up: the first start reads every file from disk
+        times = [first_frame(env) for _ in range(args.starts)]
+        median = statistics.median(times)
+        print(f"first frame: median {median:.3f} s, best {min(times):.3f} s over {len(times)} starts "
+              f"(target <= {FIRST_FRAME_TARGET_S} s: {'met' if median <= FIRST_FRAME_TARGET_S else 'NOT met'})")
+        result = {"first_frame_s": round(median, 3)}
+        if not args.no_cpu:
+            cpu = idle_cpu(env, home)
+            print(f"idle CPU while monitoring a run at 10 steps/s: {cpu:.1f}% of one core "
+                  f"(target <= {IDLE_CPU_TARGET_PCT}%: {'met' if cpu <= IDLE_CPU_TARGET_PCT else 'NOT met'})")
+            result["idle_cpu_pct"] = round(cpu, 2)
+        print(json.dumps(result))
     return 0
 
 

@@ -85,3 +85,13 @@ def test_steady_tokens_per_s_leaves_out_the_warm_up() -> None:
     assert tl.steady_tokens_per_s(warmup=3) == (100.0, 6)
     assert tl.steady_tokens_per_s(warmup=0)[0] < 50  # nearly the naive average the probe used to report
     assert Timeline().extend(records[:3]).steady_tokens_per_s(warmup=3) == (None, 0)
+
+
+def test_steps_stay_in_order_when_a_resumed_run_replays_some() -> None:
+    from studio.runs.events import Step, Timeline
+
+    tl = Timeline().extend([Step(step=s, time=float(s), loss=1.0) for s in (1, 2, 3, 5, 4)])
+    tl.extend([Step(step=3, time=9.0, loss=0.5), Step(step=6, time=10.0)])
+    assert [s.step for s in tl.ordered_steps()] == [1, 2, 3, 4, 5, 6]
+    assert tl.steps[3].loss == 0.5 and tl.ordered_steps()[2].loss == 0.5 and tl.last_step.step == 6
+    assert [s.step for s in tl.recent_steps(2)] == [5, 6]

@@ -40,6 +40,7 @@ def test_throttling_and_heat() -> None:
 
 def test_idle_gpu_during_a_slow_step_is_a_data_stall() -> None:
     tl = steps([2.0] * 6, nvml_util_pct=[1.0])
-    last = tl.steps[6] = replace(tl.steps[6], time=tl.steps[6].time + 20.0)  # 21 s instead of 1 s, GPU idle
+    last = replace(tl.steps[6], time=tl.steps[6].time + 20.0)
+    tl.add(last)  # 21 s instead of 1 s, GPU idle
     alerts = health_alerts(tl, running=True, now=last.time + 1)
     assert any(a.kind == "stall" and "data-loading stall" in a.message for a in alerts)

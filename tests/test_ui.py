@@ -248,3 +248,48 @@ async def test_editor_advice_plans_for_every_gpu_the_profile_asks_for(studio_env
         await pilot.pause(0.5)
         text = str(editor.query_one("#advice-body").render())
         assert "per GPU" in text and "4 GPUs, fsdp" in text and "fits" in text
+
+
+async def test_a_new_profile_is_saved_under_the_name_it_was_given(studio_env: Path) -> None:
+    async with app().run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        await pilot.press(*"my-first", "enter")
+        await pilot.pause(0.5)
+        editor = pilot.app.screen
+        assert isinstance(editor, ProfileEditor) and editor.dirty  # nothing is on disk yet
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        assert (studio_env / "profiles" / "my-first.toml").is_file() and not editor.dirty
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert isinstance(pilot.app.screen, Dashboard) and "user:my-first" in pilot.app.screen.profile_paths
+
+
+async def test_ctrl_arrows_jump_between_sections(studio_env: Path) -> None:
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(bundled_profiles_dir() / "tiny-demo.toml")
+        await pilot.pause(0.4)
+        await pilot.press("ctrl+down")
+        assert pilot.app.screen.focused.id == "f-model-name"
+        await pilot.press("ctrl+down")
+        assert pilot.app.screen.focused.id == "f-method-type"
+        await pilot.press("ctrl+up", "ctrl+up")
+        assert pilot.app.screen.focused.id.startswith("f-output-")  # wraps around to the last section
+
+
+async def test_editor_key_without_a_terminal_to_hand_over_says_so(studio_env: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDITOR", "true")
+    path = studio_env / "profiles" / "mine.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(f'[data]\npath = "{DEMO_DATA}"\n')
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(path)
+        await pilot.pause(0.4)
+        await pilot.press("ctrl+e")
+        await pilot.pause(0.4)
+        texts = [str(n.message) for n in pilot.app._notifications]
+        assert any("edit" in t and str(path) in t for t in texts)
+        assert isinstance(pilot.app.screen, ProfileEditor) and path.read_text().startswith("[data]")

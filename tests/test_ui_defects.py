@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Input, Select
 
 from conftest import DEMO_DATA, studio
 from studio.data import DataError
-from studio.runs.events import Eval, Start, Step, Timeline
+from studio.runs.events import Start, Step, Timeline
 from studio.runs.folder import Run
 from studio.ui.app import StudioApp
 from studio.ui.dashboard import Dashboard

@@ -44,3 +44,57 @@ def test_profile_editor(snap_compare, recorded: Path, size) -> None:
         await pilot.pause(0.5)
 
     assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=open_editor)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_run_monitor_of_a_failed_run(snap_compare, studio_env: Path, monkeypatch: pytest.MonkeyPatch, size) -> None:
+    monkeypatch.setattr(Dashboard, "clock", staticmethod(lambda: RECORDED_AT))
+    run = record_run(studio_env, "20260911-100000-llama-qlora", status="oom")
+    assert snap_compare(StudioApp(open_run=Run(run), inventory=fake_inventory()), terminal_size=size,
+                        run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_profile_that_does_not_parse(snap_compare, studio_env: Path, size) -> None:
+    path = studio_env / "profiles" / "broken.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text('# my run\n[model]\nname = "meta-llama/Llama-3.1-8B"\n[train\nbatch_size = 4\n')
+
+    async def open_it(pilot) -> None:
+        pilot.app.edit_profile(path)
+        await pilot.pause(0.3)
+
+    assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=open_it)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_run_comparison(snap_compare, recorded: Path, size) -> None:
+    other = record_run(recorded.parent.parent, "20260911-100000-llama-qlora", rank=64, floor=0.9)
+
+    async def compare(pilot) -> None:
+        pilot.app.open_comparison([Run(recorded), Run(other)])
+        await pilot.pause(0.6)
+
+    assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=compare)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_chat(snap_compare, recorded: Path, monkeypatch: pytest.MonkeyPatch, size) -> None:
+    from textual.widgets import Log
+
+    from studio.ui.chat import ChatScreen
+
+    def loaded(screen: ChatScreen) -> None:  # the model is not loaded: the layout is what is checked
+        screen.status("compare: adapter of step 40 on cuda:1, loaded in 3.6 s", "green")
+
+    monkeypatch.setattr(ChatScreen, "open_session", loaded)
+
+    async def chat(pilot) -> None:
+        pilot.app.open_chat(Run(recorded))
+        await pilot.pause(0.3)
+        screen = pilot.app.screen
+        screen.query_one("#log-base", Log).write("\n> What is 11 plus 5?\n11 plus 5 is 115.\n")
+        screen.query_one("#log-tuned", Log).write("\n> What is 11 plus 5?\n11 plus 5 is 16.\n")
+        await pilot.pause(0.2)
+
+    assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=chat)

@@ -22,12 +22,14 @@ def fake_inventory() -> Inventory:
     ], driver_version="560.35.03", cuda_version="12.6", source="nvml")
 
 
-def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: str = "completed") -> Path:
-    """A finished GPU run folder as the trainer would leave it."""
+def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: str = "completed",
+               rank: int = 16, floor: float = 1.1) -> Path:
+    """A finished GPU run folder as the trainer would leave it (`rank` and `floor`, the loss it
+    settles to, tell two runs apart)."""
     run = home / "runs" / run_id
     run.mkdir(parents=True)
     (run / "profile.toml").write_text('[model]\nname = "meta-llama/Llama-3.1-8B"\n[method]\ntype = "qlora"\n'
-                                      '[data]\npath = "/data/chat.jsonl"\n[train]\nmax_steps = 40\n'
+                                      f'rank = {rank}\n[data]\npath = "/data/chat.jsonl"\n[train]\nmax_steps = 40\n'
                                       'gradient_checkpointing = true\n')
     (run / "status.json").write_text(json.dumps({"profile": "llama-qlora", "created_at": RECORDED_AT - 5400,
                                                  "attempts": 1}))
@@ -41,7 +43,7 @@ def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: 
     ]
     for step in range(1, 41):
         events.append({"event": "step", "time": t0 + 40 + step * 9.5, "step": step, "max_steps": 40,
-                       "epoch": round(step / 40, 3), "loss": round(1.1 + 1.4 * math.exp(-step / 9) + 0.03 * math.sin(step), 4),
+                       "epoch": round(step / 40, 3), "loss": round(floor + 1.4 * math.exp(-step / 9) + 0.03 * math.sin(step), 4),
                        "learning_rate": 2e-4 * (1 - step / 40), "grad_norm": 0.6, "tokens": step * 32768,
                        "tokens_per_s": 3400 + 40 * math.sin(step), "elapsed_s": step * 9.5, "eta_s": (40 - step) * 9.5,
                        "gpu_mem_allocated_gib": [14.2], "gpu_mem_reserved_gib": [17.9], "gpu_mem_peak_gib": [16.4],

@@ -11,17 +11,7 @@ import argparse
 import json
 import sys
 
-from studio.cli.chat import add_chat_command
 from studio.cli.errors import EXIT_OK, EXIT_USAGE, UserError
-from studio.cli.plan import add_plan_commands
-from studio.cli.profiles import add_profile_commands
-from studio.cli.runs import add_run_commands
-from studio.data import DataError
-from studio.planning.layout import LayoutError
-from studio.profiles.library import profile_path
-from studio.profiles.profile import ProfileError
-from studio.runs.folder import RunError
-from studio.runs.start import start_run
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -36,6 +26,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the tiny demo run and open the app on its monitor."""
+    from studio.profiles.library import profile_path
+    from studio.runs.start import start_run
+
     run = start_run(profile_path("tiny-demo"), args.max_steps).run
     if args.headless:
         print(json.dumps({"id": run.id, "dir": str(run.dir), "status": "running"}))
@@ -46,6 +39,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The command modules load here, not at import: `studio` alone opens the app without them.
+    from studio.cli.chat import add_chat_command
+    from studio.cli.plan import add_plan_commands
+    from studio.cli.profiles import add_profile_commands
+    from studio.cli.runs import add_run_commands
+
     parser = argparse.ArgumentParser(prog="studio", description="Fine-tune LLMs from the terminal.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_profile_commands(sub)
@@ -62,24 +61,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.print_help = parser.print_help
-    if not getattr(args, "func", None):
-        args.func = cmd_ui
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv and sys.stdin.isatty() and sys.stdout.isatty():
+        args = argparse.Namespace(func=cmd_ui)  # the app, without building every command's parser
+    else:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        args.print_help = parser.print_help
+        if not getattr(args, "func", None):
+            args.func = cmd_ui
     try:
         return int(args.func(args))
-    except ProfileError as e:
-        for problem in e.problems:
-            print(f"{e.source}: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    except (UserError, RunError, DataError, LayoutError) as e:
-        print(f"studio: {e}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as e:
+        return user_error(e)
+
+
+def user_error(e: Exception) -> int:
+    """One line per problem and exit code 2 for errors a user can cause; anything else is a bug: re-raised.
+    (The error types are imported here, not at the top: `studio` alone must open the app fast.)"""
+    from studio.data import DataError
+    from studio.planning.layout import LayoutError
+    from studio.profiles.profile import ProfileError
+    from studio.runs.folder import RunError
+
+    if isinstance(e, ProfileError):
+        for problem in e.problems:
+            print(f"{e.source}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(e, (UserError, RunError, DataError, LayoutError)):
+        print(f"studio: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    raise e
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, ClassVar, Union
 
+from studio.runs.files import EVENTS_FILE
 from studio.runs.tail import FileTail
 
-EVENTS_FILE = "events.jsonl"
 END_STATUSES = ("completed", "stopped", "failed")
 MAX_LINE_BYTES = 1 << 20  # a longer line is not one of ours
 PerGpu = tuple[float | None, ...]  # one entry per GPU of the job, in rank order; None where unreadable
@@ -372,11 +372,17 @@ class Timeline:
     end: End | None = None
     stopping: Stopping | None = None
     current_step: Step | None = None   # the latest step written (while steps replay, not the highest)
+    _ordered: list[Step] = field(default_factory=list, repr=False, compare=False)  # steps by number, kept sorted
 
     def add(self, record: Event) -> None:
         if isinstance(record, Step):
+            replaces = record.step in self.steps
             self.steps[record.step] = record
             self.current_step = record
+            if not replaces and (not self._ordered or record.step > self._ordered[-1].step):
+                self._ordered.append(record)   # the usual case: the next step; no re-sort of a long run
+            else:
+                self._ordered = [self.steps[s] for s in sorted(self.steps)]
         elif isinstance(record, Eval):
             self.evals[record.step] = record
         elif isinstance(record, Checkpoint):
@@ -400,11 +406,19 @@ class Timeline:
         return self
 
     @property
+    def first_step(self) -> Step | None:
+        return self._ordered[0] if self._ordered else None
+
+    @property
     def last_step(self) -> Step | None:
-        return self.steps[max(self.steps)] if self.steps else None
+        return self._ordered[-1] if self._ordered else None
 
     def ordered_steps(self) -> list[Step]:
-        return [self.steps[s] for s in sorted(self.steps)]
+        return list(self._ordered)
+
+    def recent_steps(self, count: int | None) -> list[Step]:
+        """The last `count` steps by number (all when None)."""
+        return self._ordered[-count:] if count else list(self._ordered)
 
     def steady_tokens_per_s(self, warmup: int) -> tuple[float | None, int]:
         """Tokens/s over the steps after the first `warmup` (compilation, allocator growth, cold caches),

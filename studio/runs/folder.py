@@ -23,22 +23,17 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.atomic import write_json, write_text
 from studio.paths import runs_dir
-from studio.runs.events import EVENTS_FILE, Timeline, load_timeline
+from studio.runs.files import (ACCELERATE_CONFIG, BASE_MODEL, CHECKPOINTS, EVENTS_FILE, FINAL, LAYOUT_FILE,  # noqa: F401
+                                LOG_FILE, PLAN_FILE, PREFLIGHT_FILE, PROFILE_FILE, STATUS_FILE)
 
-PROFILE_FILE = "profile.toml"
-PLAN_FILE = "plan.json"
-LAYOUT_FILE = "launch.json"
-ACCELERATE_CONFIG = "accelerate_config.yaml"
-STATUS_FILE = "status.json"
-LOG_FILE = "trainer.log"
-PREFLIGHT_FILE = "preflight.json"
-CHECKPOINTS = "checkpoints"
-FINAL = "final"
-BASE_MODEL = "base-model"  # the built-in tiny model or a probe's random one, written inside the run
+if TYPE_CHECKING:
+    from studio.runs.events import Timeline
+
+
 MAX_PID = 1 << 22          # Linux's pid_max ceiling; anything above is not a pid
 
 
@@ -104,6 +99,8 @@ class Run:
         return self.read_status_file().get("kind") == "probe"
 
     def timeline(self) -> Timeline:
+        from studio.runs.events import load_timeline  # the event types cost start-up time; loaded when read
+
         """Raises OSError when the events file cannot be read (a damaged run)."""
         return load_timeline(self.dir)
 

@@ -21,8 +21,7 @@ class Alert:
 def health_alerts(tl: Timeline, running: bool, now: float | None = None, recent: int | None = None) -> list[Alert]:
     """Alerts from the last `recent` steps (all when None)."""
     now = time.time() if now is None else now
-    keys = sorted(tl.steps)
-    steps = [tl.steps[s] for s in (keys[-recent:] if recent else keys)]
+    steps = tl.recent_steps(recent)
     alerts: list[Alert] = []
     if not steps:
         return alerts

@@ -9,15 +9,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-from rich.console import Group
-from rich.text import Text
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -25,20 +23,17 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
 
-from studio.data import DataError
 from studio.hardware import Inventory
-from studio.paths import bundled_profiles_dir, themes_dir
-from studio.planning.inventory import current_inventory
-from studio.planning.layout import LayoutError
-from studio.profiles.profile import Profile, ProfileError, load_profile
-from studio.runs.export import export_command, export_target
-from studio.runs.folder import Run, RunError, list_runs
-from studio.runs.launcher import resume_run, stop_run
-from studio.runs.state import run_status
+from studio.paths import themes_dir
 from studio.settings import Settings
-from studio.ui.actions import RUN_ACTIONS, help_table
+from studio.ui.actions import RUN_ACTIONS
 from studio.ui.dashboard import Dashboard
-from studio.ui.dialogs import Confirm, ExportDialog, Help, ProfileNameDialog
+
+if TYPE_CHECKING:
+    from studio.runs.folder import Run
+
+# Only what the first frame needs is imported above (the first frame is a start-up target:
+# bench/ui_speed.py); the rest is imported where it is used.
 
 GPU_REFRESH_S = 1.0
 THEME_KEYS = ("primary", "secondary", "warning", "error", "success", "accent", "foreground", "background",
@@ -78,19 +73,20 @@ class StudioApp(App[None]):
         self.poll_gpus = poll_gpus
         if inventory is not None:
             self.set_reactive(StudioApp.inventory, inventory)
-
-    # ----------------------------------------------------------- start-up
-
-    def on_mount(self) -> None:
+        # Themes before the stylesheet is first parsed: a theme set later re-parses it (start-up time).
         for theme in load_themes(themes_dir()):
             self.register_theme(theme)
         if self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
+
+    # ----------------------------------------------------------- start-up
+
+    def on_mount(self) -> None:
         self.push_screen(Dashboard())
         if self.first_run is not None:
             self.open_run(self.first_run)
         if self.fixed_inventory is None and self.poll_gpus:
-            self.poll_inventory()
+            self.call_after_refresh(self.poll_inventory)  # after the first frame: NVML's import and init take time
             self.set_interval(GPU_REFRESH_S, self.poll_inventory)
 
     def watch_theme(self, theme: str) -> None:
@@ -103,6 +99,8 @@ class StudioApp(App[None]):
 
     @work(thread=True, exclusive=True, group="gpus")
     def poll_inventory(self) -> None:
+        from studio.planning.inventory import current_inventory
+
         inv = current_inventory()  # NVML calls block: keep them off the UI thread
         self.call_from_thread(setattr, self, "inventory", inv)
 
@@ -139,6 +137,11 @@ class StudioApp(App[None]):
         from studio.ui.editor import ProfileEditor
         from studio.ui.monitor import RunMonitor
         from studio.ui.raw_editor import RawProfileEditor
+        from rich.console import Group
+        from rich.text import Text
+
+        from studio.ui.actions import help_table
+        from studio.ui.dialogs import Help
 
         sections = {Dashboard: "Dashboard", ProfileEditor: "Editor", RawProfileEditor: "Profile text",
                     RunMonitor: "Monitor", ChatScreen: "Chat", Comparison: "Comparison"}
@@ -151,6 +154,10 @@ class StudioApp(App[None]):
         self.push_screen(Help(Group(*parts)))
 
     def action_new_profile(self) -> None:
+        from studio.paths import bundled_profiles_dir
+        from studio.profiles.profile import Profile, ProfileError, load_profile
+        from studio.ui.dialogs import ProfileNameDialog
+
         def done(path: Path | None) -> None:
             if path is None:
                 return
@@ -173,6 +180,7 @@ class StudioApp(App[None]):
 
     def edit_profile(self, path: Path) -> None:
         """The form for a profile that loads; its text, with the problems, for one that does not."""
+        from studio.profiles.profile import ProfileError, load_profile
         from studio.ui.editor import ProfileEditor
 
         try:
@@ -196,6 +204,10 @@ class StudioApp(App[None]):
 
     @work(thread=True, group="start")
     def start_in_background(self, path: Path) -> None:
+        from studio.data import DataError
+        from studio.planning.layout import LayoutError
+        from studio.profiles.profile import ProfileError
+        from studio.runs.folder import RunError
         from studio.runs.start import start_run
 
         try:
@@ -226,6 +238,11 @@ class StudioApp(App[None]):
         self.push_screen(ChatScreen(run))
 
     def confirm_run_action(self, run: Run, what: str) -> None:
+        from studio.runs.folder import RunError
+        from studio.runs.launcher import stop_run
+        from studio.runs.state import run_status
+        from studio.ui.dialogs import Confirm
+
         status = run_status(run)
         if status != "running":
             self.notify(f"run {run.id} is already {status}: nothing to stop", severity="warning")
@@ -246,6 +263,9 @@ class StudioApp(App[None]):
         self.push_screen(Confirm(question), done)
 
     def resume_run(self, run: Run) -> None:
+        from studio.runs.folder import RunError
+        from studio.runs.launcher import resume_run
+
         try:
             resume_run(run)
             self.notify(f"resumed run {run.id}")
@@ -253,6 +273,10 @@ class StudioApp(App[None]):
             self.notify(str(e), severity="warning")
 
     def export_run(self, run: Run) -> None:
+        from studio.runs.export import export_target
+        from studio.runs.folder import RunError
+        from studio.ui.dialogs import ExportDialog
+
         def done(answer: tuple[str, bool] | None) -> None:
             if not answer:
                 return
@@ -269,6 +293,8 @@ class StudioApp(App[None]):
     def run_export(self, run: Run, out: Path, merge: bool) -> None:
         import subprocess
 
+        from studio.runs.export import export_command
+
         self.call_from_thread(self.notify, f"exporting run {run.id} to {out}" + (" (merging)" if merge else ""))
         proc = subprocess.run(export_command(run, out, merge), capture_output=True, text=True)
         if proc.returncode == 0:
@@ -278,6 +304,9 @@ class StudioApp(App[None]):
                                   severity="error", timeout=10)
 
     def action_quit(self) -> None:
+        from studio.runs.folder import list_runs
+        from studio.runs.state import run_status
+
         running = [r.id for r in list_runs() if run_status(r) == "running"]
         message = None
         if running:

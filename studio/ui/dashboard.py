@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -20,14 +21,15 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
-from studio import display
 from studio.hardware import Inventory
 from studio.profiles.library import ProfileEntry, all_profiles
 from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.runs.folder import Run, list_runs
-from studio.runs.state import RunSummary, summarize
 from studio.ui.actions import run_bindings
 from studio.ui.widgets import GpuPanel, fill_table, fit_label
+
+if TYPE_CHECKING:
+    from studio.runs.state import RunSummary  # runs are read after the first frame, in a worker
 
 REFRESH_S = 2.0
 NARROW = 120  # columns below which the Profiles and Runs lists stack
@@ -142,6 +144,7 @@ class Dashboard(Screen):
         self._runs_title = "Runs"
 
     def compose(self) -> ComposeResult:
+        self.set_class(self.app.size.width < NARROW, "narrow")  # before the children are styled
         yield Header()
         yield GpuPanel(id="gpus")
         with Horizontal(id="lists"):
@@ -150,17 +153,14 @@ class Dashboard(Screen):
                 yield DataTable(id="profiles", cursor_type="row", zebra_stripes=True)
             with Vertical(id="runs-box"):
                 yield Label("Runs", classes="section", id="runs-title")
-                yield Input(id="runs-filter", placeholder="filter runs: id, profile or status", compact=True)
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = "studio"
-        self.set_class(self.app.size.width < NARROW, "narrow")
-        self.query_one("#runs-filter", Input).display = False
         # The first frame shows the lists at once; the fits (estimates) and the runs follow from a worker.
         self.show_profiles([profile_row(e, None) for e in all_profiles()], None)
-        self.refresh_lists()
+        self.call_after_refresh(self.refresh_lists)  # runs and fits after the first frame
         self.watch(self.app, "inventory", self.show_gpus)
         self.set_interval(REFRESH_S, self.refresh_lists)
         self.query_one("#profiles", DataTable).focus()
@@ -187,6 +187,8 @@ class Dashboard(Screen):
         cached = self._summaries.get(run.id)
         if cached and cached[0] == state and cached[1].status != "running":
             return cached[1]
+        from studio.runs.state import summarize
+
         summary = summarize(run)
         self._summaries[run.id] = (state, summary)
         return summary
@@ -256,6 +258,8 @@ class Dashboard(Screen):
             self.query_one("#runs-title", Label).update(title)
 
     def run_cells(self, s: RunSummary, now: float) -> tuple:
+        from studio import display
+
         steps = f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step or "-")
         loss = f"{s.loss:.3f}" if s.loss is not None else "-"
         if s.eval_loss is not None:
@@ -317,19 +321,21 @@ class Dashboard(Screen):
         else:
             self.action_open()
 
-    def action_edit(self) -> None:
+    def _need_profile(self) -> Path | None:
         path = self.selected_profile()
         if path is None:
             self.notify("no profile selected", severity="warning")
-            return
-        self.app.edit_profile(path)
+        return path
+
+    def action_edit(self) -> None:
+        path = self._need_profile()
+        if path is not None:
+            self.app.edit_profile(path)
 
     def action_run(self) -> None:
-        path = self.selected_profile()
-        if path is None:
-            self.notify("no profile selected", severity="warning")
-            return
-        self.app.start_profile(path)
+        path = self._need_profile()
+        if path is not None:
+            self.app.start_profile(path)
 
     def action_open(self) -> None:
         if self.focused is self.query_one("#profiles", DataTable):
@@ -375,7 +381,13 @@ class Dashboard(Screen):
         self.show_runs(self._last_summaries)
 
     def action_filter(self) -> None:
-        box = self.query_one("#runs-filter", Input)
+        """The filter box is made on first use (one widget less to style in the first frame)."""
+        found = self.query("#runs-filter")
+        if found:
+            box = found.first(Input)
+        else:
+            box = Input(id="runs-filter", placeholder="filter runs: id, profile or status", compact=True)
+            self.query_one("#runs-box").mount(box, before=self.query_one("#runs", DataTable))
         box.display = True
         box.focus()
 

@@ -11,7 +11,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, Static, Switch
 
 from studio.data_preview import PreviewError, data_preview, preview_lines
@@ -46,6 +46,19 @@ class Confirm(ModalScreen[bool]):
 
     def action_no(self) -> None:
         self.dismiss(False)
+
+
+def leave(screen: Screen, changed: bool, question: str) -> None:
+    """Back from an editing screen: at once when nothing changed, else only if the user discards."""
+    if not changed:
+        screen.app.pop_screen()
+        return
+
+    def done(discard: bool | None) -> None:
+        if discard:
+            screen.app.pop_screen()
+
+    screen.app.push_screen(Confirm(question), done)
 
 
 class ProfileNameDialog(ModalScreen["Path | None"]):

@@ -16,7 +16,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
 
@@ -404,16 +404,9 @@ class ProfileEditor(Screen):
             self.app.start_profile(self.path)
 
     def action_back(self) -> None:
-        if not self.dirty:
-            self.app.pop_screen()
-            return
-        from studio.ui.dialogs import Confirm
+        from studio.ui.dialogs import leave
 
-        def done(discard: bool | None) -> None:
-            if discard:
-                self.app.pop_screen()
-
-        self.app.push_screen(Confirm("discard unsaved changes?"), done)
+        leave(self, self.dirty, "discard unsaved changes?")
 
 
     # ----------------------------------------------------------- moving about, the data, $EDITOR

@@ -40,8 +40,8 @@ from studio.ui.charts import LossChart
 from studio.ui.logs import LogView
 from studio.ui.widgets import memory_lines, spark
 
-REFRESH_S = 0.5
-CHART_EVERY_S = 1.0   # plotting is the costly part of a repaint
+REFRESH_S = 1.0     # a step a second is as live as a person reads; less wakes the CPU less
+CHART_EVERY_S = 3.0   # plotting is the costly part of a repaint
 CHART_POINTS = 300    # longer histories are thinned to this many points
 SPARK_WIDTH = 28      # the side pane is 30 columns at 80x24
 ENDED = ("completed", "stopped", "failed", "crashed")
@@ -50,6 +50,14 @@ KEY_HINT = {"oom": "press f to save the revised profile below and resume",
             "data": "fix the data, then press u to resume", "download": "then press u to resume",
             "disk": "then press u to resume", "crash": "press u to resume from the last checkpoint",
             "config": "change the profile in the editor and start a new run (r)"}
+
+
+def average_rate(steps: list[Any]) -> float | None:
+    """Tokens per second over the whole run so far: tokens and seconds between the first and last step."""
+    timed = [s for s in (steps[0], steps[-1]) if s.tokens is not None and s.elapsed_s is not None] if steps else []
+    if len(timed) < 2 or timed[1].elapsed_s <= timed[0].elapsed_s:
+        return None
+    return (timed[1].tokens - timed[0].tokens) / (timed[1].elapsed_s - timed[0].elapsed_s)
 
 
 def thin(points: list[tuple[int, float]], limit: int = CHART_POINTS) -> list[tuple[int, float]]:
@@ -103,6 +111,7 @@ class RunMonitor(Screen):
         self._charted_at = 0.0
         self._shown: dict[str, Any] = {}
         self._util: dict[int, deque[float]] = {}
+        self.peak_reserved = 0.0   # the highest peak any step reported, GiB
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -168,6 +177,9 @@ class RunMonitor(Screen):
             self.plan = self.run.read_json(PLAN_FILE)
         status = status_from(self.timeline.extend(files.records), files.alive, files.launched_at,
                              files.stop_requested_at)
+        for r in files.records:
+            if r.KIND == "step":
+                self.peak_reserved = max([self.peak_reserved, *(p for p in r.gpu_mem_peak_reserved_gib if p is not None)])
         if files.log_text:
             self.log_view.feed(files.log_text)
         if files.records or status != self.status or self._dirty:
@@ -209,15 +221,15 @@ class RunMonitor(Screen):
             head.append("  ·  preparing (data, tokenizer, model)")
         self._show("#run-status", head)
         self.paint_progress(current, running)
-        steps = tl.ordered_steps()
         now = time.monotonic()
         if now - self._charted_at >= CHART_EVERY_S or not running:
             self._charted_at = now
+            steps = tl.ordered_steps()
             self.query_one(LossChart).plot(thin([(s.step, s.loss) for s in steps]),
                                            thin([(e.step, e.eval_loss) for e in (tl.evals[k] for k in sorted(tl.evals))]))
-        self._show("#speed-text", self.speed_text(steps))
+        self._show("#speed-text", self.speed_text())
         self._show("#memory-text", self.memory_text(current))
-        self._show("#plan-text", self.plan_text(steps))
+        self._show("#plan-text", self.plan_text())
         alerts = health_alerts(tl, running=running, recent=500)
         self._show("#alerts", Text("\n".join(f"⚠ {a.message}" for a in alerts), style="bold yellow") if alerts else "")
         self._show("#error-panel", self.error_text())
@@ -238,13 +250,16 @@ class RunMonitor(Screen):
             text += f" · ETA {display.duration(current.eta_s)} (done ~{finish})"
         self._show("#progress-text", text)
 
-    def speed_text(self, steps: list[Any]) -> Text:
-        rates = [s.tokens_per_s or 0 for s in steps]
-        last = self.timeline.current_step
+    def speed_text(self) -> Text:
+        tl = self.timeline
+        rates = [s.tokens_per_s or 0 for s in tl.recent_steps(SPARK_WIDTH)]
+        last = tl.current_step
         if not rates or not last:
             return Text("")
-        avg = sum(rates) / len(rates)
-        out = Text.assemble(("tokens/s ", "bold"), f"{rates[-1]:,.0f} (avg {avg:,.0f})\n", spark(rates[-SPARK_WIDTH:]))
+        out = Text.assemble(("tokens/s ", "bold"), f"{rates[-1]:,.0f}")
+        avg = average_rate([tl.first_step, last]) if tl.first_step else None
+        out.append(f" (avg {avg:,.0f})\n" if avg else "\n")
+        out.append_text(spark(rates))
         if last.loss is not None:
             out.append(f"\nloss {last.loss:.4f}", style="bold")
         if last.learning_rate is not None:
@@ -272,13 +287,12 @@ class RunMonitor(Screen):
             out.append("\n")
         return out
 
-    def plan_text(self, steps: list[Any]) -> Text:
+    def plan_text(self) -> Text:
         """The estimate next to the measured peak, and what the data looks like."""
         out = Text()
         estimate = self.plan.get("peak_reserved_gib")
-        peaks = [p for s in steps for p in s.gpu_mem_peak_reserved_gib if p is not None]
-        if isinstance(estimate, (int, float)) and peaks:
-            measured = max(peaks)
+        measured = self.peak_reserved
+        if isinstance(estimate, (int, float)) and measured:
             out.append(f"peak {measured:.1f} GiB reserved\nestimate {estimate:.1f} GiB ({(estimate / measured - 1) * 100:+.0f}%)\n")
         p = self.timeline.preflight
         if p and p.rows:

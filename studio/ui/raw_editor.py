@@ -34,10 +34,14 @@ def profile_problems(path: Path) -> list[str]:
 
 def open_in_editor(app, path: Path) -> str | None:
     """Run $VISUAL/$EDITOR on `path` with the app suspended; an error message, or None when it ran."""
+    from textual.app import SuspendNotSupported
+
     command = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     try:
         with app.suspend():
             code = subprocess.call([*shlex.split(command), str(path)])
+    except SuspendNotSupported:
+        return f"this terminal cannot hand over to {command}; edit {path} outside the app"
     except (OSError, ValueError) as e:
         return f"cannot run {command!r}: {e}; set $EDITOR to your editor"
     return None if code == 0 else f"{command} exited with status {code}"
@@ -131,13 +135,6 @@ class RawProfileEditor(Screen):
         self.app.profiles_changed()
 
     def action_back(self) -> None:
-        if not self.changed:
-            self.app.pop_screen()
-            return
-        from studio.ui.dialogs import Confirm
+        from studio.ui.dialogs import leave
 
-        def done(discard: bool | None) -> None:
-            if discard:
-                self.app.pop_screen()
-
-        self.app.push_screen(Confirm("discard the changes to the text?"), done)
+        leave(self, self.changed, "discard the changes to the text?")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
 from studio.hardware import Inventory
-from studio.runs.events import Step
+
+if TYPE_CHECKING:
+    from studio.runs.events import Step
 
 
 def meter(used: float, total: float, width: int = 20, style: str = "green") -> Text:

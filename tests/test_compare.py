@@ -1,0 +1,72 @@
+"""Comparing runs: the figures, the curves and the profile keys that differ; the CLI and the app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textual.widgets import DataTable
+
+from conftest import studio
+from studio.runs.compare import compare_runs, short_labels
+from studio.runs.folder import Run
+from studio.ui.app import StudioApp
+from ui_fixtures import fake_inventory, record_run
+
+
+def test_short_labels_drop_what_every_id_shares() -> None:
+    assert short_labels(["20260911-090000-llama-qlora", "20260911-100000-llama-qlora"]) == ["090000", "100000"]
+    assert short_labels(["20260911-090000-a", "20260912-100000-b"]) == ["20260911-090000-a", "20260912-100000-b"]
+    assert short_labels(["x-1-y", "x-1-y-z"]) == ["y", "y-z"]
+
+
+def test_the_comparison_has_each_runs_curve_and_only_the_keys_that_differ(studio_env: Path) -> None:
+    a = record_run(studio_env, "20260911-090000-qlora", rank=16, floor=1.1)
+    b = record_run(studio_env, "20260911-100000-qlora", status="oom", rank=64, floor=0.9)
+    result = compare_runs([Run(a), Run(b)])
+    assert [f.summary.status for f in result.runs] == ["completed", "failed"]
+    assert len(result.runs[0].train) == 40 and result.runs[1].train[-1][1] < result.runs[0].train[-1][1]
+    assert result.profile_diff == [("method.rank", ["16", "64"])]
+    assert result.runs[0].best_eval == min(y for _, y in result.runs[0].evals)
+
+
+def test_a_run_whose_profile_is_damaged_is_compared_without_it(studio_env: Path) -> None:
+    a = record_run(studio_env, "20260911-090000-qlora")
+    b = record_run(studio_env, "20260911-100000-qlora", rank=32)
+    (b / "profile.toml").write_text("[method\n")
+    result = compare_runs([Run(a), Run(b)])
+    assert result.profile_diff == [] and "20260911-100000-qlora" in result.unreadable[0]
+
+
+def test_studio_compare_prints_figures_and_the_diff(studio_env: Path) -> None:
+    record_run(studio_env, "20260911-090000-qlora", rank=16)
+    record_run(studio_env, "20260911-100000-qlora", rank=64, floor=0.9)
+    proc = studio("compare", "20260911-090000", "20260911-100000")
+    assert proc.returncode == 0, proc.stderr
+    assert "method.rank" in proc.stdout and "16" in proc.stdout and "64" in proc.stdout
+    data = json.loads(studio("compare", "20260911-090000", "20260911-100000", "--json", check=True).stdout)
+    assert data["profile_diff"] == {"method.rank": ["16", "64"]} and len(data["runs"][1]["loss_curve"]) == 40
+    one = studio("compare", "20260911-090000")
+    assert one.returncode == 2 and "two or more" in one.stderr
+
+
+async def test_mark_two_runs_and_compare_them_in_the_app(studio_env: Path) -> None:
+    from studio.ui.compare import Comparison
+
+    record_run(studio_env, "20260911-090000-qlora", rank=16)
+    record_run(studio_env, "20260911-100000-qlora", rank=64, floor=0.9)
+    async with StudioApp(inventory=fake_inventory()).run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)
+        await pilot.press("C")  # nothing marked: told how
+        await pilot.pause(0.1)
+        assert not isinstance(pilot.app.screen, Comparison)
+        await pilot.press("tab", "m", "j", "m", "C")
+        await pilot.pause(0.6)
+        screen = pilot.app.screen
+        assert isinstance(screen, Comparison)
+        assert screen.query_one("#compare-runs", DataTable).row_count == 2
+        diff = screen.query_one("#compare-diff", DataTable)
+        assert diff.row_count == 1 and str(diff.get_row_at(0)[0]) == "method.rank"
+        await pilot.press("e")
+        await pilot.pause(0.2)
+        assert screen.show_eval
