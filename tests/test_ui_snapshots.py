@@ -73,7 +73,11 @@ def test_run_comparison(snap_compare, recorded: Path, size) -> None:
 
     async def compare(pilot) -> None:
         pilot.app.open_comparison([Run(recorded), Run(other)])
-        await pilot.pause(0.6)
+        for _ in range(50):  # the runs are read in a worker
+            await pilot.pause(0.1)
+            if pilot.app.screen.result is not None:
+                break
+        await pilot.pause(0.3)
 
     assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=compare)
 

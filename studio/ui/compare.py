@@ -14,6 +14,9 @@ from studio import display
 from studio.runs.compare import RunComparison, compare_runs, short_labels
 from studio.runs.folder import Run
 from studio.ui.charts import LossChart
+from studio.ui.widgets import fill_table
+
+RUN_COLUMNS = ("run", "status", "steps", "loss", "best eval", "tok/s", "time")
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -53,19 +56,16 @@ class Comparison(Screen):
 
     def show(self, result: RunComparison) -> None:
         self.result = result
-        runs = self.query_one("#compare-runs", DataTable)
-        runs.clear(columns=True)
-        runs.add_columns("run", "status", "steps", "loss", "best eval", "tok/s", "time")
+        rows = []
         for f in result.runs:
             s = f.summary
-            runs.add_row(s.id, s.status, f"{s.step}/{s.max_steps or '?'}", fmt(s.loss, ".4f"), fmt(f.best_eval, ".4f"),
-                         fmt(s.tokens_per_s, ",.0f"), display.duration(f.duration_s) if f.duration_s else "-")
+            rows.append((s.id, (s.id, s.status, f"{s.step}/{s.max_steps or '?'}", fmt(s.loss, ".4f"),
+                                fmt(f.best_eval, ".4f"), fmt(s.tokens_per_s, ",.0f"),
+                                display.duration(f.duration_s) if f.duration_s else "-")))
+        fill_table(self.query_one("#compare-runs", DataTable), RUN_COLUMNS, rows)
         labels = short_labels([f.summary.id for f in result.runs])
         diff = self.query_one("#compare-diff", DataTable)
-        diff.clear(columns=True)
-        diff.add_columns("profile key", *labels)
-        for key, values in result.profile_diff:
-            diff.add_row(key, *values)
+        fill_table(diff, ("profile key", *labels), [(key, (key, *values)) for key, values in result.profile_diff])
         diff.display = bool(result.profile_diff)
         title = "profiles differ in:" if result.profile_diff else "the profiles are the same"
         if result.unreadable:
