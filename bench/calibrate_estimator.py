@@ -91,20 +91,14 @@ def worst_rows(rows: list, errors: list[float], n: int = 5) -> None:
 
 
 def report(ms: list[Measurement], sp: list[SpeedMeasurement]) -> None:
-    for stack in ("studio", "hf-legacy"):
-        for part, label in ((False, "fit"), (True, "held out")):
-            rows = [m for m in ms if m.setup.stack == stack and held_out(m.row) == part]
-            errors = [relative_error(m) for m in rows]
-            print(line(f"memory, {stack}, {label}", errors))
-            if part:
-                worst_rows(rows, errors)
-    for stack in ("studio", "hf-legacy"):
-        for part, label in ((False, "fit"), (True, "held out")):
-            rows = [m for m in sp if m.setup.stack == stack and held_out(m.row) == part]
-            errors = [speed_error(m) for m in rows]
-            print(line(f"tokens/s, {stack}, {label}", errors))
-            if part:
-                worst_rows(rows, errors)
+    for what, measurements, error in (("memory", ms, relative_error), ("tokens/s", sp, speed_error)):
+        for stack in ("studio", "hf-legacy"):
+            for part, label in ((False, "fit"), (True, "held out")):
+                rows = [m for m in measurements if m.setup.stack == stack and held_out(m.row) == part]
+                errors = [error(m) for m in rows]
+                print(line(f"{what}, {stack}, {label}", errors))
+                if part:
+                    worst_rows(rows, errors)
 
 
 def leave_one_source_out(ms: list[Measurement]) -> None:

@@ -18,9 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
+from saved import save_results  # bench/saved.py: this folder is on the path when run as a script
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -74,10 +74,7 @@ def main() -> int:
         sides = ", ".join(f"{s}: first token {r['ttft_s'][s] * 1000:.0f} ms, {r['tokens_per_s'].get(s, 0):,.0f} tokens/s"
                           for s in r["ttft_s"])
         print(f"{mode:8} loaded in {r['load_s']:.1f} s on {device}; median over {r['prompts']} prompts: {sides}")
-    out_path = REPO / "bench" / "results" / f"chat-{device}-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out_path}")
+    save_results("chat", device, results)
     return 0
 
 

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 import tomli_w
+from saved import save_results  # bench/saved.py: this folder is on the path when run as a script
 
 REPO = Path(__file__).resolve().parent.parent
 SIDES = ("trl-defaults", "studio-defaults", "trl-same", "studio-same")
@@ -204,10 +205,7 @@ def main() -> int:
         print(f"          parity (studio / TRL, same settings): {d['parity_studio_vs_trl_same_settings']:.3f}")
         print(f"          speed-up (studio defaults / TRL defaults): {d['speedup_studio_defaults_vs_trl_defaults']:.2f}x")
         print(f"          studio run -> first step: {d['studio_to_first_step_s']:.1f} s")
-    out = REPO / "bench" / "results" / f"speed-{'cuda' if cuda else 'cpu'}-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    save_results("speed", "cuda" if cuda else "cpu", results)
     return 0
 
 

@@ -14,6 +14,11 @@ def count(n: float | None) -> str:
     return f"{n:.0f}"
 
 
+def number(value: float | None, spec: str) -> str:
+    """`value` formatted with `spec`, or "-" when there is none."""
+    return "-" if value is None else format(value, spec)
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"

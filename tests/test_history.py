@@ -9,7 +9,8 @@ from studio.planning.corrections import MIN_RUNS
 from studio.planning.plan import plan_run
 from studio.profiles.profile import profile_from_dict
 from studio.runs.events import End, append_event
-from studio.runs.folder import PLAN_FILE, create_run, list_runs
+from studio.runs.files import PLAN_FILE
+from studio.runs.folder import create_run, list_runs
 from studio.runs.history import comparison, machine_corrections
 
 

@@ -219,16 +219,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
         return EXIT_OK
-
-    def num(v: float | None, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
-
     print(f"{'run':24} {'status':10} {'steps':>9} {'loss':>8} {'best eval':>9} {'tok/s':>8} {'time':>8}")
     for f in result.runs:
         s = f.summary
         steps = f"{s.step}/{s.max_steps or '?'}"
-        print(f"{s.id[:24]:24} {s.status:10} {steps:>9} {num(s.loss, '.4f'):>8} {num(f.best_eval, '.4f'):>9} "
-              f"{num(s.tokens_per_s, ',.0f'):>8} {display.duration(f.duration_s) if f.duration_s else '-':>8}")
+        loss, best, rate = (display.number(s.loss, ".4f"), display.number(f.best_eval, ".4f"),
+                            display.number(s.tokens_per_s, ",.0f"))
+        print(f"{s.id[:24]:24} {s.status:10} {steps:>9} {loss:>8} {best:>9} {rate:>8} "
+              f"{display.duration(f.duration_s) if f.duration_s else '-':>8}")
     print()
     if result.profile_diff:
         width = max(len(k) for k, _ in result.profile_diff)

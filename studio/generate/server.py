@@ -26,7 +26,8 @@ from typing import Any
 from studio.data import ALPACA_TEMPLATE
 from studio.paths import looks_local
 from studio.profiles.profile import TINY_MODEL, Profile, load_profile
-from studio.runs.folder import BASE_MODEL, PREFLIGHT_FILE, Run, RunError
+from studio.runs.files import BASE_MODEL, PREFLIGHT_FILE
+from studio.runs.folder import Run, RunError
 
 DEFAULTS = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 256}
 

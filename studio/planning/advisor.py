@@ -219,7 +219,7 @@ class Review:
         return {k: v for k, v in asdict(self).items() if k != "plan"}
 
 
-def _changed_keys(before: Profile, after: Profile) -> dict[str, Any]:
+def changed_keys(before: Profile, after: Profile) -> dict[str, Any]:
     """The dotted keys whose values differ between two profiles."""
     a, b = before.to_dict(), after.to_dict()
     return {f"{section}.{key}": value for section, values in b.items() if isinstance(values, dict)
@@ -251,7 +251,7 @@ def review_profile(profile: Profile, inventory: Inventory, corrections: Correcti
         if after is None or peak - after <= 0.05:
             continue
         fixes.append({"fix": fix.name, "change": fix.describe(profile), "saves_gib": round(peak - after, 2),
-                      "peak_vram_gib": after, "fits": after <= limit, "set": _changed_keys(profile, changed)})
+                      "peak_vram_gib": after, "fits": after <= limit, "set": changed_keys(profile, changed)})
     fixes.sort(key=lambda f: not f["fits"])  # stable: the gentlest fix that fits comes first
     per = " per GPU" if plan.layout.processes > 1 else ""
     if peak <= limit:

@@ -21,7 +21,8 @@ from studio.planning.catalog import CatalogError, lookup_model
 from studio.planning.estimate import inference_memory_gib
 from studio.planning.inventory import current_inventory
 from studio.profiles.profile import TINY_MODEL, ProfileError, load_profile
-from studio.runs.folder import BASE_MODEL, Run, RunError
+from studio.runs.files import BASE_MODEL
+from studio.runs.folder import Run, RunError
 from studio.runs.liveness import is_alive
 
 MODES = ("tuned", "base", "compare")

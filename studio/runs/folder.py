@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio.atomic import write_json, write_text
 from studio.paths import runs_dir
-from studio.runs.files import (ACCELERATE_CONFIG, BASE_MODEL, CHECKPOINTS, EVENTS_FILE, FINAL, LAYOUT_FILE,  # noqa: F401
-                                LOG_FILE, PLAN_FILE, PREFLIGHT_FILE, PROFILE_FILE, STATUS_FILE)
+from studio.runs.files import CHECKPOINTS, EVENTS_FILE, FINAL, LOG_FILE, PROFILE_FILE, STATUS_FILE
 
 if TYPE_CHECKING:
     from studio.runs.events import Timeline

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.planning.corrections import Corrections, Evidence
-from studio.runs.folder import PLAN_FILE, Run, list_runs
+from studio.runs.files import PLAN_FILE
+from studio.runs.folder import Run, list_runs
 
 OLD_ESTIMATE_FILE = "estimate.json"  # what runs kept before plan.json (same keys)
 

@@ -21,7 +21,8 @@ import psutil
 from studio.atomic import write_json, write_text
 from studio.planning.layout import Layout, accelerate_config
 from studio.runs.events import End, Event, EventTail, append_event
-from studio.runs.folder import ACCELERATE_CONFIG, LAYOUT_FILE, PLAN_FILE, Run, RunError
+from studio.runs.files import ACCELERATE_CONFIG, LAYOUT_FILE, PLAN_FILE
+from studio.runs.folder import Run, RunError
 from studio.runs.liveness import TRAINER_MODULE, is_alive, process_start_time
 from studio.runs.state import run_status
 

@@ -34,6 +34,13 @@ class Started:
 def check_data(profile: Profile) -> DataShape | None:
     """Fail fast on a local dataset that cannot be read, before a run folder is made; the rows' shape
     (None for hub datasets: the trainer fetches and checks those)."""
+    lengths = row_lengths(profile)
+    return None if lengths is None else shape_of(profile, lengths)
+
+
+def row_lengths(profile: Profile) -> list[int] | None:
+    """The estimated token count of each row of a local dataset, after the same checks as check_data
+    (the part that reads the file: it depends only on the data settings, not on batch or max_length)."""
     if not is_local(profile.data.path):
         return None
     ds = load_local(profile.data.path, profile.data.format)
@@ -41,8 +48,12 @@ def check_data(profile: Profile) -> DataShape | None:
     problems = data_problems(profile, len(ds.rows))
     if problems:
         raise ProfileError(profile.data.path, problems)
+    return [estimated_tokens(r) for r in ds.rows]
+
+
+def shape_of(profile: Profile, lengths: list[int]) -> DataShape:
     t = profile.train
-    return data_shape([estimated_tokens(r) for r in ds.rows], t.batch_size, profile.data.max_length, t.seed)
+    return data_shape(lengths, t.batch_size, profile.data.max_length, t.seed)
 
 
 def start_profile(profile: Profile, name: str, probe: bool = False, inventory: Inventory | None = None) -> Started:

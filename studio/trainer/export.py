@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from studio.profiles.profile import TINY_MODEL, load_profile
-from studio.runs.folder import BASE_MODEL, Run
+from studio.runs.files import BASE_MODEL
+from studio.runs.folder import Run
 
 
 def source_folder(run: Run) -> Path:

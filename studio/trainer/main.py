@@ -25,7 +25,8 @@ from studio.hardware import GIB
 from studio.profiles.profile import Profile, load_profile
 from studio.profiles.vocabulary import SHARDED_STRATEGIES
 from studio.runs.events import End, EventWriter, NullWriter, Start, to_record
-from studio.runs.folder import PLAN_FILE, PREFLIGHT_FILE, Run
+from studio.runs.files import PLAN_FILE, PREFLIGHT_FILE
+from studio.runs.folder import Run
 from studio.trainer.config import check_requirements, is_main_process, resolve_dtype, sft_config, world_size
 from studio.planning.decisions import UNKNOWN_LENGTHS, data_shape
 from studio.planning.decisions import packing as packing_rule
@@ -35,14 +36,13 @@ from studio.trainer.dataset import bad_rows_record, load_data, preflight, probe_
 from studio.trainer.packing import packing_is_exact
 from studio.trainer.tokenize import columns, tokenize_rows
 from studio.trainer.failures import failure_record
-from studio.trainer.model import count_params, load_model, lora_config, model_folder
+from studio.trainer.model import count_params, load_model, load_tokenizer, lora_config, model_folder
 from studio.trainer.stop import StopRequest
 from studio.trainer.telemetry import Telemetry
 
 def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, resume: bool, probe: bool) -> End:
     """Train the run's profile; returns its `end` record (completed or stopped)."""
     from datasets import Dataset as HFDataset
-    from transformers import AutoTokenizer
     from trl import SFTTrainer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -67,9 +67,7 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
 
     with PartialState(cpu=device == "cpu").main_process_first():
         folder = model_folder(profile, run, ds.rows, writer, probe)
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=profile.model.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(folder, profile)
 
     # 3. Tokenize once (TRL trains on these ids), what the loss covers, and the preflight.
     rows, loss = rows_for_loss(tokenizer, ds, rows, profile)

@@ -10,7 +10,8 @@ import torch
 from studio.paths import looks_local
 from studio.profiles.profile import TINY_MODEL, Profile
 from studio.runs.events import EventWriter
-from studio.runs.folder import BASE_MODEL, Run
+from studio.runs.files import BASE_MODEL
+from studio.runs.folder import Run
 from studio.trainer.config import TORCH_DTYPE
 from studio.trainer.failures import ConfigError
 from studio.trainer.hub import fetch_model
@@ -49,6 +50,17 @@ def model_folder(profile: Profile, run: Run, rows: Rows, writer: EventWriter, pr
     if looks_local(name):
         raise ConfigError(f"model.name: folder {local} does not exist")
     return fetch_model(name, profile.model.revision, writer)
+
+
+def load_tokenizer(source: str | Path, profile: Profile, revision: str | None = None) -> Any:
+    """The tokenizer from a model folder or hub id, with a pad token (the EOS token when it has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision,
+                                              trust_remote_code=profile.model.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_model(profile: Profile, folder: Path, device: str, dtype: str, sharded: bool, random_init: bool) -> Any:

@@ -19,30 +19,24 @@ from studio.data import DataError, check_bad_rows
 from studio.profiles.profile import TINY_MODEL, Profile, ProfileError, load_profile
 from studio.trainer.dataset import load_data, rows_for_loss
 from studio.trainer.failures import ConfigError
+from studio.trainer.model import load_tokenizer
 from studio.trainer.tokenize import tokenize_rows
 
 
-def preview_tokenizer(profile: Profile) -> Any:
-    """The tokenizer a run of `profile` would train with (the tiny model's is trained on the data)."""
+def preview_tokenizer(profile: Profile, rows: list[dict[str, Any]]) -> Any:
+    """The tokenizer a run of `profile` would train with (the tiny model's is trained on the rows)."""
     if profile.model.name == TINY_MODEL:
-        from studio.planning.catalog import lookup_model
-        from studio.trainer.tiny import train_tokenizer
+        from studio.trainer.tiny import tiny_tokenizer
 
-        rows = load_data(profile, profile.data.split).rows
-        return train_tokenizer(rows, lookup_model(TINY_MODEL).vocab)
-    from transformers import AutoTokenizer
-
+        return tiny_tokenizer(rows)
     local = Path(profile.model.name).expanduser()
-    source = str(local) if local.is_dir() else profile.model.name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=None if local.is_dir() else profile.model.revision,
-                                                  trust_remote_code=profile.model.trust_remote_code)
+        if local.is_dir():
+            return load_tokenizer(local, profile)
+        return load_tokenizer(profile.model.name, profile, revision=profile.model.revision)
     except Exception as e:  # noqa: BLE001 - hub, file and tokenizer errors all end the same way
         raise ConfigError(f"model.name: cannot load the tokenizer of {profile.model.name!r} ({e}); check the name, "
                           "or download the model once with network access") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def segments(tokenizer: Any, ids: list[int], mask: list[int] | None, max_length: int) -> list[tuple[str, str]]:
@@ -61,7 +55,7 @@ def segments(tokenizer: Any, ids: list[int], mask: list[int] | None, max_length:
 def preview(profile: Profile, count: int = 3) -> dict[str, Any]:
     ds = load_data(profile, profile.data.split)
     check_bad_rows(ds, profile.data.on_bad_rows)
-    tokenizer = preview_tokenizer(profile)
+    tokenizer = preview_tokenizer(profile, ds.rows)
     rows, loss = rows_for_loss(tokenizer, ds, ds.rows[:count], profile)
     tokenized = tokenize_rows(tokenizer, rows, loss.assistant_only)
     shown = []

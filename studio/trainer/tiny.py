@@ -54,12 +54,17 @@ def train_tokenizer(rows: list[dict[str, Any]], vocab_size: int = 1024) -> Any:
     return hf_tok
 
 
+def tiny_tokenizer(rows: list[dict[str, Any]]) -> Any:
+    """The built-in tiny model's tokenizer: trained on the rows, with the vocabulary the catalog gives it."""
+    return train_tokenizer(rows, lookup_model(TINY_MODEL).vocab)
+
+
 def build_tiny_model(out_dir: Path, rows: list[dict[str, Any]], seed: int, vocab_size: int | None = None) -> None:
     """Train a tokenizer on `rows`, build a random-weight Llama, save both to `out_dir`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    hf_tok = train_tokenizer(rows, vocab_size or lookup_model(TINY_MODEL).vocab)
+    hf_tok = train_tokenizer(rows, vocab_size) if vocab_size else tiny_tokenizer(rows)
     # BPE may stop short of vocab_size: the model's vocabulary is what the tokenizer really has.
     config = LlamaConfig(vocab_size=len(hf_tok), bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
                          pad_token_id=hf_tok.pad_token_id, **tiny_config())

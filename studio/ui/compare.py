@@ -19,10 +19,6 @@ from studio.ui.widgets import fill_table
 RUN_COLUMNS = ("run", "status", "steps", "loss", "best eval", "tok/s", "time")
 
 
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 class Comparison(Screen):
     BINDINGS = [
         Binding("e", "toggle_eval", "Eval/train"),
@@ -59,8 +55,8 @@ class Comparison(Screen):
         rows = []
         for f in result.runs:
             s = f.summary
-            rows.append((s.id, (s.id, s.status, f"{s.step}/{s.max_steps or '?'}", fmt(s.loss, ".4f"),
-                                fmt(f.best_eval, ".4f"), fmt(s.tokens_per_s, ",.0f"),
+            rows.append((s.id, (s.id, s.status, f"{s.step}/{s.max_steps or '?'}", display.number(s.loss, ".4f"),
+                                display.number(f.best_eval, ".4f"), display.number(s.tokens_per_s, ",.0f"),
                                 display.duration(f.duration_s) if f.duration_s else "-")))
         fill_table(self.query_one("#compare-runs", DataTable), RUN_COLUMNS, rows)
         labels = short_labels([f.summary.id for f in result.runs])

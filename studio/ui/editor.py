@@ -22,7 +22,7 @@ from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
 
 from studio.hardware import Inventory
 from studio.data import DataError
-from studio.planning.advisor import make_it_fit, review_profile
+from studio.planning.advisor import changed_keys, make_it_fit, review_profile
 from studio.planning.decisions import DataShape
 from studio.planning.duration import run_duration
 from studio.planning.catalog import CatalogError, catalog_gpus
@@ -31,10 +31,10 @@ from studio.planning.fixes import FIXES
 from studio.planning.inventory import described_inventory
 from studio.planning.layout import LayoutError
 from studio.planning.plan import SETTLED_KEYS
-from studio.paths import bundled_profiles_dir
 from studio.profiles.library import editable_path, save_preserving_comments
-from studio.profiles.profile import SECTIONS, Profile, ProfileError, check_value, load_profile, parse_toml, profile_from_dict
-from studio.runs.start import check_data
+from studio.profiles.profile import (SECTIONS, Profile, ProfileError, check_value, load_profile, parse_toml,
+                                     profile_from_dict, value_of)
+from studio.runs.start import row_lengths, shape_of
 from studio.ui.widgets import meter
 
 ADVICE_DELAY_S = 0.2
@@ -42,6 +42,13 @@ ADVICE_DELAY_S = 0.2
 
 def field_id(section: str, key: str) -> str:
     return f"f-{section}-{key}"
+
+
+def input_text(value: Any) -> str:
+    """A profile value as its text field shows it: lists comma-separated, floats in short form."""
+    if isinstance(value, list):
+        return ", ".join(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def advice_inventory(gpu_name: str, machine: Inventory, profile: Profile) -> Inventory:
@@ -77,6 +84,7 @@ class ProfileEditor(Screen):
         self.suggestion: dict[str, Any] | None = None
         self.gpu_names = gpu_names or []
         self._advice_timer: Any = None
+        self._lengths: dict[tuple, list[int] | str | None] = {}  # rows' token counts (or why none) per data file
         self._shapes: dict[tuple, DataShape | str | None] = {}   # data shape (or why none) per data settings
 
     # ----------------------------------------------------------- layout
@@ -112,10 +120,8 @@ class ProfileEditor(Screen):
             yield Switch(value=bool(value), id=fid)
         elif "choices" in meta:
             yield Select([(c, c) for c in meta["choices"]], value=value, id=fid, allow_blank=False, compact=True)
-        elif str(f.type) == "list[str]":
-            yield Input(", ".join(value), id=fid, compact=True)
         else:
-            yield Input(f"{value:g}" if isinstance(value, float) else str(value), id=fid, compact=True)
+            yield Input(input_text(value), id=fid, compact=True)
         yield Static("", id=f"e-{section}-{f.name}", classes="problem field-problem")
 
     def _gpu_options(self) -> list[tuple[str, str]]:
@@ -204,40 +210,43 @@ class ProfileEditor(Screen):
 
     # ----------------------------------------------------------- advice
 
-    def data_key(self, profile: Profile) -> tuple:
+    @staticmethod
+    def data_keys(profile: Profile) -> tuple[tuple, tuple]:
+        """(what reading the file depends on, that plus what the shape depends on)."""
         d, t = profile.data, profile.train
-        path = Path(d.path).expanduser()
         try:
-            stamp = path.stat().st_mtime_ns
+            stamp = Path(d.path).expanduser().stat().st_mtime_ns
         except OSError:
             stamp = None
-        return (d.path, stamp, d.format, d.max_length, d.on_bad_rows, t.batch_size, t.seed)
+        file_key = (d.path, stamp, d.format, d.on_bad_rows, d.eval_fraction)
+        return file_key, (*file_key, d.max_length, t.batch_size, t.seed)
 
     @work(thread=True, group="data-shape")
-    def read_data_shape(self, profile: Profile, key: tuple) -> None:
-        """Read the dataset for its rows' lengths (seconds for a big file: off the UI thread)."""
-        try:
-            shape: DataShape | str | None = check_data(profile)
-        except (DataError, ProfileError, OSError) as e:
-            shape = "; ".join(e.problems[:2]) if isinstance(e, ProfileError) else str(e)
-        self.app.call_from_thread(self.data_shape_read, key, shape)
+    def read_data_shape(self, profile: Profile, file_key: tuple, key: tuple) -> None:
+        """The rows' shape; the file is read (seconds for a big one: off the UI thread) only when the data
+        settings changed, not for a new batch size or max_length."""
+        lengths: list[int] | str | None = self._lengths.get(file_key)
+        if file_key not in self._lengths:
+            try:
+                lengths = row_lengths(profile)
+            except (DataError, ProfileError, OSError) as e:
+                lengths = "; ".join(e.problems[:2]) if isinstance(e, ProfileError) else str(e)
+        shape = shape_of(profile, lengths) if isinstance(lengths, list) else lengths
+        self.app.call_from_thread(self.data_shape_read, file_key, lengths, key, shape)
 
-    def data_shape_read(self, key: tuple, shape: DataShape | str | None) -> None:
+    def data_shape_read(self, file_key: tuple, lengths: list[int] | str | None, key: tuple,
+                        shape: DataShape | str | None) -> None:
+        self._lengths[file_key] = lengths
         self._shapes[key] = shape
         self.refresh_advice()
 
     def data_shape(self, profile: Profile) -> DataShape | str | None:
         """The data's shape when known; starts reading it (and answers None) when not."""
-        key = self.data_key(profile)
+        file_key, key = self.data_keys(profile)
         if key not in self._shapes:
             self._shapes[key] = None
-            self.read_data_shape(profile, key)
+            self.read_data_shape(profile, file_key, key)
         return self._shapes[key]
-
-    @staticmethod
-    def profile_value(profile: Profile, dotted: str) -> Any:
-        section, key = dotted.split(".")
-        return getattr(getattr(profile, section), key)
 
     def advice_note(self, gpu_name: str) -> str:
         inv = self.app.inventory
@@ -285,7 +294,7 @@ class ProfileEditor(Screen):
         else:
             text.append("data: reading...\n", style="dim")
         for d in plan.decisions:
-            if d.key in SETTLED_KEYS and self.profile_value(profile, d.key) == "auto":
+            if d.key in SETTLED_KEYS and value_of(profile, d.key) == "auto":
                 text.append(f"auto {d.key.split('.')[-1]} → {d.value}: {d.reason}\n", style="dim")
         self.add_suggestion(text, review, profile, inventory, shape if isinstance(shape, DataShape) else None)
         body.update(text)
@@ -325,10 +334,7 @@ class ProfileEditor(Screen):
             self.notify("nothing to apply: the profile fits (or no change makes it fit)")
             return
         changed: Profile = self.suggestion["profile"]
-        before, after = profile.to_dict(), changed.to_dict()
-        keys = [f"{section}.{key}" for section, values in after.items() if isinstance(values, dict)
-                for key, value in values.items() if before.get(section, {}).get(key) != value]
-        self.show_values(changed, keys)
+        self.show_values(changed, list(changed_keys(profile, changed)))
         self.notify(f"applied: {self.suggestion['change']}")
         self.refresh_advice()
 
@@ -337,12 +343,8 @@ class ProfileEditor(Screen):
         for dotted in keys:
             section, key = dotted.split(".")
             widget = self.query_one(f"#{field_id(section, key)}")
-            value = getattr(getattr(profile, section), key)
-            if isinstance(widget, Input):
-                widget.value = ", ".join(value) if isinstance(value, list) else (
-                    f"{value:g}" if isinstance(value, float) else str(value))
-            else:
-                widget.value = value
+            value = value_of(profile, dotted)
+            widget.value = input_text(value) if isinstance(widget, Input) else value
 
     # ----------------------------------------------------------- saving
 
@@ -389,10 +391,9 @@ class ProfileEditor(Screen):
             if dest.exists() and dest != self.path:
                 self.notify(f"{dest} exists; pick another name", severity="error")
                 return
-            if self.path and dest != self.path and self.path.exists() and bundled_profiles_dir().resolve() not in \
-                    self.path.resolve().parents:
+            if self.path and dest != self.path and self.path.exists() and editable_path(self.path) == self.path:
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_text(self.path.read_text())  # keep the source's comments in the copy
+                dest.write_text(self.path.read_text())  # keep the source's comments in the copy (not a template's)
             self._save_to(dest)
 
         self.app.push_screen(ProfileNameDialog("save the profile as (name):", self.path.stem if self.path else ""), done)

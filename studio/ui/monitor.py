@@ -30,7 +30,8 @@ from studio.planning.fixes import revised_for_oom
 from studio.planning.plan import apply_decisions
 from studio.profiles.profile import Profile, ProfileError, load_profile, save_profile
 from studio.runs.events import Event, EventTail, Timeline
-from studio.runs.folder import PLAN_FILE, Run
+from studio.runs.files import PLAN_FILE
+from studio.runs.folder import Run
 from studio.runs.health import health_alerts
 from studio.runs.liveness import is_alive
 from studio.runs.state import status_from
