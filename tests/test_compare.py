@@ -70,3 +70,10 @@ async def test_mark_two_runs_and_compare_them_in_the_app(studio_env: Path) -> No
         await pilot.press("e")
         await pilot.pause(0.2)
         assert screen.show_eval
+
+
+def test_studio_compare_prints_whole_run_ids(studio_env: Path) -> None:
+    record_run(studio_env, "20260911-090000-llama-3.1-8b-qlora-12gb")
+    record_run(studio_env, "20260911-100000-llama-3.1-8b-qlora-12gb", rank=64)
+    out = studio("compare", "20260911-090000", "20260911-100000", check=True).stdout
+    assert "20260911-090000-llama-3.1-8b-qlora-12gb" in out and "20260911-100000-llama-3.1-8b-qlora-12gb" in out
