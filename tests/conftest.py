@@ -63,10 +63,19 @@ def write_profile(path: Path, data_path: Path | str, **sections: dict[str, Any])
     return path
 
 
-def studio(*args: str, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run the real `studio` CLI in a subprocess."""
-    proc = subprocess.run([sys.executable, "-m", "studio", *args], capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ))
+def studio(*args: str, timeout: float | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the real `studio` CLI in a subprocess. The timeout is only a bound against a hang
+    (waiting.DEADLINE_S); when it fires, the output so far is in the failure."""
+    from waiting import DEADLINE_S
+
+    try:
+        proc = subprocess.run([sys.executable, "-m", "studio", *args], capture_output=True, text=True,
+                              timeout=timeout or DEADLINE_S, env=dict(os.environ))
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        err = (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        raise AssertionError(f"studio {' '.join(args)} still running after {e.timeout:.0f} s\n"
+                             f"stdout:\n{out[-4000:]}\nstderr:\n{err[-4000:]}") from None
     if check and proc.returncode != 0:
         raise AssertionError(f"studio {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

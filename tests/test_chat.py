@@ -22,14 +22,13 @@ PROMPT = ROW[0]["content"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LoRA run that learned the demo data, with checkpoints along the way."""
-    import os
-
     tmp = tmp_path_factory.mktemp("chat")
-    os.environ["STUDIO_HOME"] = str(tmp / "home")
     data = write_jsonl(tmp / "d.jsonl", demo_rows(64))
     profile = write_profile(tmp / "p.toml", data, train={"max_steps": 40, "save_steps": 20, "learning_rate": 5e-3},
                             data={"eval_fraction": 0.1})
-    result = json.loads(studio("run", str(profile), "--json").stdout.strip().splitlines()[-1])
+    with pytest.MonkeyPatch.context() as env:  # this module's home, for this run only
+        env.setenv("STUDIO_HOME", str(tmp / "home"))
+        result = json.loads(studio("run", str(profile), "--json").stdout.strip().splitlines()[-1])
     assert result["status"] == "completed"
     return Path(result["dir"])
 
@@ -41,7 +40,7 @@ def home_of(trained: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def chat_json(*args: str) -> dict:
-    proc = studio("chat", *args, "--json", timeout=600)
+    proc = studio("chat", *args, "--json")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

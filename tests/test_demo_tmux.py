@@ -9,11 +9,11 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
 from conftest import studio
+from waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 
@@ -28,19 +28,15 @@ def test_studio_demo_runs_to_completion_in_tmux() -> None:
     command = f"env {env} TERM=xterm-256color {shlex.quote(sys.executable)} -m studio demo --max-steps 40"
     assert tmux(socket, "new-session", "-d", "-s", "demo", "-x", "100", "-y", "30", command).returncode == 0
     try:
-        deadline, screen = time.monotonic() + 180, ""
-        while time.monotonic() < deadline:
-            screen = tmux(socket, "capture-pane", "-p", "-t", "demo").stdout
-            if "completed" in screen and "step 40/40" in screen:
-                break
-            time.sleep(0.5)
-        assert "completed" in screen and "step 40/40" in screen, screen
+        def pane() -> str:
+            return tmux(socket, "capture-pane", "-p", "-t", "demo").stdout
+
+        screen = wait_for(lambda: (s := pane()) if "completed" in s and "step 40/40" in s else "",
+                          what="the demo to complete on screen", state=pane, poll=0.5)
         assert "loss" in screen and "tokens/s" in screen and "Traceback" not in screen
         tmux(socket, "send-keys", "-t", "demo", "q")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and tmux(socket, "has-session", "-t", "demo").returncode == 0:
-            time.sleep(0.2)
-        assert tmux(socket, "has-session", "-t", "demo").returncode != 0, "q did not quit the app"
+        wait_for(lambda: tmux(socket, "has-session", "-t", "demo").returncode != 0, what="q to quit the app",
+                 state=pane, timeout=120, poll=0.2)
     finally:
         tmux(socket, "kill-server")
     runs = json.loads(studio("runs", "--json").stdout)

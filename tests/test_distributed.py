@@ -14,7 +14,8 @@ from studio.planning.plan import plan_run
 from studio.runs.events import Start, Step, load_timeline, read_events
 from studio.hardware import GpuInfo, Inventory
 from studio.profiles.profile import profile_from_dict
-from test_training_runs import processes_working_on, run_json, steps_of, wait_for
+from test_training_runs import processes_working_on, run_json, steps_of
+from waiting import wait_for
 
 
 def inventory(*free: float) -> Inventory:
@@ -72,7 +73,7 @@ def test_two_process_ddp_run_stop_resume_and_kill(tmp_path: Path) -> None:
                       hardware={"gpus": "2"})
     run_dir = Path(run_json(studio("run", str(p), "--detach", "--json"))["dir"])
     assert (run_dir / "accelerate_config.yaml").is_file()
-    wait_for(lambda: len(steps_of(run_dir)) >= 4, what="4 steps", timeout=180)
+    wait_for(lambda: len(steps_of(run_dir)) >= 4, what="4 steps")
     assert len([pid for pid in processes_working_on(run_dir)]) >= 3  # launcher + 2 ranks
     stop = studio("stop", run_dir.name)
     assert stop.returncode == 0, stop.stderr
@@ -87,13 +88,12 @@ def test_two_process_ddp_run_stop_resume_and_kill(tmp_path: Path) -> None:
 
     resumed = studio("resume", run_dir.name, "--detach", "--json")
     assert resumed.returncode == 0, resumed.stderr
-    wait_for(lambda: max((s.step for s in steps_of(run_dir)), default=0) > stopped_at + 2, what="resumed steps",
-             timeout=180)
+    wait_for(lambda: max((s.step for s in steps_of(run_dir)), default=0) > stopped_at + 2, what="resumed steps")
     events = read_events(run_dir / "events.jsonl")
     second_start = [i for i, e in enumerate(events) if isinstance(e, Start)][1]
     assert [e.step for e in events[second_start:] if isinstance(e, Step)][0] == stopped_at + 1
     kill = studio("stop", run_dir.name, "--force")
     assert kill.returncode == 0, kill.stderr
-    time.sleep(0.5)
-    assert not processes_working_on(run_dir), "a rank outlived the force stop"
+    wait_for(lambda: not processes_working_on(run_dir), what="every rank gone after the force stop",
+             state=lambda: str(processes_working_on(run_dir)), timeout=60)
     assert json.loads(studio("runs", "--json").stdout)[-1]["status"] == "stopped"

@@ -28,6 +28,7 @@ from studio.runs.events import Start, read_events
 from studio.runs.folder import Run, checkpoint_step
 from studio.runs.liveness import is_alive
 from studio.runs.state import run_status
+from waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -50,14 +51,8 @@ def logged_steps(run: Run) -> list[int]:
         return []
 
 
-def wait(check, timeout: float = 120.0, poll: float = 0.005):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError("timed out")
+def wait(check, timeout: float | None = None, poll: float = 0.005):
+    return wait_for(check, what="the moment to inject the fault", timeout=timeout, poll=poll)
 
 
 def kill_group(run: Run) -> None:
@@ -90,7 +85,7 @@ def inject(run: Run, moment: str, rng: random.Random) -> Trial:
         time.sleep(rng.uniform(0.0, 0.5))
     killed_after = max(logged_steps(run), default=0)
     kill_group(run)
-    status = wait(lambda: (s := run_status(run)) != "running" and s, timeout=5.0, poll=0.05)
+    status = wait(lambda: (s := run_status(run)) != "running" and s, timeout=60, poll=0.05)
     return Trial(moment, killed_after, status)
 
 

@@ -115,14 +115,15 @@ def test_damaged_run_folders_show_as_damaged_alone(capsys) -> None:
 
 async def test_the_app_lists_a_damaged_run_and_keeps_working(studio_env: Path) -> None:
     from studio.ui.app import StudioApp
-    from ui_fixtures import fake_inventory, record_run
+    from ui_fixtures import fake_inventory, record_run, screen_text
+    from waiting import until
 
     record_run(studio_env)
     bad = fake_run({"pid": -1})
     bad.events_path.mkdir()
     async with StudioApp(inventory=fake_inventory()).run_test(size=(100, 30)) as pilot:
-        await pilot.pause(0.3)
-        assert bad.id in pilot.app.screen.run_dirs
+        await until(pilot, lambda: bad.id in screen_text(pilot.app), "the damaged run on the dashboard")
+        assert "damaged" in screen_text(pilot.app)
         assert pilot.app.is_running
 
 

@@ -20,18 +20,9 @@ from studio.runs.folder import Run, create_run, find_run
 from studio.runs.launcher import launch
 from studio.runs.liveness import is_alive
 from studio.runs.state import run_status
+from waiting import DEADLINE_S, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 120, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def run_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -224,12 +215,12 @@ def test_run_survives_sighup(tmp_path: Path, chat_data: Path) -> None:
     profile = load_profile(write_profile(tmp_path / "hup.toml", chat_data, train={"max_steps": 2000}))
     run = create_run(profile.to_toml(), "hup")
     proc = launch(run)
-    wait_for(lambda: len(steps_of(run.dir)) >= 2, what="2 steps")
+    hup_at = len(wait_for(lambda: len(s := steps_of(run.dir)) >= 2 and s, what="2 steps"))
     os.killpg(proc.pid, signal.SIGHUP)  # what a closing terminal or a dropped SSH session sends
-    time.sleep(1.5)
+    wait_for(lambda: len(steps_of(run.dir)) >= hup_at + 3 or proc.poll() is not None, what="3 more steps")
     assert proc.poll() is None and run_status(run) == "running"
     os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=120) == 0
+    assert proc.wait(timeout=DEADLINE_S) == 0
     assert run_status(run) == "stopped"
 
 

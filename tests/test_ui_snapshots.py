@@ -11,7 +11,7 @@ from studio.paths import bundled_profiles_dir
 from studio.runs.folder import Run
 from studio.ui.app import StudioApp
 from studio.ui.dashboard import Dashboard
-from ui_fixtures import RECORDED_AT, fake_inventory, record_run
+from ui_fixtures import RECORDED_AT, fake_inventory, record_run, screen_text
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -22,8 +22,21 @@ def recorded(studio_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return record_run(studio_env)
 
 
-async def settle(pilot) -> None:
-    await pilot.pause(0.3)
+async def settle(pilot, ready=lambda app: True) -> None:
+    """Wait until `ready(app)` holds and the screen has stopped changing (workers, timers and layout
+    done), however slow the machine: a snapshot compares a settled screen, never a moment."""
+    await pilot.app.workers.wait_for_complete()
+    previous, same = None, 0
+    for _ in range(300):
+        for field in pilot.app.screen.query("Input, TextArea"):
+            field.cursor_blink = False  # a blinking cursor is a different picture every half second
+        await pilot.pause(0.05)
+        shot = pilot.app.export_screenshot()
+        same = same + 1 if shot == previous and ready(pilot.app) else 0
+        if same >= 3:
+            return
+        previous = shot
+    raise AssertionError("the screen never settled:\n" + screen_text(pilot.app))
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -41,7 +54,7 @@ def test_run_monitor(snap_compare, recorded: Path, size) -> None:
 def test_profile_editor(snap_compare, recorded: Path, size) -> None:
     async def open_editor(pilot) -> None:
         pilot.app.edit_profile(bundled_profiles_dir() / "llama-3.1-8b-lora-24gb.toml")
-        await pilot.pause(0.5)
+        await settle(pilot)
 
     assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=open_editor)
 
@@ -62,7 +75,7 @@ def test_profile_that_does_not_parse(snap_compare, studio_env: Path, size) -> No
 
     async def open_it(pilot) -> None:
         pilot.app.edit_profile(path)
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=open_it)
 
@@ -73,11 +86,7 @@ def test_run_comparison(snap_compare, recorded: Path, size) -> None:
 
     async def compare(pilot) -> None:
         pilot.app.open_comparison([Run(recorded), Run(other)])
-        for _ in range(50):  # the runs are read in a worker
-            await pilot.pause(0.1)
-            if pilot.app.screen.result is not None:
-                break
-        await pilot.pause(0.3)
+        await settle(pilot, lambda app: app.screen.result is not None)  # the runs are read in a worker
 
     assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=compare)
 
@@ -95,10 +104,10 @@ def test_chat(snap_compare, recorded: Path, monkeypatch: pytest.MonkeyPatch, siz
 
     async def chat(pilot) -> None:
         pilot.app.open_chat(Run(recorded))
-        await pilot.pause(0.3)
+        await settle(pilot)
         screen = pilot.app.screen
         screen.query_one("#log-base", Log).write("\n> What is 11 plus 5?\n11 plus 5 is 115.\n")
         screen.query_one("#log-tuned", Log).write("\n> What is 11 plus 5?\n11 plus 5 is 16.\n")
-        await pilot.pause(0.2)
+        await settle(pilot)
 
     assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=chat)

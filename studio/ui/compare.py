@@ -58,10 +58,11 @@ class Comparison(Screen):
             rows.append((s.id, (s.id, s.status, f"{s.step}/{s.max_steps or '?'}", display.number(s.loss, ".4f"),
                                 display.number(f.best_eval, ".4f"), display.number(s.tokens_per_s, ",.0f"),
                                 display.duration(f.duration_s) if f.duration_s else "-")))
-        fill_table(self.query_one("#compare-runs", DataTable), RUN_COLUMNS, rows)
+        fill_table(self.query_one("#compare-runs", DataTable), RUN_COLUMNS, rows, fit_height=True)
         labels = short_labels([f.summary.id for f in result.runs])
         diff = self.query_one("#compare-diff", DataTable)
-        fill_table(diff, ("profile key", *labels), [(key, (key, *values)) for key, values in result.profile_diff])
+        fill_table(diff, ("profile key", *labels), [(key, (key, *values)) for key, values in result.profile_diff],
+                   fit_height=True)
         diff.display = bool(result.profile_diff)
         title = "profiles differ in:" if result.profile_diff else "the profiles are the same"
         if result.unreadable:

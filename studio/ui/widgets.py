@@ -109,7 +109,8 @@ def memory_lines(step: Step | None, totals: list[float]) -> Text:
     return out
 
 
-def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, tuple[Any, ...]]],
+               fit_height: bool = False) -> None:
     """Replace a table's rows; every column is as wide as its widest cell, set explicitly (DataTable's
     own auto width waits for an idle moment that a busy app may not reach, and shows "comple")."""
     widths = [max([len(label), *(len(str(cells[i])) for _, cells in rows)]) for i, label in enumerate(labels)]
@@ -122,3 +123,7 @@ def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, 
         table.clear()
     for key, cells in rows:
         table.add_row(*cells, key=key)
+    if fit_height:
+        # An auto height would follow the table's virtual size, which DataTable also computes only when
+        # idle: a busy app showed an empty table. The rows and the header, set now (a max-height caps it).
+        table.styles.height = len(rows) + (1 if table.show_header else 0)
