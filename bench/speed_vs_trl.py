@@ -44,14 +44,13 @@ PLAIN_TRL = r'''
 import json, sys, torch
 from datasets import load_dataset
 from peft import LoraConfig
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
 model_dir, data, out, settings = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 cuda = torch.cuda.is_available()
 tok = AutoTokenizer.from_pretrained(model_dir)
-model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir),
-                                         dtype=torch.bfloat16 if cuda else torch.float32)
+model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if cuda else torch.float32)
 if cuda:
     model = model.to("cuda")
 args = SFTConfig(output_dir=out, report_to="none", save_strategy="no", logging_steps=10,
@@ -84,8 +83,10 @@ def chat_rows(token_counts: list[int], seed: int) -> list[dict]:
 
 
 def build_model(folder: Path, rows: list[dict], cuda: bool) -> None:
-    """A model folder: the tiny Llama (CPU) or a Llama-3.2-1B config (GPU), with a tokenizer trained on the rows."""
-    from transformers import LlamaConfig
+    """A model folder: the tiny Llama (CPU) or a Llama-3.2-1B config with random bf16 weights (GPU), with a
+    tokenizer trained on the rows. Both sides load it as a user's model: from_pretrained."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
     from studio.planning.catalog import lookup_model
     from studio.trainer.tiny import build_tiny_model, train_tokenizer
@@ -95,17 +96,20 @@ def build_model(folder: Path, rows: list[dict], cuda: bool) -> None:
         return
     spec = lookup_model("meta-llama/Llama-3.2-1B")
     tok = train_tokenizer(rows, 4096)
-    LlamaConfig(vocab_size=spec.vocab, hidden_size=spec.hidden, intermediate_size=spec.intermediate,
-                num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.kv_heads,
-                tie_word_embeddings=spec.tied, max_position_embeddings=8192, bos_token_id=tok.bos_token_id,
-                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(folder)
+    config = LlamaConfig(vocab_size=spec.vocab, hidden_size=spec.hidden, intermediate_size=spec.intermediate,
+                         num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
+                         num_key_value_heads=spec.kv_heads, tie_word_embeddings=spec.tied,
+                         max_position_embeddings=8192, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    with torch.device("cuda"):
+        AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
     tok.save_pretrained(folder)
 
 
 def studio_side(tmp: Path, model: Path, data: Path, job: dict, speed: dict, label: str) -> dict:
     profile = tmp / f"{label}.toml"
     profile.write_text(tomli_w.dumps({
-        "model": {"name": str(model), "random_init": True},
+        "model": {"name": str(model)},
         "method": {"type": "lora", "rank": 16, "alpha": 32.0, "dropout": 0.05},
         "data": {"path": str(data), "max_length": job["max_length"], "completion_only_loss": False,
                  "packing": speed["packing"]},
@@ -125,9 +129,10 @@ def studio_side(tmp: Path, model: Path, data: Path, job: dict, speed: dict, labe
     end = [e for e in events if e["event"] == "end"][-1]
     first_step = next(e["time"] for e in events if e["event"] == "step")
     start = next(e for e in events if e["event"] == "start")
-    return {"runtime": end["train_runtime_s"], "tokens": end["train_tokens"],
+    return {"run_dir": str(run_dir), "runtime": end["train_runtime_s"], "tokens": end["train_tokens"],
             "peak_gib": max(end.get("gpu_mem_peak_gib") or [0]) or None, "to_first_step_s": first_step - t0,
-            "decisions": {d["key"]: d["value"] for d in start.get("decisions", [])}}
+            "decisions": {d["key"]: d["value"] for d in start.get("decisions", [])},
+            "reasons": {d["key"]: d.get("reason") for d in start.get("decisions", [])}}
 
 
 def trl_side(tmp: Path, model: Path, data: Path, job: dict, settings: dict, label: str) -> dict:
@@ -190,7 +195,8 @@ def main() -> int:
             peaks = {s: max((f["peak_gib"] or 0) for f in figures[s]) or None for s in SIDES}
             results["datasets"][name] = {
                 "studio_decided": same, "tokens_per_s": medians, "peak_gib": peaks,
-                "runs": {s: [{k: v for k, v in f.items() if k != "decisions"} for f in figures[s]] for s in SIDES},
+                "runs": {s: [{k: v for k, v in f.items() if k not in ("decisions", "reasons", "run_dir")} for f in figures[s]]
+                         for s in SIDES},
                 "parity_studio_vs_trl_same_settings": medians["studio-same"] / medians["trl-same"],
                 "speedup_studio_defaults_vs_trl_defaults": medians["studio-defaults"] / medians["trl-defaults"],
                 "studio_to_first_step_s": statistics.median(f["to_first_step_s"] for f in figures["studio-defaults"]),

@@ -31,8 +31,11 @@ def test_studio_demo_runs_to_completion_in_tmux() -> None:
         def pane() -> str:
             return tmux(socket, "capture-pane", "-p", "-t", "demo").stdout
 
-        screen = wait_for(lambda: (s := pane()) if "completed" in s and "step 40/40" in s else "",
-                          what="the demo to complete on screen", state=pane, poll=0.5)
+        def completed() -> str:
+            screen = pane()
+            return screen if "completed" in screen and "step 40/40" in screen else ""
+
+        screen = wait_for(completed, what="the demo to complete on screen", state=pane, poll=0.5)
         assert "loss" in screen and "tokens/s" in screen and "Traceback" not in screen
         tmux(socket, "send-keys", "-t", "demo", "q")
         wait_for(lambda: tmux(socket, "has-session", "-t", "demo").returncode != 0, what="q to quit the app",

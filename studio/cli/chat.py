@@ -96,7 +96,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
             return EXIT_OK
         result = answer(session, args.prompt, settings, sys.stderr if args.json else sys.stdout)
         if args.json:
-            print(json.dumps({"run": run.id, "mode": mode, "adapter": ready.get("adapter"), **result}))
+            print(json.dumps({"run": run.id, "mode": mode, "adapter": ready.get("adapter"), "device": ready.get("device"),
+                              "load_s": ready.get("load_s"), **result}))
         return EXIT_FAILED if result["errors"] else EXIT_OK
     finally:
         session.close()
