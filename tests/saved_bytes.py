@@ -1,70 +1,115 @@
-"""Bytes per token autograd saves for backward in a small Llama, as studio's trainer builds it
-(PEFT adapters in fp32, TRL's fused LM head, bf16 under autocast). Prints one JSON line.
+"""Bytes per token autograd saves for backward in one decoder block, for each family's tiny config in
+studio's catalog (builtin:tiny-<family>), built as studio's trainer builds it: PEFT adapters in fp32 on
+all-linear (vision towers excluded), TRL's fused LM head, bf16 under autocast. Prints one JSON line.
 
-Run by tests/test_estimate.py in its own process (it imports the training stack)."""
+One block's bytes are what a 3-block model saves beyond a 2-block one (the weights and whatever does
+not grow with tokens cancel), at 128, 256 and 512 tokens: a block saves `linear` bytes per token, plus
+`quadratic` bytes per token and per token it attends to (eager attention keeps its scores). Run by tests/test_estimate.py in its own
+process (it imports the training stack):
+
+    python tests/saved_bytes.py [FAMILY ...]      (default: every tiny family)
+"""
 
 from __future__ import annotations
 
+import copy
 import json
+import sys
+import tempfile
 import warnings
 
 import torch
 
 warnings.filterwarnings("ignore")
-SHAPE = dict(hidden=256, intermediate=1024, layers=3, heads=8, kv_heads=2, vocab=4096)
+METHODS = ("full", "lora", "qlora")
+TOKENS = (128, 256, 512)
 
 
-def saved_per_token(method: str) -> float:
+def with_layers(config: dict, layers: int) -> dict:
+    config = copy.deepcopy(config)
+    text = config.get("text_config", config)
+    text["num_hidden_layers"] = layers
+    for key in ("layer_types", "mlp_only_layers"):
+        text.pop(key, None)
+    return config
+
+
+def build(config: dict, method: str):
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
     from trl.trainer.utils import add_fused_lm_head
 
-    cfg = LlamaConfig(vocab_size=SHAPE["vocab"], hidden_size=SHAPE["hidden"], intermediate_size=SHAPE["intermediate"],
-                      num_hidden_layers=SHAPE["layers"], num_attention_heads=SHAPE["heads"],
-                      num_key_value_heads=SHAPE["kv_heads"], tie_word_embeddings=True)
+    from studio.planning.anatomy import NON_TEXT_MODULES
+
+    fields = dict(config)
+    hf_config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     torch.manual_seed(0)
     if method == "qlora":
-        import tempfile
-
         folder = tempfile.mkdtemp()
-        AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).save_pretrained(folder)
+        AutoModelForCausalLM.from_config(hf_config, dtype=torch.bfloat16).save_pretrained(folder)
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                    bnb_4bit_compute_dtype=torch.bfloat16)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, quantization_config=quant)
     else:
-        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_config(hf_config, dtype=torch.bfloat16)
     model.config.use_cache = False
     add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
     if method != "full":
         for p in model.parameters():
             p.requires_grad = False
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"))
+                                                 exclude_modules=NON_TEXT_MODULES, task_type="CAUSAL_LM"))
         model.enable_input_require_grads()
     model.train()
-
-    def saved(tokens: int) -> int:
-        ids = torch.randint(0, SHAPE["vocab"], (1, tokens))
-        seen: dict[int, int] = {}
-
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            seen[t.data_ptr()] = t.numel() * t.element_size()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
-            model(input_ids=ids, labels=ids, fused_lm_head=True)
-        return sum(seen.values())
-
-    return (saved(512) - saved(256)) / 256  # per token: what is fixed (the weights) cancels
+    return model
 
 
-def main() -> None:
-    out = {"full": saved_per_token("full"), "lora": saved_per_token("lora")}
-    # PEFT's 4-bit layer skips the fp32 cast when CUDA autocast is on; make the CPU take that path.
-    torch.is_autocast_enabled = lambda *a: True
-    out["qlora"] = saved_per_token("qlora")
-    print(json.dumps({"shape": SHAPE, "saved_per_token": out}))
+def saved(model, vocab: int, tokens: int) -> int:
+    ids = torch.randint(3, vocab, (1, tokens), generator=torch.Generator().manual_seed(tokens))
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.device.type != "meta":
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(input_ids=ids, labels=ids, fused_lm_head=True)
+    return sum(seen.values())
+
+
+def totals(config: dict, method: str, layers: int) -> list[int]:
+    model = build(with_layers(config, layers), method)
+    vocab = (config.get("text_config") or config)["vocab_size"]
+    return [saved(model, vocab, n) for n in TOKENS]
+
+
+def block_bytes(config: dict, method: str) -> dict:
+    """One block's saved bytes at each token count, fitted as linear * T + quadratic * T^2 (the constant
+    part, if any, cancels between the first two)."""
+    block = [c - b for b, c in zip(totals(config, method, 2), totals(config, method, 3))]
+    (t0, t1, t2), (s0, s1, s2) = TOKENS, block
+    # Differences remove a constant: s1 - s0 = a (t1 - t0) + q (t1^2 - t0^2), likewise s2 - s1.
+    q = ((s2 - s1) / (t2 - t1) - (s1 - s0) / (t1 - t0)) / ((t2 + t1) - (t1 + t0))
+    a = (s1 - s0) / (t1 - t0) - q * (t1 + t0)
+    return {"linear": a, "quadratic": q, "saved": dict(zip(map(str, TOKENS), block))}
+
+
+def main(families: list[str]) -> None:
+    from studio.planning.catalog import catalog_models, lookup_model
+
+    families = families or [s.id.removeprefix("builtin:tiny-") for s in catalog_models() if s.id.startswith("builtin:tiny-")]
+    real_autocast = torch.is_autocast_enabled
+    result = {}
+    for family in families:
+        # PEFT's 4-bit layer skips the fp32 cast when CUDA autocast is on; make the CPU take that path for QLoRA.
+        result[family] = {}
+        config = lookup_model(f"builtin:tiny-{family}").config
+        for method in METHODS:
+            torch.is_autocast_enabled = (lambda *a: True) if method == "qlora" else real_autocast
+            result[family][method] = block_bytes(config, method)
+    print(json.dumps({"saved_per_token": result}))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

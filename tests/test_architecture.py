@@ -17,6 +17,7 @@ ALLOWED = {
     "profiles": {BASE},
     "planning": {BASE, "profiles"},
     "runs": {BASE, "profiles", "planning"},
+    "anatomy": {BASE, "profiles", "planning"},
     "trainer": {BASE, "profiles", "planning", "runs"},
     "generate": {BASE, "profiles", "planning", "runs"},
     "display": {BASE, "profiles", "planning", "runs"},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.planning.catalog import CatalogError, lookup_gpu, lookup_model
+from studio.planning.catalog import CatalogError, catalog_models, lookup_gpu, lookup_model
 from studio.planning.estimate import EstimateError, Setup, estimate_memory, lora_params, quant_bits
 from studio.planning.speed import estimate_speed
 from studio.planning.reference import (all_measurements, all_speeds, error_summary, held_out, relative_error,
@@ -101,24 +101,36 @@ def test_the_safety_margin_decides_what_fits() -> None:
     assert plan_run(profile, vram_inventory(peak / 0.93)).fits is False
 
 
-def test_counted_layer_bytes_match_what_autograd_saves() -> None:
-    """What the estimator counts per token, against the tensors autograd really saves (hooks, on the CPU).
+FAMILIES = [s.id.removeprefix("builtin:tiny-") for s in catalog_models() if s.id.startswith("builtin:tiny-")]
 
-    A small Llama through PEFT and TRL's fused LM head, like studio's trainer builds it. Dropout is 0:
-    the CPU's dropout mask is a float, CUDA's a bool. QLoRA runs the adapters as under CUDA autocast.
-    """
+
+@pytest.fixture(scope="module")
+def autograd_saves() -> dict:
+    """What autograd saves per block of every family's tiny model (tests/saved_bytes.py, its own process)."""
     measured = subprocess.run([sys.executable, str(Path(__file__).parent / "saved_bytes.py")], capture_output=True,
                               text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert measured.returncode == 0, measured.stderr[-2000:]
-    from studio.planning.catalog import ModelSpec
-    from studio.planning.estimate import head_saved_bytes, layer_saved_bytes
+    assert measured.returncode == 0, measured.stderr[-3000:]
+    return json.loads(measured.stdout.strip().splitlines()[-1])["saved_per_token"]
 
-    result = json.loads(measured.stdout.strip().splitlines()[-1])
-    spec = ModelSpec(id="probe", arch="llama", **result["shape"], tied=True)
-    for method, per_token in result["saved_per_token"].items():
-        setup = Setup(method=method, dropout=0.0, rank=16)
-        counted = spec.layers * layer_saved_bytes(spec, setup) + head_saved_bytes(spec, setup)
-        assert counted == pytest.approx(per_token, rel=0.03), (method, counted, per_token)
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_counted_block_bytes_match_what_autograd_saves(autograd_saves: dict, family: str) -> None:
+    """What the estimator counts for one decoder block, against the tensors autograd really saves (hooks, on
+    the CPU), in every family studio trains: its tiny model through PEFT and TRL's fused LM head, like
+    studio's trainer builds it: bytes per token at 128, 256 and 512 tokens (what grows with the tokens; the
+    weights, which every matmul saves too, are no extra memory). Dropout is 0 (the CPU's dropout mask is a
+    float, CUDA's a bool); QLoRA runs the adapters as under CUDA autocast."""
+    from studio.planning.estimate import block_saved_bytes
+
+    spec = lookup_model(f"builtin:tiny-{family}")
+    assert spec.exact, spec.approximate
+    for method, measured in autograd_saves[family].items():
+        for tokens in map(int, measured["saved"]):
+            saved = measured["linear"] + measured["quadratic"] * tokens
+            setup = Setup(method=method, dropout=0.0, rank=16, batch=1, seq_len=tokens, grad_ckpt=False)
+            counted = block_saved_bytes(spec, spec.blocks()[0], setup)
+            assert counted == pytest.approx(saved, rel=0.03), (family, method, tokens, counted, saved)
 
 
 def test_lora_parameter_count_matches_peft_exactly() -> None:
@@ -144,7 +156,7 @@ def test_methods_order_and_breakdown_adds_up() -> None:
     assert lora.breakdown["weights"] == pytest.approx(8.03e9 * 2 / 2**30, rel=0.01)
     assert full.trainable_params == full.total_params and lora.trainable_params < 0.01 * lora.total_params
     assert set(lora.breakdown) == {"cuda_context", "weights", "trainable", "gradients", "optimizer",
-                                   "activations", "logits", "overhead"}
+                                   "activations", "experts", "logits", "overhead"}
     assert lora.peak_allocated_gib <= lora.peak_reserved_gib < lora.peak_vram_gib
 
 

@@ -13,7 +13,7 @@ from studio.cli.runs import watch
 from studio.hardware import Inventory
 from studio.planning.advisor import make_it_fit, review_profile, suggest_method, targets_from
 from studio.planning.catalog import CatalogError, catalog_gpus, catalog_models, lookup_model
-from studio.planning.estimate import BREAKDOWN, GIB, EstimateError
+from studio.planning.estimate import GIB, EstimateError
 from studio.planning.inventory import current_inventory, planning_inventory
 from studio.planning.layout import LayoutError
 from studio.planning.plan import SAFETY, Plan, plan_run
@@ -141,7 +141,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     print(f"  params: {display.count(mem.total_params)} total, {display.count(mem.trainable_params)} trainable")
     print(f"  peak VRAM{per} (nvidia-smi): {out['peak_vram_gib']:.2f} GiB   reserved {mem.peak_reserved_gib:.2f}   "
           f"allocated {mem.peak_allocated_gib:.2f}   (peak at the {mem.phase})")
-    print("  breakdown: " + ", ".join(f"{k} {mem.breakdown[k]:.2f}" for k in BREAKDOWN))
+    print("  breakdown: " + ", ".join(f"{k} {gib:.2f}" for k, gib in mem.parts()))
     if plan.correction:
         print(f"  corrected {plan.correction.describe()}")
     if gpu:

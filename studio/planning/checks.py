@@ -16,11 +16,13 @@ OTHER_TARGETS = ("lm_head", "embed_tokens", "wte", "all-linear", "all")
 
 def targets_problem(spec: ModelSpec, targets: tuple[str, ...] | list[str]) -> str | None:
     """Why LoRA cannot wrap `targets` in this model, or None when it can."""
-    names = sorted({lin.name for lin in spec.linears()})
-    unknown = [t for t in targets if t not in names and t not in OTHER_TARGETS]
+    full = [lin.name for lin in spec.linears()]
+    unknown = [t for t in targets if t not in OTHER_TARGETS and not any(n == t or n.endswith("." + t) for n in full)]
     if not unknown:
         return None
-    return (f"method.target_modules: {', '.join(unknown)} not in {spec.id}; its linear layers are {', '.join(names)} (or use [\"all-linear\"])")
+    names = sorted({n.rsplit(".", 1)[-1] for n in full})
+    return (f"method.target_modules: {', '.join(unknown)} not in {spec.id}; its linear layers are "
+            f"{', '.join(names)} (or use [\"all-linear\"])")
 
 
 def model_problems(profile: Profile, spec: ModelSpec | None) -> list[str]:

@@ -17,10 +17,11 @@ peak VRAM     = peak reserved + CUDA context (+ NCCL buffers) (+ paged optimizer
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from studio.planning.catalog import Linear, ModelSpec
+from studio.planning.anatomy import Block, Linear, Norm
+from studio.planning.catalog import ModelSpec, pattern_linears
 from studio.planning.checks import targets_problem
 from studio.profiles import vocabulary
 
@@ -95,8 +96,15 @@ class MemoryEstimate:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def parts(self) -> list[tuple[str, float]]:
+        """The breakdown in display order, without the parts only some models have when they hold nothing."""
+        return [(k, self.breakdown[k]) for k in BREAKDOWN if k in self.breakdown and
+                (self.breakdown[k] or k not in OCCASIONAL)]
 
-BREAKDOWN = ("cuda_context", "weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead")
+
+OCCASIONAL = ("experts",)  # mixture-of-experts models only
+BREAKDOWN = ("cuda_context", "weights", "trainable", "gradients", "optimizer", "activations", "experts", "logits",
+             "overhead")
 
 
 def compute_bytes(dtype: str) -> int:
@@ -118,80 +126,178 @@ def quant_bits(setup: Setup) -> float:
     return 4 + 32 / 64  # fp32 absmax per 64-weight block
 
 
+def all_linear(targets: tuple[str, ...]) -> bool:
+    return tuple(targets) in (("all-linear",), ("all",))
+
+
+def matches(name: str, targets: tuple[str, ...]) -> bool:
+    """PEFT's rule for a list of target names: the module's name, or its last dotted parts."""
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def targeted_in(block: Block, targets: tuple[str, ...]) -> list[Linear]:
+    """The linears of one block that LoRA wraps: PEFT's own all-linear choice (read from the model), or the
+    named ones."""
+    if all_linear(targets):
+        chosen = {name for name, _ in block.lora}
+        return [lin for lin in block.linears if lin.name in chosen]
+    return [lin for lin in block.linears if matches(lin.name, targets)]
+
+
 def targeted(spec: ModelSpec, targets: tuple[str, ...]) -> tuple[list[Linear], bool]:
-    """The linear layers LoRA wraps, and whether the LM head is one of them."""
-    linears = spec.linears()
-    if tuple(targets) in (("all-linear",), ("all",)):
-        return linears, False
-    problem = targets_problem(spec, targets)
-    if problem:
-        raise EstimateError(problem)
-    return [lin for lin in linears if lin.name in targets], "lm_head" in targets
+    """The linear layers LoRA wraps in a block of each kind, and whether the LM head is one of them."""
+    if not all_linear(targets):
+        problem = targets_problem(spec, targets)
+        if problem:
+            raise EstimateError(problem)
+    seen: dict[str, Linear] = {}
+    for block in spec.blocks():
+        for lin in targeted_in(block, targets):
+            seen.setdefault(lin.name, lin)
+    return list(seen.values()), not all_linear(targets) and "lm_head" in targets
 
 
 def lora_params(spec: ModelSpec, setup: Setup) -> int:
-    mods, head = targeted(spec, setup.targets)
+    """What PEFT trains: its own all-linear count (read from the model), or the named linears' adapters."""
+    targeted(spec, setup.targets)  # a named target the model lacks is an error
     r = setup.rank
-    n = spec.layers * sum(lin.count * r * (lin.d_in + lin.d_out) for lin in mods)
+    if all_linear(setup.targets):
+        per_rank = spec.anatomy.lora_per_rank_total if spec.anatomy else sum(b.count * b.lora_per_rank
+                                                                            for b in spec.blocks())
+        n = r * per_rank
+    else:
+        n = sum(b.count * sum(lin.count * r * (lin.d_in + lin.d_out) for lin in targeted_in(b, setup.targets))
+                for b in spec.blocks())
+        if "lm_head" in setup.targets:
+            n += r * (spec.hidden + spec.vocab)
     if setup.dora:
-        n += spec.layers * sum(lin.count * lin.d_out for lin in mods)
-    if head:
-        n += r * (spec.hidden + spec.vocab)
+        n += sum(b.count * sum(lin.count * lin.d_out for lin in targeted_in(b, setup.targets)) for b in spec.blocks())
     return n
 
 
-def adapter_input_bytes(spec: ModelSpec, setup: Setup) -> float:
-    """Bytes per token per layer the LoRA adapters keep for backward (their inputs).
+def adapter_input_bytes(spec: ModelSpec, block: Block, setup: Setup) -> float:
+    """Bytes per token one block's LoRA adapters keep for backward (their inputs).
 
     On a 16-bit base PEFT casts each adapter's input to fp32 (the adapter's dtype) and the
     adapter's matmul, under autocast, keeps a 16-bit copy of it: one copy per adapter, plus the
     dropout mask. On a 4-bit base under autocast PEFT skips the cast: without dropout the
     adapters that read the same activation share it; with dropout each keeps its own output.
+    Adapters on fused experts (PEFT's parameter wrappers) add their product to the weight once per
+    step: nothing per token.
     """
     b = compute_bytes(setup.dtype)
-    k = spec.experts_per_token or 1
-    mods, _ = targeted(spec, setup.targets)
-    mods = [lin for lin in mods if lin.part != "router"]
+    mods = [lin for lin in targeted_in(block, setup.targets) if lin.part != "router"]
     rank_in = b * setup.rank * len(mods)  # lora_B keeps lora_A's output
     if setup.method == "qlora" and setup.dropout == 0:
-        # The adapters keep the activation they read; attention's output is saved by attention already.
-        shared = {lin.reads: lin for lin in mods if lin.reads != "attn_out"}.values()
-        return b * sum(lin.d_in * (k if lin.part == "mlp" and lin.count > 1 else 1) for lin in shared) + rank_in
+        # The adapters keep the activation they read; attention's output may be saved by attention already.
+        kept = attention_keeps_output(spec, block)
+        shared = {lin.reads: lin for lin in mods if not kept or lin.reads != "attn_out"}.values()
+        return b * sum(lin.d_in * lin.count for lin in shared) + rank_in
     mask = MASK_BYTES if setup.dropout > 0 else 0
-    return (b + mask) * adapter_elements(spec, setup) + rank_in
+    return (b + mask) * sum(lin.d_in * lin.count for lin in mods) + rank_in
 
 
 def adapter_elements(spec: ModelSpec, setup: Setup) -> int:
-    """Elements per token per layer the adapters read: the sum of their input widths."""
-    k = spec.experts_per_token or 1
-    mods, _ = targeted(spec, setup.targets)
-    return sum(lin.d_in * (k if lin.part == "mlp" and lin.count > 1 else 1) for lin in mods if lin.part != "router")
+    """Elements per token the adapters of the widest block read: the sum of their input widths."""
+    return max(sum(lin.d_in * lin.count for lin in targeted_in(b, setup.targets) if lin.part != "router")
+               for b in spec.blocks())
+
+
+def norm_input(spec: ModelSpec, norm: Norm) -> tuple[int, int]:
+    """(elements, vectors) per token a norm normalises: a per-head norm (q_norm, k_norm) runs once per head."""
+    if norm.width == spec.hd and spec.hd != spec.hidden:
+        heads = spec.kv_heads if norm.name.rsplit(".", 1)[-1].startswith("k") else spec.heads
+        return heads * norm.width, heads
+    return norm.width, 1
+
+
+def fused_qkv(spec: ModelSpec, block: Block) -> bool:
+    return any(lin.part == "attn" and lin.d_out == spec.q_dim + 2 * spec.kv_dim for lin in block.linears)
+
+
+def attention_keeps_output(spec: ModelSpec, block: Block) -> bool:
+    """SDPA keeps its output for backward, and the output projection reads it in place; eager attention's
+    output, or the copy a fused q/k/v layout makes, is kept a second time by whoever reads it."""
+    eager = spec.anatomy is not None and spec.anatomy.attention == "eager"
+    return not eager and not fused_qkv(spec, block)
+
+
+def attention_bytes(spec: ModelSpec, block: Block, setup: Setup) -> float:
+    """What attention keeps per token: q and k after RoPE, v (the whole fused projection when q, k and v come
+    from one), its output and log-sum-exp; where a mask is built (a sliding window shorter than the rows),
+    k and v repeated per query head and the mask; eager attention (soft-capping, attention sinks) keeps its
+    scores and probabilities for every key."""
+    b = compute_bytes(setup.dtype)
+    q, kv, heads = spec.q_dim, spec.kv_dim, spec.heads
+    fused = fused_qkv(spec, block)
+    anatomy = spec.anatomy
+    eager = anatomy is not None and anatomy.attention == "eager"
+    seq = setup.seq_len
+    if eager:
+        per_score = 2 + (6 if anatomy.attn_softcap else 0)  # probabilities; soft-capping's scores and tanh
+        return b * 3 * q + heads * seq * per_score
+    window = anatomy.sliding_window if anatomy is not None else None
+    sliding = anatomy.sliding_layers / anatomy.layers if anatomy is not None and anatomy.layers else 0.0
+    masked = sliding if window and seq > window else 0.0
+    plain = b * (2 * q + kv + ((q + 2 * kv) if fused else kv)) + 4 * heads
+    with_mask = b * 4 * q + 4 * heads + 2 * seq
+    return (1 - masked) * plain + masked * with_mask
+
+
+def mlp_bytes(spec: ModelSpec, block: Block, setup: Setup) -> float:
+    """The dense MLP's gate, act(gate) and up (two for an ungated one); the routed experts' gathered inputs,
+    projections and outputs for each of the k experts a token visits, and the router's scores."""
+    b = compute_bytes(setup.dtype)
+    total = 0.0
+    if block.intermediate:
+        total += b * ((2 if setup.liger else 3) if block.gated else 2) * block.intermediate
+    if block.experts is not None:
+        k = spec.experts_per_token or 1
+        e, h, i = block.experts, spec.hidden, block.experts.intermediate
+        routed = 2 * b * h + 4 * b * i + 28  # input gathered, gate_up, act, act*up, output; indices and weight
+        if e.biased:
+            routed += b * i * (3 if setup.method == "full" else 1)  # the clamped SwiGLU's extra saves
+        total += k * routed + 4 * e.count + 12 * k + 4
+    return total
+
+
+def block_saved_bytes(spec: ModelSpec, block: Block, setup: Setup) -> float:
+    """Bytes one token leaves saved for backward in one block of this kind (studio's stack).
+
+    Counted from what autograd keeps (checked against saved-tensor hooks on every family's tiny model in
+    tests/test_estimate.py): each norm's saves (measured on the norm itself by the anatomy process),
+    attention, the MLP or experts, the inputs of trainable linears (one per activation read) and, for
+    LoRA, the adapters' inputs.
+    """
+    b = compute_bytes(setup.dtype)
+    full = setup.method == "full"
+    total = 0.0
+    for norm in block.norms:
+        elements, vectors = norm_input(spec, norm)
+        if setup.liger and norm.kind == "rms":
+            total += b * elements if full else 0.0  # Liger's RMSNorm keeps no fp32 copy
+        else:
+            total += (norm.trained if full else norm.frozen) * elements + 4 * vectors
+    total += attention_bytes(spec, block, setup)
+    total += mlp_bytes(spec, block, setup)
+    routers = [lin for lin in block.linears if lin.part == "router"]
+    router_trained = full or any(lin.part == "router" for lin in targeted_in(block, setup.targets))
+    if routers and router_trained:
+        total += b * spec.hidden  # the router's input, for its weight's gradient
+    if full:
+        # The others read what their norm or activation made (attention may keep its output already).
+        kept = attention_keeps_output(spec, block)
+        reads = {lin.reads: lin for lin in block.linears
+                 if lin.part != "router" and not (kept and lin.reads == "attn_out")}
+        total += b * sum(lin.d_in for lin in reads.values())
+    else:
+        total += adapter_input_bytes(spec, block, setup)
+    return total
 
 
 def layer_saved_bytes(spec: ModelSpec, setup: Setup) -> float:
-    """Bytes one token leaves saved for backward in one transformer block (studio's stack).
-
-    Counted from what autograd keeps (checked against saved-tensor hooks on the CPU in
-    tests/test_estimate.py): RMSNorm's fp32 input copy (and its 16-bit output when the norm
-    trains), attention's q, k, v, a second k and its output, the gated MLP's gate, act and up,
-    the inputs of trainable linears (one per activation read), and the adapters' inputs.
-    """
-    b = compute_bytes(setup.dtype)
-    h, i, q, kv = spec.hidden, spec.intermediate, spec.q_dim, spec.kv_dim
-    k = spec.experts_per_token or 1
-    full = setup.method == "full"
-    norm = 0 if setup.liger else 4 * h  # Liger's RMSNorm keeps no fp32 copy
-    total = spec.norms_per_layer * (norm + (b * h if full else 0))
-    total += b * (2 * q + 3 * kv) + 4 * spec.heads  # q, out, k (twice: before and after RoPE), v; log-sum-exp
-    # The gated MLP keeps gate, act(gate) and up; Liger's SwiGLU recomputes the act in backward.
-    total += b * ((2 if setup.liger else 3) * i if spec.gated_mlp else 2 * i) * k
-    if full:
-        # attn_out is attention's own saved output (flash kernels lay it out so the reshape is free).
-        reads = {lin.reads: lin for lin in spec.linears() if lin.part != "router" and lin.reads != "attn_out"}
-        total += b * sum(lin.d_in * (k if lin.part == "mlp" else 1) for lin in reads.values())
-    else:
-        total += adapter_input_bytes(spec, setup)
-    return total
+    """Bytes per token one block keeps, averaged over the model's blocks."""
+    return sum(blk.count * block_saved_bytes(spec, blk, setup) for blk in spec.blocks()) / spec.layers
 
 
 def legacy_layer_saved_bytes(spec: ModelSpec, setup: Setup) -> float:
@@ -266,7 +372,9 @@ def resident(spec: ModelSpec, setup: Setup) -> Resident:
     wb, b = weight_bytes(setup), compute_bytes(setup.dtype)
     total_params = spec.total_params
     if setup.method == "qlora":
-        quantized = spec.linear_params
+        # The published measurements' older transformers quantized every linear of the usual layout.
+        quantized = spec.linear_params if setup.stack == "studio" else \
+            spec.layers * sum(lin.d_in * lin.d_out * lin.count for lin in pattern_linears(spec))
         weights = quantized * quant_bits(setup) / 8 + (total_params - quantized) * b
     else:
         weights = total_params * wb
@@ -323,10 +431,11 @@ class Phase:
     activations: float = 0.0
     logits: float = 0.0       # the LM head's buffers (or materialized logits)
     temporaries: float = 0.0  # the optimizer step's extra copies
+    experts: float = 0.0      # what the routed experts keep for the tokens sent to them (mixture of experts)
 
     @property
     def total(self) -> float:
-        return self.gradients + self.activations + self.logits + self.temporaries
+        return self.gradients + self.activations + self.logits + self.temporaries + self.experts
 
 
 def estimate_memory(spec: ModelSpec, setup: Setup) -> MemoryEstimate:
@@ -347,7 +456,7 @@ def estimate_memory(spec: ModelSpec, setup: Setup) -> MemoryEstimate:
     vram = reserved + context + (res.optimizer if paged else 0.0)
     breakdown = {
         "cuda_context": context, "weights": res.weights, "trainable": res.trainable, "gradients": peak.gradients,
-        "optimizer": res.optimizer, "activations": peak.activations, "logits": peak.logits,
+        "optimizer": res.optimizer, "activations": peak.activations, "experts": peak.experts, "logits": peak.logits,
         "overhead": slack + peak.temporaries,
     }
     return MemoryEstimate(
@@ -364,11 +473,18 @@ def _studio_phases(spec: ModelSpec, setup: Setup, res: Resident) -> list[Phase]:
     tokens = setup.batch * setup.seq_len
     full = setup.method == "full"
     n = setup.n_gpus if setup.strategy in ("fsdp", "deepspeed-zero3") else 1
-    per_layer = layer_saved_bytes(spec, setup)
-    keep = b * h if setup.grad_ckpt else per_layer          # what each layer keeps until its backward
-    recompute = per_layer if setup.grad_ckpt else 0.0       # the layer being recomputed
+    blocks = spec.blocks()
+    saved = [block_saved_bytes(spec, blk, setup) for blk in blocks]
+    # What each block keeps until its backward (its input alone under checkpointing), and the block
+    # being recomputed; routed experts' share is reported on its own.
+    keep_all = sum(blk.count * (b * h if setup.grad_ckpt else s) for blk, s in zip(blocks, saved))
+    keep_one = b * h if setup.grad_ckpt else max(saved)
+    recompute = max(saved) if setup.grad_ckpt else 0.0
+    routed = [mlp_bytes(spec, replace(blk, intermediate=0), setup) if blk.experts else 0.0 for blk in blocks]
+    experts_all = 0.0 if setup.grad_ckpt else sum(blk.count * r for blk, r in zip(blocks, routed))
     k = spec.experts_per_token or 1
-    workspace = CALIBRATION["studio"]["bwd_workspace"] * b * (spec.intermediate * k + h)  # gradients in flight
+    inner = max(blk.intermediate + (k * blk.experts.intermediate if blk.experts else 0) for blk in blocks)
+    workspace = CALIBRATION["studio"]["bwd_workspace"] * b * (inner + h)  # gradients in flight
     if setup.method == "lora":
         # On a 16-bit base the adapters' input gradients come back in fp32 (PEFT's cast).
         workspace += 4 * adapter_elements(spec, setup)
@@ -384,14 +500,16 @@ def _studio_phases(spec: ModelSpec, setup: Setup, res: Resident) -> list[Phase]:
     layer_grads = (res.gradients - head_assigned) / L if full else 0.0
     embed_grad = wb * spec.embed_params / n if full else 0.0
     lora_grads = 0.0 if full else res.gradients
-    acts_all = tokens * L * keep + dora_bytes(spec, setup)
+    acts_all = tokens * keep_all + dora_bytes(spec, setup)
     layer_work = tokens * (recompute + workspace) + dequant
+    experts = tokens * experts_all
     return [
-        Phase("LM head backward", gradients=lora_grads, activations=acts_all,
+        Phase("LM head backward", gradients=lora_grads, activations=acts_all - experts, experts=experts,
               logits=head_saved + head_bwd + head_grad),
-        Phase("first layer's backward", gradients=head_assigned + lora_grads, activations=acts_all + layer_work),
+        Phase("first layer's backward", gradients=head_assigned + lora_grads,
+              activations=acts_all - experts + layer_work, experts=experts),
         Phase("last layer's backward", gradients=res.gradients - layer_grads - (0.0 if spec.tied else embed_grad),
-              activations=tokens * keep + layer_work),
+              activations=tokens * keep_one + layer_work),
         # A tied embedding's backward makes a dense gradient, then adds it to the LM head's.
         Phase("embedding backward", gradients=res.gradients + (embed_grad if spec.tied else 0.0)),
         Phase("optimizer step", gradients=res.gradients, temporaries=res.temporaries),

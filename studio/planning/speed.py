@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from studio.planning.catalog import GpuSpec, ModelSpec
-from studio.planning.estimate import Setup, adapter_elements, adapter_input_bytes, layer_saved_bytes, targeted
+from studio.planning.estimate import Setup, adapter_elements, adapter_input_bytes, block_saved_bytes, targeted
 
 # Fitted on measured tokens/s, per stack (bench/calibrate_estimator.py); see docs/memory-model.md.
 # studio's stack has few speed measurements (H100 only): it fits the two constants its runs pin
@@ -65,7 +65,12 @@ def flops_per_token(spec: ModelSpec, setup: Setup) -> float:
     Causal attention: 2*s*d per layer a pass.
     """
     k = spec.experts_per_token or 1
-    block = spec.layers * sum(lin.d_in * lin.d_out * (k if lin.count > 1 else 1) for lin in spec.linears())
+    block = 0.0
+    for blk in spec.blocks():
+        # A token passes through every dense linear and k of the experts.
+        dense = sum(lin.d_in * lin.d_out * (k if lin.count > 1 else 1) for lin in blk.linears)
+        routed = k * blk.experts.params / blk.experts.count if blk.experts else 0.0
+        block += blk.count * (dense + routed)
     head = spec.vocab * spec.hidden
     full = setup.method == "full"
     passes = (3.0 if full else 2.0) + (1.0 if setup.grad_ckpt else 0.0)
@@ -84,7 +89,8 @@ def estimate_speed(spec: ModelSpec, setup: Setup, gpu: GpuSpec) -> SpeedEstimate
     if setup.method == "qlora":
         matmul_s *= 1 + c["qlora_dequant"]
     passes = 3.0 if setup.grad_ckpt else 2.0  # forward, backward (+ the recompute)
-    base = layer_saved_bytes(spec, setup) - (0.0 if setup.method == "full" else adapter_input_bytes(spec, setup))
+    base = sum(blk.count * (block_saved_bytes(spec, blk, setup) - (
+        0.0 if setup.method == "full" else adapter_input_bytes(spec, blk, setup))) for blk in spec.blocks()) / spec.layers
     adapter = 0.0 if setup.method == "full" else adapter_elements(spec, setup) * c["adapter_bytes"] * (
         2.0 if setup.method == "lora" else 1.0)  # PEFT's fp32 round trip on a 16-bit base doubles the traffic
     moved = tokens * spec.layers * passes * (base * c["activation_passes"] + adapter)

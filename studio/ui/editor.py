@@ -26,7 +26,7 @@ from studio.planning.advisor import changed_keys, make_it_fit, review_profile
 from studio.planning.decisions import DataShape
 from studio.planning.duration import run_duration
 from studio.planning.catalog import CatalogError, catalog_gpus
-from studio.planning.estimate import BREAKDOWN, EstimateError
+from studio.planning.estimate import EstimateError
 from studio.planning.fixes import FIXES
 from studio.planning.inventory import described_inventory
 from studio.planning.layout import LayoutError
@@ -280,8 +280,8 @@ class ProfileEditor(Screen):
         if plan.layout.processes > 1:
             text.append(f"{plan.layout.processes} GPUs, {plan.layout.strategy}\n")
         text.append("fits\n" if review.fits else "does not fit\n", style="bold green" if review.fits else "bold red")
-        for key in BREAKDOWN:
-            text.append(f"  {key:13} {mem.breakdown[key]:6.2f} GiB\n")
+        for key, gib in mem.parts():
+            text.append(f"  {key:13} {gib:6.2f} GiB\n")
         if plan.speed:
             text.append(f"~{plan.speed.tokens_per_s:,.0f} tokens/s on {gpu.name}\n")
         duration = run_duration(plan)
