@@ -12,7 +12,7 @@ from studio.cli.errors import EXIT_FAILED, EXIT_OK, UserError
 from studio.cli.runs import watch
 from studio.hardware import Inventory
 from studio.planning.advisor import make_it_fit, review_profile, suggest_method, targets_from
-from studio.planning.catalog import CatalogError, catalog_gpus, catalog_models, lookup_model
+from studio.planning.catalog import CatalogError, catalog_gpus, lookup_model, search_models
 from studio.planning.estimate import GIB, EstimateError
 from studio.planning.inventory import current_inventory, planning_inventory
 from studio.planning.layout import LayoutError
@@ -55,15 +55,20 @@ def cmd_gpus(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    models = catalog_models()
+    matches = search_models(args.search or "", online=bool(args.search) and not args.offline)
     if args.json:
-        print(json.dumps([{"id": m.id, "aliases": list(m.aliases), "params_b": round(m.total_params / 1e9, 2),
-                           "arch": m.arch, "layers": m.layers, "hidden": m.hidden, "vocab": m.vocab} for m in models],
-                         indent=2))
+        print(json.dumps([m.to_dict() for m in matches], indent=2))
         return EXIT_OK
-    for m in models:
-        print(f"{m.id:52} {m.total_params / 1e9:7.2f}B  {m.arch:8} aliases: {', '.join(m.aliases[:2])}")
-    print(f"\nGPUs: {', '.join(g.name for g in catalog_gpus())}")
+    if not matches:
+        print(f"no model matches {args.search!r}; any Hub id or local folder with a config.json works too")
+    for m in matches:
+        size = display.count(m.params) if m.params else "?"
+        gated = {True: "gated", False: "-", None: "?"}[m.gated]
+        print(f"{m.id:52} {size:>8}  {m.family:13} {gated:5}  {m.where}")
+    if not args.search:
+        print("\ngated: accept the licence on the model's Hub page, then set HF_TOKEN or `hf auth login`. "
+              "Any Hub id or local folder works too (`studio models --search NAME` asks the Hub).")
+        print(f"GPUs: {', '.join(g.name for g in catalog_gpus())}")
     return EXIT_OK
 
 
@@ -71,7 +76,7 @@ def profile_from_args(args: argparse.Namespace) -> Profile:
     """The profile to plan: PROFILE (or the defaults) with the command line's options applied on top."""
     profile = load_profile(profile_path(args.profile)) if args.profile else Profile()
     changes: dict[str, Any] = {}
-    options = (("model", "model.name"), ("method", "method.type"), ("rank", "method.rank"),
+    options = (("model", "model.name"), ("revision", "model.revision"), ("method", "method.type"), ("rank", "method.rank"),
                ("batch", "train.batch_size"), ("seq_len", "data.max_length"), ("grad_ckpt", "train.gradient_checkpointing"),
                ("optim", "train.optimizer"), ("dtype", "model.dtype"), ("strategy", "hardware.strategy"))
     for attr, key in options:
@@ -119,7 +124,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     mem, setup, spec = plan.memory, plan.setup, plan.model
     assert mem is not None and setup is not None and spec is not None
     out: dict[str, Any] = {"model": spec.id, "method": setup.method, **mem.to_dict(), "peak_vram_gib": plan.peak_vram_gib,
-                           "setup": asdict(setup), "decisions": [d.to_dict() for d in plan.decisions]}
+                           "setup": asdict(setup), "decisions": [d.to_dict() for d in plan.decisions],
+                           "notes": list(plan.notes), "exact_layout": spec.exact}
     if plan.correction:
         out["machine_correction"] = plan.correction.to_dict()
     gpu, gpu_spec = plan.gpu, plan.gpu_spec
@@ -138,7 +144,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     print(f"{spec.id}: {setup.method}, batch {setup.batch} x {setup.seq_len} tokens, "
           f"gradient checkpointing {'on' if setup.grad_ckpt else 'off'}, {setup.optimizer}, {setup.dtype}"
           + (f", {setup.n_gpus} GPUs {setup.strategy}" if setup.n_gpus > 1 else ""))
-    print(f"  params: {display.count(mem.total_params)} total, {display.count(mem.trainable_params)} trainable")
+    print(f"  params: {display.count(mem.total_params)} total, {display.count(mem.trainable_params)} trainable"
+          + ("" if spec.exact else " (approximate)"))
+    for note in plan.notes:
+        print(f"  note: {note}")
     print(f"  peak VRAM{per} (nvidia-smi): {out['peak_vram_gib']:.2f} GiB   reserved {mem.peak_reserved_gib:.2f}   "
           f"allocated {mem.peak_allocated_gib:.2f}   (peak at the {mem.phase})")
     print("  breakdown: " + ", ".join(f"{k} {gib:.2f}" for k, gib in mem.parts()))
@@ -295,7 +304,9 @@ def add_plan_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_gpus)
 
-    p = sub.add_parser("models", help="the model and GPU catalog")
+    p = sub.add_parser("models", help="the model and GPU catalog; --search NAME also asks the Hub")
+    p.add_argument("--search", help="models whose id contains these words (the catalog, then the Hub's search)")
+    p.add_argument("--offline", action="store_true", help="search the catalog only")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
@@ -304,6 +315,7 @@ def add_plan_commands(sub: Any) -> None:
         p = sub.add_parser(name, help=text)
         p.add_argument("profile", nargs="?", help="a profile to estimate or review")
         p.add_argument("--model", help="hub id, alias or local folder")
+        p.add_argument("--revision", help="the Hub revision of --model (branch, tag or commit)")
         p.add_argument("--method", choices=METHODS)
         p.add_argument("--rank", type=int)
         p.add_argument("--target-modules", help="all-linear or a comma list, e.g. q_proj,v_proj")

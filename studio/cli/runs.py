@@ -139,6 +139,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     tail = events_tail(run, from_start=True)
     if not args.json:
         print(f"run {run.id}: {run.dir}")
+        for note in started.plan.notes:
+            print(f"  note: {note}")
     return _detach_or_follow(run, started.proc, tail, args)
 
 

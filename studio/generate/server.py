@@ -25,8 +25,9 @@ from typing import Any
 
 from studio.data import ALPACA_TEMPLATE
 from studio.paths import looks_local
-from studio.profiles.profile import TINY_MODEL, Profile, load_profile
-from studio.runs.files import BASE_MODEL, PREFLIGHT_FILE
+from studio.profiles.profile import Profile, load_profile
+from studio.profiles.vocabulary import TORCH_NAMES, auto_dtype
+from studio.runs.files import PREFLIGHT_FILE
 from studio.runs.folder import Run, RunError
 
 DEFAULTS = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 256}
@@ -39,10 +40,8 @@ def emit(**record: Any) -> None:
 
 def base_folder(run: Run, profile: Profile) -> str:
     """Where the run's base model is: inside the run (built-in or random weights), a folder, or a hub id."""
-    name = profile.model.name
-    if name == TINY_MODEL or profile.model.random_init:
-        return str(run.dir / BASE_MODEL)
-    if looks_local(name):
+    name = run.base_model(profile.model)
+    if profile.model.builds_in_run or looks_local(name):
         return name
     try:
         from huggingface_hub import snapshot_download
@@ -62,10 +61,9 @@ class Models:
         self.run, self.mode = run, mode
         self.profile = load_profile(run.profile_path)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        want = self.profile.model.dtype
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(want) if want != "auto" \
-            else (torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else
-                  torch.float16 if self.device == "cuda" else torch.float32)
+        gpu = self.device == "cuda"
+        self.dtype = getattr(torch, TORCH_NAMES[auto_dtype(self.profile.model.dtype, gpu,
+                                                              gpu and torch.cuda.is_bf16_supported())])
         base = base_folder(run, self.profile)
         trained = run.trained_weights(checkpoint) if mode != "base" else None
         self.adapter = str(trained) if trained else None

@@ -18,7 +18,7 @@ from studio.planning.fixes import FIXES, applicable
 from studio.planning.inventory import spec_for
 from studio.planning.plan import SAFETY, Plan, plan_run
 from studio.profiles.profile import Profile
-from studio.profiles.vocabulary import EIGHT_BIT_OPTIMIZERS, default_optimizer, default_strategy
+from studio.profiles.vocabulary import EIGHT_BIT_OPTIMIZERS, default_optimizer, default_strategy, auto_dtype
 TARGET_EFFECTIVE_BATCH = 16
 QUALITY = {
     "full": "full fine-tuning: every weight trains; the highest quality ceiling, the most memory and the largest checkpoints",
@@ -92,7 +92,7 @@ def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, 
     rank = default_rank(spec, rows)
     # Full fine-tuning may trade precision of its optimizer states for memory; adapters are small.
     optimizers = (default_optimizer(method), *EIGHT_BIT_OPTIMIZERS) if method == "full" else (default_optimizer(method),)
-    dtype = "bf16" if target.spec is None or target.spec.bf16 else "fp16"
+    dtype = auto_dtype("auto", gpu=True, bf16=target.spec is None or target.spec.bf16)
     candidates = []
     for optimizer in optimizers:
         for ckpt in (False, True):

@@ -201,3 +201,37 @@ def _price_overrides() -> dict[str, float]:
             except ValueError:
                 pass
     return out
+
+
+@dataclass(frozen=True)
+class ModelMatch:
+    """One answer of the model picker: a catalog model, or one the Hub found."""
+
+    id: str
+    params: int | None
+    gated: bool | None
+    family: str
+    where: str            # "catalog" | "hub"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "params": self.params, "gated": self.gated, "family": self.family,
+                "where": self.where}
+
+
+def search_models(query: str, online: bool = False, limit: int = 30) -> list[ModelMatch]:
+    """Catalog models whose id or alias holds every word of `query` (all of them for ""), then, `online`, what
+    the Hub's search adds; a failed Hub search leaves the catalog's answer."""
+    words = [w for w in re.split(r"[\s/]+", query.lower()) if w]
+    found = [ModelMatch(s.id, s.total_params, s.gated, s.family, "catalog") for s in catalog_models()
+             if not s.id.startswith("builtin:") or not words
+             if all(any(w in name.lower() for name in (s.id, *s.aliases)) for w in words)]
+    if online and words:
+        from studio.planning.hub_models import search_hub
+
+        try:
+            hub = search_hub(" ".join(words), limit=limit)
+        except Exception:  # noqa: BLE001 - offline or unreachable: the catalog's matches stand
+            hub = []
+        known = {m.id.lower() for m in found}
+        found += [ModelMatch(h.id, h.params, h.gated, "", "hub") for h in hub if h.id.lower() not in known]
+    return found[:limit] if words else found

@@ -25,12 +25,54 @@ def targets_problem(spec: ModelSpec, targets: tuple[str, ...] | list[str]) -> st
             f"{', '.join(names)} (or use [\"all-linear\"])")
 
 
+def experts_wrapped(profile: Profile, spec: ModelSpec) -> bool:
+    """LoRA on all-linear reaches this model's fused expert weights (PEFT wraps them as parameters)."""
+    return profile.method.type != "full" and profile.method.target_modules == ["all-linear"] and \
+        spec.anatomy is not None and spec.anatomy.experts_targeted
+
+
 def model_problems(profile: Profile, spec: ModelSpec | None) -> list[str]:
-    """LoRA targets the model does not have (when its architecture is known)."""
+    """LoRA targets the model does not have, and what PEFT cannot do on this model's layers."""
     if spec is None or profile.method.type == "full":
         return []
     problem = targets_problem(spec, profile.method.target_modules)
-    return [problem] if problem else []
+    problems = [problem] if problem else []
+    if experts_wrapped(profile, spec) and profile.method.dropout > 0:
+        problems.append(f"method.dropout: {spec.id}'s experts are fused weights, and PEFT's adapters on them take "
+                        "no dropout; set method.dropout = 0, or name target_modules without the experts "
+                        "(e.g. [\"q_proj\", \"k_proj\", \"v_proj\", \"o_proj\"])")
+    return problems
+
+
+def model_notes(profile: Profile, spec: ModelSpec | None) -> list[str]:
+    """What this model does differently from the usual, said before anything runs: what bitsandbytes leaves
+    unquantized, which experts LoRA trains, a vision tower that stays frozen, an approximate layout."""
+    if spec is None:
+        return []
+    notes = []
+    if spec.approximate:
+        notes.append(f"the estimate is approximate: {spec.approximate}")
+    anatomy = spec.anatomy
+    if anatomy is None:
+        return notes
+    method = profile.method.type
+    if method == "qlora":
+        kept = anatomy.total_params - anatomy.quantized_params - anatomy.embed_params - anatomy.head_params
+        if kept > 0.2 * anatomy.total_params:
+            what = "its experts are fused 3-D weights" if anatomy.expert_params else "its linear layers are not plain Linear modules"
+            notes.append(f"QLoRA: bitsandbytes quantizes plain linear layers only; {what}, so {kept / 1e9:.2f}B of "
+                         f"{anatomy.total_params / 1e9:.2f}B parameters stay in 16 bits (counted in the estimate)")
+    if method != "full" and anatomy.experts:
+        if experts_wrapped(profile, spec):
+            notes.append("LoRA on all-linear also trains the experts (PEFT wraps their fused weights); name "
+                         "target_modules to train attention only")
+        elif profile.method.target_modules == ["all-linear"]:
+            notes.append("LoRA on all-linear leaves the experts as they are: PEFT cannot wrap this model's fused "
+                         "expert weights; attention and the router are trained")
+    if anatomy.towers:
+        towers = ", ".join(f"{name} ({n / 1e9:.2f}B)" for name, n in anatomy.towers.items())
+        notes.append(f"text is trained: {towers} loaded and kept frozen, never targeted by LoRA")
+    return notes
 
 
 def machine_problems(profile: Profile, inventory: Inventory) -> list[str]:

@@ -97,12 +97,15 @@ def close_names(name: str, known: tuple[str, ...]) -> list[str]:
 
 def hub_suggestions(name: str, known: tuple[str, ...]) -> list[str]:
     """Close names: the catalog's, and the Hub's search for the name's last part (when online)."""
-    found: tuple[str, ...] = ()
+    found: list[str] = []
     if not offline():
-        try:
-            found = tuple(m.id for m in search_hub(name.split("/")[-1], limit=5))
-        except Exception:  # noqa: BLE001 - suggestions are a courtesy; the error itself is already known
-            found = ()
+        # The Hub searches by substring: a misspelt name finds nothing, so also its first word and its org.
+        org, _, tail = name.rpartition("/")
+        for query in dict.fromkeys(q for q in (tail, re.split(r"[-_.]", tail)[0], org) if len(q) >= 3):
+            try:
+                found += [m.id for m in search_hub(query, limit=20)]
+            except Exception:  # noqa: BLE001 - suggestions are a courtesy; the error itself is already known
+                break
     return close_names(name, (*found, *known))
 
 
@@ -117,6 +120,8 @@ def fetch_record(repo_id: str, revision: str, known: tuple[str, ...] = ()) -> di
         raise CatalogError(f"model {repo_id} has no config.json on the Hub (at revision {revision}): it is not a "
                            "transformers model (a GGUF or adapter-only repo?); name the base model it was made "
                            "from") from None
+    except errors.GatedRepoError as e:  # a subclass of "not found": said first
+        raise CatalogError(describe_hub_error(repo_id, "model", e)) from None
     except errors.RepositoryNotFoundError as e:
         close = hub_suggestions(repo_id, known)
         hint = f" Close names: {', '.join(close)}." if close else ""

@@ -14,6 +14,7 @@ from typing import Any
 
 from studio.hardware import GpuInfo, Inventory
 from studio.planning.catalog import CatalogError, GpuSpec, ModelSpec, lookup_model
+from studio.planning.checks import model_notes
 from studio.planning import decisions as rules
 from studio.planning.corrections import NONE, Correction, Corrections
 from studio.planning.estimate import EstimateError, MemoryEstimate, Setup, estimate_memory
@@ -21,7 +22,7 @@ from studio.planning.speed import SpeedEstimate, estimate_speed
 from studio.planning.inventory import spec_for
 from studio.planning.layout import Layout, layout_for
 from studio.profiles.profile import Profile, value_of, with_changes
-from studio.profiles.vocabulary import default_strategy
+from studio.profiles.vocabulary import default_strategy, auto_dtype
 
 SAFETY = 0.90  # studio never plans a run above this share of a GPU's free memory
 
@@ -52,6 +53,7 @@ class Plan:
     no_estimate: str = ""                # why there is no memory estimate, when there is none
     resolved: Profile | None = None      # the profile the trainer trains with
     data: rules.DataShape | None = None
+    notes: tuple[str, ...] = ()          # what this model does differently (checks.model_notes)
 
     @property
     def gpu(self) -> GpuInfo | None:
@@ -110,6 +112,7 @@ class Plan:
             "correction": self.correction.to_dict() if self.correction else None,
             "decisions": [d.to_dict() for d in self.decisions],
             "no_estimate": self.no_estimate or None,
+            "notes": list(self.notes),
             "data": asdict(self.data) if self.data else None,
         }
 
@@ -126,7 +129,7 @@ def setup_for(profile: Profile, bf16: bool = True, n_gpus: int = 1, strategy: st
     An unsettled "auto" reads as the cautious choice: checkpointing on, Liger and packing off.
     """
     m, d, t = profile.method, profile.data, profile.train
-    dtype = profile.model.dtype if profile.model.dtype != "auto" else ("bf16" if bf16 else "fp16")
+    dtype = auto_dtype(profile.model.dtype, gpu=True, bf16=bf16)  # estimates are for GPUs
     packed = d.packing is True
     return Setup(method=m.type, rank=m.rank, targets=tuple(m.target_modules), dropout=m.dropout, dora=m.use_dora,
                  double_quant=m.double_quant, batch=t.batch_size, seq_len=d.max_length,
@@ -138,8 +141,9 @@ def setup_for(profile: Profile, bf16: bool = True, n_gpus: int = 1, strategy: st
 
 def model_spec(profile: Profile) -> tuple[ModelSpec | None, str]:
     """The catalog's description of the profile's model, or None and why not."""
+    m = profile.model
     try:
-        return lookup_model(profile.model.name), ""
+        return lookup_model(m.name, trust_remote_code=m.trust_remote_code, revision=m.revision), ""
     except CatalogError as e:
         return None, str(e)
 
@@ -186,7 +190,7 @@ def plan_run(profile: Profile, inventory: Inventory, corrections: Corrections = 
     correction = corrections.lookup(gpu.name if gpu else None, method)
     return Plan(profile=profile, layout=layout, gpus=gpus, model=model, setup=setup, memory=memory, speed=speed,
                 correction=correction, decisions=tuple(decisions), no_estimate=no_estimate, resolved=resolved,
-                data=data)
+                data=data, notes=tuple(model_notes(profile, model)))
 
 
 def apply_decisions(profile: Profile, decisions: list[dict[str, Any]] | tuple[Decision, ...]) -> Profile:

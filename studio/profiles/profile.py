@@ -54,13 +54,20 @@ def _spec(default: Any, help: str, **rules: Any) -> Any:
 
 @dataclass(frozen=True)
 class ModelSection:
-    name: str = _spec(TINY_MODEL, "hub id (org/name), local directory, or builtin:tiny-llama", nonempty=True)
+    name: str = _spec(TINY_MODEL, "hub id (org/name), local directory, or a built-in tiny model (builtin:tiny-llama, "
+                      "builtin:tiny-qwen3, ...: `studio models`)", nonempty=True)
     revision: str = _spec("main", "git revision on the hub: branch, tag or commit", nonempty=True)
     dtype: str = _spec("auto", "weights and compute dtype; auto = bf16 where supported, else fp16; fp32 on CPU", choices=DTYPES)
     attn_implementation: str = _spec("auto", "attention kernel", choices=ATTENTION)
     trust_remote_code: bool = _spec(False, "run modelling code shipped with the model (off unless you trust it)")
     random_init: bool = _spec(False, "build the model from its config with random weights (probing memory and "
                               "speed without downloading weights)")
+
+    @property
+    def builds_in_run(self) -> bool:
+        """The base model is made inside the run folder (a built-in tiny model, or random weights from a config)
+        rather than read from the hub or a folder; chat, export and resume then use that copy."""
+        return self.name.startswith("builtin:") or self.random_init
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,19 @@ STRATEGIES = ("auto", "ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 SHARDED_STRATEGIES = ("fsdp", "deepspeed-zero3")  # these split the weights themselves over the GPUs
 
 
+TORCH_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # getattr(torch, name)
+
+
+def auto_dtype(want: str, gpu: bool, bf16: bool) -> str:
+    """model.dtype "auto": bf16 on a GPU that has it, else fp16; fp32 on the CPU. The trainer, the planner,
+    the advisor, chat and the export all ask here."""
+    if want != "auto":
+        return want
+    if not gpu:
+        return "fp32"
+    return "bf16" if bf16 else "fp16"
+
+
 def default_optimizer(method: str) -> str:
     """QLoRA pages 8-bit AdamW states (its whole point is a small card); everything else uses fused AdamW."""
     return "paged_adamw_8bit" if method == "qlora" else "adamw"

@@ -20,8 +20,7 @@ from studio.hardware import Inventory
 from studio.planning.catalog import CatalogError, lookup_model
 from studio.planning.estimate import inference_memory_gib
 from studio.planning.inventory import current_inventory
-from studio.profiles.profile import TINY_MODEL, ProfileError, load_profile
-from studio.runs.files import BASE_MODEL
+from studio.profiles.profile import ProfileError, load_profile
 from studio.runs.folder import Run, RunError
 from studio.runs.liveness import is_alive
 
@@ -75,8 +74,7 @@ def check_model_files(run: Run, mode: str, checkpoint: int | None) -> None:
         profile = load_profile(run.profile_path)
     except ProfileError as e:
         raise RunError(f"run {run.id}: its profile does not load ({'; '.join(e.problems)})") from None
-    if (profile.model.name == TINY_MODEL or profile.model.random_init) and \
-            not (run.dir / BASE_MODEL / "config.json").is_file():
+    if profile.model.builds_in_run and not (run.base_model_dir / "config.json").is_file():
         raise RunError(f"run {run.id} has not built its model yet; try again once it has started training")
 
 

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from studio.atomic import write_json, write_text
 from studio.paths import runs_dir
-from studio.runs.files import CHECKPOINTS, EVENTS_FILE, FINAL, LOG_FILE, PROFILE_FILE, STATUS_FILE
+from studio.runs.files import BASE_MODEL, CHECKPOINTS, EVENTS_FILE, FINAL, LOG_FILE, PROFILE_FILE, STATUS_FILE
 
 if TYPE_CHECKING:
+    from studio.profiles.profile import ModelSection
     from studio.runs.events import Timeline
 
 
@@ -67,6 +68,15 @@ class Run:
     @property
     def final_dir(self) -> Path:
         return self.dir / FINAL
+
+    @property
+    def base_model_dir(self) -> Path:
+        """Where a base model made inside the run lives (ModelSection.builds_in_run)."""
+        return self.dir / BASE_MODEL
+
+    def base_model(self, model: ModelSection) -> str:
+        """The base model a run of `model` trains on: its copy in the run, or the profile's folder or hub id."""
+        return str(self.base_model_dir) if model.builds_in_run else model.name
 
     def read_json(self, name: str) -> dict[str, Any]:
         """A JSON object file of the run; {} when it is missing, unreadable or not an object."""

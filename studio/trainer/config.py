@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from studio.profiles.profile import Profile
+from studio.profiles.vocabulary import TORCH_NAMES, auto_dtype
 from studio.runs.folder import Run
 from studio.trainer.failures import ConfigError
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 HF_OPTIM = {"adamw": "adamw_torch_fused", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
             "sgd": "sgd", "adafactor": "adafactor"}
-TORCH_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+TORCH_DTYPE = {name: getattr(torch, torch_name) for name, torch_name in TORCH_NAMES.items()}
 
 
 def world_size() -> int:
@@ -30,16 +31,13 @@ def is_main_process() -> bool:
 
 def resolve_dtype(profile: Profile, device: str) -> str:
     want = profile.model.dtype
-    if device == "cpu":
-        if want == "fp16":
-            raise ConfigError("model.dtype: fp16 training needs a GPU; on the CPU use \"fp32\" or \"auto\"")
-        return "fp32" if want == "auto" else want
-    bf16_ok = torch.cuda.is_bf16_supported()
-    if want == "auto":
-        return "bf16" if bf16_ok else "fp16"
-    if want == "bf16" and not bf16_ok:
+    gpu = device != "cpu"
+    bf16_ok = gpu and torch.cuda.is_bf16_supported()
+    if want == "fp16" and not gpu:
+        raise ConfigError("model.dtype: fp16 training needs a GPU; on the CPU use \"fp32\" or \"auto\"")
+    if want == "bf16" and gpu and not bf16_ok:
         raise ConfigError("model.dtype: this GPU has no bf16 support; use \"fp16\" or \"auto\"")
-    return want
+    return auto_dtype(want, gpu, bf16_ok)
 
 
 def check_requirements(profile: Profile, device: str) -> None:

@@ -13,8 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from studio.profiles.profile import TINY_MODEL, load_profile
-from studio.runs.files import BASE_MODEL
+from studio.profiles.profile import Profile, load_profile
+from studio.profiles.vocabulary import auto_dtype
 from studio.runs.folder import Run
 
 
@@ -28,10 +28,19 @@ def source_folder(run: Run) -> Path:
     return checkpoint
 
 
-def base_model_folder(run: Run, name: str) -> str:
-    if name == TINY_MODEL:
-        return str(run.dir / BASE_MODEL)
-    return name
+def trained_dtype(run: Run, profile: Profile) -> str:
+    """The dtype the run trained in (its `start` record), so the merged model is the one that was trained;
+    the profile's rule on this machine for a run that never started."""
+    try:
+        start = run.timeline().start
+    except OSError:
+        start = None
+    if start is not None and start.dtype in TORCH_DTYPE:
+        return start.dtype
+    import torch
+
+    gpu = torch.cuda.is_available()
+    return auto_dtype(profile.model.dtype, gpu, gpu and torch.cuda.is_bf16_supported())
 
 
 def export(run_dir: Path, out: Path, merge: bool) -> None:
@@ -59,10 +68,10 @@ def export(run_dir: Path, out: Path, merge: bool) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(profile.model.dtype)
-    if dtype is None:
-        dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    base_ref = base_model_folder(run, profile.model.name)
+    from studio.trainer.config import TORCH_DTYPE
+
+    dtype = TORCH_DTYPE[trained_dtype(run, profile)]
+    base_ref = run.base_model(profile.model)
     # QLoRA adapters merge into the 16-bit base: merging into 4-bit weights would lose precision.
     revision = None if Path(base_ref).is_dir() else profile.model.revision
     base = AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype, revision=revision,

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from studio.planning.hub_models import describe_hub_error
 from studio.runs.events import Download, EventWriter
 
 MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
@@ -88,23 +89,3 @@ def fetch_model(repo_id: str, revision: str, writer: EventWriter) -> Path:
     except Exception as e:
         raise DownloadError(describe_hub_error(repo_id, "model", e)) from e
     return Path(path)
-
-
-def describe_hub_error(name: str, what: str, e: Exception) -> str:
-    """Plain advice for a failed hub fetch, by the kind of failure."""
-    from huggingface_hub import errors
-
-    kind = type(e).__name__
-    if isinstance(e, errors.GatedRepoError):
-        return (f"{what} {name} is gated: accept its licence on its hub page, then log in with "
-                "`hf auth login` or set HF_TOKEN, and resume the run")
-    if isinstance(e, errors.RepositoryNotFoundError):
-        return (f"{what} {name} was not found on the hub (or is private): check the id in the profile; "
-                "for a private repo log in with `hf auth login` or set HF_TOKEN")
-    if isinstance(e, errors.RevisionNotFoundError):
-        return f"{what} {name} has no such revision: check model.revision in the profile"
-    if isinstance(e, errors.LocalEntryNotFoundError) or "offline" in str(e).lower():
-        return (f"{what} {name} is not in the local cache and the hub cannot be reached "
-                "(offline, or HF_HUB_OFFLINE=1): connect to the network or download it first, "
-                "or point the profile at a local folder")
-    return f"could not fetch {what} {name} ({kind}: {e}); check the id, your network and HF_TOKEN"

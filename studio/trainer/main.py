@@ -100,7 +100,7 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
         train_dataset=HFDataset.from_dict(columns(tokenized)),
         eval_dataset=HFDataset.from_dict(columns(eval_tokenized)) if eval_tokenized else None,
         processing_class=tokenizer,
-        peft_config=lora_config(profile),
+        peft_config=lora_config(profile, model),
         callbacks=[telemetry],
     )
     total, trainable = count_params(trainer.model)

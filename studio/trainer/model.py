@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from studio.paths import looks_local
-from studio.profiles.profile import TINY_MODEL, Profile
+from studio.planning.anatomy import NON_TEXT_MODULES
+from studio.profiles.profile import Profile
 from studio.runs.events import EventWriter
-from studio.runs.files import BASE_MODEL
 from studio.runs.folder import Run
 from studio.trainer.config import TORCH_DTYPE
 from studio.trainer.failures import ConfigError
@@ -26,21 +26,21 @@ def model_folder(profile: Profile, run: Run, rows: Rows, writer: EventWriter, pr
     (a resumed run keeps them); a hub model is downloaded or found in the hub cache.
     """
     name = profile.model.name
-    if name == TINY_MODEL:
-        folder = run.dir / BASE_MODEL
+    if name.startswith("builtin:"):
+        folder = run.base_model_dir
         if not (folder / "config.json").is_file():
             from studio.trainer.tiny import build_tiny_model
 
-            build_tiny_model(folder, rows, seed=profile.train.seed)
+            build_tiny_model(folder, rows, seed=profile.train.seed, name=name)
         return folder
-    if name.startswith("builtin:"):
-        raise ConfigError(f"model.name: unknown built-in model {name!r}; the built-in one is {TINY_MODEL!r}")
     if probe or profile.model.random_init:
-        folder = run.dir / BASE_MODEL
+        folder = run.base_model_dir
         if not (folder / "config.json").is_file():
             from studio.trainer.random_model import prepare_random_model
 
-            prepare_random_model(profile, folder, rows, qlora=profile.method.type == "qlora")
+            # A probe measures and is thrown away; a real run keeps its random weights, so that resume,
+            # chat and export see the base it trained on.
+            prepare_random_model(profile, folder, rows, weights=not probe or profile.method.type == "qlora")
         return folder
     local = Path(name).expanduser()
     if local.is_dir():
@@ -103,16 +103,21 @@ def load_model(profile: Profile, folder: Path, device: str, dtype: str, sharded:
     return model
 
 
-def lora_config(profile: Profile) -> Any:
+def lora_config(profile: Profile, model: Any) -> Any:
     """PEFT's LoraConfig for lora and qlora; None for full fine-tuning."""
     if profile.method.type == "full":
         return None
+    import re
+
     from peft import LoraConfig
 
     m = profile.method
+    # A multimodal checkpoint's vision and audio towers stay frozen and untargeted when text is trained.
+    towers = re.compile(NON_TEXT_MODULES)
+    exclude = NON_TEXT_MODULES if any(towers.fullmatch(name) for name, _ in model.named_modules()) else None
     return LoraConfig(r=m.rank, lora_alpha=m.alpha, lora_dropout=m.dropout,
                       target_modules="all-linear" if m.target_modules == ["all-linear"] else m.target_modules,
-                      use_dora=m.use_dora, task_type="CAUSAL_LM")
+                      exclude_modules=exclude, use_dora=m.use_dora, task_type="CAUSAL_LM")
 
 
 def count_params(model: Any) -> tuple[int, int]:

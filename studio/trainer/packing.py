@@ -15,6 +15,7 @@ import torch
 
 TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 0.1, torch.float16: 0.05}  # nats per token
 CHECK_ROWS, CHECK_TOKENS = 3, 48
+TRAINING_ONLY = ("Linear4bit",)  # bitsandbytes' layers that must never see eval mode before training
 
 
 def token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -32,8 +33,11 @@ def packing_difference(model: Any, rows: list[list[int]], pad_token_id: int) -> 
         [{"input_ids": r} for r in rows])
     inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()
               if k not in ("labels", "seq_idx")}
-    was_training = model.training
-    model.eval()
+    modes = {m: m.training for m in model.modules()}
+    model.eval()  # no dropout: the two runs must be comparable...
+    for m in model.modules():
+        if type(m).__name__ in TRAINING_ONLY:  # ...but a 4-bit layer in eval mode on the CPU converts its
+            m.train()                          # weights to an inference-only layout that cannot train again
     try:
         with torch.no_grad():
             packed = model(**inputs, use_cache=False).logits[0]
@@ -45,7 +49,8 @@ def packing_difference(model: Any, rows: list[list[int]], pad_token_id: int) -> 
                 worst = max(worst, float((alone - together).abs().max()))
                 start += len(r)
     finally:
-        model.train(was_training)
+        for m, training in modes.items():
+            m.training = training
     return worst
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.data import DataError, check_bad_rows
-from studio.profiles.profile import TINY_MODEL, Profile, ProfileError, load_profile
+from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.trainer.dataset import load_data, rows_for_loss
 from studio.trainer.failures import ConfigError
 from studio.trainer.model import load_tokenizer
@@ -25,10 +25,10 @@ from studio.trainer.tokenize import tokenize_rows
 
 def preview_tokenizer(profile: Profile, rows: list[dict[str, Any]]) -> Any:
     """The tokenizer a run of `profile` would train with (the tiny model's is trained on the rows)."""
-    if profile.model.name == TINY_MODEL:
+    if profile.model.name.startswith("builtin:"):
         from studio.trainer.tiny import tiny_tokenizer
 
-        return tiny_tokenizer(rows)
+        return tiny_tokenizer(rows, profile.model.name)
     local = Path(profile.model.name).expanduser()
     try:
         if local.is_dir():

@@ -56,10 +56,13 @@ def load_config(profile: Profile) -> Any:
     if local.is_dir():
         return AutoConfig.from_pretrained(local, trust_remote_code=trust)
     try:
-        spec = lookup_model(name)
+        spec = lookup_model(name, trust_remote_code=trust, revision=profile.model.revision, read_code=False)
+        if spec.config is not None:  # the catalog's, or a Hub config studio fetched and cached
+            fields = dict(spec.config)
+            return AutoConfig.for_model(fields.pop("model_type"), **fields)
         if spec.source == "catalog":
             return config_from_spec(spec)
-    except CatalogError:
+    except (CatalogError, ValueError, KeyError):
         pass
     from huggingface_hub import hf_hub_download
 
@@ -86,18 +89,21 @@ def tokenizer_for(profile: Profile, rows: list[dict[str, Any]], vocab_size: int)
         return train_tokenizer(rows, min(vocab_size, 4096))
 
 
-def prepare_random_model(profile: Profile, folder: Path, rows: list[dict[str, Any]], qlora: bool) -> None:
-    """Write config and tokenizer (and, for QLoRA, random weights to quantize) into `folder`."""
+def prepare_random_model(profile: Profile, folder: Path, rows: list[dict[str, Any]], weights: bool) -> None:
+    """Write config and tokenizer into `folder`, and with `weights` the random weights themselves (a run that
+    resumes, chats or exports needs the same base again; bitsandbytes quantizes only while loading)."""
     config = load_config(profile)
     folder.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(folder)
-    tokenizer_for(profile, rows, config.vocab_size).save_pretrained(folder)
-    if qlora:
-        # bitsandbytes quantizes while loading, so the random weights go through disk once.
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    tokenizer_for(profile, rows, text.vocab_size).save_pretrained(folder)
+    if weights:
         import torch
         from transformers import AutoModelForCausalLM
 
-        AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
+        torch.manual_seed(profile.train.seed)
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # random init is fast on a GPU
+            AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
 
 
 def probe_rows(max_length: int, count: int, seed: int) -> list[dict[str, Any]]:

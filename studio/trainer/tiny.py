@@ -1,14 +1,17 @@
-"""The built-in tiny model: a small Llama built from a config, with a BPE
-tokenizer trained on the run's own data. Nothing is downloaded."""
+"""The built-in tiny models (builtin:tiny-llama, builtin:tiny-qwen3, ...: one per family studio trains):
+a few layers built from the catalog's config with random weights, with a BPE tokenizer trained on the
+run's own data. Nothing is downloaded."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from studio.planning.catalog import lookup_model
+from studio.planning.catalog import catalog_match, catalog_models
 from studio.profiles.profile import TINY_MODEL
+from studio.trainer.failures import ConfigError
 
 # {% generation %} marks the assistant tokens, so TRL can train on them only.
 CHAT_TEMPLATE = (
@@ -21,12 +24,17 @@ SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>", 
 MAX_POSITIONS = 2048
 
 
-def tiny_config() -> dict[str, Any]:
-    """The tiny model's shape, from the catalog (one source for the trainer and the estimator)."""
-    spec = lookup_model(TINY_MODEL)
-    return dict(hidden_size=spec.hidden, intermediate_size=spec.intermediate, num_hidden_layers=spec.layers,
-                num_attention_heads=spec.heads, num_key_value_heads=spec.kv_heads,
-                max_position_embeddings=MAX_POSITIONS, tie_word_embeddings=spec.tied)
+def builtin_names() -> list[str]:
+    return [s.id for s in catalog_models() if s.id.startswith("builtin:")]
+
+
+def tiny_config(name: str = TINY_MODEL) -> dict[str, Any]:
+    """A built-in model's config, from the catalog (one source for the trainer and the estimator)."""
+    spec = catalog_match(name)
+    if spec is None or spec.config is None or not name.startswith("builtin:"):
+        raise ConfigError(f"model.name: unknown built-in model {name!r}; the built-in ones are "
+                          f"{', '.join(builtin_names())}")
+    return json.loads(json.dumps(spec.config))  # a copy the caller may change
 
 
 def row_texts(rows: Iterable[dict[str, Any]]) -> Iterable[str]:
@@ -54,22 +62,31 @@ def train_tokenizer(rows: list[dict[str, Any]], vocab_size: int = 1024) -> Any:
     return hf_tok
 
 
-def tiny_tokenizer(rows: list[dict[str, Any]]) -> Any:
-    """The built-in tiny model's tokenizer: trained on the rows, with the vocabulary the catalog gives it."""
-    return train_tokenizer(rows, lookup_model(TINY_MODEL).vocab)
+def tiny_tokenizer(rows: list[dict[str, Any]], name: str = TINY_MODEL) -> Any:
+    """A built-in model's tokenizer: trained on the rows, with the vocabulary the catalog gives it."""
+    config = tiny_config(name)
+    return train_tokenizer(rows, (config.get("text_config") or config)["vocab_size"])
 
 
-def build_tiny_model(out_dir: Path, rows: list[dict[str, Any]], seed: int, vocab_size: int | None = None) -> None:
-    """Train a tokenizer on `rows`, build a random-weight Llama, save both to `out_dir`."""
+def build_tiny_model(out_dir: Path, rows: list[dict[str, Any]], seed: int, vocab_size: int | None = None,
+                     name: str = TINY_MODEL) -> None:
+    """Train a tokenizer on `rows`, build the built-in model `name` with random weights, save both to `out_dir`."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    hf_tok = train_tokenizer(rows, vocab_size) if vocab_size else tiny_tokenizer(rows)
+    hf_tok = train_tokenizer(rows, vocab_size) if vocab_size else tiny_tokenizer(rows, name)
+    fields = tiny_config(name)
+    text = fields.get("text_config") or fields
     # BPE may stop short of vocab_size: the model's vocabulary is what the tokenizer really has.
-    config = LlamaConfig(vocab_size=len(hf_tok), bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
-                         pad_token_id=hf_tok.pad_token_id, **tiny_config())
+    ids = dict(vocab_size=len(hf_tok), bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
+               pad_token_id=hf_tok.pad_token_id)
+    text.update(ids, max_position_embeddings=MAX_POSITIONS)
+    if text is not fields:
+        fields.update({k: v for k, v in ids.items() if k != "vocab_size"})
+        fields.setdefault("image_token_index", len(hf_tok) - 1)  # a multimodal config's image token: in range
+    config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     hf_tok.save_pretrained(out_dir)

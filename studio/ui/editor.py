@@ -293,6 +293,8 @@ class ProfileEditor(Screen):
             text.append(f"data: {shape}\n", style="yellow")
         else:
             text.append("data: reading...\n", style="dim")
+        for note in plan.notes:
+            text.append(f"note: {note}\n", style="yellow")
         for d in plan.decisions:
             if d.key in SETTLED_KEYS and value_of(profile, d.key) == "auto":
                 text.append(f"auto {d.key.split('.')[-1]} → {d.value}: {d.reason}\n", style="dim")
