@@ -63,24 +63,34 @@ class Dataset:
     source: str = "the dataset"
 
 
+def data_file_problem(path: str | Path) -> str | None:
+    """Why a local data file cannot be read, found without reading it (it exists, is a file, has a known kind)."""
+    p = Path(path).expanduser()
+    try:
+        p.stat()
+        is_dir = p.is_dir()
+    except FileNotFoundError:
+        return f"data.path: {p} does not exist; check the path (relative paths start at the profile's folder)"
+    except OSError as e:
+        return f"data.path: cannot read {p}: {e.strerror or e}; check the path and its links"
+    if is_dir:
+        return f"data.path: {p} is a folder; point it at a .jsonl, .json, .csv or .parquet file"
+    suffix = p.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".csv", ".parquet"):
+        return f"data.path: {p} has an unknown extension {suffix!r}; use .jsonl, .json, .csv or .parquet"
+    return None
+
+
 def read_local(path: str | Path) -> Iterator[tuple[int, Any]]:
     """Yield (row number, raw row) from a local file; a row that cannot be decoded yields an Exception.
 
     Whatever the file holds, the caller gets rows or a DataError that names the file and says what to do.
     """
     p = Path(path).expanduser()
-    try:
-        p.stat()
-        is_dir = p.is_dir()
-    except FileNotFoundError:
-        raise DataError(f"data.path: {p} does not exist; check the path (relative paths start at the profile's folder)") from None
-    except OSError as e:
-        raise DataError(f"data.path: cannot read {p}: {e.strerror or e}; check the path and its links") from None
-    if is_dir:
-        raise DataError(f"data.path: {p} is a folder; point it at a .jsonl, .json, .csv or .parquet file")
+    problem = data_file_problem(p)
+    if problem:
+        raise DataError(problem)
     suffix = p.suffix.lower()
-    if suffix not in (".jsonl", ".json", ".csv", ".parquet"):
-        raise DataError(f"data.path: {p} has an unknown extension {suffix!r}; use .jsonl, .json, .csv or .parquet")
     if suffix == ".parquet":
         yield from _read_parquet(p)
         return

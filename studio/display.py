@@ -95,7 +95,7 @@ def decision_lines(s: Start) -> list[str]:
     def shown(value: object) -> str:
         return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
-    return [f"  {d.get('key')} = {shown(d.get('value'))}: {d.get('reason')}" for d in s.decisions]
+    return [f"  {d.key} = {shown(d.value)}: {d.reason}" for d in s.decisions]
 
 
 RESUMABLE = ("oom", "data", "download", "disk", "crash")

@@ -46,7 +46,7 @@ def test_one_step_of_each_family_and_method(tmp_path: Path, family: str, method:
     profile = load_profile(family_profile(tmp_path / "p.toml", family, method))
     plan = plan_run(profile, Inventory([], reason="the CPU"))
     run = create_run(profile.to_toml(), f"{family}-{method}")
-    write_plan_files(run, plan.layout, plan.to_dict())
+    write_plan_files(run, plan.record())
     assert train_run(run.dir, stop=StopRequest()) == 0, (run.dir / "trainer.log").read_text()[-3000:]
     events = read_events(run.events_path)
     end = [e for e in events if isinstance(e, End)][-1]

@@ -65,11 +65,11 @@ def test_the_plan_is_filed_under_the_gpu_the_run_uses() -> None:
     profile = profile_from_dict({"model": {"name": "llama-3.2-1b"}, "data": {"path": "x.jsonl"},
                                  "hardware": {"gpus": "1"}})
     plan = plan_run(profile, inv)
-    assert plan.layout.gpu_indices == (1,) and plan.to_dict()["gpu"] == "NVIDIA GeForce RTX 4090"
+    assert plan.layout.gpu_indices == (1,) and plan.record().gpu == "NVIDIA GeForce RTX 4090"
     both = plan_run(profile_from_dict({"model": {"name": "llama-3.1-8b"}, "data": {"path": "x.jsonl"},
                                        "method": {"type": "full"}}), inv)
     assert both.setup.n_gpus == 2 and both.setup.strategy == "fsdp"
-    assert both.to_dict()["gpu"] == "NVIDIA GeForce RTX 4090"  # the tightest card holds the per-GPU peak
+    assert both.record().gpu == "NVIDIA GeForce RTX 4090"  # the tightest card holds the per-GPU peak
 
 
 def test_the_advisor_uses_the_machine_corrections(capsys) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 from studio import display
@@ -88,7 +88,7 @@ def profile_from_args(args: argparse.Namespace) -> Profile:
         changes["method.target_modules"] = [t.strip() for t in args.target_modules.split(",") if t.strip()]
     if args.gpus:
         changes["hardware.gpus"] = str(args.gpus)
-    profile = with_changes(profile, changes)
+    profile = with_changes(profile, changes, source="the command line")
     if profile.model.name.startswith("builtin:") and not args.model:
         raise PlanError(f"{profile.model.name} is a tiny CPU demo model; estimates are for real models: "
                         "give --model ID (e.g. meta-llama/Llama-3.1-8B) or a PROFILE of one")
@@ -245,10 +245,14 @@ def check_probe_fits_in_ram(profile: Profile) -> None:
 def cmd_probe(args: argparse.Namespace) -> int:
     path = profile_path(args.profile)
     profile = load_profile(path)
-    t = replace(profile.train, max_steps=args.steps, logging_steps=1, eval_steps=0,
-                batch_size=args.batch or profile.train.batch_size, grad_accum=1)
-    d = replace(profile.data, max_length=args.seq_len or profile.data.max_length)
-    profile = replace(profile, train=t, data=d)
+    changes = {"train.max_steps": args.steps, "train.logging_steps": 1, "train.eval_steps": 0,
+               "train.grad_accum": 1}
+    if args.batch is not None:
+        changes["train.batch_size"] = args.batch
+    if args.seq_len is not None:
+        changes["data.max_length"] = args.seq_len
+    profile = with_changes(profile, changes, source="the command line")
+    t, d = profile.train, profile.data
     check_probe_fits_in_ram(profile)
     started = start_profile(profile, f"probe-{path.stem}", probe=True)
     run, plan = started.run, started.plan
@@ -263,7 +267,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
                 "tokens_per_s": round(steady, 1) if steady else None, "steps_averaged": averaged,
                 "warmup_steps": warmup,
                 "train_tokens_per_s_with_warmup": end.train_tokens_per_s if end else None}
-    estimate = plan.to_dict() if plan.memory is not None and plan.gpu is not None else None
+    estimate = plan.record().to_dict() if plan.memory is not None and plan.gpu is not None else None
     result: dict[str, Any] = {"run": run.id, "status": status, "steps": len(tl.steps), "estimate": estimate,
                               "measured": measured}
     if args.json:

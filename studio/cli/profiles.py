@@ -12,6 +12,7 @@ from studio.data_preview import PreviewError, data_preview, preview_lines
 from studio.profiles.library import all_profiles, new_profile, profile_path
 from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.profiles.vocabulary import METHODS
+from studio.planning.checks import reference_problems
 from studio.runs.start import check_data
 
 
@@ -21,6 +22,9 @@ def cmd_profile_check(args: argparse.Namespace) -> int:
         try:
             path = profile_path(ref)
             profile = load_profile(path)
+            problems = reference_problems(profile)
+            if problems:
+                raise ProfileError(str(path), problems)
             if args.data:
                 check_data(profile)
         except ProfileError as e:
@@ -41,7 +45,9 @@ def cmd_profile_new(args: argparse.Namespace) -> int:
     dest = new_profile(args.name, base, model=args.model, method=args.method, data=args.data,
                        description=args.description, force=args.force)
     print(f"wrote {dest}")
-    print(f"  check it: studio profile check {dest}\n  run it:   studio run {dest.stem}")
+    for problem in reference_problems(load_profile(dest)):
+        print(f"  note: {problem}")
+    print(f"  check it: studio profile check {dest.stem}\n  run it:   studio run {dest.stem}")
     return EXIT_OK
 
 
@@ -73,7 +79,9 @@ def cmd_profile_show(args: argparse.Namespace) -> int:
 
 def cmd_profile_preview(args: argparse.Namespace) -> int:
     path = profile_path(args.profile)
-    load_profile(path)  # problems with the profile itself are reported as such
+    problems = reference_problems(load_profile(path))  # said at once, before the tokenizer loads
+    if problems:
+        raise ProfileError(str(path), problems)
     try:
         result = data_preview(path, args.rows)
     except PreviewError as e:

@@ -159,7 +159,8 @@ def lookup_model(name: str, trust_remote_code: bool = False, online: bool = True
     if spec is not None:
         return spec
     return hub_model(name, revision=revision, online=online, trust_remote_code=trust_remote_code,
-                     read_code=read_code, known=tuple(s.id for s in catalog_models()))
+                     read_code=read_code, known=tuple(n for s in catalog_models() for n in (s.id, *s.aliases)
+                                                      if "/" in n))
 
 
 def _tokens(name: str) -> set[str]:

@@ -8,7 +8,9 @@ Each problem names its key and says what to do, like the profile check's.
 from __future__ import annotations
 
 from studio.hardware import Inventory
-from studio.planning.catalog import ModelSpec
+from studio.data import data_file_problem
+from studio.paths import is_local
+from studio.planning.catalog import CatalogError, ModelSpec, lookup_model
 from studio.profiles.profile import Profile
 
 OTHER_TARGETS = ("lm_head", "embed_tokens", "wte", "all-linear", "all")
@@ -29,6 +31,22 @@ def experts_wrapped(profile: Profile, spec: ModelSpec) -> bool:
     """LoRA on all-linear reaches this model's fused expert weights (PEFT wraps them as parameters)."""
     return profile.method.type != "full" and profile.method.target_modules == ["all-linear"] and \
         spec.anatomy is not None and spec.anatomy.experts_targeted
+
+
+def reference_problems(profile: Profile) -> list[str]:
+    """The model and the data a profile names can be found: the model as the estimator finds it (catalog,
+    folder, cache, or the Hub), a local data file by looking at it. Nothing is read or run."""
+    problems = []
+    m = profile.model
+    try:
+        lookup_model(m.name, trust_remote_code=m.trust_remote_code, revision=m.revision, read_code=False)
+    except CatalogError as e:
+        problems.append(f"model.name: {e}")
+    if is_local(profile.data.path):
+        problem = data_file_problem(profile.data.path)
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 def model_problems(profile: Profile, spec: ModelSpec | None) -> list[str]:

@@ -70,7 +70,7 @@ def describe_hub_error(name: str, what: str, e: BaseException) -> str:
                 "`hf auth login`)")
     if isinstance(e, errors.RevisionNotFoundError):
         return f"{what} {name} has no such revision: check model.revision"
-    if isinstance(e, errors.EntryNotFoundError):
+    if isinstance(e, errors.EntryNotFoundError) and not isinstance(e, errors.LocalEntryNotFoundError):
         return f"{what} {name} has no such file on the Hub"
     if offline():
         return (f"{what} {name} is not cached here and HF_HUB_OFFLINE=1 is set: unset it to fetch it, or point "
@@ -109,13 +109,44 @@ def hub_suggestions(name: str, known: tuple[str, ...]) -> list[str]:
     return close_names(name, (*found, *known))
 
 
+def endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def reachable(url: str, timeout_s: float = 3.0) -> bool:
+    """The Hub's host answers a TCP connection (a quick 'no' instead of huggingface_hub's retries)."""
+    import socket
+    from urllib.parse import urlparse
+
+    parts = urlparse(url)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)),
+                                      timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def fetch_record(repo_id: str, revision: str, known: tuple[str, ...] = ()) -> dict[str, Any]:
     """config.json, the Hub's parameter count and gating, fetched now; raises CatalogError."""
+    import logging
+
     from huggingface_hub import HfApi, errors, hf_hub_download
 
+    if not reachable(endpoint()):
+        close = close_names(repo_id, known)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise CatalogError(f"model {repo_id}{hint} is not cached here and the Hub ({endpoint()}) cannot be reached: "
+                           "connect to the network (or set HF_ENDPOINT to your mirror), or point the profile at a "
+                           "local folder with the model's config.json")
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retry notices are not the user's business
     downloads = studio_home() / "cache" / "hub-downloads"
     try:
         path = hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=downloads)
+    except errors.LocalEntryNotFoundError as e:  # a subclass of "no such file": the network failed
+        raise CatalogError(describe_hub_error(repo_id, "model", e)) from None
     except errors.EntryNotFoundError:
         raise CatalogError(f"model {repo_id} has no config.json on the Hub (at revision {revision}): it is not a "
                            "transformers model (a GGUF or adapter-only repo?); name the base model it was made "

@@ -21,22 +21,12 @@ from studio.planning.estimate import EstimateError, MemoryEstimate, Setup, estim
 from studio.planning.speed import SpeedEstimate, estimate_speed
 from studio.planning.inventory import spec_for
 from studio.planning.layout import Layout, layout_for
-from studio.profiles.profile import Profile, value_of, with_changes
+from studio.planning.record import PlanRecord
+from studio.profiles.decision import DECIDED, PENDING, Decision
+from studio.profiles.profile import Profile, with_changes
 from studio.profiles.vocabulary import default_strategy, auto_dtype
 
 SAFETY = 0.90  # studio never plans a run above this share of a GPU's free memory
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Something the profile left to studio (an `auto`), what was chosen and why."""
-
-    key: str
-    value: Any
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -92,29 +82,19 @@ class Plan:
     def decision(self, key: str) -> Decision | None:
         return next((d for d in self.decisions if d.key == key), None)
 
-    def to_dict(self) -> dict[str, Any]:
-        """plan.json: what the run was planned as; the history compares it with what it measured."""
+    def record(self) -> PlanRecord:
+        """plan.json: what the run was planned as (the trainer trains its profile; the history compares its
+        estimate with what the run measured)."""
         mem = self.memory
-        return {
-            "gpu": self.gpu.name if self.gpu else None,
-            "gpus": [g.name for g in self.gpus],
-            "model": self.model.id if self.model else self.profile.model.name,
-            "method": self.profile.method.type,
-            "layout": self.layout.to_dict(),
-            "setup": asdict(self.setup) if self.setup else None,
-            "peak_vram_gib": self.peak_vram_gib,
-            "peak_reserved_gib": mem.peak_reserved_gib if mem else None,   # uncorrected: what history compares
-            "peak_allocated_gib": mem.peak_allocated_gib if mem else None,
-            "breakdown": mem.breakdown if mem else None,
-            "tokens_per_s": self.tokens_per_s,
-            "free_gib": self.free_gib,
-            "fits": self.fits,
-            "correction": self.correction.to_dict() if self.correction else None,
-            "decisions": [d.to_dict() for d in self.decisions],
-            "no_estimate": self.no_estimate or None,
-            "notes": list(self.notes),
-            "data": asdict(self.data) if self.data else None,
-        }
+        return PlanRecord(
+            profile=self.resolved or self.profile, decisions=self.decisions, layout=self.layout,
+            model=self.model.id if self.model else self.profile.model.name, method=self.profile.method.type,
+            gpu=self.gpu.name if self.gpu else None, gpus=tuple(g.name for g in self.gpus),
+            peak_vram_gib=self.peak_vram_gib, peak_reserved_gib=mem.peak_reserved_gib if mem else None,
+            peak_allocated_gib=mem.peak_allocated_gib if mem else None, breakdown=mem.breakdown if mem else {},
+            tokens_per_s=self.tokens_per_s, free_gib=self.free_gib, fits=self.fits,
+            correction=self.correction.to_dict() if self.correction else None, no_estimate=self.no_estimate,
+            notes=self.notes, data=asdict(self.data) if self.data else None)
 
 
 def tightest(gpus: tuple[GpuInfo, ...]) -> GpuInfo | None:
@@ -193,16 +173,6 @@ def plan_run(profile: Profile, inventory: Inventory, corrections: Corrections = 
                 data=data, notes=tuple(model_notes(profile, model)))
 
 
-def apply_decisions(profile: Profile, decisions: list[dict[str, Any]] | tuple[Decision, ...]) -> Profile:
-    """The profile with the autos a plan settled (from plan.json or a `start` event) filled in."""
-    changes = {}
-    for d in decisions:
-        key, value = (d.key, d.value) if isinstance(d, Decision) else (d.get("key"), d.get("value"))
-        if key in SETTLED_KEYS and isinstance(value, bool) and value_of(profile, key) == "auto":
-            changes[key] = value
-    return with_changes(profile, changes) if changes else profile
-
-
 SETTLED_KEYS = ("train.gradient_checkpointing", "train.liger_kernel", "data.packing")
 
 
@@ -212,6 +182,8 @@ def resolve_speed_settings(profile: Profile, model: ModelSpec | None, gpus: tupl
     t = profile.train
     liger, why_liger = rules.liger(t.liger_kernel, model, gpus)
     packed, why_packing = rules.packing(profile.data.packing, data, profile.data.max_length)
+    # Without the rows' lengths the trainer decides packing once it has tokenized them.
+    packing_state = PENDING if profile.data.packing == "auto" and data is None else DECIDED
     settled = with_changes(profile, {"train.liger_kernel": liger, "data.packing": packed})
     gpu = tightest(gpus)
     limit = SAFETY * gpu.memory_free_gib if gpu else None
@@ -229,4 +201,4 @@ def resolve_speed_settings(profile: Profile, model: ModelSpec | None, gpus: tupl
     resolved = with_changes(settled, {"train.gradient_checkpointing": ckpt})
     return resolved, [Decision("train.gradient_checkpointing", ckpt, why_ckpt),
                       Decision("train.liger_kernel", liger, why_liger),
-                      Decision("data.packing", packed, why_packing)]
+                      Decision("data.packing", packed, why_packing, packing_state)]

@@ -75,8 +75,12 @@ def profile_path(ref: str) -> Path:
         for _, folder in _folders():
             if (folder / name).is_file():
                 return folder / name
+    import difflib
+
+    close = difflib.get_close_matches(Path(name).stem, [e.name for e in all_profiles()], n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ProfileError(ref, [f"profile not found: not a file, not in {user_profiles_dir()} and not among the bundled "
-                             "ones; `studio profile list` shows them"])
+                             f"ones{hint} (`studio profile list` shows them)"])
 
 
 def all_profiles() -> list[ProfileEntry]:

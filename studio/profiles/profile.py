@@ -342,15 +342,28 @@ def value_of(profile: Profile, dotted: str) -> Any:
     return getattr(getattr(profile, section), key)
 
 
-def with_changes(profile: Profile, changes: dict[str, Any]) -> Profile:
-    """The profile with dotted keys set, e.g. {"train.batch_size": 2}; raises KeyError for unknown keys."""
+def with_changes(profile: Profile, changes: dict[str, Any], source: str = "the changes") -> Profile:
+    """The profile with dotted keys set, e.g. {"train.batch_size": 2}: the one door every change goes through
+    (a file's, the editor's, a command-line flag's, a fix's). Each value passes its field's rules and the
+    result the cross-field checks, or ProfileError names the field; KeyError for an unknown key."""
     sections: dict[str, Any] = {}
+    problems: list[str] = []
     for dotted, value in changes.items():
-        section, key = dotted.split(".", 1)
-        if section not in SECTIONS or key not in {f.name for f in fields(SECTIONS[section])}:
+        section, _, key = dotted.partition(".")
+        known = {f.name: f for f in fields(SECTIONS[section])} if section in SECTIONS else {}
+        if key not in known:
             raise KeyError(dotted)
+        value, problem = check_value(dotted, value, str(known[key].type), dict(known[key].metadata))
+        if problem:
+            problems.append(problem)
         sections.setdefault(section, {})[key] = value
-    return replace(profile, **{name: replace(getattr(profile, name), **values) for name, values in sections.items()})
+    if problems:
+        raise ProfileError(source, problems)
+    changed = replace(profile, **{name: replace(getattr(profile, name), **values) for name, values in sections.items()})
+    _cross_checks(changed, problems)
+    if problems:
+        raise ProfileError(source, problems)
+    return changed
 
 
 def default_value(section: str, key: str) -> Any:

@@ -28,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, ClassVar, Union
 
+from studio.profiles.decision import Decision
 from studio.runs.files import EVENTS_FILE
 from studio.runs.tail import FileTail
 
@@ -94,7 +95,7 @@ class Start(Event):
     resumed_from: str | None = None
     pid: int | None = None
     torch: str | None = None
-    decisions: tuple[dict[str, Any], ...] = ()   # what the plan settled, with reasons (studio.planning.plan)
+    decisions: tuple[Decision, ...] = ()   # what the plan settled, and the trainer decided, with reasons
 
     @property
     def method(self) -> str:
@@ -214,6 +215,8 @@ def _coerce(value: Any, hint: Any) -> Any:
         return value if isinstance(value, dict) else _BAD
     if hint is Any:
         return value
+    if hint is Decision:
+        return Decision.from_dict(value) or _BAD
     if hint is bool:
         return value if isinstance(value, bool) else _BAD
     if hint is int:
@@ -312,6 +315,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    if isinstance(value, Decision):
+        return _jsonable(value.to_dict())
     return str(value)
 
 

@@ -3,6 +3,7 @@ that read or write them."""
 
 EVENTS_FILE = "events.jsonl"  # the trainer's record of the run: studio.runs.events
 PROFILE_FILE = "profile.toml"
+ORIGINAL_PROFILE = "profile.orig.toml"  # the profile as first started, kept once when a fix revises the run
 PLAN_FILE = "plan.json"
 LAYOUT_FILE = "launch.json"
 ACCELERATE_CONFIG = "accelerate_config.yaml"

@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from studio.atomic import write_json, write_text
 from studio.paths import runs_dir
-from studio.runs.files import BASE_MODEL, CHECKPOINTS, EVENTS_FILE, FINAL, LOG_FILE, PROFILE_FILE, STATUS_FILE
+from studio.runs.files import BASE_MODEL, CHECKPOINTS, EVENTS_FILE, FINAL, LOG_FILE, PLAN_FILE, PROFILE_FILE, STATUS_FILE
 
 if TYPE_CHECKING:
-    from studio.profiles.profile import ModelSection
+    from studio.planning.record import PlanRecord
+    from studio.profiles.profile import ModelSection, Profile
     from studio.runs.events import Timeline
 
 
@@ -73,6 +74,18 @@ class Run:
     def base_model_dir(self) -> Path:
         """Where a base model made inside the run lives (ModelSection.builds_in_run)."""
         return self.dir / BASE_MODEL
+
+    def profile(self) -> Profile:
+        """The run's frozen profile, as written (raises ProfileError when it does not load)."""
+        from studio.profiles.profile import load_profile
+
+        return load_profile(self.profile_path)
+
+    def plan(self) -> PlanRecord | None:
+        """The run's plan record (plan.json); None for a folder made without one, or one that does not load."""
+        from studio.planning.record import read_plan
+
+        return read_plan(self.dir / PLAN_FILE)
 
     def base_model(self, model: ModelSection) -> str:
         """The base model a run of `model` trains on: its copy in the run, or the profile's folder or hub id."""

@@ -33,9 +33,13 @@ def _number(value: object) -> float | None:
 
 def comparison(run: Run) -> Comparison | None:
     """Estimated vs measured peak memory and tokens/s of a finished GPU run, or None."""
-    plan = run.read_json(PLAN_FILE) or run.read_json(OLD_ESTIMATE_FILE)
-    estimated = _number(plan.get("peak_reserved_gib"))
-    gpu, method = plan.get("gpu"), plan.get("method")
+    record = run.plan()
+    if record is not None:
+        estimated, gpu, method, rate = record.peak_reserved_gib, record.gpu, record.method, record.tokens_per_s
+    else:  # a run folder of an older studio: its plan.json (or estimate.json) as it wrote it
+        plan = run.read_json(PLAN_FILE) or run.read_json(OLD_ESTIMATE_FILE)
+        estimated, gpu, method = _number(plan.get("peak_reserved_gib")), plan.get("gpu"), plan.get("method")
+        rate = _number(plan.get("tokens_per_s"))
     if estimated is None or not isinstance(gpu, str) or not isinstance(method, str):
         return None
     try:
@@ -48,8 +52,7 @@ def comparison(run: Run) -> Comparison | None:
     if not measured:
         return None
     # The plan is per GPU for the job's layout, so it compares with the busiest rank.
-    return Comparison(run.id, gpu, method, estimated, max(measured), _number(plan.get("tokens_per_s")),
-                      end.train_tokens_per_s)
+    return Comparison(run.id, gpu, method, estimated, max(measured), rate, end.train_tokens_per_s)
 
 
 def machine_corrections(runs_base: Path | None = None) -> Corrections:

@@ -20,6 +20,7 @@ import psutil
 
 from studio.atomic import write_json, write_text
 from studio.planning.layout import Layout, accelerate_config
+from studio.planning.record import PlanRecord
 from studio.runs.events import End, Event, EventTail, append_event
 from studio.runs.files import ACCELERATE_CONFIG, LAYOUT_FILE, PLAN_FILE
 from studio.runs.folder import Run, RunError
@@ -29,10 +30,11 @@ from studio.runs.state import run_status
 EXIT_WAIT_S = 30.0  # how long a trainer that wrote its `end` may take to exit before a resume
 
 
-def write_plan_files(run: Run, layout: Layout, plan: dict[str, object]) -> None:
-    """plan.json (what was decided and estimated), launch.json (read by every launch and resume) and,
-    for several processes, the accelerate config the user can also reuse."""
-    write_json(run.dir / PLAN_FILE, plan)
+def write_plan_files(run: Run, plan: PlanRecord) -> None:
+    """plan.json (the typed record of what was decided and estimated), launch.json (read by every launch and
+    resume) and, for several processes, the accelerate config the user can also reuse."""
+    layout = plan.layout
+    write_json(run.dir / PLAN_FILE, plan.to_dict())
     write_json(run.dir / LAYOUT_FILE, layout.to_dict())
     if layout.distributed:
         import yaml  # comes with accelerate and transformers; only read here

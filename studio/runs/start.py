@@ -7,18 +7,20 @@ profile -> check the data -> plan (layout, setup, estimate, decisions) -> run fo
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from studio.data import check_bad_rows, estimated_tokens, load_local
 from studio.hardware import Inventory
 from studio.paths import is_local
 from studio.planning.inventory import current_inventory
-from studio.planning.checks import data_problems, machine_problems, model_problems
+from studio.planning.checks import data_problems, machine_problems, model_problems, reference_problems
 from studio.planning.decisions import DataShape, data_shape
 from studio.planning.layout import LayoutError, check_launchable
 from studio.planning.plan import Plan, plan_run
-from studio.profiles.profile import Profile, ProfileError, load_profile
+from studio.profiles.profile import Profile, ProfileError, load_profile, with_changes
+from studio.atomic import write_text
+from studio.runs.files import ORIGINAL_PROFILE
 from studio.runs.folder import Run, RunError, create_run
 from studio.runs.history import machine_corrections
 from studio.runs.launcher import launch, write_plan_files
@@ -60,7 +62,7 @@ def start_profile(profile: Profile, name: str, probe: bool = False, inventory: I
     """Check what the profile asks of this machine, its model and its data; plan the run; make its
     folder and launch the trainer. Nothing is written before every check has passed."""
     inventory = inventory or current_inventory()
-    problems = machine_problems(profile, inventory)
+    problems = machine_problems(profile, inventory) + reference_problems(profile)
     if problems:
         raise ProfileError(name, problems)
     # A probe trains on synthetic rows filled to max_length.
@@ -75,15 +77,37 @@ def start_profile(profile: Profile, name: str, probe: bool = False, inventory: I
     if problems:
         raise ProfileError(name, problems)
     run = create_run(profile.to_toml(), name, kind="probe" if probe else "train")
-    write_plan_files(run, plan.layout, plan.to_dict())
+    write_plan_files(run, plan.record())
     return Started(run, launch(run), plan)
+
+
+def revise_run(run: Run, revised: Profile, inventory: Inventory | None = None) -> Plan:
+    """Give a run that failed a revised profile (an out-of-memory fix), planned like any start: checked, a new
+    plan.json and launch.json, so that the resumed trainer trains it and the history compares its peak with
+    its own estimate. The profile it first started with is kept once, as profile.orig.toml."""
+    inventory = inventory or current_inventory()
+    problems = machine_problems(revised, inventory) + reference_problems(revised)
+    if problems:
+        raise ProfileError(run.id, problems)
+    try:
+        plan = plan_run(revised, inventory, machine_corrections(), check_data(revised))
+        check_launchable(plan.layout, inventory)
+    except LayoutError as e:
+        raise RunError(str(e)) from None
+    original = run.dir / ORIGINAL_PROFILE
+    try:
+        if not original.exists():
+            write_text(original, run.profile_path.read_text(encoding="utf-8"))
+        write_text(run.profile_path, revised.to_toml())
+        write_plan_files(run, plan.record())
+    except OSError as e:
+        raise RunError(f"cannot write the revised profile into {run.dir}: {e.strerror or e}") from None
+    return plan
 
 
 def start_run(profile_path: Path, max_steps: int | None = None, node_rank: int | None = None) -> Started:
     """Load a profile file, apply the command line's overrides, and start it."""
     profile = load_profile(profile_path)
-    if max_steps is not None:
-        profile = replace(profile, train=replace(profile.train, max_steps=max_steps))
-    if node_rank is not None:
-        profile = replace(profile, hardware=replace(profile.hardware, machine_rank=node_rank))
+    flags = {"train.max_steps": max_steps, "hardware.machine_rank": node_rank}
+    profile = with_changes(profile, {k: v for k, v in flags.items() if v is not None}, source="the command line")
     return start_profile(profile, Path(profile_path).stem)

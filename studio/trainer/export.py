@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from studio.profiles.profile import Profile, load_profile
-from studio.profiles.vocabulary import auto_dtype
+from studio.profiles.vocabulary import TORCH_NAMES, auto_dtype
 from studio.runs.folder import Run
 
 
@@ -35,7 +35,7 @@ def trained_dtype(run: Run, profile: Profile) -> str:
         start = run.timeline().start
     except OSError:
         start = None
-    if start is not None and start.dtype in TORCH_DTYPE:
+    if start is not None and start.dtype in TORCH_NAMES:
         return start.dtype
     import torch
 

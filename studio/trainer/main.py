@@ -13,7 +13,6 @@ import resource
 import sys
 import time
 import traceback
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,14 @@ from studio.hardware import GIB
 from studio.profiles.profile import Profile, load_profile
 from studio.profiles.vocabulary import SHARDED_STRATEGIES
 from studio.runs.events import End, EventWriter, NullWriter, Start, to_record
-from studio.runs.files import PLAN_FILE, PREFLIGHT_FILE
+from studio.runs.files import PREFLIGHT_FILE
 from studio.runs.folder import Run
 from studio.trainer.config import check_requirements, is_main_process, resolve_dtype, sft_config, world_size
-from studio.planning.decisions import UNKNOWN_LENGTHS, data_shape
+from studio.planning.decisions import data_shape
 from studio.planning.decisions import packing as packing_rule
-from studio.planning.plan import Decision, apply_decisions
-from studio.profiles.profile import value_of, with_changes
+from studio.planning.record import PlanRecord
+from studio.profiles.decision import Decision
+from studio.profiles.profile import with_changes
 from studio.trainer.dataset import bad_rows_record, load_data, preflight, probe_dataset, rows_for_loss, split_eval
 from studio.trainer.packing import packing_is_exact
 from studio.trainer.tokenize import columns, tokenize_rows
@@ -47,14 +47,14 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = resolve_dtype(profile, device)
-    plan = run.read_json(PLAN_FILE)
-    profile, decisions = settle(profile, plan)  # the autos, as the plan decided them for this machine
+    plan = run_plan(run, profile)
+    profile, decisions = plan.profile, list(plan.decisions)  # every auto as the plan settled it for this machine
     check_requirements(profile, device)
 
     # 1. Data: rows, an eval split, malformed rows refused or skipped.
     if probe:
         ds = probe_dataset(profile)
-        profile = replace(profile, data=replace(profile.data, eval_fraction=0.0, eval_split=""))
+        profile = with_changes(profile, {"data.eval_fraction": 0.0, "data.eval_split": ""})
     else:
         ds = load_data(profile, profile.data.split, writer)
     if ds.bad_rows and profile.data.on_bad_rows == "error":
@@ -77,11 +77,10 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
     stats = preflight(tokenized, eval_tokenized, ds, profile, loss)
     write_json(run.dir / PREFLIGHT_FILE, to_record(stats))
     writer.write(stats)
-    profile, decisions = settle_packing_from_data(profile, plan, decisions, tokenized)
+    profile, decisions = decide_packing_from_data(profile, decisions, tokenized)
 
     # 4. The model; packing only where this model keeps packed rows apart; then SFTTrainer.
-    strategy = (plan.get("layout") or {}).get("strategy") if isinstance(plan.get("layout"), dict) else None
-    model = load_model(profile, folder, device, dtype, sharded=strategy in SHARDED_STRATEGIES,
+    model = load_model(profile, folder, device, dtype, sharded=plan.layout.strategy in SHARDED_STRATEGIES,
                        random_init=probe or profile.model.random_init)
     if profile.data.packing is True:
         exact, why = packing_is_exact(model, [r["input_ids"] for r in tokenized.rows[:8]], tokenizer.pad_token_id)
@@ -125,39 +124,32 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
     return end_record(run, trainer, telemetry, result.metrics, stopped, probe)
 
 
-CAUTIOUS = {"train.gradient_checkpointing": True, "train.liger_kernel": False, "data.packing": False}  # unsettled autos
+def run_plan(run: Run, profile: Profile) -> PlanRecord:
+    """The run's plan record; a run folder made without one (by hand, or by an older studio) is planned here,
+    on this machine, through the same planner."""
+    record = run.plan()
+    if record is not None:
+        return record
+    from studio.planning.inventory import current_inventory
+    from studio.planning.plan import plan_run
+
+    return plan_run(profile, current_inventory()).record()
 
 
-def settle(profile: Profile, plan: dict[str, Any]) -> tuple[Profile, list[dict[str, Any]]]:
-    """The profile with every auto as the plan decided it (plan.json), and those decisions.
-
-    A run folder made without a plan (by hand, or by an older studio) is planned here, on this machine.
-    """
-    decisions = plan.get("decisions") if isinstance(plan.get("decisions"), list) else None
-    if decisions is None:
-        from studio.planning.inventory import current_inventory
-        from studio.planning.plan import plan_run
-
-        decisions = [d.to_dict() for d in plan_run(profile, current_inventory()).decisions]
-    decisions = [d for d in decisions if isinstance(d, dict)]
-    settled = apply_decisions(profile, decisions)
-    leftovers = {k: v for k, v in CAUTIOUS.items() if value_of(settled, k) == "auto"}
-    return (with_changes(settled, leftovers) if leftovers else settled), decisions
-
-
-def overrule(profile: Profile, decisions: list[dict[str, Any]], key: str, value: bool,
-             why: str) -> tuple[Profile, list[dict[str, Any]]]:
-    """Change a decision the trainer found it cannot keep, and say why in the `start` event."""
+def overrule(profile: Profile, decisions: list[Decision], key: str, value: bool,
+             why: str) -> tuple[Profile, list[Decision]]:
+    """Settle a decision the trainer makes itself (from the data or the real model), and say why in the
+    `start` record."""
     print(f"{key} = {str(value).lower()}: {why}", flush=True)
-    kept = [d for d in decisions if d.get("key") != key]
-    return with_changes(profile, {key: value}), kept + [Decision(key, value, why).to_dict()]
+    kept = [d for d in decisions if d.key != key]
+    return with_changes(profile, {key: value}), kept + [Decision(key, value, why)]
 
 
-def settle_packing_from_data(profile: Profile, plan: dict[str, Any], decisions: list[dict[str, Any]],
-                             tokenized: Any) -> tuple[Profile, list[dict[str, Any]]]:
-    """Packing left undecided for want of the rows' lengths (hub data): decided now, from the tokens."""
-    decided = next((d for d in decisions if d.get("key") == "data.packing"), None)
-    if not decided or UNKNOWN_LENGTHS not in str(decided.get("reason")):
+def decide_packing_from_data(profile: Profile, decisions: list[Decision],
+                             tokenized: Any) -> tuple[Profile, list[Decision]]:
+    """Packing the plan left pending (it had not seen the rows: a hub dataset): decided now, from the tokens."""
+    decided = next((d for d in decisions if d.key == "data.packing"), None)
+    if decided is None or not decided.pending:
         return profile, decisions
     t = profile.train
     shape = data_shape(tokenized.lengths, t.batch_size, profile.data.max_length, t.seed, exact=True)

@@ -30,6 +30,7 @@ from studio.ui.actions import RUN_ACTIONS
 from studio.ui.dashboard import Dashboard
 
 if TYPE_CHECKING:
+    from studio.profiles.profile import Profile
     from studio.runs.folder import Run
 
 # Only what the first frame needs is imported above (the first frame is a start-up target:
@@ -262,15 +263,37 @@ class StudioApp(App[None]):
 
         self.push_screen(Confirm(question), done)
 
+    @work(thread=True, group="resume")
     def resume_run(self, run: Run) -> None:
+        """Resume in a worker: a trainer that wrote its end may take seconds to exit first."""
         from studio.runs.folder import RunError
         from studio.runs.launcher import resume_run
 
         try:
             resume_run(run)
-            self.notify(f"resumed run {run.id}")
+            self.call_from_thread(self.notify, f"resumed run {run.id}")
         except RunError as e:
-            self.notify(str(e), severity="warning")
+            self.call_from_thread(self.notify, str(e), severity="warning")
+
+    @work(thread=True, group="resume")
+    def revise_and_resume(self, run: Run, revised: Profile) -> None:
+        """After an out-of-memory failure: the revised profile planned like any start, then resumed."""
+        from studio.profiles.profile import ProfileError
+        from studio.runs.folder import RunError
+        from studio.runs.launcher import resume_run
+        from studio.runs.start import revise_run
+
+        try:
+            revise_run(run, revised)
+            resume_run(run)
+        except ProfileError as e:
+            self.call_from_thread(self.notify, "; ".join(e.problems), title="cannot revise the run", severity="error")
+            return
+        except RunError as e:
+            self.call_from_thread(self.notify, str(e), title="cannot revise the run", severity="error")
+            return
+        self.call_from_thread(self.notify, "saved the revised profile and planned it again (the original is "
+                                           "profile.orig.toml); resuming")
 
     def export_run(self, run: Run) -> None:
         from studio.runs.export import export_target

@@ -27,8 +27,7 @@ from textual.widgets import Footer, Header, Input, ProgressBar, RichLog, Static
 from studio import display
 from studio.hardware import Inventory
 from studio.planning.fixes import revised_for_oom
-from studio.planning.plan import apply_decisions
-from studio.profiles.profile import Profile, ProfileError, load_profile, save_profile
+from studio.profiles.profile import Profile, ProfileError, load_profile, profile_from_dict
 from studio.runs.events import Event, EventTail, Timeline
 from studio.runs.files import PLAN_FILE
 from studio.runs.folder import Run
@@ -324,8 +323,16 @@ class RunMonitor(Screen):
         return text
 
     def trained_profile(self, profile: Profile) -> Profile:
-        """The profile as the run trained it: its autos as the plan settled them."""
-        return apply_decisions(profile, list(self.timeline.start.decisions) if self.timeline.start else [])
+        """The profile as the run trained it, every auto settled: the trainer's (its `start` record), else the
+        plan's, else the profile as written."""
+        start = self.timeline.start
+        if start and start.config:
+            try:
+                return profile_from_dict(start.config, "the run's start record")
+            except ProfileError:
+                pass
+        plan = self.run.plan()
+        return plan.profile if plan else profile
 
     def oom_diff(self) -> str:
         try:
@@ -393,12 +400,8 @@ class RunMonitor(Screen):
             return
         try:
             profile = load_profile(self.run.profile_path)
-            backup = self.run.dir / "profile.orig.toml"
-            if not backup.exists():
-                backup.write_text(self.run.profile_path.read_text())
-            save_profile(revised_for_oom(profile, self.trained_profile(profile)), self.run.profile_path)
-        except (ProfileError, OSError) as e:
-            self.notify(f"could not save the revised profile: {e}", severity="error")
+        except ProfileError as e:
+            self.notify(f"the run's profile does not load: {'; '.join(e.problems)}", severity="error")
             return
-        self.notify("saved the revised profile (the original is profile.orig.toml); resuming")
-        self.action_resume()
+        self.app.revise_and_resume(self.run, revised_for_oom(profile, self.trained_profile(profile)))
+        self._dirty = True
