@@ -44,9 +44,9 @@ def test_smallest_gpu_that_fits_is_chosen() -> None:
 
 
 def test_rank_follows_model_size_and_data_size() -> None:
-    assert suggest_method(lookup_model("llama-3.1-70b"), [target("H100 80GB")]).settings["rank"] == 32
+    assert suggest_method(lookup_model("llama-3.1-70b"), [target("H100 80GB")]).settings["method.rank"] == 32
     s = suggest_method(lookup_model("llama-3.1-8b"), [target("RTX 3060")], rows=500)
-    assert s.settings["rank"] == 8 and s.settings["alpha"] == 16
+    assert s.settings["method.rank"] == 8 and s.settings["method.alpha"] == 16
 
 
 def test_nothing_fits_says_so() -> None:
@@ -109,9 +109,24 @@ def test_sharding_over_several_gpus_when_one_is_not_enough() -> None:
     spec = lookup_model("llama-3.1-70b")
     gpus = [target("RTX 4090", index=i) for i in range(8)]
     s = suggest_method(spec, gpus, seq_len=1024)
-    assert s.fits and s.settings["strategy"] == "fsdp" and 2 <= s.settings["gpus"] <= 8
+    assert s.fits and s.settings["hardware.strategy"] == "fsdp" and 2 <= int(s.settings["hardware.gpus"]) <= 8
     assert s.peak_vram_gib <= SAFETY * 23.99
     assert "sharded with FSDP" in s.reasons[0]
+
+
+def test_a_suggestion_is_dotted_profile_keys_that_apply_to_a_profile(capsys) -> None:
+    from studio.profiles.library import profile_path
+    from studio.profiles.profile import Profile, load_profile, with_changes
+
+    s = suggest_method(lookup_model("llama-3.1-8b"), [target("RTX 4090")], seq_len=2048)
+    applied = with_changes(Profile(), s.settings)
+    assert applied.method.type == s.method and applied.train.batch_size == s.settings["train.batch_size"]
+    assert main(["suggest", "--model", "llama-3.1-8b", "--gpu", "RTX 4090", "--save", "mine", "--json"]) == 0
+    out = capsys.readouterr().out
+    suggested = json.loads(out[out.index("{"):])["settings"]
+    saved = load_profile(profile_path("mine"))
+    assert saved.model.name == "llama-3.1-8b" and saved.method.type == suggested["method.type"]
+    assert saved.train.batch_size == suggested["train.batch_size"] and "studio run mine" in out
 
 
 def test_probe_refuses_a_model_too_big_for_ram_on_the_cpu(capsys, monkeypatch) -> None:

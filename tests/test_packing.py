@@ -188,4 +188,4 @@ def test_the_plan_estimates_the_run_that_will_happen() -> None:
                                                                          "packing": False}}),
                         Inventory([gpu(80.0)]), data=varied)
     packed = plan_run(profile, Inventory([gpu(80.0)]), data=varied)
-    assert packed.setup.seq_kind == "packed" and packed.tokens_per_s > unpacked.tokens_per_s * 1.5
+    assert packed.setup.fill == 1.0 and packed.tokens_per_s > unpacked.tokens_per_s * 1.5

@@ -17,7 +17,7 @@ from studio.planning.estimate import GIB, EstimateError
 from studio.planning.inventory import current_inventory, planning_inventory
 from studio.planning.layout import LayoutError
 from studio.planning.plan import SAFETY, Plan, plan_run
-from studio.profiles.library import profile_path
+from studio.profiles.library import new_profile, profile_path
 from studio.profiles.profile import Profile, load_profile, with_changes
 from studio.profiles.vocabulary import METHODS, OPTIMIZERS, STRATEGIES
 from studio.runs.history import machine_corrections
@@ -203,6 +203,11 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         s = suggest_method(lookup_model(args.model), targets, seq_len=args.seq_len or 1024, rows=args.rows)
     except (CatalogError, EstimateError) as e:
         raise PlanError(str(e)) from None
+    if args.save:
+        dest = new_profile(args.save, with_changes(Profile(), {"model.name": args.model, **s.settings},
+                                                   source="the suggestion"),
+                           description=f"{args.model}: {s.method} on {s.gpu}, as studio suggested")
+        print(f"wrote {dest}; set data.path in it, then: studio run {dest.stem}")
     if args.json:
         print(json.dumps(s.to_dict(), indent=2))
         return EXIT_OK
@@ -337,4 +342,6 @@ def add_plan_commands(sub: Any) -> None:
         p.add_argument("--tokens", type=int, help="dataset tokens (estimate: time and cost)")
         p.add_argument("--epochs", type=float, default=1.0)
         p.add_argument("--json", action="store_true")
+        if name == "suggest":
+            p.add_argument("--save", metavar="NAME", help="write the suggestion as a new profile NAME")
         p.set_defaults(func=func)

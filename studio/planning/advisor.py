@@ -52,11 +52,14 @@ class Option:
     breakdown: dict[str, float] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
+        """The suggestion as dotted profile keys: `with_changes` applies them to a profile."""
         s = self.setup
-        out: dict[str, Any] = {"batch_size": s.batch, "grad_accum": max(1, TARGET_EFFECTIVE_BATCH // s.batch),
-                               "gradient_checkpointing": s.grad_ckpt, "optimizer": s.optimizer, "max_length": s.seq_len}
+        out: dict[str, Any] = {"method.type": s.method, "train.batch_size": s.batch,
+                               "train.grad_accum": max(1, TARGET_EFFECTIVE_BATCH // s.batch),
+                               "train.gradient_checkpointing": s.grad_ckpt, "train.optimizer": s.optimizer,
+                               "data.max_length": s.seq_len}
         if s.method != "full":
-            out.update(rank=s.rank, alpha=2 * s.rank, target_modules=list(s.targets))
+            out.update({"method.rank": s.rank, "method.alpha": 2.0 * s.rank, "method.target_modules": list(s.targets)})
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -70,12 +73,13 @@ def targets_from(inventory: Inventory, corrections: Corrections = NONE) -> list[
             for g in inventory.gpus]
 
 
-def default_rank(spec: ModelSpec, rows: int | None) -> int:
+def default_rank(spec: ModelSpec, rows: int | None) -> tuple[int, str]:
+    """The LoRA rank to suggest, and why."""
     if spec.total_params >= 30e9:
-        return 32  # 70B-class models take higher ranks
+        return 32, "models of 30B parameters and more take higher ranks"
     if rows is not None and rows < 1000:
-        return 8   # small data: a small adapter is enough and overfits less
-    return 16
+        return 8, "a small dataset needs a small adapter, which also overfits less"
+    return 16, "the usual rank for this size"
 
 
 def _evaluate(spec: ModelSpec, setup: Setup, target: Target) -> Option:
@@ -89,7 +93,7 @@ def _evaluate(spec: ModelSpec, setup: Setup, target: Target) -> Option:
 def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, rows: int | None,
                     n_gpus: int = 1) -> Option:
     """The fastest setup of `method` that fits, or the smallest one if none does."""
-    rank = default_rank(spec, rows)
+    rank, _ = default_rank(spec, rows)
     # Full fine-tuning may trade precision of its optimizer states for memory; adapters are small.
     optimizers = (default_optimizer(method), *EIGHT_BIT_OPTIMIZERS) if method == "full" else (default_optimizer(method),)
     dtype = auto_dtype("auto", gpu=True, bf16=target.spec is None or target.spec.bf16)
@@ -143,7 +147,7 @@ def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, 
             reasons.append(f"no single GPU holds it; {option.method} sharded with FSDP over {len(used)} GPUs "
                            f"({', '.join(str(t.index) for t in used)}) needs ~{option.peak_vram_gib:.1f} GiB each")
             reasons.append(QUALITY[option.method])
-            settings = {**option.settings(), "gpus": len(used), "strategy": option.setup.strategy}
+            settings = {**option.settings(), "hardware.gpus": str(len(used)), "hardware.strategy": option.setup.strategy}
             return Suggestion(method=option.method, fits=True, peak_vram_gib=option.peak_vram_gib,
                               gpu=f"{len(used)} x {used[0].name}", gpu_index=None, settings=settings,
                               alternatives=[o.summary() for o in options], reasons=reasons,
@@ -171,7 +175,7 @@ def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, 
         s = chosen.setup
         reasons.append(f"estimated peak {chosen.peak_vram_gib:.1f} GiB of {gpu.free_gib:.1f} GiB free "
                        f"({gpu.free_gib - chosen.peak_vram_gib:.1f} GiB to spare)")
-        accum = chosen.settings()["grad_accum"]
+        accum = chosen.settings()["train.grad_accum"]
         reasons.append(f"micro-batch {s.batch} x {accum} accumulation steps = effective batch {s.batch * accum}")
         if not s.grad_ckpt:
             reasons.append("gradient checkpointing is off: it is not needed to fit, and skipping it saves ~25% compute")
@@ -181,9 +185,7 @@ def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, 
         else:
             reasons.append("gradient checkpointing is on: without it the activations would not fit")
         if s.method != "full":
-            reasons.append(f"rank {s.rank} (alpha {2 * s.rank})" + (
-                ": 70B-class models take higher ranks" if s.rank == 32 else
-                ": a small dataset needs a small adapter" if s.rank == 8 else ""))
+            reasons.append(f"rank {s.rank} (alpha {2 * s.rank}): {default_rank(spec, rows)[1]}")
         if s.optimizer != "adamw":
             reasons.append(f"optimizer {s.optimizer}: 8-bit states cut optimizer memory by 4x")
     alternatives = [o.summary() for o in options if o.method != chosen.method]

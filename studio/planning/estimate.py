@@ -24,6 +24,7 @@ from studio.planning.anatomy import Block, Linear, Norm
 from studio.planning.catalog import ModelSpec, pattern_linears
 from studio.planning.checks import targets_problem
 from studio.profiles import vocabulary
+from studio.profiles.profile import default_value
 
 GIB = 2**30
 METHODS = vocabulary.METHODS
@@ -59,18 +60,19 @@ class EstimateError(Exception):
 
 @dataclass(frozen=True)
 class Setup:
-    """What is trained and how, in the terms that move memory and speed."""
+    """What is trained and how, in the terms that move memory and speed: a resolved profile's values
+    (planning/plan.py:setup_for makes one from a profile; the defaults are the profile's), plus what the
+    published measurements vary (the stack, GPTQ, foreach AdamW, ZeRO-1)."""
 
-    method: str = "lora"
-    rank: int = 16
-    targets: tuple[str, ...] = ("all-linear",)
-    dropout: float = 0.05
+    method: str = default_value("method", "type")
+    rank: int = default_value("method", "rank")
+    targets: tuple[str, ...] = tuple(default_value("method", "target_modules"))
+    dropout: float = default_value("method", "dropout")
     dora: bool = False
     quant: str = "nf4"              # qlora weights: nf4 | gptq-int4
     double_quant: bool = True
-    batch: int = 1
-    seq_len: int = 1024
-    seq_kind: str = "dynamic"       # packed | padded | dynamic (padded to the longest row of each batch)
+    batch: int = default_value("train", "batch_size")
+    seq_len: int = default_value("data", "max_length")
     grad_ckpt: bool = True
     optimizer: str = "adamw"        # adamw = fused AdamW (studio); adamw_foreach = torch's default
     dtype: str = "bf16"             # bf16 | fp16 | fp32 | bf16-amp (fp32 weights under bf16 autocast)

@@ -62,12 +62,11 @@ class Layout:
 def choose_gpus(hw: HardwareSection, inv: Inventory, peak: PeakFn, safety: float) -> tuple[tuple[int, ...], str]:
     """The GPU indices the job uses on this machine, and why."""
     available = [g.index for g in inv.gpus]
-    spec = hw.gpus
-    if spec == "auto":
+    request = hw.gpu_request
+    if request == "auto":
         return tuple(available), "hardware.gpus = auto: every visible GPU"
-    parts = [int(p) for p in spec.split(",") if p.strip()]
-    if "," not in spec:  # a count
-        count = parts[0]
+    if isinstance(request, int):  # a count
+        count = request
         if count > len(available):
             raise LayoutError(f"hardware.gpus: asks for {count} GPUs, this machine has {len(available)}")
         # The smallest cards that hold the job, so the big ones stay free; else the biggest.
@@ -79,10 +78,11 @@ def choose_gpus(hw: HardwareSection, inv: Inventory, peak: PeakFn, safety: float
         else:
             chosen, why = by_size[-count:], f"the {count} GPU(s) with the most free memory"
         return (tuple(sorted(g.index for g in chosen)) if count else ()), why
-    missing = [i for i in parts if i not in available]
+    assert isinstance(request, tuple)
+    missing = [i for i in request if i not in available]
     if missing:
         raise LayoutError(f"hardware.gpus: GPU {missing[0]} does not exist here (visible: {available or 'none'})")
-    return tuple(parts), f"hardware.gpus = \"{spec}\""
+    return request, f"hardware.gpus = \"{hw.gpus}\""
 
 
 def choose_strategy(method: str, hw: HardwareSection, world: int, per_gpu_free_gib: float | None,
@@ -107,7 +107,7 @@ def layout_for(hw: HardwareSection, method: str, inv: Inventory, peak: PeakFn,
     else:
         # No GPU: a count still starts that many CPU processes (gloo); useful for testing a DDP job.
         indices = ()
-        processes = int(hw.gpus) if hw.gpus.isdigit() and int(hw.gpus) > 0 else 1
+        processes = hw.gpu_request if isinstance(hw.gpu_request, int) and hw.gpu_request > 0 else 1
         free = None
         why_gpus = "no GPU here: the CPU" + (f", {processes} processes" if processes > 1 else "")
     strategy, why_strategy = choose_strategy(method, hw, processes * hw.num_machines, free, peak, safety)

@@ -113,7 +113,7 @@ def setup_for(profile: Profile, bf16: bool = True, n_gpus: int = 1, strategy: st
     packed = d.packing is True
     return Setup(method=m.type, rank=m.rank, targets=tuple(m.target_modules), dropout=m.dropout, dora=m.use_dora,
                  double_quant=m.double_quant, batch=t.batch_size, seq_len=d.max_length,
-                 seq_kind="packed" if packed else "dynamic", grad_ckpt=t.gradient_checkpointing is not False,
+                 grad_ckpt=t.gradient_checkpointing is not False,
                  optimizer=profile.optimizer, dtype=dtype, loss="chunked", n_gpus=n_gpus,
                  strategy=strategy if n_gpus > 1 else "none", liger=t.liger_kernel is True,
                  fill=1.0 if packed else fill)

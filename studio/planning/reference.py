@@ -58,7 +58,6 @@ def setup_from_row(row: dict[str, str]) -> Setup:
         double_quant=row["quant"] != "nf4",
         batch=int(row["batch"]),
         seq_len=int(row["seq_len"]),
-        seq_kind=row["seq_kind"] or "dynamic",
         grad_ckpt=row["grad_ckpt"] != "no",
         optimizer=optimizer,
         dtype=row["dtype"] or "bf16",

@@ -131,11 +131,32 @@ class HardwareSection:
     main_port: int = _spec(29500, "the main machine's port (multi-node)", min=1, max=65535)
 
     @property
+    def gpu_request(self) -> str | int | tuple[int, ...]:
+        """hardware.gpus read once: "auto", a count, or the indices named (a checked profile always parses)."""
+        return parse_gpus(self.gpus)
+
+    @property
     def gpu_count(self) -> int:
         """How many GPUs this asks for; `auto` counts as one when planning for cards by name."""
-        if self.gpus.isdigit():
-            return max(1, int(self.gpus))
-        return len([p for p in self.gpus.split(",") if p.strip()]) if "," in self.gpus else 1
+        request = self.gpu_request
+        if isinstance(request, tuple):
+            return len(request)
+        return max(1, request) if isinstance(request, int) else 1
+
+
+def parse_gpus(text: str) -> str | int | tuple[int, ...]:
+    """hardware.gpus: "auto", a count ("2"), or GPU indices ("0,1"); raises ValueError for anything else."""
+    text = text.strip()
+    if text == "auto":
+        return "auto"
+    if "," not in text:
+        if not text.isdigit():
+            raise ValueError(text)
+        return int(text)
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise ValueError(text)
+    return tuple(int(p) for p in parts)
 
 
 @dataclass(frozen=True)
@@ -248,9 +269,11 @@ def _build_section(name: str, cls: type, raw: Any, problems: list[str]) -> Any:
 def _cross_checks(p: Profile, problems: list[str]) -> None:
     if p.method.type == "full" and p.method.use_dora:
         problems.append("method.use_dora: DoRA needs method.type = \"lora\" or \"qlora\", not \"full\"")
-    gpus = p.hardware.gpus
-    if gpus != "auto" and not all(part.strip().isdigit() for part in gpus.split(",")):
-        problems.append(f"hardware.gpus: must be auto, a count like \"2\" or indices like \"0,1\", got {gpus!r}")
+    try:
+        parse_gpus(p.hardware.gpus)
+    except ValueError:
+        problems.append(f"hardware.gpus: must be auto, a count like \"2\" or indices like \"0,1\", "
+                        f"got {p.hardware.gpus!r}")
     if p.hardware.num_machines > 1 and not p.hardware.main_address:
         problems.append("hardware.main_address: set the main machine's address for a multi-node job")
     if p.hardware.machine_rank >= p.hardware.num_machines:
