@@ -82,8 +82,8 @@ def test_a_short_run_of_each_family_then_preview_export_and_chat(tmp_path: Path,
     assert data["status"] == "completed", data
     run_dir = Path(data["dir"])
     start = [e for e in read_events(run_dir / "events.jsonl") if isinstance(e, Start)][-1]
-    packing = next(d for d in start.decisions if d.get("key") == "data.packing")
-    assert "reason" in packing and packing["reason"]  # decided, and checked on the real model when on
+    packing = next(d for d in start.decisions if d.key == "data.packing")
+    assert packing.reason and not packing.pending  # decided, and checked on the real model when on
     preview = studio("profile", "preview", str(path), "--rows", "1")
     assert preview.returncode == 0 and "trained" in preview.stdout.lower(), preview.stdout + preview.stderr
     out = tmp_path / "merged"

@@ -68,10 +68,11 @@ def test_lora_run_completes_then_exports(tmp_path: Path, chat_data: Path) -> Non
     tl = load_timeline(run_dir)
     assert tl.start and 0 < tl.start.trainable_params < tl.start.total_params
     assert tl.start.max_steps == 16 and tl.start.device == "cpu"
-    decided = {d["key"]: d for d in tl.start.decisions}  # every auto, decided for this run, with its reason
+    decided = {d.key: d for d in tl.start.decisions}  # every auto, decided for this run, with its reason
     assert {"train.gradient_checkpointing", "train.liger_kernel", "data.packing"} <= set(decided)
-    assert decided["train.liger_kernel"]["value"] is False and "GPU" in decided["train.liger_kernel"]["reason"]
-    assert decided["data.packing"]["value"] is True and "exact" not in decided["data.packing"]["reason"]
+    assert decided["train.liger_kernel"].value is False and "GPU" in decided["train.liger_kernel"].reason
+    assert decided["data.packing"].value is True and "exact" not in decided["data.packing"].reason
+    assert not any(d.pending for d in decided.values())  # the trainer decided what the plan left to it
     assert sorted(tl.steps) == list(range(1, 17))
     losses = [tl.steps[s].loss for s in sorted(tl.steps)]
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.3, losses

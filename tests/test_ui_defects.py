@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from studio.ui.dashboard import Dashboard
 from studio.ui.dialogs import Confirm, ProfileNameDialog
 from studio.ui.editor import ProfileEditor
 from studio.ui.monitor import RunMonitor
-from ui_fixtures import fake_inventory, record_run, screen_text
+from ui_fixtures import fake_inventory, notifications, record_run, screen_text
+from waiting import until
 
 
 def app(**kw) -> StudioApp:
@@ -69,11 +71,12 @@ async def test_a_profile_that_does_not_load_opens_as_text_and_nothing_is_lost(st
 async def test_resume_after_the_run_folder_was_deleted_does_not_crash(studio_env: Path) -> None:
     run_dir = record_run(studio_env, status="crashed")
     async with app(open_run=Run(run_dir)).run_test(size=(100, 30)) as pilot:
-        await pilot.pause(0.3)
+        texts = notifications(pilot.app)
+        await pilot.pause()
         shutil.rmtree(run_dir)
         await pilot.press("u")
-        await pilot.pause(0.5)
-        assert pilot.app.is_running and isinstance(pilot.app.screen, RunMonitor)
+        await until(pilot, lambda: any("no longer exists" in t for t in texts), "the answer to resume")
+        assert isinstance(pilot.app.screen, RunMonitor) and not run_dir.exists()
 
 
 # 3 ------------------------------------------------------------------ names are names
@@ -109,14 +112,18 @@ async def test_enter_in_a_confirmation_means_no(studio_env: Path) -> None:
 
 
 async def test_run_keys_do_nothing_to_runs_while_the_profiles_list_has_focus(studio_env: Path) -> None:
-    record_run(studio_env, status="crashed")
+    run_dir = record_run(studio_env, status="crashed")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
     async with app().run_test(size=(100, 30)) as pilot:
-        await pilot.pause(0.3)
-        assert pilot.app.screen.focused.id == "profiles"
-        for key in ("s", "k", "u", "x"):
+        await until(pilot, lambda: getattr(pilot.app.screen.focused, "id", None) == "profiles", "the profiles list")
+        for key in ("s", "K", "u", "x"):  # stop, kill, resume, export: each would ask, act or open a dialog
             await pilot.press(key)
-            await pilot.pause(0.1)
-            assert isinstance(pilot.app.screen, Dashboard), key
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+            assert isinstance(pilot.app.screen, Dashboard), f"{key} opened {type(pilot.app.screen).__name__}"
+            after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+            assert after == before, f"{key} changed the run folder"
+            assert Run(run_dir).pid is None, f"{key} started a trainer"
 
 
 # 5 ------------------------------------------------------------------ starting does not freeze the app
@@ -125,26 +132,28 @@ async def test_starting_a_run_checks_its_data_in_the_background(studio_env: Path
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import studio.runs.start as start
 
-    slow = []
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
 
-    def slow_check(profile):
-        slow.append(time.monotonic())
-        time.sleep(2.0)  # a 100 MB dataset
+    def slow_check(profile):  # a 100 MB dataset: the check goes on until the test lets it end
+        started.set()
+        release.wait(timeout=60)
+        finished.set()
         raise DataError("data.path: checked slowly")
 
     monkeypatch.setattr(start, "check_data", slow_check)
     write(studio_env, "big", GOOD)
     async with app().run_test(size=(100, 30)) as pilot:
-        await pilot.pause(0.3)
-        t0 = time.monotonic()
+        texts = notifications(pilot.app)
+        await pilot.pause()
         await pilot.press("r")
-        await pilot.pause(0.3)
+        await until(pilot, started.is_set, "the data check to start")
         await pilot.press("question_mark")  # the app answers keys while the data is checked
-        await pilot.pause(0.2)
-        assert time.monotonic() - t0 < 1.5 and "Help" in type(pilot.app.screen).__name__
+        await until(pilot, lambda: "Help" in type(pilot.app.screen).__name__, "the help screen")
+        assert not finished.is_set(), "the app answered only once the data check had ended"
+        release.set()
         await pilot.press("escape")
-        await pilot.pause(2.5)
-        assert slow and pilot.app.is_running
+        await until(pilot, lambda: any("checked slowly" in t for t in texts), "the data check's answer")
+        assert pilot.app.is_running
 
 
 # 6 ------------------------------------------------------------------ no edit, no question
@@ -231,12 +240,11 @@ async def test_finished_runs_show_no_live_parts_and_refuse_stop_without_asking(s
         assert not screen.query_one("#progress").display
         assert "waiting for the first step" not in str(screen.query_one("#memory-text").render())
         assert "ETA" not in str(screen.query_one("#progress-text").render())
+        texts = notifications(pilot.app)
         for key in ("s", "K"):
             await pilot.press(key)
-            await pilot.pause(0.2)
+            await until(pilot, lambda: any("already" in t and "nothing to stop" in t for t in texts), "the notice")
             assert isinstance(pilot.app.screen, RunMonitor), f"{key} asked to stop a finished run"
-        texts = [str(n.message) for n in pilot.app._notifications]
-        assert any("already" in t and "nothing to stop" in t for t in texts)
 
 
 async def test_the_monitor_names_the_apps_keys_not_cli_commands(studio_env: Path) -> None:

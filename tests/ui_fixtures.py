@@ -78,3 +78,17 @@ def screen_text(app) -> str:
     for x, y, body in re.findall(r'<text[^>]*\sx="([\d.]+)"\s+y="([\d.]+)"[^>]*>(.*?)</text>', svg):
         rows.setdefault(float(y), []).append((float(x), html.unescape(body).replace("\xa0", " ")))
     return "\n".join("".join(t for _, t in sorted(parts)) for _, parts in sorted(rows.items()))
+
+
+def notifications(app) -> list[str]:
+    """Every message the app shows as a notification from now on (App.notify, wrapped; Textual's own list
+    of notifications is private and forgets them when they expire)."""
+    seen: list[str] = []
+    original = app.notify
+
+    def notify(message, *args, **kwargs):
+        seen.append(str(message))
+        return original(message, *args, **kwargs)
+
+    app.notify = notify
+    return seen

@@ -17,7 +17,7 @@ from studio.runs.compare import compare_runs
 from studio.runs.events import Checkpoint, Download, End, Eval, Event, EventTail, Preflight, Start, Step, Stopping
 from studio.runs.export import export_run
 from studio.runs.folder import Run, RunError, find_run, list_runs
-from studio.runs.launcher import events_tail, follow, resume_run, stop_run
+from studio.runs.launcher import events_tail, follow, resume_note, resume_run, stop_run
 from studio.runs.liveness import is_alive
 from studio.runs.start import start_run
 from studio.runs.state import summarize
@@ -148,9 +148,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run = find_run(args.run)
     tail = events_tail(run, from_start=False)
     proc = resume_run(run)
-    checkpoint = run.last_complete_checkpoint()
     if not args.json:
-        print(f"resuming run {run.id} from {checkpoint.name if checkpoint else 'the start'}")
+        print(resume_note(run))
     return _detach_or_follow(run, proc, tail, args)
 
 

@@ -90,7 +90,9 @@ def launch(run: Run, resume: bool = False) -> subprocess.Popen[bytes]:
 
 
 def resume_run(run: Run) -> subprocess.Popen[bytes]:
-    """Start the trainer again from the last complete checkpoint."""
+    """Start the trainer again from the last complete checkpoint (`resume_note` says from where)."""
+    if not run.dir.is_dir():
+        raise RunError(f"run {run.id}: its folder {run.dir} no longer exists; start a new run of its profile")
     status = run_status(run)
     if status == "running":
         raise RunError(f"run {run.id} is still running; stop it first")
@@ -102,9 +104,15 @@ def resume_run(run: Run) -> subprocess.Popen[bytes]:
     if not wait_gone(run, EXIT_WAIT_S):
         raise RunError(f"run {run.id} wrote its end but its process has not exited after {EXIT_WAIT_S:.0f} s; "
                        "a forced stop ends it")
-    if run.last_complete_checkpoint() is None and status != "failed":
-        print(f"note: run {run.id} has no complete checkpoint yet; it starts again from step 0", file=sys.stderr)
     return launch(run, resume=True)
+
+
+def resume_note(run: Run) -> str:
+    """Where a resume continues from, for the user."""
+    checkpoint = run.last_complete_checkpoint()
+    if checkpoint is None:
+        return f"run {run.id} has no complete checkpoint yet: it starts again from step 0"
+    return f"resuming run {run.id} from {checkpoint.name}"
 
 
 def stop_run(run: Run, force: bool = False, wait_s: float = 300.0) -> str:

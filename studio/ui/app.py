@@ -267,11 +267,11 @@ class StudioApp(App[None]):
     def resume_run(self, run: Run) -> None:
         """Resume in a worker: a trainer that wrote its end may take seconds to exit first."""
         from studio.runs.folder import RunError
-        from studio.runs.launcher import resume_run
+        from studio.runs.launcher import resume_note, resume_run
 
         try:
             resume_run(run)
-            self.call_from_thread(self.notify, f"resumed run {run.id}")
+            self.call_from_thread(self.notify, resume_note(run))
         except RunError as e:
             self.call_from_thread(self.notify, str(e), severity="warning")
 

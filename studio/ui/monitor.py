@@ -29,7 +29,6 @@ from studio.hardware import Inventory
 from studio.planning.fixes import revised_for_oom
 from studio.profiles.profile import Profile, ProfileError, load_profile, profile_from_dict
 from studio.runs.events import Event, EventTail, Timeline
-from studio.runs.files import PLAN_FILE
 from studio.runs.folder import Run
 from studio.runs.health import health_alerts
 from studio.runs.liveness import is_alive
@@ -106,12 +105,13 @@ class RunMonitor(Screen):
         self.log_tail = FileTail(run.log_path)
         self.status = "?"
         self.gpu_totals: list[float] = []
-        self.plan = run.read_json(PLAN_FILE)
+        self.plan = run.plan()
         self._dirty = True
         self._charted_at = 0.0
         self._shown: dict[str, Any] = {}
         self._util: dict[int, deque[float]] = {}
         self.peak_reserved = 0.0   # the highest peak any step reported, GiB
+        self.folder_error = ""     # why the run folder can no longer be read, once it cannot
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -152,10 +152,13 @@ class RunMonitor(Screen):
 
     def read_files(self) -> RunFiles:
         """New events and log text, and whether the trainer lives (file and process reads only)."""
+        if not self.run.dir.is_dir():  # open files of a deleted folder still read: ask for the folder itself
+            return RunFiles([], "", False, 0.0, 0.0, error=f"folder deleted: what is on screen is all there was; "
+                                                           f"esc goes back ({self.run.dir})")
         try:
             records = self.events.read_new()
             text = self.log_tail.read_text()
-        except OSError as e:  # the run folder was deleted or is unreadable
+        except OSError as e:  # the run folder is unreadable
             return RunFiles([], "", False, 0.0, 0.0, error=f"cannot read the run: {e.strerror or e}")
         return RunFiles(records, text, is_alive(self.run), self.run.status_number("launched_at"),
                         self.run.status_number("stop_requested_at"))
@@ -171,10 +174,13 @@ class RunMonitor(Screen):
     def show_files(self, files: RunFiles) -> None:
         """Fold new events and log lines in; repaint only what changed; tell when the run ends."""
         if files.error:
+            if files.error != self.folder_error:  # said once, and kept on screen
+                self.folder_error = files.error
+                self.notify(files.error, severity="error", timeout=10)
             self._show("#run-status", Text(files.error, style="bold red"))
             return
         if files.records and any(r.KIND == "start" for r in files.records):
-            self.plan = self.run.read_json(PLAN_FILE)
+            self.plan = self.run.plan()
         status = status_from(self.timeline.extend(files.records), files.alive, files.launched_at,
                              files.stop_requested_at)
         for r in files.records:
@@ -290,7 +296,7 @@ class RunMonitor(Screen):
     def plan_text(self) -> Text:
         """The estimate next to the measured peak, and what the data looks like."""
         out = Text()
-        estimate = self.plan.get("peak_reserved_gib")
+        estimate = self.plan.peak_reserved_gib if self.plan else None
         measured = self.peak_reserved
         if isinstance(estimate, (int, float)) and measured:
             out.append(f"peak {measured:.1f} GiB reserved\nestimate {estimate:.1f} GiB ({(estimate / measured - 1) * 100:+.0f}%)\n")
