@@ -25,7 +25,7 @@ from studio.data import DataError
 from studio.planning.advisor import changed_keys, make_it_fit, review_profile
 from studio.planning.decisions import DataShape
 from studio.planning.duration import run_duration
-from studio.planning.catalog import CatalogError, catalog_gpus
+from studio.planning.catalog import CatalogError, catalog_gpus, catalog_match, lookup_model
 from studio.planning.estimate import EstimateError
 from studio.planning.fixes import FIXES
 from studio.planning.inventory import described_inventory
@@ -65,6 +65,7 @@ class ProfileEditor(Screen):
         Binding("f3", "preview", "Preview"),
         Binding("f4", "apply_suggestion", "Fix"),
         Binding("f5", "run", "Run"),
+        Binding("f6", "pick_model", "Model"),
         Binding("ctrl+down", "section(1)", "Next section", show=False),
         Binding("ctrl+up", "section(-1)", "Previous section", show=False),
         Binding("ctrl+e", "external_editor", "$EDITOR", show=False),
@@ -86,6 +87,7 @@ class ProfileEditor(Screen):
         self._advice_timer: Any = None
         self._lengths: dict[tuple, list[int] | str | None] = {}  # rows' token counts (or why none) per data file
         self._shapes: dict[tuple, DataShape | str | None] = {}   # data shape (or why none) per data settings
+        self._models: dict[tuple, str | None] = {}   # per model: None once found, else why not ("" while looking)
 
     # ----------------------------------------------------------- layout
 
@@ -248,6 +250,44 @@ class ProfileEditor(Screen):
             self.read_data_shape(profile, file_key, key)
         return self._shapes[key]
 
+    def model_found(self, profile: Profile) -> str | None:
+        """None when the model is known (the catalog's answer is instant; a Hub id or a folder is looked up
+        once in a worker, which can take seconds); else "" while looking, or why it cannot be found."""
+        m = profile.model
+        key = (m.name, m.revision, m.trust_remote_code)
+        if key not in self._models:
+            if catalog_match(m.name) is not None:
+                self._models[key] = None
+            else:
+                self._models[key] = ""
+                self.look_up_model(key)
+        return self._models[key]
+
+    @work(thread=True, group="model-lookup")
+    def look_up_model(self, key: tuple) -> None:
+        name, revision, trust = key
+        try:
+            lookup_model(name, trust_remote_code=trust, revision=revision)  # fetched and read once, then cached
+            found = None
+        except CatalogError as e:
+            found = f"no estimate: {e}"
+        self.app.call_from_thread(self.model_looked_up, key, found)
+
+    def model_looked_up(self, key: tuple, found: str | None) -> None:
+        self._models[key] = found
+        self.refresh_advice()
+
+    def action_pick_model(self) -> None:
+        from studio.ui.model_picker import ModelPicker
+
+        field = self.query_one(f"#{field_id('model', 'name')}", Input)
+
+        def picked(name: str | None) -> None:
+            if name:
+                field.value = name  # the form's change starts the lookup and the new estimate
+
+        self.app.push_screen(ModelPicker(field.value if not field.value.startswith("builtin:") else ""), picked)
+
     def advice_note(self, gpu_name: str) -> str:
         inv = self.app.inventory
         if inv.gpus:
@@ -263,6 +303,12 @@ class ProfileEditor(Screen):
         self.query_one("#advice-note", Static).update(self.advice_note(gpu_name))
         if profile is None:
             body.update(Text("fix the fields marked in red for an estimate", style="yellow"))
+            return
+        looked_up = self.model_found(profile)
+        if looked_up is not None:
+            body.update(Text(looked_up or f"looking up {profile.model.name}: its config and its layout, read from "
+                                           "its own code (once; then it is cached)...",
+                             style="dim" if not looked_up else "yellow"))
             return
         shape = self.data_shape(profile)
         try:
