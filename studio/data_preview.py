@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from studio.terminal import KEEP_IN_STREAMS, safe
+
 PREVIEW_TIMEOUT_S = 300
 
 
@@ -33,8 +35,28 @@ def data_preview(profile_path: Path, rows: int = 3) -> dict[str, Any]:
     return result
 
 
+PLAIN_MARKS = {"trained": ("[+", "+]"), "context": ("", ""), "cut": ("[-", "-]")}
+
+
+def plain_preview(result: dict[str, Any]) -> str:
+    """The preview for a file or a pipe: trained text between [+ +], text past max_length between [- -]."""
+    out = [f"loss on {result['loss_on']} · {result['rows_in_file']:,} rows ({result['format']}) · max_length "
+           f"{result['max_length']}\n"]
+    if result.get("note"):
+        out.append(f"{result['note']}\n")
+    out.append("legend: [+trained+] context (not trained) [-cut (past max_length)-]\n")
+    for row in result["rows"]:
+        out.append(f"\n── row {row['row']}: {row['tokens']} tokens, {row['trained_tokens']} trained\n")
+        for text, kind in row["segments"]:
+            start, end = PLAIN_MARKS[kind]
+            out.append(f"{start}{safe(text, keep=KEEP_IN_STREAMS)}{end}")
+        out.append("\n")
+    return "".join(out)
+
+
 def preview_lines(result: dict[str, Any]) -> list[tuple[str, str]]:
-    """(text, style) pieces for a terminal: trained text bold, context dim, cut struck through."""
+    """(text, style) pieces for a terminal: trained text bold, context dim, cut struck through; the rows' own
+    text with its control characters escaped."""
     style = {"trained": "bold green", "context": "dim", "cut": "strike red"}
     out: list[tuple[str, str]] = [(f"loss on {result['loss_on']} · {result['rows_in_file']:,} rows ({result['format']})"
                                    f" · max_length {result['max_length']}\n", "bold")]
@@ -45,6 +67,6 @@ def preview_lines(result: dict[str, Any]) -> list[tuple[str, str]]:
             ("cut (past max_length)", style["cut"]), ("\n", "")]
     for row in result["rows"]:
         out.append((f"\n── row {row['row']}: {row['tokens']} tokens, {row['trained_tokens']} trained\n", "bold"))
-        out += [(text, style[kind]) for text, kind in row["segments"]]
+        out += [(safe(text, keep=KEEP_IN_STREAMS), style[kind]) for text, kind in row["segments"]]
         out.append(("\n", ""))
     return out

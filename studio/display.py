@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from studio.runs.events import End, Preflight, Start, Step
+from studio.terminal import shell_arg
 
 
 def count(n: float | None) -> str:
@@ -106,7 +107,7 @@ def end_lines(end: End, run_id: str) -> list[str]:
     if end.status == "failed":
         lines = [f"run {run_id} failed ({end.error_kind}): {end.message}", f"  what to do: {end.advice}"]
         if end.error_kind in RESUMABLE:
-            lines.append(f"  then: studio resume {run_id}   (its log: studio logs {run_id})")
+            lines.append(f"  then: studio resume {shell_arg(run_id)}   (its log: studio logs {shell_arg(run_id)})")
         return lines
     lines = [f"run {run_id} {end.status} at step {end.step if end.step is not None else '?'}"]
     if end.train_tokens_per_s:
@@ -115,7 +116,8 @@ def end_lines(end: End, run_id: str) -> list[str]:
     if end.message:
         lines.append(f"  {end.message}")
     if end.advice:
-        lines.append(f"  next: {end.advice}" + (f" (studio resume {run_id})" if end.status == "stopped" else ""))
+        lines.append(f"  next: {end.advice}" + (f" (studio resume {shell_arg(run_id)})" if end.status == "stopped"
+                                                else ""))
     elif end.status == "completed" and end.final:
-        lines.append(f"  result in {end.final}; export with `studio export {run_id} --out DIR [--merge]`")
+        lines.append(f"  result in {end.final}; export with `studio export {shell_arg(run_id)} --out DIR [--merge]`")
     return lines

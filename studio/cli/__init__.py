@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         args.print_help = parser.print_help
         if not getattr(args, "func", None):
             args.func = cmd_ui
+    if args.func is not cmd_ui:  # the app draws its own screen; every other command's words go through here
+        from studio.terminal import protect_streams
+
+        protect_streams()
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from studio.cli.errors import EXIT_OK, EXIT_USAGE, UserError
 from studio.data import DataError
-from studio.data_preview import PreviewError, data_preview, preview_lines
+from studio.data_preview import PreviewError, data_preview, plain_preview, preview_lines
 from studio.profiles.library import all_profiles, new_profile, profile_path
 from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.profiles.vocabulary import METHODS
@@ -89,10 +90,14 @@ def cmd_profile_preview(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return EXIT_OK
+    out = getattr(sys.stdout, "stream", sys.stdout)  # rich's colours go raw; the rows' text is escaped already
+    if not out.isatty():
+        out.write(plain_preview(result))
+        return EXIT_OK
     from rich.console import Console
     from rich.text import Text
 
-    Console(highlight=False, soft_wrap=True).print(Text.assemble(*preview_lines(result)), end="")
+    Console(file=out, highlight=False, soft_wrap=True).print(Text.assemble(*preview_lines(result)), end="")
     return EXIT_OK
 
 

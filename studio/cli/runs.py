@@ -22,6 +22,7 @@ from studio.runs.liveness import is_alive
 from studio.runs.start import start_run
 from studio.runs.state import summarize
 from studio.runs.tail import FileTail
+from studio.terminal import safe, shell_arg
 
 
 class Follower:
@@ -97,7 +98,8 @@ def watch(run: Run, proc: subprocess.Popen[bytes] | None, quiet: bool, tail: Eve
             printer.finish()
             if status == "crashed":
                 print(f"run {run.id} crashed: the trainer exited without a final event; "
-                      f"see `studio logs {run.id}`; `studio resume {run.id}` continues from the last checkpoint",
+                      f"see `studio logs {shell_arg(run.id)}`; `studio resume {shell_arg(run.id)}` continues from the "
+                      "last checkpoint",
                       file=stream)
             return status
         except KeyboardInterrupt:
@@ -121,7 +123,7 @@ def _report(run: Run, status: str, as_json: bool) -> None:
         print(json.dumps({"id": run.id, "dir": str(run.dir), "status": status}))
     elif status == "running":
         print(f"run {run.id} started in the background (pid {run.pid})\n"
-              f"  follow: studio logs {run.id} --follow\n  stop:   studio stop {run.id}")
+              f"  follow: studio logs {shell_arg(run.id)} --follow\n  stop:   studio stop {shell_arg(run.id)}")
 
 
 def _detach_or_follow(run: Run, proc: subprocess.Popen[bytes], tail: EventTail, args: argparse.Namespace) -> int:
@@ -161,11 +163,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not summaries:
         print("no runs yet; start one with `studio run tiny-demo`")
     for s in summaries:
+        run_id = safe(s.id)  # a folder name can hold anything: a newline would fake a line of this list
         if s.problem:
-            print(f"{s.id:40} {s.status:9} {s.problem}")
+            print(f"{run_id:40} {s.status:9} {safe(s.problem)}")
             continue
         loss = f"{s.loss:.4f}" if s.loss is not None else "-"
-        print(f"{s.id:40} {s.status:9} step {s.step}/{s.max_steps or '?':<6} loss {loss}")
+        print(f"{run_id:40} {s.status:9} step {s.step}/{s.max_steps or '?':<6} loss {loss}")
     return EXIT_OK
 
 

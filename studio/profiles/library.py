@@ -17,6 +17,7 @@ else:  # pragma: no cover
 
 from studio.atomic import write_text
 from studio.paths import bundled_profiles_dir, is_local, user_profiles_dir
+from studio.terminal import has_unsafe, safe
 from studio.profiles.profile import Profile, ProfileError, default_value, profile_from_dict
 
 ORIGINS = ("user", "bundled")
@@ -36,12 +37,12 @@ class ProfileEntry:
 def check_name(name: str) -> str:
     """A profile name is a file name in the profiles folder: no folders, no `..`; returns it without .toml."""
     stem = name.strip().removesuffix(".toml")
-    bad = ("/" in stem or "\\" in stem or stem in ("", ".", "..") or stem.startswith(".")
-           or any(ord(c) < 32 for c in stem))
+    bad = ("/" in stem or "\\" in stem or stem in ("", ".", "..") or stem.startswith(".") or has_unsafe(stem))
     if bad:
-        raise ProfileError(name or "(empty)", [
-            "a profile name is a plain name like `llama-qlora`: no folders, no `..`, not starting with a dot; "
-            "to use a file elsewhere, pass its path to `studio run` instead"])
+        raise ProfileError(safe(name) or "(empty)", [
+            "a profile name is a plain name like `llama-qlora`: no folders, no `..`, not starting with a dot, no "
+            "control, bidi or zero-width characters; to use a file elsewhere, pass its path to `studio run` "
+            "instead"])
     return stem
 
 

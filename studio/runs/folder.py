@@ -173,12 +173,71 @@ def checkpoint_step(path: Path) -> int | None:
 
 
 def checkpoint_complete(path: Path) -> bool:
-    """trainer_state.json is written last, so a checkpoint whose state file reads whole is complete."""
+    return checkpoint_problem(path) is None
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from, or None. trainer_state.json is written last, so its state
+    file must read whole; and every safetensors file must be as long as its own header says (a file cut
+    short by a full disk or a kill would make every resume fail the same way)."""
     try:
         state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(state, dict) and isinstance(state.get("global_step"), int)
+        return "trainer_state.json is missing or cut short (the save did not finish)"
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+        return "trainer_state.json is not a trainer state"
+    try:
+        files = sorted(f for f in path.iterdir() if f.suffix == ".safetensors")
+    except OSError as e:
+        return f"cannot list it: {e.strerror or e}"
+    for f in files:
+        problem = safetensors_problem(f)
+        if problem:
+            return f"{f.name} {problem}"
+    return None
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header, then the tensors the header places:
+    it is whole when its size is exactly where the last tensor ends."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"is cut short ({size} bytes)"
+            n = int.from_bytes(head, "little")
+            if n > min(size - 8, 100 * 2**20):
+                return f"is cut short (its header says {n} bytes; the file has {size})"
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, RecursionError, UnicodeDecodeError) as e:
+        return f"cannot be read ({type(e).__name__})"
+    if not isinstance(header, dict):
+        return "has no tensor table"
+    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
+            and isinstance(t.get("data_offsets"), list) and len(t["data_offsets"]) == 2]
+    expected = 8 + n + max(ends, default=0)
+    if size != expected:
+        return f"is cut short ({size} of {expected} bytes)"
+    return None
+
+
+def skipped_checkpoints(folder: Path) -> list[tuple[str, str]]:
+    """The checkpoints newer than the last complete one, and why each cannot be resumed from."""
+    last = last_complete_checkpoint(folder)
+    last_step = checkpoint_step(last) if last is not None else -1
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return []
+    out = []
+    for child in sorted(children, key=lambda c: checkpoint_step(c) or -1, reverse=True):
+        step = checkpoint_step(child)
+        if step is not None and step > (last_step or -1):
+            problem = checkpoint_problem(child)
+            if problem:
+                out.append((child.name, problem))
+    return out
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:

@@ -23,8 +23,9 @@ from studio.planning.layout import Layout, accelerate_config
 from studio.planning.record import PlanRecord
 from studio.runs.events import End, Event, EventTail, append_event
 from studio.runs.files import ACCELERATE_CONFIG, LAYOUT_FILE, PLAN_FILE
-from studio.runs.folder import Run, RunError
+from studio.runs.folder import Run, RunError, skipped_checkpoints
 from studio.runs.liveness import TRAINER_MODULE, is_alive, process_start_time
+from studio.runs.lock import ENV_FD, LockError, RunLock
 from studio.runs.state import run_status
 
 EXIT_WAIT_S = 30.0  # how long a trainer that wrote its `end` may take to exit before a resume
@@ -66,33 +67,69 @@ def trainer_command(run: Run, resume: bool) -> tuple[list[str], dict[str, str]]:
     return [*cmd, str(run_dir), *flags], env
 
 
-def launch(run: Run, resume: bool = False) -> subprocess.Popen[bytes]:
-    """Start the trainer in its own session; it outlives this process and the terminal."""
+def locked(run: Run) -> RunLock:
+    """The run's lock, taken now; RunError when another live process holds it."""
+    try:
+        return RunLock(run.dir).acquire()
+    except LockError as e:
+        raise RunError(str(e)) from None
+
+
+def launch(run: Run, resume: bool = False, lock: RunLock | None = None) -> subprocess.Popen[bytes]:
+    """Start the trainer in its own session; it outlives this process and the terminal. The trainer inherits
+    the run's lock (taken here unless the caller holds it), so only one trainer ever runs per run."""
+    own = lock is None
+    lock = lock or locked(run)
+    try:
+        return _launch(run, resume, lock)
+    finally:
+        if own:
+            lock.release()  # the trainer holds the very same lock from here on
+
+
+def _launch(run: Run, resume: bool, lock: RunLock) -> subprocess.Popen[bytes]:
     if is_alive(run):
         raise RunError(f"run {run.id} is already running (pid {run.pid})")
     cmd, extra_env = trainer_command(run, resume)
     # PCI bus order makes CUDA's device indices agree with NVML's.
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", CUDA_DEVICE_ORDER="PCI_BUS_ID",
-               **extra_env)
-    try:
+               **extra_env, **{ENV_FD: str(lock.fd)})
+    attempts = run.read_status_file().get("attempts", 0)
+    attempts = attempts + 1 if isinstance(attempts, int) and not isinstance(attempts, bool) else 1
+    try:  # the record first: nothing is spawned that the run's files do not know of
+        run.update_status_file(attempts=attempts, state="launching", launched_at=time.time())
         with run.log_path.open("ab") as log:
             os.chmod(run.log_path, 0o600)
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=env, cwd=run.dir)
+                                    start_new_session=True, env=env, cwd=run.dir, pass_fds=(lock.fd,))
     except OSError as e:
         raise RunError(f"cannot start run {run.id}: {e.strerror or e} ({run.dir}); check that the folder is "
                        "writable and has free space") from None
-    attempts = run.read_status_file().get("attempts", 0)
-    attempts = attempts + 1 if isinstance(attempts, int) and not isinstance(attempts, bool) else 1
-    run.update_status_file(pid=proc.pid, pid_started_at=process_start_time(proc.pid), pgid=proc.pid,
-                           launched_at=time.time(), attempts=attempts, state="running")
+    try:
+        run.update_status_file(pid=proc.pid, pid_started_at=process_start_time(proc.pid), pgid=proc.pid,
+                               state="running")
+    except OSError as e:  # a trainer nobody could find again must not run: undo the spawn
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+        raise RunError(f"cannot record run {run.id}'s trainer in {run.dir}: {e.strerror or e}; it was stopped. "
+                       "Free space (or make the folder writable), then resume") from None
     return proc
 
 
 def resume_run(run: Run) -> subprocess.Popen[bytes]:
-    """Start the trainer again from the last complete checkpoint (`resume_note` says from where)."""
+    """Start the trainer again from the last complete checkpoint (`resume_note` says from where). The run's
+    lock is taken before its status is read and held until the trainer holds it: two resumes at once
+    start one trainer."""
     if not run.dir.is_dir():
         raise RunError(f"run {run.id}: its folder {run.dir} no longer exists; start a new run of its profile")
+    with locked(run) as lock:
+        return _resume(run, lock)
+
+
+def _resume(run: Run, lock: RunLock) -> subprocess.Popen[bytes]:
     status = run_status(run)
     if status == "running":
         raise RunError(f"run {run.id} is still running; stop it first")
@@ -104,15 +141,16 @@ def resume_run(run: Run) -> subprocess.Popen[bytes]:
     if not wait_gone(run, EXIT_WAIT_S):
         raise RunError(f"run {run.id} wrote its end but its process has not exited after {EXIT_WAIT_S:.0f} s; "
                        "a forced stop ends it")
-    return launch(run, resume=True)
+    return launch(run, resume=True, lock=lock)
 
 
 def resume_note(run: Run) -> str:
-    """Where a resume continues from, for the user."""
+    """Where a resume continues from, and which newer checkpoints it passes over and why, for the user."""
     checkpoint = run.last_complete_checkpoint()
+    skipped = "".join(f"; skipping {name}: {why}" for name, why in skipped_checkpoints(run.checkpoints_dir))
     if checkpoint is None:
-        return f"run {run.id} has no complete checkpoint yet: it starts again from step 0"
-    return f"resuming run {run.id} from {checkpoint.name}"
+        return f"run {run.id} has no complete checkpoint yet: it starts again from step 0{skipped}"
+    return f"resuming run {run.id} from {checkpoint.name}{skipped}"
 
 
 def stop_run(run: Run, force: bool = False, wait_s: float = 300.0) -> str:

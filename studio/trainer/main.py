@@ -25,7 +25,8 @@ from studio.profiles.profile import Profile, load_profile
 from studio.profiles.vocabulary import SHARDED_STRATEGIES
 from studio.runs.events import End, EventWriter, NullWriter, Start, to_record
 from studio.runs.files import PREFLIGHT_FILE
-from studio.runs.folder import Run
+from studio.runs.folder import Run, skipped_checkpoints
+from studio.runs.lock import LockError, RunLock, inherited
 from studio.trainer.config import check_requirements, is_main_process, resolve_dtype, sft_config, world_size
 from studio.planning.decisions import data_shape
 from studio.planning.decisions import packing as packing_rule
@@ -91,6 +92,10 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
         if not usable:
             profile, decisions = overrule(profile, decisions, "train.liger_kernel", False, why)
     checkpoint = run.last_complete_checkpoint() if resume else None
+    if resume:
+        for name, why in skipped_checkpoints(run.checkpoints_dir):  # said, then passed over
+            print(f"skipping {name}: {why}; resuming from "
+                  f"{checkpoint.name if checkpoint else 'the start'}", flush=True)
     elapsed_s, tokens_before = progress_before(run, checkpoint)
     telemetry = Telemetry(writer, stop, elapsed_before_s=elapsed_s, tokens_before=tokens_before)
     trainer = SFTTrainer(
@@ -209,6 +214,11 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
     run = Run(run_dir)
     main = is_main_process()
     try:
+        lock = hold_lock(run)
+    except LockError as e:
+        print(f"{e}; this trainer does not start", file=sys.stderr)
+        return 2
+    try:
         writer = EventWriter(run.events_path) if main else NullWriter()
         if main:
             run.update_status_file(trainer_pid=os.getpid(), state="running", world_size=world_size())
@@ -230,6 +240,17 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
     record_end(run, writer, end, main)
     print(f"run {end.status} at step {end.step}", flush=True)
     return 0
+
+
+def hold_lock(run: Run) -> RunLock | None:
+    """The run's lock, held until this process exits: the one its launcher passed down, or (started by hand)
+    taken now. The ranks of an accelerate job run under their launcher's lock."""
+    passed = inherited(run.dir)
+    if passed is not None:
+        return passed
+    if world_size() > 1:
+        return None
+    return RunLock(run.dir).acquire()
 
 
 def record_end(run: Run, writer: EventWriter, end: End, main: bool) -> None:

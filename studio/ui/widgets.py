@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
+from studio.terminal import safe
 from studio.hardware import Inventory
 
 if TYPE_CHECKING:
@@ -121,8 +122,8 @@ def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, 
             table.add_column(label, width=width, key=label)
     else:
         table.clear()
-    for key, cells in rows:
-        table.add_row(*cells, key=key)
+    for key, cells in rows:  # cells quote run folders and profiles: their control characters are escaped
+        table.add_row(*(safe(c) if isinstance(c, str) else c for c in cells), key=key)
     if fit_height:
         # An auto height would follow the table's virtual size, which DataTable also computes only when
         # idle: a busy app showed an empty table. The rows and the header, set now (a max-height caps it).

@@ -1,0 +1,161 @@
+"""Hostile cases: one trainer per run whatever runs at once, nothing written outside the run folder,
+no raw control bytes to the terminal, a clear answer where there was a traceback or silence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import DEMO_DATA, studio, write_profile
+from studio.profiles.profile import load_profile
+from studio.runs.events import End, append_event
+from studio.runs.folder import Run, create_run
+from studio.runs.launcher import resume_run
+from studio.runs.liveness import is_trainer_process
+from waiting import wait_for
+
+
+def trainers_of(run_dir: Path) -> list[int]:
+    """Live studio trainer processes working on this run folder."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        if is_trainer_process(proc.info["pid"], run_dir):
+            found.append(proc.info["pid"])
+    return found
+
+
+def stopped_run(tmp_path: Path, name: str = "race") -> Run:
+    """A run that was stopped before its first step (so resume starts it again), with a long profile."""
+    profile = load_profile(write_profile(tmp_path / f"{name}.toml", DEMO_DATA, train={"max_steps": 100000}))
+    run = create_run(profile.to_toml(), name)
+    run.update_status_file(launched_at=1.0, stop_requested_at=2.0)
+    append_event(run.events_path, End(status="stopped", step=0, time=3.0))
+    return run
+
+
+def kill_all(run_dir: Path) -> None:
+    for pid in trainers_of(run_dir):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    wait_for(lambda: not trainers_of(run_dir), what="the trainers to die", timeout=60)
+
+
+@pytest.mark.slow
+def test_two_resumes_at_once_start_one_trainer_every_time(tmp_path: Path) -> None:
+    """Twenty rounds of two `studio resume` racing: one says it resumed, the other that the run is already
+    running (with the pid), and exactly one trainer works on the run."""
+    run = stopped_run(tmp_path)
+    env = dict(os.environ)
+    for round_ in range(20):
+        procs = [subprocess.Popen([sys.executable, "-m", "studio", "resume", run.id, "--detach", "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(2)]
+        results = [(p.wait(), p.stdout.read(), p.stderr.read()) for p in procs]
+        codes = sorted(code for code, _, _ in results)
+        assert codes == [0, 2], (round_, results)
+        refused = next(err for code, _, err in results if code == 2)
+        assert "already running (pid" in refused, refused
+        wait_for(lambda: trainers_of(run.dir), what="the trainer", timeout=120)
+        assert len(trainers_of(run.dir)) == 1, (round_, trainers_of(run.dir))
+        kill_all(run.dir)
+
+
+def test_a_second_trainer_started_by_hand_refuses_to_run(tmp_path: Path) -> None:
+    run = stopped_run(tmp_path, "byhand")
+    from studio.runs.lock import RunLock
+
+    with RunLock(run.dir):  # someone holds the run (a live trainer would)
+        proc = subprocess.run([sys.executable, "-m", "studio.trainer", str(run.dir), "--resume"],
+                              capture_output=True, text=True, env=dict(os.environ))
+    assert proc.returncode == 2 and "already running" in proc.stderr
+    assert [e for e in run.events_path.read_text().splitlines() if '"start"' in e] == []  # it wrote nothing
+
+
+def test_resume_that_cannot_record_its_trainer_undoes_the_spawn(tmp_path: Path, monkeypatch) -> None:
+    """A full disk: status.json cannot be written once the trainer is spawned; the trainer is stopped and the
+    error says what to do, so no unrecorded trainer runs beside the next resume."""
+    run = stopped_run(tmp_path, "full")
+    from studio.runs import folder
+    from studio.runs.folder import RunError
+
+    real = folder.Run.update_status_file
+    calls = []
+
+    def full_disk(self, **fields):
+        calls.append(fields)
+        if "pid" in fields:
+            raise OSError(28, "No space left on device")
+        return real(self, **fields)
+
+    monkeypatch.setattr(folder.Run, "update_status_file", full_disk)
+    with pytest.raises(RunError, match="No space left on device.*stopped"):
+        resume_run(run)
+    monkeypatch.setattr(folder.Run, "update_status_file", real)
+    assert not trainers_of(run.dir)
+
+
+@pytest.mark.slow
+def test_a_truncated_file_in_the_last_checkpoint_falls_back_to_the_one_before(tmp_path: Path) -> None:
+    path = write_profile(tmp_path / "t.toml", DEMO_DATA, train={"max_steps": 8, "save_steps": 4})
+    done = json.loads(studio("run", str(path), "--json").stdout.strip().splitlines()[-1])
+    run = Run(Path(done["dir"]))
+    last = run.checkpoints_dir / "checkpoint-8" / "adapter_model.safetensors"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a full disk cut the save short
+    append_event(run.events_path, End(status="stopped", step=8))
+    resumed = studio("resume", run.id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "skipping checkpoint-8: adapter_model.safetensors is cut short" in resumed.stdout
+    assert "from checkpoint-4" in resumed.stdout
+    assert "SafetensorError" not in resumed.stdout + resumed.stderr
+
+
+# ---------------------------------------------------------------- the terminal: no raw control bytes
+
+ESC = "\x1b]0;pwned\x07\x1b[2J"  # retitle the terminal, then clear it
+
+
+def test_names_and_contents_from_files_reach_the_terminal_escaped(tmp_path: Path) -> None:
+    from studio.paths import runs_dir
+
+    fake = runs_dir() / f"evil{ESC}\nfake-run completed step 60 of 60"
+    fake.mkdir(parents=True)
+    (fake / "status.json").write_text("{}")
+    (fake / "profile.toml").write_text('[data]\npath = "x.jsonl"\n')
+    listed = studio("runs")
+    assert "\x1b" not in listed.stdout and "\\x1b" in listed.stdout
+    assert not any(line.startswith("fake-run") for line in listed.stdout.splitlines())  # no line of its own
+    data = tmp_path / "d.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"hi {ESC}"}, {"role": "assistant", "content": "ok"}]}] * 4
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'[data]\npath = "{data}"\nevil{ESC.encode("unicode_escape").decode()} = 1\n'.replace(
+        "evil", "").replace('\\x07', '\\u0007').replace('\\x1b', '\\u001b'))
+    checked = studio("profile", "check", str(profile))
+    assert checked.returncode == 2 and "\x1b" not in checked.stdout + checked.stderr
+
+
+def test_hints_quote_run_ids_as_a_shell_would(tmp_path: Path) -> None:
+    from studio.display import end_lines
+
+    lines = end_lines(End(status="failed", error_kind="crash", message="m", advice="a"), "crash;$(touch PWNED5)")
+    assert "studio resume 'crash;$(touch PWNED5)'" in "\n".join(lines)
+
+
+def test_profile_names_refuse_control_bidi_and_zero_width_characters() -> None:
+    from studio.profiles.library import check_name
+    from studio.profiles.profile import ProfileError
+
+    for name in ("a\x1b[2Jb", "evil\u202egnp.toml", "zero\u200bwidth"):
+        with pytest.raises(ProfileError) as caught:
+            check_name(name)
+        assert not any(ord(c) < 32 or c in "\u202e\u200b" for c in str(caught.value))
