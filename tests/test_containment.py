@@ -159,3 +159,39 @@ def test_profile_names_refuse_control_bidi_and_zero_width_characters() -> None:
         with pytest.raises(ProfileError) as caught:
             check_name(name)
         assert not any(ord(c) < 32 or c in "\u202e\u200b" for c in str(caught.value))
+
+
+# ---------------------------------------------------------------- containment: nothing leaves the run folder
+
+@pytest.mark.parametrize("entry", ["trainer.log", "events.jsonl", "checkpoints", "final", "chats", "chat.log"])
+def test_a_link_planted_in_a_run_folder_is_refused_and_nothing_outside_is_touched(tmp_path: Path, entry: str,
+                                                                                  capsys) -> None:
+    from studio.cli import main
+
+    run = stopped_run(tmp_path, "linked")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "README"
+    victim.write_text("keep me")
+    target = victim if "." in entry else outside
+    (run.dir / entry).unlink(missing_ok=True) if (run.dir / entry).is_file() else None
+    (run.dir / entry).symlink_to(target)
+    before = {p: (p.read_bytes(), p.stat().st_mode) for p in outside.rglob("*") if p.is_file()}
+    assert main(["resume", run.id]) == 2
+    assert f"{entry} is a link" in capsys.readouterr().err
+    listed = main(["runs", "--json"]) == 0 and json.loads(capsys.readouterr().out)
+    assert listed[0]["status"] == "damaged" and entry in listed[0]["problem"]
+    assert {p: (p.read_bytes(), p.stat().st_mode) for p in outside.rglob("*") if p.is_file()} == before
+
+
+def test_fifos_in_a_run_folder_hang_nothing(tmp_path: Path) -> None:
+    """A FIFO as events.jsonl, trainer.log or status.json: listing, logs and resume answer at once."""
+    run = stopped_run(tmp_path, "fifo")
+    for name in ("events.jsonl", "trainer.log"):
+        (run.dir / name).unlink(missing_ok=True)
+        os.mkfifo(run.dir / name)
+    for argv in (["runs"], ["logs", run.id], ["resume", run.id]):
+        proc = studio(*argv, timeout=60)  # a hang is a failure here, not a wait
+        assert "Traceback" not in proc.stderr, (argv, proc.stderr)
+    listed = json.loads(studio("runs", "--json", timeout=60).stdout)
+    assert listed[0]["status"] == "damaged" and "not a regular file" in listed[0]["problem"]

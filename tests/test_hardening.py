@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEMO_DATA, demo_rows, studio, write_jsonl, write_profile
+from waiting import wait_for
 from studio.cli import main
 from studio.runs.events import End, Step, append_event, load_timeline
 from studio.runs.folder import Run, create_run, last_complete_checkpoint
@@ -233,18 +234,27 @@ def test_a_stop_in_the_first_second_ends_as_stopped(tmp_path: Path) -> None:
     assert summarize(Run(run_dir)).status == "stopped"
 
 
+def is_alive_pid(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def test_resume_waits_for_a_trainer_that_already_wrote_its_end(tmp_path: Path, monkeypatch) -> None:
     run = create_run(write_profile(tmp_path / "p.toml", DEMO_DATA).read_text(), "exiting")
     exiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)", str(run.dir.resolve()),
                                 "studio.trainer"])
-    time.sleep(0.2)
+    wait_for(lambda: is_alive_pid(exiting.pid), what="the old trainer to start")
     run.update_status_file(pid=exiting.pid, launched_at=time.time() - 5)
     append_event(run.events_path, End(status="stopped", step=3))
     assert run_status(run) == "stopped" and is_alive(run)
     import studio.runs.launcher as launcher
 
     launched = []
-    monkeypatch.setattr(launcher, "launch", lambda r, resume=False: launched.append((r, resume)) or "proc")
+    monkeypatch.setattr(launcher, "launch", lambda r, resume=False, lock=None: launched.append((r, resume)) or "proc")
     assert resume_run(run) == "proc" and launched == [(run, True)]
     assert exiting.poll() is not None  # it waited for the old process to go
 
@@ -265,7 +275,7 @@ def test_a_run_whose_log_cannot_be_opened_does_not_start(tmp_path: Path, capsys)
     run = create_run(write_profile(tmp_path / "p.toml", DEMO_DATA).read_text(), "x")
     run.log_path.mkdir()
     assert main(["resume", run.id]) == 2
-    assert "cannot start" in capsys.readouterr().err
+    assert "trainer.log is not a regular file" in capsys.readouterr().err  # said, and nothing started
 
 
 def test_disk_errors_in_the_trainer_are_their_own_kind() -> None:

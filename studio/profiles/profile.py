@@ -23,10 +23,12 @@ else:  # pragma: no cover - Python 3.10
 import tomli_w
 
 from studio.atomic import write_text
+from studio.safeopen import read_regular
 from studio.paths import looks_local
 from studio.profiles.vocabulary import METHODS, OPTIMIZERS, STRATEGIES, resolve_optimizer
 
 TINY_MODEL = "builtin:tiny-llama"
+MAX_PROFILE_BYTES = 1 << 20
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
 DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text")
@@ -318,7 +320,11 @@ def load_profile(path: Path) -> Profile:
     """Read and validate a profile file. Relative data paths are taken from the profile's folder."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not an error
+        # A FIFO in a profile's place would hang; an editor's byte-order mark is not an error.
+        text = read_regular(path, MAX_PROFILE_BYTES + 1, follow=True).decode("utf-8-sig")
+        if len(text) > MAX_PROFILE_BYTES:
+            raise ProfileError(str(path), [f"over {MAX_PROFILE_BYTES // 2**20} MiB: not a profile (a description that "
+                                           "long is refused)"])
     except FileNotFoundError:
         raise ProfileError(str(path), ["file not found; check the path or run `studio profile list`"]) from None
     except UnicodeDecodeError as e:

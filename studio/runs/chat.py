@@ -21,7 +21,9 @@ from studio.planning.catalog import CatalogError, lookup_model
 from studio.planning.estimate import inference_memory_gib
 from studio.planning.inventory import current_inventory
 from studio.profiles.profile import ProfileError, load_profile
+from studio.runs.files import CHAT_LOG
 from studio.runs.folder import Run, RunError
+from studio.safeopen import append_regular
 from studio.runs.liveness import is_alive
 
 MODES = ("tuned", "base", "compare")
@@ -104,7 +106,8 @@ class ChatSession:
         env = dict(os.environ, TOKENIZERS_PARALLELISM="false", CUDA_DEVICE_ORDER="PCI_BUS_ID")
         if self.placement.gpu_index is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(self.placement.gpu_index)
-        log = (self.run.dir / "chat.log").open("ab")
+        self.run.check_contained()
+        log = os.fdopen(append_regular(self.run.dir / CHAT_LOG), "ab")
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                                          bufsize=1, env=env, cwd=self.run.dir)

@@ -30,6 +30,7 @@ from typing import IO, Any, ClassVar, Union
 
 from studio.profiles.decision import Decision
 from studio.runs.files import EVENTS_FILE
+from studio.safeopen import append_regular
 from studio.runs.tail import FileTail
 
 END_STATUSES = ("completed", "stopped", "failed")
@@ -325,7 +326,7 @@ class EventWriter:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = append_regular(self.path)  # never through a link, never into a FIFO
         self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, event: Event) -> Event:

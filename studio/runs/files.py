@@ -13,4 +13,6 @@ LOG_FILE = "trainer.log"
 PREFLIGHT_FILE = "preflight.json"
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
+CHATS = "chats"        # chat transcripts
+CHAT_LOG = "chat.log"  # the generation process's output
 BASE_MODEL = "base-model"  # the built-in tiny model or a probe's random one, written inside the run

@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from studio.atomic import write_json, write_text
 from studio.paths import runs_dir
-from studio.runs.files import BASE_MODEL, CHECKPOINTS, EVENTS_FILE, FINAL, LOG_FILE, PLAN_FILE, PROFILE_FILE, STATUS_FILE
+from studio.runs.files import (BASE_MODEL, CHAT_LOG, CHATS, CHECKPOINTS, EVENTS_FILE, FINAL, LAYOUT_FILE, LOCK_FILE,
+                               LOG_FILE, ORIGINAL_PROFILE, PLAN_FILE, PREFLIGHT_FILE, PROFILE_FILE, STATUS_FILE)
+from studio.safeopen import read_regular
 
 if TYPE_CHECKING:
     from studio.planning.record import PlanRecord
@@ -36,6 +38,11 @@ if TYPE_CHECKING:
 
 
 MAX_PID = 1 << 22          # Linux's pid_max ceiling; anything above is not a pid
+MAX_JSON_BYTES = 16 << 20  # status.json and its kin are small; anything bigger is not one of ours
+# What a run folder holds, and what kind each entry must be: a link or a special file in their place is refused.
+EXPECTED = {EVENTS_FILE: "file", LOG_FILE: "file", PROFILE_FILE: "file", STATUS_FILE: "file", PLAN_FILE: "file",
+            LAYOUT_FILE: "file", PREFLIGHT_FILE: "file", LOCK_FILE: "file", CHAT_LOG: "file", ORIGINAL_PROFILE: "file",
+            CHECKPOINTS: "dir", FINAL: "dir", BASE_MODEL: "dir", CHATS: "dir"}
 
 
 class RunError(Exception):
@@ -75,6 +82,34 @@ class Run:
         """Where a base model made inside the run lives (ModelSection.builds_in_run)."""
         return self.dir / BASE_MODEL
 
+    def entry_problems(self) -> list[str]:
+        """Entries that are links, or not the kind of file or folder studio keeps there: studio refuses to read
+        or write through them (they could lead out of the run folder, or hang a reader)."""
+        import stat
+
+        problems = []
+        for name, kind in EXPECTED.items():
+            try:
+                mode = (self.dir / name).lstat().st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                problems.append(f"{name}: {e.strerror or e}")
+                continue
+            if stat.S_ISLNK(mode):
+                problems.append(f"{name} is a link (studio does not follow links out of a run folder)")
+            elif kind == "file" and not stat.S_ISREG(mode):
+                problems.append(f"{name} is not a regular file")
+            elif kind == "dir" and not stat.S_ISDIR(mode):
+                problems.append(f"{name} is not a folder")
+        return problems
+
+    def check_contained(self) -> None:
+        """RunError naming every entry studio will not go through; remove them (or the run) to go on."""
+        problems = self.entry_problems()
+        if problems:
+            raise RunError(f"run {self.id} is damaged: " + "; ".join(problems) + "; remove these entries, or the run")
+
     def profile(self) -> Profile:
         """The run's frozen profile, as written (raises ProfileError when it does not load)."""
         from studio.profiles.profile import load_profile
@@ -94,7 +129,7 @@ class Run:
     def read_json(self, name: str) -> dict[str, Any]:
         """A JSON object file of the run; {} when it is missing, unreadable or not an object."""
         try:
-            data = json.loads((self.dir / name).read_text(encoding="utf-8"))
+            data = json.loads(read_regular(self.dir / name, MAX_JSON_BYTES))
         except (OSError, ValueError, RecursionError):
             return {}
         return data if isinstance(data, dict) else {}

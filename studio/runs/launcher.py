@@ -26,6 +26,7 @@ from studio.runs.files import ACCELERATE_CONFIG, LAYOUT_FILE, PLAN_FILE
 from studio.runs.folder import Run, RunError, skipped_checkpoints
 from studio.runs.liveness import TRAINER_MODULE, is_alive, process_start_time
 from studio.runs.lock import ENV_FD, LockError, RunLock
+from studio.safeopen import append_regular
 from studio.runs.state import run_status
 
 EXIT_WAIT_S = 30.0  # how long a trainer that wrote its `end` may take to exit before a resume
@@ -98,13 +99,13 @@ def _launch(run: Run, resume: bool, lock: RunLock) -> subprocess.Popen[bytes]:
     attempts = attempts + 1 if isinstance(attempts, int) and not isinstance(attempts, bool) else 1
     try:  # the record first: nothing is spawned that the run's files do not know of
         run.update_status_file(attempts=attempts, state="launching", launched_at=time.time())
-        with run.log_path.open("ab") as log:
-            os.chmod(run.log_path, 0o600)
+        run.check_contained()
+        with os.fdopen(append_regular(run.log_path), "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=env, cwd=run.dir, pass_fds=(lock.fd,))
     except OSError as e:
         raise RunError(f"cannot start run {run.id}: {e.strerror or e} ({run.dir}); check that the folder is "
-                       "writable and has free space") from None
+                       "writable and has free space, and holds no links or special files") from None
     try:
         run.update_status_file(pid=proc.pid, pid_started_at=process_start_time(proc.pid), pgid=proc.pid,
                                state="running")
@@ -130,6 +131,7 @@ def resume_run(run: Run) -> subprocess.Popen[bytes]:
 
 
 def _resume(run: Run, lock: RunLock) -> subprocess.Popen[bytes]:
+    run.check_contained()  # names the link or special file, rather than "damaged"
     status = run_status(run)
     if status == "running":
         raise RunError(f"run {run.id} is still running; stop it first")

@@ -73,6 +73,10 @@ def summarize(run: Run) -> RunSummary:
     profile = status_file.get("profile") if isinstance(status_file.get("profile"), str) else ""
     created = status_file.get("created_at")
     started = float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None
+    problems = run.entry_problems()
+    if problems:
+        return RunSummary(run.id, profile, "damaged", str(run.dir), 0, None, None, started, None, None,
+                          problem="; ".join(problems))
     try:
         tl = run.timeline()
     except OSError as e:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from studio.safeopen import open_regular
 
 
 class FileTail:
@@ -24,14 +27,15 @@ class FileTail:
         A missing file reads as nothing new; any other failure (a folder, no permission) raises OSError.
         """
         try:
-            size = self.path.stat().st_size
+            fd = open_regular(self.path)  # a FIFO or a link in its place is an error, never a hang
         except FileNotFoundError:
             return b""
-        if size < self.offset:  # truncated or replaced: start over
-            self.offset, self._partial = 0, b""
-        if limit is not None and size - self.offset > limit:
-            self.offset, self._partial = size - limit, b""
-        with self.path.open("rb") as f:
+        with os.fdopen(fd, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < self.offset:  # truncated or replaced: start over
+                self.offset, self._partial = 0, b""
+            if limit is not None and size - self.offset > limit:
+                self.offset, self._partial = size - limit, b""
             f.seek(self.offset)
             chunk = f.read() if limit is None else f.read(limit)
         self.offset += len(chunk)

@@ -25,7 +25,7 @@ from studio.profiles.profile import Profile, load_profile
 from studio.profiles.vocabulary import SHARDED_STRATEGIES
 from studio.runs.events import End, EventWriter, NullWriter, Start, to_record
 from studio.runs.files import PREFLIGHT_FILE
-from studio.runs.folder import Run, skipped_checkpoints
+from studio.runs.folder import Run, RunError, skipped_checkpoints
 from studio.runs.lock import LockError, RunLock, inherited
 from studio.trainer.config import check_requirements, is_main_process, resolve_dtype, sft_config, world_size
 from studio.planning.decisions import data_shape
@@ -214,8 +214,9 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
     run = Run(run_dir)
     main = is_main_process()
     try:
+        run.check_contained()
         lock = hold_lock(run)
-    except LockError as e:
+    except (LockError, RunError) as e:
         print(f"{e}; this trainer does not start", file=sys.stderr)
         return 2
     try:
