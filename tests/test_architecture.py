@@ -19,7 +19,7 @@ ALLOWED = {
     "runs": {BASE, "profiles", "planning"},
     "anatomy": {BASE, "profiles", "planning"},
     "trainer": {BASE, "profiles", "planning", "runs"},
-    "generate": {BASE, "profiles", "planning", "runs"},
+    "generate": {BASE, "profiles", "planning", "runs", "trainer"},  # it reads data as the trainer did
     "display": {BASE, "profiles", "planning", "runs"},
     "ui": {BASE, "profiles", "planning", "runs", "display"},
     "cli": {BASE, "profiles", "planning", "runs", "display", "ui"},

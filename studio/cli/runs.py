@@ -210,8 +210,38 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    proc = export_run(find_run(args.run), Path(args.out), merge=args.merge, force=args.force)
+    gguf = args.quant or ("q8_0" if args.gguf else None)
+    proc = export_run(find_run(args.run), Path(args.out), merge=args.merge, force=args.force, gguf=gguf,
+                      ollama=args.ollama, push=args.push, private=args.private)
     return EXIT_OK if proc.returncode == 0 else EXIT_FAILED
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Before/after numbers on the run's eval rows, in a process of its own (it loads the models)."""
+    run = find_run(args.run)
+    if not args.json:
+        print(f"evaluating run {run.id} on its eval rows" + (", the base model beside it" if args.compare else ""),
+              file=sys.stderr)
+    cmd = [sys.executable, "-m", "studio.generate.evaluate", str(run.dir)] + (["--compare"] if args.compare else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise UserError((proc.stderr.strip().splitlines() or ["the eval process failed"])[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    print(f"{result['rows']} rows ({result['source']}), scored on the tokens the run trained on")
+    print(f"{'':12} {'loss':>8} {'perplexity':>11} {'exact next token':>17}")
+    for side in ("base", "tuned"):
+        if side in result:
+            s = result[side]
+            print(f"{side:12} {s['loss']:8.4f} {s['perplexity']:11.2f} {s['exact']:17.1%}")
+    for sample in result["samples"]:
+        print(f"\n> {sample['prompt']}")
+        for side in ("base", "tuned"):
+            if side in sample:
+                print(f"  {side}: {sample[side]}")
+    return EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -281,10 +311,24 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="figures, loss curves and the profile diff as JSON")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("export", help="copy the adapter out of a run, or merge it into the base model")
+    p = sub.add_parser("eval", help="loss, perplexity and exact tokens of the tuned (and base) model on the run's "
+                                    "eval rows, and side-by-side answers; saved in the run")
     p.add_argument("run")
-    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--compare", action="store_true", help="the base model beside the tuned one")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="the adapter, a merged model or a GGUF (+ Ollama Modelfile), with a model card; "
+                                      "--push uploads it to the Hub")
+    p.add_argument("run")
+    p.add_argument("--out", required=True, help="folder to write (complete, or not written at all)")
     p.add_argument("--merge", action="store_true", help="write a merged full model instead of the adapter")
-    p.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
+    p.add_argument("--gguf", action="store_true", help="write a GGUF file for llama.cpp (q8_0 unless --quant)")
+    p.add_argument("--quant", help="GGUF type: f16, bf16, q8_0, f32 (studio), or a k-quant like q4_k_m "
+                                   "(needs llama.cpp's llama-quantize)")
+    p.add_argument("--ollama", action="store_true", help="also write an Ollama Modelfile next to the GGUF")
+    p.add_argument("--push", metavar="ORG/NAME", help="upload the export to this Hugging Face repo")
+    p.add_argument("--private", action="store_true", help="with --push: a private repo")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     p.set_defaults(func=cmd_export)
 

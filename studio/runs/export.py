@@ -13,6 +13,7 @@ from studio.runs.state import run_status
 
 def export_target(run: Run, out: Path, force: bool = False) -> Path:
     """The folder to write, after checking that writing it is safe and makes sense."""
+    run.check_contained()
     status = run_status(run)
     if status == "running":
         raise RunError(f"run {run.id} is still running; stop it first or wait until it ends")
@@ -32,12 +33,24 @@ def export_target(run: Run, out: Path, force: bool = False) -> Path:
     return out
 
 
-def export_command(run: Run, out: Path, merge: bool) -> list[str]:
-    return [sys.executable, "-m", "studio.trainer.export", str(run.dir), str(out)] + (["--merge"] if merge else [])
+def export_command(run: Run, out: Path, merge: bool, gguf: str | None = None, ollama: bool = False,
+                   push: str | None = None, private: bool = False, force: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "studio.trainer.export", str(run.dir), str(out)]
+    cmd += ["--merge"] if merge else []
+    cmd += ["--gguf", gguf] if gguf else []
+    cmd += ["--ollama"] if ollama else []
+    cmd += ["--push", push] if push else []
+    cmd += ["--private"] if private else []
+    cmd += ["--force"] if force else []
+    return cmd
 
 
-def export_run(run: Run, out: Path, merge: bool = False, force: bool = False,
-               capture: bool = False) -> subprocess.CompletedProcess[str]:
+def export_run(run: Run, out: Path, merge: bool = False, force: bool = False, capture: bool = False,
+               gguf: str | None = None, ollama: bool = False, push: str | None = None,
+               private: bool = False) -> subprocess.CompletedProcess[str]:
     """Check, then export in a child process; returns it finished (its output captured when asked)."""
+    if ollama and not gguf:
+        raise RunError("--ollama writes a Modelfile next to a GGUF: add --gguf q8_0 (or another --quant)")
     target = export_target(run, out, force)
-    return subprocess.run(export_command(run, target, merge), capture_output=capture, text=True)
+    return subprocess.run(export_command(run, target, merge, gguf, ollama, push, private, force),
+                          capture_output=capture, text=True)

@@ -11,6 +11,7 @@ STATUS_FILE = "status.json"
 LOCK_FILE = "run.lock"  # held by whoever starts the trainer, then by the trainer for its life (runs/lock.py)
 LOG_FILE = "trainer.log"
 PREFLIGHT_FILE = "preflight.json"
+EVAL_FILE = "eval.json"  # `studio eval`: the base and the tuned model on the run's eval rows
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
 CHATS = "chats"        # chat transcripts

@@ -1,21 +1,31 @@
-"""Export a run's result: `python -m studio.trainer.export RUN_DIR OUT [--merge]`.
+"""python -m studio.trainer.export RUN_DIR OUT [--merge] [--gguf QUANT] [--ollama] [--push ORG/NAME [--private]]
 
-Without --merge: the PEFT adapter (adapter_config.json + adapter_model.safetensors)
-and the tokenizer. With --merge: the base model with the adapter folded in, saved
-so that AutoModelForCausalLM.from_pretrained(OUT) loads it. A full fine-tune is
-already a whole model and is copied either way.
+Writes a run's result where people run models: the PEFT adapter (and tokenizer), or a merged model that
+AutoModelForCausalLM.from_pretrained(OUT) loads, or a GGUF file for llama.cpp (with an Ollama Modelfile), and
+always a model card (README.md). Everything is written into a folder beside OUT and renamed into place
+once complete: a failure, a full disk or a kill leaves no half-written export, and the message names the
+cause. A full fine-tune is already a whole model; --merge has nothing to fold in.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from studio.profiles.profile import Profile, load_profile
 from studio.profiles.vocabulary import TORCH_NAMES, auto_dtype
 from studio.runs.folder import Run
+
+TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin")
+
+
+class ExportError(Exception):
+    """An export that cannot be made; the message says what to do."""
 
 
 def source_folder(run: Run) -> Path:
@@ -23,7 +33,7 @@ def source_folder(run: Run) -> Path:
         return run.final_dir
     checkpoint = run.last_complete_checkpoint()
     if checkpoint is None:
-        raise SystemExit(f"run {run.id} has no final/ folder and no complete checkpoint to export")
+        raise ExportError(f"run {run.id} has no final/ folder and no complete checkpoint to export")
     print(f"note: no final/ folder; exporting {checkpoint.name}")
     return checkpoint
 
@@ -43,44 +53,111 @@ def trained_dtype(run: Run, profile: Profile) -> str:
     return auto_dtype(profile.model.dtype, gpu, gpu and torch.cuda.is_bf16_supported())
 
 
-def export(run_dir: Path, out: Path, merge: bool) -> None:
-    run = Run(run_dir)
-    profile = load_profile(run.profile_path)
-    src = source_folder(run)
-    out.mkdir(parents=True, exist_ok=True)
-    is_adapter = (src / "adapter_config.json").is_file()
-    if not is_adapter or not merge:
-        for item in src.iterdir():
-            if item.name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json",
-                             "training_args.bin") or item.name.startswith("rng_state"):
-                continue  # training state, not part of the model
-            dest = out / item.name
-            if item.is_dir():
-                shutil.copytree(item, dest, dirs_exist_ok=True)
-            else:
-                shutil.copy2(item, dest)
-        kind = "adapter" if is_adapter else "full model"
-        note = " (a full fine-tune is already a whole model; --merge has nothing to fold in)" if merge else ""
-        print(f"exported the {kind} of run {run.id} to {out}{note}")
-        return
+def base_model(run: Run, profile: Profile) -> str:
+    """The base model the run trained on; a base made inside the run must still be there."""
+    if profile.model.builds_in_run and not (run.base_model_dir / "config.json").is_file():
+        raise ExportError(f"run {run.id}'s base-model/ folder is missing: the run built its base model there "
+                          f"({profile.model.name}{', random weights' if profile.model.random_init else ''}), and its "
+                          "adapter only fits that model. A new run of the same profile builds it again; this "
+                          "run's adapter cannot be merged without it")
+    return run.base_model(profile.model)
 
-    import torch
+
+def copy_result(src: Path, out: Path) -> None:
+    for item in src.iterdir():
+        if item.name in TRAINING_STATE or item.name.startswith("rng_state"):
+            continue  # training state, not part of the model
+        if item.is_dir():
+            shutil.copytree(item, out / item.name)
+        else:
+            shutil.copy2(item, out / item.name)
+
+
+def merge(run: Run, profile: Profile, src: Path, out: Path) -> int:
+    """The adapter folded into its 16-bit base (a QLoRA adapter too: merging into 4-bit weights would lose
+    precision), saved with the tokenizer; returns the parameter count."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from studio.trainer.config import TORCH_DTYPE
 
-    dtype = TORCH_DTYPE[trained_dtype(run, profile)]
-    base_ref = run.base_model(profile.model)
-    # QLoRA adapters merge into the 16-bit base: merging into 4-bit weights would lose precision.
+    base_ref = base_model(run, profile)
     revision = None if Path(base_ref).is_dir() else profile.model.revision
-    base = AutoModelForCausalLM.from_pretrained(base_ref, dtype=dtype, revision=revision,
-                                                trust_remote_code=profile.model.trust_remote_code)
+    base = AutoModelForCausalLM.from_pretrained(base_ref, dtype=TORCH_DTYPE[trained_dtype(run, profile)],
+                                                revision=revision, trust_remote_code=profile.model.trust_remote_code)
     merged = PeftModel.from_pretrained(base, str(src)).merge_and_unload()
     merged.save_pretrained(out)
     tokenizer_src = src if (src / "tokenizer_config.json").is_file() else base_ref
     AutoTokenizer.from_pretrained(tokenizer_src, trust_remote_code=profile.model.trust_remote_code).save_pretrained(out)
-    print(f"exported the merged model of run {run.id} to {out} ({sum(p.numel() for p in merged.parameters()):,} params)")
+    return sum(p.numel() for p in merged.parameters())
+
+
+def export(run_dir: Path, out: Path, merge_it: bool, gguf: str | None = None, ollama: bool = False,
+           force: bool = False) -> str:
+    """Build the export in a folder beside `out`, then rename it into place; returns what was written."""
+    run = Run(run_dir)
+    run.check_contained()
+    profile = load_profile(run.profile_path)
+    src = source_folder(run)
+    is_adapter = (src / "adapter_config.json").is_file()
+    if gguf:
+        from studio.trainer.gguf_export import check_request
+
+        check_request(profile_model_type(run, profile, src, is_adapter), gguf)  # refused before any work
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        what = build(run, profile, src, is_adapter, staging, merge_it, gguf, ollama)
+        from studio.runs.card import write_card
+
+        write_card(run, profile, staging, what)
+        os.chmod(staging, 0o700)
+        if out.exists():
+            if not force and any(out.iterdir()):
+                raise ExportError(f"{out} is not empty; choose another --out or pass --force")
+            shutil.rmtree(out)
+        os.replace(staging, out)  # complete, or not there at all
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return what
+
+
+def profile_model_type(run: Run, profile: Profile, src: Path, is_adapter: bool) -> str:
+    import json
+
+    folder = Path(base_model(run, profile)) if is_adapter else src
+    try:
+        return str(json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type", "?"))
+    except (OSError, ValueError):
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(str(folder), revision=profile.model.revision).model_type
+
+
+def build(run: Run, profile: Profile, src: Path, is_adapter: bool, staging: Path, merge_it: bool,
+          gguf: str | None, ollama: bool) -> str:
+    if gguf:
+        with tempfile.TemporaryDirectory(dir=staging.parent, prefix=f".{staging.name}-hf-") as hf:
+            if is_adapter:
+                merge(run, profile, src, Path(hf))
+            else:
+                copy_result(src, Path(hf))
+            from studio.trainer.gguf_export import ollama_modelfile, write_gguf
+
+            name = f"{run.id}-{gguf}.gguf"
+            write_gguf(Path(hf), staging / name, gguf, name=run.id)
+            if ollama:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(hf)
+                (staging / "Modelfile").write_text(ollama_modelfile(name, tokenizer, 0.7, 0.9), encoding="utf-8")
+        return f"gguf:{gguf}:{name}"
+    if not is_adapter or not merge_it:
+        copy_result(src, staging)
+        return "adapter" if is_adapter else "full"
+    merge(run, profile, src, staging)
+    return "merged"
 
 
 def main() -> int:
@@ -88,12 +165,48 @@ def main() -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--merge", action="store_true")
+    parser.add_argument("--gguf", metavar="QUANT")
+    parser.add_argument("--ollama", action="store_true")
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--push", metavar="ORG/NAME")
+    parser.add_argument("--private", action="store_true")
     args = parser.parse_args()
+    out = args.out.resolve()
+    from studio.trainer.gguf_export import GgufError
+
     try:
-        export(args.run_dir.resolve(), args.out.resolve(), args.merge)
-    except OSError as e:
+        what = export(args.run_dir.resolve(), out, args.merge, args.gguf, args.ollama, args.force)
+        kind, _, rest = what.partition(":")
+        described = {"adapter": "the adapter", "full": "the full model", "merged": "the merged model"}.get(
+            kind, f"a GGUF ({rest.split(':')[0]})")
+        note = " (a full fine-tune is already a whole model; --merge has nothing to fold in)" \
+            if args.merge and kind == "full" else ""
+        print(f"exported {described} of run {args.run_dir.name} to {out}{note}, with a model card (README.md)")
+        if kind == "gguf":
+            gguf_file = rest.split(":", 1)[1]
+            print(f"  llama.cpp: llama-cli -m {out / gguf_file} -cnv")
+            if args.ollama:
+                print(f"  ollama:    cd {out} && ollama create {args.run_dir.name.lower()} -f Modelfile && "
+                      f"ollama run {args.run_dir.name.lower()}")
+        if args.push:
+            from studio.trainer.push import push
+
+            url = push(out, args.push, args.private)
+            print(f"pushed to {url}")
+    except (ExportError, GgufError) as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"export failed, nothing was written to {out}: {e.strerror or e}"
+              + (" (free disk space and export again)" if getattr(e, "errno", None) == 28 else ""), file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - the push's errors arrive as the Hub's own types
+        from studio.trainer.push import PushError
+
+        if isinstance(e, PushError):
+            print(f"push failed (the export in {out} is complete): {e}", file=sys.stderr)
+            return 1
+        raise
     return 0
 
 

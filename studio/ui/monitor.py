@@ -28,6 +28,7 @@ from studio import display
 from studio.hardware import Inventory
 from studio.planning.fixes import revised_for_oom
 from studio.profiles.profile import Profile, ProfileError, load_profile, profile_from_dict
+from studio.runs.files import EVAL_FILE
 from studio.runs.events import Event, EventTail, Timeline
 from studio.runs.folder import Run
 from studio.runs.health import health_alerts
@@ -77,6 +78,7 @@ class RunFiles:
     launched_at: float
     stop_requested_at: float
     error: str = ""
+    evaluation: dict[str, Any] | None = None   # eval.json: `studio eval`'s before/after numbers
 
 
 class RunFilesRead(Message):
@@ -112,6 +114,7 @@ class RunMonitor(Screen):
         self._util: dict[int, deque[float]] = {}
         self.peak_reserved = 0.0   # the highest peak any step reported, GiB
         self.folder_error = ""     # why the run folder can no longer be read, once it cannot
+        self.evaluation: dict[str, Any] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -161,7 +164,7 @@ class RunMonitor(Screen):
         except OSError as e:  # the run folder is unreadable
             return RunFiles([], "", False, 0.0, 0.0, error=f"cannot read the run: {e.strerror or e}")
         return RunFiles(records, text, is_alive(self.run), self.run.status_number("launched_at"),
-                        self.run.status_number("stop_requested_at"))
+                        self.run.status_number("stop_requested_at"), evaluation=self.run.read_json(EVAL_FILE) or None)
 
     @work(thread=True, exclusive=True, group="run-files")
     def poll_files(self) -> None:
@@ -181,6 +184,8 @@ class RunMonitor(Screen):
             return
         if files.records and any(r.KIND == "start" for r in files.records):
             self.plan = self.run.plan()
+        if files.evaluation != self.evaluation:
+            self.evaluation, self._dirty = files.evaluation, True
         status = status_from(self.timeline.extend(files.records), files.alive, files.launched_at,
                              files.stop_requested_at)
         for r in files.records:
@@ -300,6 +305,14 @@ class RunMonitor(Screen):
         measured = self.peak_reserved
         if isinstance(estimate, (int, float)) and measured:
             out.append(f"peak {measured:.1f} GiB reserved\nestimate {estimate:.1f} GiB ({(estimate / measured - 1) * 100:+.0f}%)\n")
+        tuned, base = (self.evaluation or {}).get("tuned"), (self.evaluation or {}).get("base")
+        if isinstance(tuned, dict) and isinstance(tuned.get("loss"), (int, float)):
+            out.append("eval ", style="bold")
+            out.append(f"tuned {tuned['loss']:.3f}" + (f" · base {base['loss']:.3f}" if isinstance(base, dict) and
+                                                        isinstance(base.get("loss"), (int, float)) else ""))
+            if isinstance(tuned.get("exact"), (int, float)):
+                out.append(f"\nexact tokens {tuned['exact']:.0%}")
+            out.append("\n")
         p = self.timeline.preflight
         if p and p.rows:
             out.append(f"data {p.rows:,} rows, {display.count(p.tokens or 0)} tokens\nloss on {p.loss_on}", style="dim")

@@ -1,0 +1,136 @@
+"""python -m studio.generate.evaluate RUN_DIR [--compare] [--rows N] [--samples K]
+
+Before/after numbers on the run's eval rows (its held-out fraction or eval split; else the last rows it
+trained on, and it says so): the loss and perplexity of the tuned model and, with --compare, of the base
+model, over the tokens the run trained on; the share of those tokens each model predicts exactly; and a few
+side-by-side greedy answers. Prints one JSON line and writes it to the run's eval.json."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from studio.atomic import write_json
+from studio.runs.files import EVAL_FILE
+from studio.runs.folder import Run, RunError
+
+FALLBACK_ROWS = 32
+
+
+def eval_rows(run: Run, profile: Any, tokenizer: Any) -> tuple[list[dict[str, list[int]]], list[dict[str, Any]], str]:
+    """(tokenized rows, the rows, where they come from) as the trainer tokenized them."""
+    from studio.trainer.dataset import load_data, rows_for_loss, split_eval
+    from studio.trainer.tokenize import tokenize_rows
+
+    ds = load_data(profile, profile.data.split)
+    train, held = split_eval(profile, ds)
+    source = "the run's eval rows"
+    if not held:
+        held, source = train[-FALLBACK_ROWS:], f"the last {min(FALLBACK_ROWS, len(train))} training rows (the run held none out)"
+    rows, loss = rows_for_loss(tokenizer, ds, held, profile)
+    return tokenize_rows(tokenizer, rows, loss.assistant_only).rows, rows, source
+
+
+def scores(model: Any, tokenized: list[dict[str, list[int]]], max_length: int) -> dict[str, float]:
+    """Mean loss, perplexity and exact next-token share over the tokens the run trained on."""
+    import torch
+
+    total_loss = total_tokens = exact = 0.0
+    for row in tokenized:
+        ids = row["input_ids"][:max_length]
+        mask = (row.get("assistant_masks") or row.get("completion_mask") or [1] * len(ids))[:max_length]
+        if len(ids) < 2:
+            continue
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0, :-1].float()
+        targets = torch.tensor(ids[1:], device=logits.device)
+        keep = torch.tensor(mask[1:], device=logits.device).bool()
+        if not keep.any():
+            continue
+        losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+        total_loss += float(losses[keep].sum())
+        exact += float((logits.argmax(-1) == targets)[keep].sum())
+        total_tokens += float(keep.sum())
+    if not total_tokens:
+        raise RunError("the eval rows hold no trained tokens to score")
+    loss = total_loss / total_tokens
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "exact": exact / total_tokens,
+            "tokens": int(total_tokens)}
+
+
+def samples(models: Any, rows: list[dict[str, Any]], k: int, sides: list[str]) -> list[dict[str, str]]:
+    """Greedy answers of each side to the first k rows' prompts."""
+    import torch
+
+    out = []
+    for row in rows[:k]:
+        turns = row.get("messages")
+        if turns:
+            prompt = next((t["content"] for t in reversed(turns) if t.get("role") == "user"), "")
+        else:
+            prompt = row.get("prompt") if isinstance(row.get("prompt"), str) else str(row.get("text", ""))[:200]
+        ids = models.prompt_ids(prompt, None)
+        entry = {"prompt": prompt}
+        for side in sides:
+            model = models.base if side == "base" and models.base is not None else models.tuned
+            off = side == "base" and models.base is None and models.adapter is not None
+            with (model.disable_adapter() if off else contextlib.nullcontext()), torch.no_grad():
+                new = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=48, do_sample=False,
+                                     pad_token_id=models.tokenizer.pad_token_id or models.tokenizer.eos_token_id)
+            entry[side] = models.tokenizer.decode(new[0][len(ids):], skip_special_tokens=True).strip()
+        out.append(entry)
+    return out
+
+
+def evaluate(run: Run, compare: bool, k: int) -> dict[str, Any]:
+    from studio.generate.server import Models
+
+    t0 = time.monotonic()
+    models = Models(run, None, "compare" if compare else "tuned")
+    plan = run.plan()
+    profile = plan.profile if plan else run.profile()
+    tokenized, rows, source = eval_rows(run, profile, models.tokenizer)
+    result: dict[str, Any] = {"run": run.id, "rows": len(tokenized), "source": source, "adapter": models.adapter,
+                              "device": models.device, "time": time.time()}
+    result["tuned"] = scores(models.tuned, tokenized, profile.data.max_length)
+    sides = ["base", "tuned"] if compare else ["tuned"]
+    if compare:
+        if models.base is not None:
+            result["base"] = scores(models.base, tokenized, profile.data.max_length)
+        else:
+            with models.tuned.disable_adapter():
+                result["base"] = scores(models.tuned, tokenized, profile.data.max_length)
+    result["samples"] = samples(models, rows, k, sides)
+    result["seconds"] = round(time.monotonic() - t0, 2)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m studio.generate.evaluate")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--compare", action="store_true")
+    parser.add_argument("--samples", type=int, default=3)
+    args = parser.parse_args()
+    run = Run(args.run_dir.resolve())
+    try:
+        run.check_contained()
+        result = evaluate(run, args.compare, args.samples)
+        write_json(run.dir / EVAL_FILE, result)
+    except RunError as e:
+        print(f"eval failed: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"eval failed: {e.strerror or e}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
