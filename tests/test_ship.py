@@ -129,7 +129,7 @@ def test_the_modelfile_and_the_card(trained) -> None:
 def test_an_export_killed_or_failing_leaves_nothing_half_written(trained) -> None:
     run_dir, tmp = trained
     out = tmp / "refused"
-    proc = studio("export", run_dir.name, "--out", str(out), "--gguf", "--quant", "q4_k_m")
+    proc = studio("export", str(run_dir), "--out", str(out), "--gguf", "--quant", "q4_k_m")
     assert proc.returncode != 0 and "llama-quantize" in proc.stderr
     assert not out.exists() and not list(tmp.glob(".refused.partial-*"))
 

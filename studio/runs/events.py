@@ -97,6 +97,8 @@ class Start(Event):
     pid: int | None = None
     torch: str | None = None
     decisions: tuple[Decision, ...] = ()   # what the plan settled, and the trainer decided, with reasons
+    node_rank: int | None = None           # this machine's rank in a multi-machine job
+    job: str | None = None                 # the job a multi-machine run belongs to (machines, main address)
 
     @property
     def method(self) -> str:

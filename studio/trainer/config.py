@@ -29,6 +29,16 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def is_machine_main() -> bool:
+    """The first process on this machine: it keeps this machine's run folder (every machine of a multi-node
+    job has its own), and builds or downloads this machine's copy of the model."""
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0
+
+
+def node_rank() -> int:
+    return int(os.environ.get("GROUP_RANK", os.environ.get("NODE_RANK", "0")) or 0)
+
+
 def resolve_dtype(profile: Profile, device: str) -> str:
     want = profile.model.dtype
     gpu = device != "cpu"

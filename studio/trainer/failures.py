@@ -86,5 +86,16 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
         return {"error_kind": "config", "message": f"model.attn_implementation: {text}",
                 "advice": "set model.attn_implementation = \"sdpa\" (or install flash-attn for this GPU) "
                           "and start a new run"}
+    if "Connection closed by peer" in text or "Connection reset by peer" in text or "NCCL" in text and "timeout" in text:
+        import os
+
+        world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        mine = os.environ.get("GROUP_RANK", os.environ.get("NODE_RANK", "0"))
+        others = f"ranks outside this machine's {local}" if world > local else "another rank"
+        return {"error_kind": "crash",
+                "message": f"the job lost a process: {others} of {world} (this is machine {mine}) stopped talking "
+                           f"(killed, crashed, or its network dropped): {text.split('. This is')[0]}",
+                "advice": "look at the other machine's run (`studio runs` there); when every machine is ready, "
+                          "resume the run on each of them"}
     return {"error_kind": "crash", "message": f"{type(e).__name__}: {e}",
             "advice": "the trainer's log has the traceback; resuming continues from the last checkpoint"}

@@ -27,7 +27,7 @@ from studio.runs.events import End, EventWriter, NullWriter, Start, to_record
 from studio.runs.files import PREFLIGHT_FILE
 from studio.runs.folder import Run, RunError, skipped_checkpoints
 from studio.runs.lock import LockError, RunLock, inherited
-from studio.trainer.config import check_requirements, is_main_process, resolve_dtype, sft_config, world_size
+from studio.trainer.config import check_requirements, is_machine_main, node_rank, resolve_dtype, sft_config, world_size
 from studio.planning.decisions import data_shape
 from studio.planning.decisions import packing as packing_rule
 from studio.planning.record import PlanRecord
@@ -66,7 +66,7 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
     # 2. Model folder and tokenizer; under several processes the main one builds or downloads first.
     from accelerate import PartialState
 
-    with PartialState(cpu=device == "cpu").main_process_first():
+    with PartialState(cpu=device == "cpu").local_main_process_first():  # every machine makes its own copy
         folder = model_folder(profile, run, ds.rows, writer, probe)
     tokenizer = load_tokenizer(folder, profile)
 
@@ -114,7 +114,7 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
         config=profile.to_dict(), total_params=total, trainable_params=trainable, dataset=to_record(stats),
         devices=tuple(devices), device=device, dtype=dtype, optimizer=profile.optimizer,
         resumed_from=str(checkpoint) if checkpoint else None, pid=os.getpid(), torch=torch.__version__,
-        decisions=tuple(decisions))
+        decisions=tuple(decisions), **job_of(plan))
     if stop.requested:
         return End(status="stopped", step=0, message="stopped before training began")
 
@@ -127,6 +127,16 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
     if eval_rows and not stopped and st.global_step not in telemetry.evaluated_steps:
         trainer.evaluate()  # the callback writes the eval event
     return end_record(run, trainer, telemetry, result.metrics, stopped, probe)
+
+
+def job_of(plan: PlanRecord) -> dict[str, Any]:
+    """Which job a machine of a multi-machine run belongs to, for its `start` record."""
+    layout = plan.layout
+    if layout.num_machines <= 1:
+        return {}
+    return {"node_rank": node_rank(),
+            "job": f"{layout.num_machines} machines x {layout.processes} process(es), main "
+                   f"{layout.main_address}:{layout.main_port}; this is machine {node_rank()}"}
 
 
 def run_plan(run: Run, profile: Profile) -> PlanRecord:
@@ -212,7 +222,7 @@ def end_record(run: Run, trainer: Any, telemetry: Telemetry, metrics: dict[str, 
 def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: StopRequest | None = None) -> int:
     """Run the trainer for `run_dir`; always ends the event log with an `end` record."""
     run = Run(run_dir)
-    main = is_main_process()
+    main = is_machine_main()  # each machine's first process keeps that machine's run folder
     try:
         run.check_contained()
         lock = hold_lock(run)
@@ -222,7 +232,8 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
     try:
         writer = EventWriter(run.events_path) if main else NullWriter()
         if main:
-            run.update_status_file(trainer_pid=os.getpid(), state="running", world_size=world_size())
+            run.update_status_file(trainer_pid=os.getpid(), state="running", world_size=world_size(),
+                                   node_rank=node_rank())
     except OSError as e:
         print(f"cannot write to the run folder {run.dir}: {e}; make it writable and resume", file=sys.stderr)
         return 1

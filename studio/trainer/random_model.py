@@ -101,9 +101,11 @@ def prepare_random_model(profile: Profile, folder: Path, rows: list[dict[str, An
         import torch
         from transformers import AutoModelForCausalLM
 
+        from studio.trainer.tiny import save_machine_copy
+
         torch.manual_seed(profile.train.seed)
         with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # random init is fast on a GPU
-            AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
+            save_machine_copy(AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16), folder)
 
 
 def probe_rows(max_length: int, count: int, seed: int) -> list[dict[str, Any]]:

@@ -70,7 +70,8 @@ class Telemetry(TrainerCallback):
         self._t0 = time.monotonic()
         self.train_started = self._t0
         self._window.append((self._t0, float(self.tokens_before), state.global_step))
-        if state.is_world_process_zero:
+        if state.is_world_process_zero or state.is_local_process_zero:
+            # Another machine's folder says which job it belongs to; the steps are the main machine's.
             self.writer.write(replace(self.start_record, max_steps=state.max_steps, step=state.global_step))
 
     def _rate(self, now: float, tokens: float, step: int) -> tuple[float, float | None]:

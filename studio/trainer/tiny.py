@@ -87,6 +87,17 @@ def build_tiny_model(out_dir: Path, rows: list[dict[str, Any]], seed: int, vocab
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    save_machine_copy(model, out_dir)
     hf_tok.save_pretrained(out_dir)
+
+
+def save_machine_copy(model: Any, out_dir: Path) -> None:
+    """The model's config and weights, written by this process whatever its rank: under torch.distributed
+    save_pretrained writes on global rank 0 only, and every machine of a multi-machine job needs its copy."""
+    from safetensors.torch import save_model
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(out_dir)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(out_dir)
+    save_model(model, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
