@@ -136,8 +136,28 @@ def _detach_or_follow(run: Run, proc: subprocess.Popen[bytes], tail: EventTail, 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    started = start_run(profile_path(args.profile), args.max_steps, args.node_rank)
+    slurm = None
+    if args.slurm or args.slurm_dry_run:
+        from studio.runs.slurm import SlurmRequest
+
+        slurm = SlurmRequest(nodes=args.nodes, partition=args.partition or "", time=args.time or "",
+                             account=args.account or "", gpus_per_node=args.gpus_per_node)
+    started = start_run(profile_path(args.profile), args.max_steps, args.node_rank, slurm, args.slurm_dry_run)
     run = started.run
+    if slurm is not None:
+        if args.slurm_dry_run:
+            import shutil
+
+            shutil.rmtree(run.dir, ignore_errors=True)  # nothing was submitted: no run is left behind
+            print(started.slurm, end="")
+            print("# not submitted (drop --slurm-dry-run to submit)", file=sys.stderr)
+            return EXIT_OK
+        if args.json:
+            print(json.dumps({"id": run.id, "dir": str(run.dir), "status": "queued", "slurm_job": started.slurm}))
+        else:
+            print(f"run {run.id}: submitted to Slurm as job {started.slurm}; follow it with `studio runs`, "
+                  f"`studio logs {shell_arg(run.id)} --follow`, stop it with `studio stop {shell_arg(run.id)}`")
+        return EXIT_OK
     tail = events_tail(run, from_start=True)
     if not args.json:
         print(f"run {run.id}: {run.dir}")
@@ -282,6 +302,13 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help='print {"id", "dir", "status"} (progress goes to stderr)')
     p.add_argument("--max-steps", type=int, help="override train.max_steps for this run")
     p.add_argument("--node-rank", type=int, help="multi-node: this machine's rank (overrides hardware.machine_rank)")
+    p.add_argument("--slurm", action="store_true", help="submit the run to Slurm (sbatch) instead of starting it here")
+    p.add_argument("--slurm-dry-run", action="store_true", help="write and print the sbatch script, submit nothing")
+    p.add_argument("--nodes", type=int, default=1, help="--slurm: nodes (one task each)")
+    p.add_argument("--partition", help="--slurm: the partition (sbatch --partition)")
+    p.add_argument("--time", help="--slurm: the time limit (sbatch --time, e.g. 2:00:00)")
+    p.add_argument("--account", help="--slurm: the account to charge (sbatch --account)")
+    p.add_argument("--gpus-per-node", type=int, default=0, help="--slurm: GPUs on each node")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("runs", help="list runs and their status")

@@ -35,6 +35,7 @@ class Layout:
     main_port: int = 29500
     offload_optimizer: bool = False
     offload_params: bool = False
+    rendezvous: str = "static"     # static (a fixed main address and port) | c10d (Slurm's nodes find each other)
 
     @property
     def world_size(self) -> int:
@@ -137,7 +138,7 @@ def accelerate_config(layout: Layout) -> dict[str, Any]:
         "machine_rank": layout.machine_rank,
         "main_process_ip": layout.main_address or None,
         "main_process_port": layout.main_port,
-        "rdzv_backend": "static",
+        "rdzv_backend": layout.rendezvous,
         "same_network": True,
         "mixed_precision": "no",  # the trainer sets bf16/fp16 itself
         # On the CPU the processes talk over gloo; MULTI_GPU is what starts several of them.

@@ -8,6 +8,7 @@ PLAN_FILE = "plan.json"
 LAYOUT_FILE = "launch.json"
 ACCELERATE_CONFIG = "accelerate_config.yaml"
 STATUS_FILE = "status.json"
+SLURM_SCRIPT = "slurm.sbatch"  # `studio run --slurm`: the job script as submitted
 LOCK_FILE = "run.lock"  # held by whoever starts the trainer, then by the trainer for its life (runs/lock.py)
 LOG_FILE = "trainer.log"
 PREFLIGHT_FILE = "preflight.json"

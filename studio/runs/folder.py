@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from studio.atomic import write_json, write_text
 from studio.paths import runs_dir
 from studio.runs.files import (BASE_MODEL, CHAT_LOG, CHATS, CHECKPOINTS, EVAL_FILE, EVENTS_FILE, FINAL, LAYOUT_FILE, LOCK_FILE,
-                               LOG_FILE, ORIGINAL_PROFILE, PLAN_FILE, PREFLIGHT_FILE, PROFILE_FILE, STATUS_FILE)
+                               LOG_FILE, ORIGINAL_PROFILE, PLAN_FILE, PREFLIGHT_FILE, PROFILE_FILE, SLURM_SCRIPT,
+                               STATUS_FILE)
 from studio.safeopen import read_regular
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ MAX_PID = 1 << 22          # Linux's pid_max ceiling; anything above is not a pi
 MAX_JSON_BYTES = 16 << 20  # status.json and its kin are small; anything bigger is not one of ours
 # What a run folder holds, and what kind each entry must be: a link or a special file in their place is refused.
 EXPECTED = {EVENTS_FILE: "file", LOG_FILE: "file", PROFILE_FILE: "file", STATUS_FILE: "file", PLAN_FILE: "file",
-            LAYOUT_FILE: "file", PREFLIGHT_FILE: "file", EVAL_FILE: "file", LOCK_FILE: "file", CHAT_LOG: "file", ORIGINAL_PROFILE: "file",
+            LAYOUT_FILE: "file", PREFLIGHT_FILE: "file", EVAL_FILE: "file", SLURM_SCRIPT: "file", LOCK_FILE: "file", CHAT_LOG: "file", ORIGINAL_PROFILE: "file",
             CHECKPOINTS: "dir", FINAL: "dir", BASE_MODEL: "dir", CHATS: "dir"}
 
 

@@ -35,8 +35,12 @@ EXIT_WAIT_S = 30.0  # how long a trainer that wrote its `end` may take to exit b
 def write_plan_files(run: Run, plan: PlanRecord) -> None:
     """plan.json (the typed record of what was decided and estimated), launch.json (read by every launch and
     resume) and, for several processes, the accelerate config the user can also reuse."""
-    layout = plan.layout
     write_json(run.dir / PLAN_FILE, plan.to_dict())
+    write_layout(run, plan.layout)
+
+
+def write_layout(run: Run, layout: Layout) -> None:
+    """launch.json, and for several processes the accelerate config."""
     write_json(run.dir / LAYOUT_FILE, layout.to_dict())
     if layout.distributed:
         import yaml  # comes with accelerate and transformers; only read here
@@ -156,7 +160,10 @@ def resume_note(run: Run) -> str:
 
 
 def stop_run(run: Run, force: bool = False, wait_s: float = 300.0) -> str:
-    """Ask the trainer to stop (SIGTERM: it finishes the step and saves) or kill its whole job."""
+    """Ask the trainer to stop (SIGTERM: it finishes the step and saves) or kill its whole job; a Slurm run
+    through scancel."""
+    if "slurm_job" in run.read_status_file() and run_status(run) in ("queued", "running"):
+        return stop_slurm(run, force, wait_s)
     pid = run.pid
     if pid is None or not is_alive(run):
         raise RunError(f"run {run.id} is not running (status: {run_status(run)}); nothing to stop")
@@ -185,6 +192,19 @@ def stop_run(run: Run, force: bool = False, wait_s: float = 300.0) -> str:
     if not wait_gone(run, wait_s):
         raise RunError(f"run {run.id} did not stop within {wait_s:.0f} s; "
                        "a forced stop kills it (unsaved steps are lost)")
+    return run_status(run)
+
+
+def stop_slurm(run: Run, force: bool, wait_s: float) -> str:
+    from studio.runs.slurm import cancel, record_ending
+
+    queued = run_status(run) == "queued"
+    run.update_status_file(stop_requested_at=time.time())
+    cancel(run, force or queued)  # a job still waiting has nothing to save
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and run_status(run) in ("queued", "running"):
+        time.sleep(0.5)
+    record_ending(run)
     return run_status(run)
 
 

@@ -7,6 +7,7 @@ profile -> check the data -> plan (layout, setup, estimate, decisions) -> run fo
 from __future__ import annotations
 
 import subprocess
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +25,15 @@ from studio.runs.files import ORIGINAL_PROFILE
 from studio.runs.folder import Run, RunError, create_run
 from studio.runs.history import machine_corrections
 from studio.runs.launcher import launch, write_plan_files
+from studio.runs.slurm import SlurmRequest, submit
 
 
 @dataclass(frozen=True)
 class Started:
     run: Run
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | None   # None for a Slurm job
     plan: Plan
+    slurm: str = ""                        # the Slurm job id (or, dry, the script)
 
 
 def check_data(profile: Profile) -> DataShape | None:
@@ -58,9 +61,10 @@ def shape_of(profile: Profile, lengths: list[int]) -> DataShape:
     return data_shape(lengths, t.batch_size, profile.data.max_length, t.seed)
 
 
-def start_profile(profile: Profile, name: str, probe: bool = False, inventory: Inventory | None = None) -> Started:
+def start_profile(profile: Profile, name: str, probe: bool = False, inventory: Inventory | None = None,
+                  slurm: SlurmRequest | None = None, slurm_dry_run: bool = False) -> Started:
     """Check what the profile asks of this machine, its model and its data; plan the run; make its
-    folder and launch the trainer. Nothing is written before every check has passed."""
+    folder and launch the trainer (or submit it to Slurm). Nothing is written before every check has passed."""
     inventory = inventory or current_inventory()
     problems = machine_problems(profile, inventory) + reference_problems(profile)
     if problems:
@@ -78,6 +82,9 @@ def start_profile(profile: Profile, name: str, probe: bool = False, inventory: I
         raise ProfileError(name, problems)
     run = create_run(profile.to_toml(), name, kind="probe" if probe else "train")
     write_plan_files(run, plan.record())
+    if slurm is not None:
+        run.update_status_file(slurm_request=dataclasses.asdict(slurm))
+        return Started(run, None, plan, slurm=submit(run, slurm, slurm_dry_run))
     return Started(run, launch(run), plan)
 
 
@@ -105,9 +112,10 @@ def revise_run(run: Run, revised: Profile, inventory: Inventory | None = None) -
     return plan
 
 
-def start_run(profile_path: Path, max_steps: int | None = None, node_rank: int | None = None) -> Started:
-    """Load a profile file, apply the command line's overrides, and start it."""
+def start_run(profile_path: Path, max_steps: int | None = None, node_rank: int | None = None,
+              slurm: SlurmRequest | None = None, slurm_dry_run: bool = False) -> Started:
+    """Load a profile file, apply the command line's overrides, and start it (here, or on Slurm)."""
     profile = load_profile(profile_path)
     flags = {"train.max_steps": max_steps, "hardware.machine_rank": node_rank}
     profile = with_changes(profile, {k: v for k, v in flags.items() if v is not None}, source="the command line")
-    return start_profile(profile, Path(profile_path).stem)
+    return start_profile(profile, Path(profile_path).stem, slurm=slurm, slurm_dry_run=slurm_dry_run)

@@ -1,5 +1,6 @@
 """What state a run is in, from its files and its process: the one answer for every listing.
 
+queued      submitted to Slurm and waiting (the summary says Slurm's reason)
 running     the trainer process is alive
 completed, stopped, failed
             its last attempt wrote that `end` (or was stopped before it could write one)
@@ -16,7 +17,7 @@ from studio.runs.events import END_STATUSES, Timeline
 from studio.runs.folder import Run
 from studio.runs.liveness import is_alive
 
-STATUSES = ("running", "completed", "stopped", "failed", "crashed", "damaged")
+STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed", "damaged")
 
 
 def run_status(run: Run, timeline: Timeline | None = None, alive: bool | None = None) -> str:
@@ -32,7 +33,18 @@ def run_status(run: Run, timeline: Timeline | None = None, alive: bool | None = 
         except OSError:
             return "damaged"
     alive = is_alive(run) if alive is None else alive
-    return status_from(timeline, alive, run.status_number("launched_at"), run.status_number("stop_requested_at"))
+    status = status_from(timeline, alive, run.status_number("launched_at"), run.status_number("stop_requested_at"))
+    slurm = slurm_word(run, status)
+    return slurm[0] if slurm else status
+
+
+def slurm_word(run: Run, status: str) -> tuple[str, str] | None:
+    """For a run submitted to Slurm: queued (and why) or running as Slurm sees it, or Slurm's own ending."""
+    if "slurm_job" not in run.read_status_file() or status == "running":
+        return None
+    from studio.runs.slurm import slurm_status
+
+    return slurm_status(run, status if status in END_STATUSES else None)
 
 
 def status_from(timeline: Timeline, alive: bool, launched_at: float, stop_requested_at: float) -> str:
@@ -84,8 +96,11 @@ def summarize(run: Run) -> RunSummary:
                           problem=f"cannot read {run.events_path.name}: {e.strerror or e}")
     last, start, end = tl.last_step, tl.start, tl.end
     last_eval = tl.evals[max(tl.evals)] if tl.evals else None
+    status = run_status(run, tl)
+    slurm = slurm_word(run, status) if status in ("queued", "failed", "stopped") else None
     return RunSummary(
-        id=run.id, profile=profile, status=run_status(run, tl), dir=str(run.dir),
+        id=run.id, profile=profile, status=status, dir=str(run.dir),
+        problem=slurm[1] if slurm and status == "queued" else None,
         step=last.step if last else 0,
         max_steps=(last.max_steps if last else None) or (start.max_steps if start else None),
         loss=last.loss if last else None, started_at=started, ended_at=end.time if end else None,

@@ -1,0 +1,241 @@
+"""Runs on a Slurm cluster: `studio run PROFILE --slurm` writes an sbatch script into the run folder and
+submits it; every node's task (`python -m studio.runs.slurm node RUN_DIR`) starts that node's trainer through
+the same launcher as a local run, with the node rank from SLURM_NODEID and the c10d rendezvous on the first
+node. The run is followed like any other: `studio runs` shows a pending job as `queued` with Slurm's reason,
+`studio stop` cancels through scancel (SIGTERM first: the trainer saves), and Slurm's own endings (a time
+limit, a failed node, a cancel) become clear records. The run folder must be on a filesystem every node
+sees (the studio home on shared storage), as Slurm's own output files must.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.atomic import write_json, write_text
+from studio.runs.events import End, append_event
+from studio.runs.files import LAYOUT_FILE, PLAN_FILE, PROFILE_FILE, SLURM_SCRIPT
+from studio.runs.folder import Run, RunError
+
+SLURM_ENDINGS = {
+    "TIMEOUT": ("failed", "the job reached its time limit", "resume with more --time (or a longer partition)"),
+    "NODE_FAIL": ("failed", "a node of the job failed", "resume the run: Slurm places it on healthy nodes"),
+    "PREEMPTED": ("stopped", "the job was preempted", "resume the run"),
+    "OUT_OF_MEMORY": ("failed", "Slurm killed the job for using more memory than it asked for",
+                      "ask for more memory (--mem) or lower train.batch_size, then resume"),
+    "CANCELLED": ("stopped", "the job was cancelled", "resume the run"),
+    "BOOT_FAIL": ("failed", "a node failed to boot", "resume the run"),
+    "DEADLINE": ("failed", "the job missed its deadline", "resume the run"),
+}
+
+
+@dataclass(frozen=True)
+class SlurmRequest:
+    nodes: int = 1
+    partition: str = ""
+    time: str = ""
+    account: str = ""
+    gpus_per_node: int = 0
+
+
+def available() -> bool:
+    return shutil.which("sbatch") is not None
+
+
+def script(run: Run, request: SlurmRequest) -> str:
+    """The sbatch script: one task per node, each starting its node's trainer."""
+    lines = ["#!/bin/bash", f"#SBATCH --job-name=studio-{run.id}"[:100], f"#SBATCH --nodes={request.nodes}",
+             "#SBATCH --ntasks-per-node=1", f"#SBATCH --output={run.dir}/slurm-%j.out"]
+    if request.gpus_per_node:
+        lines.append(f"#SBATCH --gpus-per-node={request.gpus_per_node}")
+    for flag, value in (("partition", request.partition), ("time", request.time), ("account", request.account)):
+        if value:
+            lines.append(f"#SBATCH --{flag}={shlex.quote(value)}")
+    python = shlex.quote(sys.executable)
+    lines += [
+        "# The first node hosts the rendezvous; every node learns its rank from SLURM_NODEID.",
+        'export STUDIO_MAIN_ADDRESS="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+        f"srun --kill-on-bad-exit=1 {python} -m studio.runs.slurm node {shlex.quote(str(run.dir))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def submit(run: Run, request: SlurmRequest, dry_run: bool = False) -> str:
+    """Write the script into the run folder and submit it (or, dry, only write it); returns the job id or
+    the script. A refusal by Slurm (an invalid partition, say) ends the run as failed with Slurm's words."""
+    text = script(run, request)
+    write_text(run.dir / SLURM_SCRIPT, text)
+    if dry_run:
+        return text
+    if not available():
+        raise RunError("sbatch is not on the PATH: run this on a Slurm login node (or drop --slurm)")
+    proc = subprocess.run(["sbatch", "--parsable", str(run.dir / SLURM_SCRIPT)], capture_output=True, text=True)
+    if proc.returncode:
+        why = proc.stderr.strip().removeprefix("sbatch: error: ") or "sbatch failed"
+        append_event(run.events_path, End(status="failed", error_kind="slurm", message=f"Slurm refused the job: {why}",
+                                          advice="change the --partition, --time, --account or --nodes asked for "
+                                                 "and start the run again"))
+        raise RunError(f"Slurm refused the job: {why}")
+    job = proc.stdout.strip().split(";")[0]
+    run.update_status_file(slurm_job=job, launched_at=time.time(), state="queued", attempts=1)
+    return job
+
+
+def job_of(run: Run) -> str | None:
+    job = run.read_status_file().get("slurm_job")
+    return job if isinstance(job, str) and job.isdigit() else None
+
+
+def job_state(job: str) -> tuple[str, str] | None:
+    """(Slurm's state, its reason) for a job, from squeue while it is known there, then scontrol."""
+    try:
+        proc = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T|%r"], capture_output=True, text=True, timeout=30)
+        if proc.returncode == 0 and proc.stdout.strip():
+            state, _, reason = proc.stdout.strip().splitlines()[0].partition("|")
+            return state, reason
+        proc = subprocess.run(["scontrol", "show", "job", job, "-o"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode or "JobState=" not in proc.stdout:
+        return None
+    fields = dict(part.split("=", 1) for part in proc.stdout.split() if "=" in part)
+    return fields.get("JobState", "UNKNOWN"), fields.get("Reason", "None")
+
+
+def slurm_status(run: Run, events_status: str | None) -> tuple[str, str] | None:
+    """The status of a Slurm run, and what to say of it: queued (with Slurm's reason) while pending, running
+    while Slurm runs it, else the events' word, or Slurm's ending when the trainer could not write one."""
+    job = job_of(run)
+    if job is None:
+        return None
+    state = job_state(job)
+    if state is None:
+        return None
+    name, reason = state
+    if name == "PENDING":
+        why = f"waiting for Slurm: {reason}"
+        if reason == "PartitionTimeLimit":
+            why += " (the job asks for more time than its partition allows: stop it and ask for less --time)"
+        return "queued", why
+    if name in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED") and events_status not in (
+            "completed", "stopped", "failed"):
+        return "running", f"Slurm job {job} {name.lower()}"
+    if events_status in ("completed", "stopped", "failed"):
+        return events_status, ""
+    ending = SLURM_ENDINGS.get(name.split()[0])
+    if ending:
+        return ending[0], f"{ending[1]} (Slurm job {job}, {name}); {ending[2]}"
+    return None
+
+
+def record_ending(run: Run) -> None:
+    """An `end` record for a job Slurm ended before its trainer could write one (a time limit, a dead node)."""
+    job = job_of(run)
+    state = job_state(job) if job else None
+    if state is None:
+        return
+    ending = SLURM_ENDINGS.get(state[0].split()[0])
+    if ending is None:
+        return
+    try:
+        tl = run.timeline()
+    except OSError:
+        return
+    if tl.end is not None and tl.end.time >= run.status_number("launched_at"):
+        return
+    status, message, advice = ending
+    append_event(run.events_path, End(status=status, error_kind="slurm" if status == "failed" else None,
+                                      message=f"{message} (Slurm job {job}, {state[0]})", advice=advice))
+
+
+def cancel(run: Run, force: bool) -> None:
+    """scancel: SIGTERM to every task first (the trainer finishes its step and saves), or the job at once."""
+    job = job_of(run)
+    if job is None:
+        raise RunError(f"run {run.id} has no Slurm job")
+    cmd = ["scancel", job] if force else ["scancel", "--signal=TERM", "--full", job]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RunError(f"scancel {job} failed: {proc.stderr.strip()}")
+
+
+# ------------------------------------------------------------------------------------------- the node task
+
+def node_folder(run: Run, rank: int) -> Run:
+    """Node 0 trains in the run folder; every other node in its own folder inside it (its events say which job
+    it belongs to), each with the layout for its rank."""
+    if rank == 0:
+        return run
+    node = Run(run.dir / f"node-{rank}")
+    node.dir.mkdir(mode=0o700, exist_ok=True)
+    for name in (PROFILE_FILE, PLAN_FILE):
+        if not (node.dir / name).exists():
+            shutil.copy2(run.dir / name, node.dir / name)
+    if not (node.dir / "status.json").exists():
+        write_json(node.dir / "status.json", {"profile": run.read_status_file().get("profile", ""),
+                                              "created_at": time.time(), "kind": "train", "attempts": 0})
+    return node
+
+
+def run_node(run_dir: Path) -> int:
+    """One node's task: this node's layout (its rank, the first node as the rendezvous), then its trainer,
+    in the foreground (the Slurm task lasts as long as the trainer)."""
+    from studio.runs.launcher import launch, read_layout
+
+    run = Run(run_dir)
+    rank = int(os.environ.get("SLURM_NODEID", "0"))
+    nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", "1")))
+    main_address = os.environ.get("STUDIO_MAIN_ADDRESS", "127.0.0.1")
+    node = node_folder(run, rank)
+    layout = read_layout(run.dir)
+    if layout is None:
+        print(f"{run.dir} has no launch.json: not a studio run folder", file=sys.stderr)
+        return 2
+    layout = dataclasses.replace(layout, num_machines=nodes, machine_rank=rank, main_address=main_address,
+                                 rendezvous="c10d" if nodes > 1 else layout.rendezvous)
+    from studio.runs.launcher import write_layout
+
+    write_layout(node, layout)
+    resume = node.last_complete_checkpoint() is not None
+    node.update_status_file(slurm_job=os.environ.get("SLURM_JOB_ID", ""), node_rank=rank)
+    proc = launch(node, resume=resume)
+
+    def graceful(signum: int, frame: object) -> None:
+        # scancel --signal=TERM and a time limit reach this task, not the trainer (its own session): pass
+        # the stop on, so that it finishes its step and saves before Slurm's KillWait runs out.
+        from studio.runs.launcher import stop_targets
+
+        for pid in stop_targets(proc.pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, graceful)
+    signal.signal(signal.SIGINT, graceful)
+    while True:
+        try:
+            return proc.wait()
+        except InterruptedError:
+            continue
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "node":
+        return run_node(Path(argv[1]).resolve())
+    print("usage: python -m studio.runs.slurm node RUN_DIR (the task of each node of a studio Slurm job)",
+          file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,84 @@
+"""`studio run --slurm` on a real one-node Slurm cluster (slurmctld, slurmd and munge on this machine, started
+by .ci/slurm-cluster): a job followed to completed, a job stopped through scancel (the trainer saves), a job
+asking more time than its partition allows shown as queued with Slurm's reason, and a refused job."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import DEMO_DATA, studio, write_profile
+from waiting import wait_for
+
+
+def cluster_up() -> str:
+    if shutil.which("sinfo") is None:
+        return "Slurm is not installed here (.ci/slurm-cluster installs and starts a one-node cluster)"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if proc.returncode or not any(s in proc.stdout for s in ("idle", "mixed", "alloc")):
+        return f"no Slurm node is up (run .ci/slurm-cluster): {proc.stderr.strip() or proc.stdout.strip()}"
+    return ""
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(cluster_up()), reason=cluster_up() or "up")]
+
+
+def runs() -> dict[str, dict]:
+    return {r["id"]: r for r in json.loads(studio("runs", "--json").stdout)}
+
+
+def submit(tmp_path: Path, *flags: str, steps: int = 10) -> dict:
+    profile = write_profile(tmp_path / "s.toml", DEMO_DATA, train={"max_steps": steps, "save_steps": 5})
+    out = studio("run", str(profile), "--slurm", "--json", *flags)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_a_slurm_job_is_followed_to_completed(tmp_path: Path) -> None:
+    job = submit(tmp_path)
+    assert job["status"] == "queued" and job["slurm_job"].isdigit()
+    assert "#SBATCH --ntasks-per-node=1" in (Path(job["dir"]) / "slurm.sbatch").read_text()
+    wait_for(lambda: runs()[job["id"]]["status"] == "completed", what="the job to complete",
+             state=lambda: json.dumps(runs()[job["id"]]))
+    assert runs()[job["id"]]["step"] == 10 and (Path(job["dir"]) / "final").is_dir()
+
+
+def test_studio_stop_cancels_a_slurm_job_and_the_trainer_saves(tmp_path: Path) -> None:
+    job = submit(tmp_path, steps=100000)
+    wait_for(lambda: runs()[job["id"]]["step"] >= 2, what="two steps", state=lambda: json.dumps(runs()[job["id"]]))
+    stop = studio("stop", job["id"])
+    assert stop.returncode == 0, stop.stderr
+    wait_for(lambda: runs()[job["id"]]["status"] == "stopped", what="the stop")
+    assert list((Path(job["dir"]) / "checkpoints").glob("checkpoint-*"))  # it saved on the way out
+
+
+def test_more_time_than_the_partition_allows_is_queued_with_slurms_reason(tmp_path: Path) -> None:
+    job = submit(tmp_path, "--time", "1:00:00")  # the partition allows 10 minutes
+    wait_for(lambda: "PartitionTimeLimit" in (runs()[job["id"]].get("problem") or ""), what="Slurm's reason",
+             state=lambda: json.dumps(runs()[job["id"]]))
+    assert runs()[job["id"]]["status"] == "queued"
+    assert "less --time" in runs()[job["id"]]["problem"]
+    assert studio("stop", job["id"]).returncode == 0
+    wait_for(lambda: runs()[job["id"]]["status"] != "queued", what="the cancel")
+
+
+def test_a_job_slurm_refuses_is_a_clear_failed_record(tmp_path: Path) -> None:
+    profile = write_profile(tmp_path / "s.toml", DEMO_DATA)
+    out = studio("run", str(profile), "--slurm", "--partition", "nosuchpartition")
+    assert out.returncode == 2 and "Slurm refused the job" in out.stderr and "partition" in out.stderr.lower()
+    [failed] = [r for r in runs().values() if r["status"] == "failed"]
+    assert failed["error_kind"] == "slurm"
+
+
+def test_the_dry_run_prints_the_script_and_leaves_nothing(tmp_path: Path) -> None:
+    profile = write_profile(tmp_path / "s.toml", DEMO_DATA)
+    out = studio("run", str(profile), "--slurm-dry-run", "--nodes", "2", "--gpus-per-node", "8", "--time", "2:00:00")
+    assert out.returncode == 0
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --time=2:00:00", "scontrol show hostnames", "-m studio.runs.slurm node"):
+        assert line in out.stdout
+    assert runs() == {}
