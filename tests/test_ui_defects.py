@@ -337,3 +337,41 @@ async def test_the_cursor_stays_on_the_saved_profile_and_new_files_appear(studio
         write(studio_env, "made-by-cli", GOOD)
         await pilot.pause(3.0)
         assert "user:made-by-cli" in pilot.app.screen.profile_paths
+
+
+# issue 18 #3 ------------------------------------------------------------- absurd values read as missing
+
+async def test_absurd_but_well_typed_event_values_neither_crash_nor_print_300_digits(studio_env: Path) -> None:
+    run_dir = record_run(studio_env)
+    with (run_dir / "events.jsonl").open("a") as f:
+        f.write(json.dumps({"event": "step", "time": 2e9, "step": 41, "loss": 1e308, "tokens_per_s": 1e300,
+                            "tokens": 10**30}) + "\n")
+    listed = studio("runs")
+    assert listed.returncode == 0 and max(len(line) for line in listed.stdout.splitlines()) < 200
+    assert "1e+308" not in listed.stdout and "000000000000000000" not in listed.stdout
+    async with app(open_run=Run(run_dir)).run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: 41 in pilot.app.screen.timeline.steps, "the absurd step")
+        await pilot.pause()
+        assert pilot.app.screen.timeline.steps[41].loss is None  # read as missing
+        assert isinstance(pilot.app.screen, RunMonitor) and "Traceback" not in screen_text(pilot.app)
+
+
+# issue 18 #11 ------------------------------------------------------------ q in the editor
+
+async def test_q_types_into_an_editor_field_and_elsewhere_leaves_the_editor_not_the_app(studio_env: Path) -> None:
+    write(studio_env, "calm", GOOD)
+    async with app().run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor), "the editor")
+        editor = pilot.app.screen
+        field = editor.query_one("#f-top-description", Input)
+        field.focus()
+        await pilot.press("end", "q")
+        await pilot.pause()
+        assert field.value.endswith("q") and pilot.app.screen is editor
+        editor.query_one("#advice-gpu", Select).focus()
+        await pilot.press("q")
+        await pilot.pause(0.3)
+        # the description was edited, so leaving asks first, and the app is still there
+        assert pilot.app.is_running and isinstance(pilot.app.screen, Confirm)

@@ -35,6 +35,7 @@ from studio.runs.tail import FileTail
 
 END_STATUSES = ("completed", "stopped", "failed")
 MAX_LINE_BYTES = 1 << 20  # a longer line is not one of ours
+MAX_NUMBER = 1e15          # no loss, rate, byte count or time studio records is larger: beyond it, a number is absurd
 PerGpu = tuple[float | None, ...]  # one entry per GPU of the job, in rank order; None where unreadable
 
 
@@ -226,7 +227,7 @@ def _coerce(value: Any, hint: Any) -> Any:
         if isinstance(value, bool):
             return _BAD
         if isinstance(value, int):
-            return value
+            return value if abs(value) <= MAX_NUMBER else _BAD
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             return int(value)
         return _BAD
@@ -234,7 +235,9 @@ def _coerce(value: Any, hint: Any) -> Any:
         if isinstance(value, bool):
             return _BAD
         if isinstance(value, (int, float)):
-            return float(value)
+            value = float(value)
+            # Non-finite numbers are real news (a NaN loss); a finite 1e308 is not: it reads as missing.
+            return value if not math.isfinite(value) or abs(value) <= MAX_NUMBER else _BAD
         return _NONFINITE.get(value, _BAD) if isinstance(value, str) else _BAD
     if hint is str:
         return value if isinstance(value, str) else _BAD

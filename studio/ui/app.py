@@ -61,6 +61,7 @@ class StudioApp(App[None]):
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help"),
+        Binding("f1", "help", "Help", show=False, priority=True),  # help from inside any text field too
         Binding("ctrl+p", "command_palette", "Commands", show=False),
     ]
 
@@ -339,6 +340,8 @@ class StudioApp(App[None]):
 
 
 def run_app(open_run: Run | None = None) -> int:
-    StudioApp(open_run=open_run).run()
-    return 0
+    """The app until it quits; an app that crashed exits non-zero (Textual prints the traceback)."""
+    app = StudioApp(open_run=open_run)
+    app.run()
+    return app.return_code or 0
 

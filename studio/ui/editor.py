@@ -70,6 +70,9 @@ class ProfileEditor(Screen):
         Binding("ctrl+up", "section(-1)", "Previous section", show=False),
         Binding("ctrl+e", "external_editor", "$EDITOR", show=False),
         Binding("escape", "back", "Back"),
+        # q types into a text field; anywhere else in the editor it leaves like esc (asking when there are
+        # unsaved changes), never quits the app from under an edit.
+        Binding("q", "back", "Back", show=False),
     ]
 
     def __init__(self, path: Path | None, profile: Profile | None = None, gpu_names: list[str] | None = None,

@@ -53,7 +53,7 @@ class RawProfileEditor(Screen):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+e", "external", "$EDITOR"),
-        Binding("escape", "back", "Back"),
+        Binding("escape", "back", "Back", priority=True),  # the text area would take esc to move focus
     ]
 
     def __init__(self, path: Path, problems: list[str] | None = None):
