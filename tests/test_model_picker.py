@@ -29,7 +29,9 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HF_ENDPOINT", url)
     import huggingface_hub.constants as constants
 
-    monkeypatch.setattr(constants, "ENDPOINT", url)  # read once at import; this process imported it already
+    # Both read once at import, and this process imported the client already (with HF_HUB_OFFLINE=1 in CI).
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     yield fake
     fake.stop()
 

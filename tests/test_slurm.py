@@ -79,6 +79,6 @@ def test_the_dry_run_prints_the_script_and_leaves_nothing(tmp_path: Path) -> Non
     out = studio("run", str(profile), "--slurm-dry-run", "--nodes", "2", "--gpus-per-node", "8", "--time", "2:00:00")
     assert out.returncode == 0
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
-                 "#SBATCH --time=2:00:00", "scontrol show hostnames", "-m studio.runs.slurm node"):
+                 "#SBATCH --time=2:00:00", "scontrol show hostnames", "-m studio.runs.slurm_node"):
         assert line in out.stdout
     assert runs() == {}

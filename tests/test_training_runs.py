@@ -279,20 +279,36 @@ def find_runs() -> list[str]:
     return sorted(p.name for p in home.iterdir()) if home.exists() else []
 
 
-def test_unknown_model_fails_as_download_and_keeps_tokens_out(tmp_path: Path, chat_data: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_model_is_refused_before_a_run_and_fails_as_download_in_the_trainer(
+        tmp_path: Path, chat_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub_server import FakeHub
+
     secret = "hf_studioTestSecretToken123"
     monkeypatch.setenv("HF_TOKEN", secret)
     profile = write_profile(tmp_path / "m.toml", chat_data, model={"name": "nobody-here/no-such-model"})
-    proc = studio("run", str(profile), "--json")
-    assert proc.returncode == 1
-    result = run_json(proc)
-    tl = load_timeline(Path(result["dir"]))
-    assert result["status"] == "failed"
-    assert tl.end.error_kind == "download"
-    assert "nobody-here/no-such-model" in tl.end.message
-    assert "HF_TOKEN" in tl.end.advice
-    for f in Path(result["dir"]).rglob("*"):
+    offline = studio("run", str(profile), "--json")  # HF_HUB_OFFLINE=1 here, nothing cached
+    assert offline.returncode == 2 and "HF_HUB_OFFLINE" in offline.stderr and not find_runs()
+    hub = FakeHub()  # the Hub, on 127.0.0.1, without that repo
+    monkeypatch.setenv("HF_ENDPOINT", hub.start())
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    try:
+        missing = studio("run", str(profile), "--json")
+        assert missing.returncode == 2 and "not found on the Hub" in missing.stderr and not find_runs()
+        assert secret not in offline.stderr + offline.stdout + missing.stderr + missing.stdout
+        # A run folder made another way (the repo gone since) fails in the trainer as a download error.
+        from studio.profiles.profile import load_profile
+
+        run = create_run(load_profile(profile).to_toml(), "gone")
+        trainer = subprocess.run([sys.executable, "-m", "studio.trainer", str(run.dir)], capture_output=True,
+                                 text=True, timeout=DEADLINE_S)
+    finally:
+        hub.stop()
+    assert trainer.returncode == 1
+    end = load_timeline(run.dir).end
+    assert end.status == "failed" and end.error_kind == "download"
+    assert "nobody-here/no-such-model" in end.message and "HF_TOKEN" in end.advice
+    assert secret not in trainer.stdout + trainer.stderr
+    for f in run.dir.rglob("*"):
         if f.is_file():
             assert secret not in f.read_text(errors="replace"), f
 

@@ -1,5 +1,5 @@
 """Runs on a Slurm cluster: `studio run PROFILE --slurm` writes an sbatch script into the run folder and
-submits it; every node's task (`python -m studio.runs.slurm node RUN_DIR`) starts that node's trainer through
+submits it; every node's task (`python -m studio.runs.slurm_node RUN_DIR`, in slurm_node.py) starts that node's trainer through
 the same launcher as a local run, with the node rank from SLURM_NODEID and the c10d rendezvous on the first
 node. The run is followed like any other: `studio runs` shows a pending job as `queued` with Slurm's reason,
 `studio stop` cancels through scancel (SIGTERM first: the trainer saves), and Slurm's own endings (a time
@@ -9,21 +9,16 @@ sees (the studio home on shared storage), as Slurm's own output files must.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from studio.atomic import write_json, write_text
 from studio.runs.events import End, append_event
-from studio.runs.files import LAYOUT_FILE, PLAN_FILE, PROFILE_FILE, SLURM_SCRIPT
+from studio.runs.files import PLAN_FILE, PROFILE_FILE, SLURM_SCRIPT
 from studio.runs.folder import Run, RunError
 
 SLURM_ENDINGS = {
@@ -64,7 +59,7 @@ def script(run: Run, request: SlurmRequest) -> str:
     lines += [
         "# The first node hosts the rendezvous; every node learns its rank from SLURM_NODEID.",
         'export STUDIO_MAIN_ADDRESS="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
-        f"srun --kill-on-bad-exit=1 {python} -m studio.runs.slurm node {shlex.quote(str(run.dir))}",
+        f"srun --kill-on-bad-exit=1 {python} -m studio.runs.slurm_node {shlex.quote(str(run.dir))}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -162,7 +157,7 @@ def cancel(run: Run, force: bool) -> None:
     job = job_of(run)
     if job is None:
         raise RunError(f"run {run.id} has no Slurm job")
-    cmd = ["scancel", job] if force else ["scancel", "--signal=TERM", "--full", job]
+    cmd = ["scancel", job] if force else ["scancel", "--signal=TERM", job]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         raise RunError(f"scancel {job} failed: {proc.stderr.strip()}")
@@ -184,58 +179,3 @@ def node_folder(run: Run, rank: int) -> Run:
         write_json(node.dir / "status.json", {"profile": run.read_status_file().get("profile", ""),
                                               "created_at": time.time(), "kind": "train", "attempts": 0})
     return node
-
-
-def run_node(run_dir: Path) -> int:
-    """One node's task: this node's layout (its rank, the first node as the rendezvous), then its trainer,
-    in the foreground (the Slurm task lasts as long as the trainer)."""
-    from studio.runs.launcher import launch, read_layout
-
-    run = Run(run_dir)
-    rank = int(os.environ.get("SLURM_NODEID", "0"))
-    nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", "1")))
-    main_address = os.environ.get("STUDIO_MAIN_ADDRESS", "127.0.0.1")
-    node = node_folder(run, rank)
-    layout = read_layout(run.dir)
-    if layout is None:
-        print(f"{run.dir} has no launch.json: not a studio run folder", file=sys.stderr)
-        return 2
-    layout = dataclasses.replace(layout, num_machines=nodes, machine_rank=rank, main_address=main_address,
-                                 rendezvous="c10d" if nodes > 1 else layout.rendezvous)
-    from studio.runs.launcher import write_layout
-
-    write_layout(node, layout)
-    resume = node.last_complete_checkpoint() is not None
-    node.update_status_file(slurm_job=os.environ.get("SLURM_JOB_ID", ""), node_rank=rank)
-    proc = launch(node, resume=resume)
-
-    def graceful(signum: int, frame: object) -> None:
-        # scancel --signal=TERM and a time limit reach this task, not the trainer (its own session): pass
-        # the stop on, so that it finishes its step and saves before Slurm's KillWait runs out.
-        from studio.runs.launcher import stop_targets
-
-        for pid in stop_targets(proc.pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, graceful)
-    signal.signal(signal.SIGINT, graceful)
-    while True:
-        try:
-            return proc.wait()
-        except InterruptedError:
-            continue
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) == 2 and argv[0] == "node":
-        return run_node(Path(argv[1]).resolve())
-    print("usage: python -m studio.runs.slurm node RUN_DIR (the task of each node of a studio Slurm job)",
-          file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
