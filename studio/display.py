@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from studio.runs.events import End, Preflight, Start, Step
 from studio.terminal import shell_arg
 
@@ -48,14 +50,15 @@ def memory_text(step: Step) -> str:
 
 
 def bar(fraction: float, width: int = 20) -> str:
-    filled = int(round(max(0.0, min(1.0, fraction)) * width))
+    """Progress as `width` cells, rounded down: the bar is full only when the work is done."""
+    filled = math.floor(max(0.0, min(1.0, fraction)) * width)
     return "#" * filled + "." * (width - filled)
 
 
 def step_line(step: Step) -> str:
     total = step.max_steps or 0
     frac = step.step / total if total else 0.0
-    parts = [f"step {step.step}/{total or '?'} [{bar(frac)}] {frac * 100:3.0f}%",
+    parts = [f"step {step.step}/{total or '?'} [{bar(frac)}] {math.floor(frac * 100):3d}%",
              f"loss {step.loss:.4f}" if step.loss is not None else "loss ?",
              f"{step.tokens_per_s or 0:,.0f} tok/s"]
     mem = memory_text(step)

@@ -56,18 +56,21 @@ def test_two_resumes_at_once_start_one_trainer_every_time(tmp_path: Path) -> Non
     running (with the pid), and exactly one trainer works on the run."""
     run = stopped_run(tmp_path)
     env = dict(os.environ)
-    for round_ in range(20):
-        procs = [subprocess.Popen([sys.executable, "-m", "studio", "resume", run.id, "--detach", "--json"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                 for _ in range(2)]
-        results = [(p.wait(), p.stdout.read(), p.stderr.read()) for p in procs]
-        codes = sorted(code for code, _, _ in results)
-        assert codes == [0, 2], (round_, results)
-        refused = next(err for code, _, err in results if code == 2)
-        assert "already running (pid" in refused, refused
-        wait_for(lambda: trainers_of(run.dir), what="the trainer", timeout=120)
-        assert len(trainers_of(run.dir)) == 1, (round_, trainers_of(run.dir))
-        kill_all(run.dir)
+    try:
+        for round_ in range(20):
+            procs = [subprocess.Popen([sys.executable, "-m", "studio", "resume", run.id, "--detach", "--json"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                     for _ in range(2)]
+            results = [(p.wait(), p.stdout.read(), p.stderr.read()) for p in procs]
+            codes = sorted(code for code, _, _ in results)
+            assert codes == [0, 2], (round_, results)
+            refused = next(err for code, _, err in results if code == 2)
+            assert "already running (pid" in refused, refused
+            wait_for(lambda: trainers_of(run.dir), what="the trainer", timeout=120)
+            assert len(trainers_of(run.dir)) == 1, (round_, trainers_of(run.dir))
+            kill_all(run.dir)
+    finally:
+        kill_all(run.dir)  # a failed round leaves no trainer behind
 
 
 def test_a_second_trainer_started_by_hand_refuses_to_run(tmp_path: Path) -> None:

@@ -29,8 +29,7 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HF_ENDPOINT", url)
     import huggingface_hub.constants as constants
 
-    # Both read once at import, and this process imported the client already (with HF_HUB_OFFLINE=1 in CI).
-    monkeypatch.setattr(constants, "ENDPOINT", url)
+    # Read once at import, and this process imported the client already (with HF_HUB_OFFLINE=1 in CI).
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     yield fake
     fake.stop()

@@ -169,6 +169,10 @@ def test_graceful_stop_then_resume_continues_the_step_count(tmp_path: Path, chat
     assert after[0].tokens > before.tokens  # the token count carries on across the resume
     assert after[0].elapsed_s >= before.elapsed_s
     assert events[starts[1]].resumed_from.endswith(f"checkpoint-{stopped_at}")
+    # The final line counts the whole run's tokens, as its steps do, not only the last attempt's.
+    end = load_timeline(run_dir).end
+    assert end.train_tokens == after[-1].tokens
+    assert "Warning" not in (run_dir / "trainer.log").read_text()  # no library deprecations in a run's log
 
 
 def test_sigkill_is_crashed_and_resume_replays_from_the_checkpoint(tmp_path: Path, chat_data: Path) -> None:

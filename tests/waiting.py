@@ -3,7 +3,8 @@ never for a fixed time. A deadline is only a generous upper bound against a hang
 fires it says what was awaited and what the state was, so a slow machine passes and a hung
 test explains itself.
 
-STUDIO_TEST_DEADLINE (seconds, default 1800) sets the bound for every wait."""
+STUDIO_TEST_DEADLINE (seconds, default 600: several times the slowest wait on a loaded 2-core machine, and
+short enough that one hung test cannot run CI past its limit) sets the bound for every wait."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-DEADLINE_S = float(os.environ.get("STUDIO_TEST_DEADLINE", "1800"))
+DEADLINE_S = float(os.environ.get("STUDIO_TEST_DEADLINE", "600"))
 
 
 def wait_for(check: Callable[[], Any], what: str = "condition", state: Callable[[], str] | None = None,

@@ -44,7 +44,7 @@ def cmd_profile_check(args: argparse.Namespace) -> int:
 def cmd_profile_new(args: argparse.Namespace) -> int:
     base = load_profile(profile_path(args.template)) if args.template else Profile()
     dest = new_profile(args.name, base, model=args.model, method=args.method, data=args.data,
-                       description=args.description, force=args.force)
+                       description=args.description, force=args.force, template=args.template)
     print(f"wrote {dest}")
     for problem in reference_problems(load_profile(dest)):
         print(f"  note: {problem}")

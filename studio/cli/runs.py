@@ -20,7 +20,7 @@ from studio.runs.folder import Run, RunError, find_run, list_runs
 from studio.runs.launcher import events_tail, follow, resume_note, resume_run, stop_run
 from studio.runs.liveness import is_alive
 from studio.runs.start import start_run
-from studio.runs.state import summarize
+from studio.runs.state import run_status, summarize
 from studio.runs.tail import FileTail
 from studio.terminal import safe, shell_arg
 
@@ -194,7 +194,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     run = find_run(args.run)
-    if not args.force:
+    if not args.force and run_status(run) in ("running", "queued"):  # else stop_run says why there is nothing to stop
         print(f"asking run {run.id} to stop: it finishes its step and saves a checkpoint")
     status = stop_run(run, force=args.force, wait_s=0 if args.no_wait else args.timeout)
     try:

@@ -110,9 +110,11 @@ def hub_suggestions(name: str, known: tuple[str, ...]) -> list[str]:
 
 
 def endpoint() -> str:
+    """The Hub studio talks to: HF_ENDPOINT as it is now (huggingface_hub reads it once, at its import, and
+    builds some URLs from it then), passed to every call."""
     from huggingface_hub import constants
 
-    return constants.ENDPOINT
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
 def reachable(url: str, timeout_s: float = 3.0) -> bool:
@@ -144,7 +146,8 @@ def fetch_record(repo_id: str, revision: str, known: tuple[str, ...] = ()) -> di
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retry notices are not the user's business
     downloads = studio_home() / "cache" / "hub-downloads"
     try:
-        path = hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=downloads)
+        path = hf_hub_download(repo_id, "config.json", revision=revision, cache_dir=downloads,
+                               endpoint=endpoint())
     except errors.LocalEntryNotFoundError as e:  # a subclass of "no such file": the network failed
         raise CatalogError(describe_hub_error(repo_id, "model", e)) from None
     except errors.EntryNotFoundError:
@@ -165,7 +168,7 @@ def fetch_record(repo_id: str, revision: str, known: tuple[str, ...] = ()) -> di
         raise CatalogError(f"model {repo_id}: its config.json does not parse ({e})") from None
     params, gated = None, None
     try:
-        info = HfApi().model_info(repo_id, revision=revision, expand=["gated", "safetensors"])
+        info = HfApi(endpoint=endpoint()).model_info(repo_id, revision=revision, expand=["gated", "safetensors"])
         gated = bool(info.gated) if info.gated is not None else None
         if info.safetensors is not None and info.safetensors.total:
             params = int(info.safetensors.total)
@@ -183,7 +186,7 @@ def params_from_index(repo_id: str, revision: str, config: dict[str, Any], downl
 
     try:
         index = json.loads(Path(hf_hub_download(repo_id, "model.safetensors.index.json", revision=revision,
-                                                cache_dir=downloads)).read_text(encoding="utf-8"))
+                                                cache_dir=downloads, endpoint=endpoint())).read_text(encoding="utf-8"))
         size = int(index["metadata"]["total_size"])
     except Exception:  # noqa: BLE001 - single-file models have no index
         return None
@@ -238,7 +241,7 @@ def search_hub(query: str, limit: int = 20) -> list[HubModel]:
     from huggingface_hub import HfApi
 
     found = []
-    for info in HfApi().list_models(search=query, limit=limit, sort="downloads",
+    for info in HfApi(endpoint=endpoint()).list_models(search=query, limit=limit, sort="downloads",
                                     expand=["gated", "safetensors", "downloads"]):
         params = int(info.safetensors.total) if getattr(info, "safetensors", None) and info.safetensors.total else None
         gated = bool(info.gated) if getattr(info, "gated", None) is not None else None

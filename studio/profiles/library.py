@@ -97,25 +97,32 @@ def all_profiles() -> list[ProfileEntry]:
 
 
 def new_profile(name: str, base: Profile, *, model: str | None = None, method: str | None = None,
-                data: str | None = None, description: str | None = None, force: bool = False) -> Path:
-    """Write a new user profile from `base` with the given changes; refuses to replace one unless forced."""
+                data: str | None = None, description: str | None = None, force: bool = False,
+                template: str | None = None) -> Path:
+    """Write a new user profile from `base` (the profile named `template`, or the defaults) with the given
+    changes; refuses to replace one unless forced. Every other setting of the base is kept as it is; a base
+    description the changes may have made untrue is replaced by one that says where the profile came from."""
     dest = user_profile_path(name)
     if dest.exists() and not force:
         raise ProfileError(str(dest), ["already exists; pick another name or pass --force to replace it"])
     raw = base.to_dict()
+    changes = []
     if model:
         raw["model"]["name"] = model
+        changes.append(f"model {model}")
     if method:
         raw["method"]["type"] = method
-        if method == "qlora":
-            raw["train"]["optimizer"] = "auto"
+        changes.append(f"method {method}")
     if data:
         raw["data"]["path"] = str(Path(data).expanduser().resolve()) if is_local(data) else data
+        changes.append(f"data {data}")
     if not raw["data"]["path"]:
         raw["data"]["path"] = str(bundled_profiles_dir() / "data" / "tiny-chat.jsonl")
     profile = profile_from_dict(raw, str(dest))
     if description:
         profile = replace(profile, description=description)
+    elif changes and base.description:
+        profile = replace(profile, description=f"from {template or 'the defaults'}, with {', '.join(changes)}")
     save_preserving_comments(dest, profile)
     return dest
 

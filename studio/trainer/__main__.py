@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from studio.trainer.stop import StopRequest
@@ -19,6 +20,9 @@ def main() -> int:
                         help="measure a few steps on synthetic rows of max_length tokens with random weights; "
                              "save nothing")
     args = parser.parse_args()
+    # PEFT and TRL read transformers 5's deprecated alias on every run; the user can do nothing about it, and
+    # a warning in every log teaches users to skip the log's warnings.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     from studio.trainer.main import train_run
 
     return train_run(args.run_dir.resolve(), resume=args.resume, probe=args.probe, stop=stop)

@@ -199,8 +199,9 @@ def end_record(run: Run, trainer: Any, telemetry: Telemetry, metrics: dict[str, 
                probe: bool) -> End:
     """The `end` event of a run that trained: status, throughput, peak memory, what to do next."""
     st = trainer.state
-    runtime = metrics.get("train_runtime") or (time.monotonic() - telemetry.train_started)
-    tokens = int(getattr(trainer, "_total_train_tokens", telemetry.attempt_tokens))
+    # The whole run's figures, over every attempt (a resumed run's end says what the run did, as its steps do).
+    runtime = telemetry.elapsed_before_s + (metrics.get("train_runtime") or (time.monotonic() - telemetry.train_started))
+    tokens = int(telemetry.tokens_before + telemetry.attempt_tokens)
     peaks: dict[str, Any] = {}
     if torch.cuda.is_available():
         dev = torch.cuda.current_device()  # rank 0's GPU; the step events carry every rank's
