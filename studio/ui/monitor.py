@@ -91,7 +91,7 @@ class RunMonitor(Screen):
     """Watch one run; stop, kill, resume, export or chat with it from the keyboard."""
 
     BINDINGS = [
-        *run_bindings(shown=("s", "K", "u", "x", "c")),
+        *run_bindings(shown=("s", "u", "x", "c")),  # K (kill) in the help and the palette: it fits 80 columns
         Binding("f", "fix_oom", "Fix OOM", show=False),
         Binding("l", "toggle_raw_log", "Raw log", show=False),
         Binding("z", "zoom_log", "Log", show=False),
