@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from studio.runs.events import End, append_event
 from studio.runs.folder import Run, create_run
 from studio.runs.launcher import resume_run
 from studio.runs.liveness import is_trainer_process
+from ui_fixtures import record_run
 from waiting import wait_for
 
 
@@ -198,3 +200,30 @@ def test_fifos_in_a_run_folder_hang_nothing(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr, (argv, proc.stderr)
     listed = json.loads(studio("runs", "--json", timeout=60).stdout)
     assert listed[0]["status"] == "damaged" and "not a regular file" in listed[0]["problem"]
+
+
+@pytest.mark.slow
+def test_a_closed_output_is_said_and_the_run_goes_on(tmp_path: Path) -> None:
+    """`studio run ... | head -1`: head quits after the first line; studio says the run goes on in the background
+    (not "completed", not silence) and exits 141, and the run trains to its end."""
+    profile = write_profile(tmp_path / "piped.toml", DEMO_DATA, train={"max_steps": 40})
+    proc = subprocess.run(["bash", "-c", f'{shlex.quote(sys.executable)} -m studio run {shlex.quote(str(profile))} '
+                                         '| head -1; exit "${PIPESTATUS[0]}"'],
+                          capture_output=True, text=True, env=dict(os.environ))
+    assert proc.stdout.startswith("run ") and len(proc.stdout.splitlines()) == 1
+    assert proc.returncode == 141, proc.stderr
+    assert "goes on in the background" in proc.stderr and "studio stop" in proc.stderr
+    assert "Traceback" not in proc.stderr and "completed" not in proc.stderr
+    listed = json.loads(studio("runs", "--json").stdout)
+    run = Run(Path(listed[0]["dir"]))
+    wait_for(lambda: json.loads(studio("runs", "--json").stdout)[0]["status"] == "completed",
+             what="the run to train on to its end")
+    assert run.timeline().last_step.step == 40
+
+
+def test_logs_of_a_run_whose_log_was_removed_says_so(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="completed")
+    Run(run_dir).update_status_file(launched_at=1.0)
+    (run_dir / "trainer.log").unlink()
+    proc = studio("logs", run_dir.name)
+    assert proc.returncode == 2 and "trainer.log was removed" in proc.stderr and "no log yet" not in proc.stdout

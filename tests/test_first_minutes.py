@@ -42,3 +42,4 @@ async def test_the_monitor_of_a_completed_run_offers_export(studio_env: Path) ->
     run_dir = record_run(studio_env, status="completed")
     async with StudioApp(inventory=fake_inventory(), open_run=Run(run_dir)).run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: "Export" in screen_text(pilot.app), "x Export in the footer")
+

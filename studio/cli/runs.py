@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from studio import display
-from studio.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, UserError
+from studio.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_OUTPUT_CLOSED, EXIT_STOPPED, UserError
 from studio.profiles.library import profile_path
 from studio.runs.compare import compare_runs
 from studio.runs.events import Checkpoint, Download, End, Eval, Event, EventTail, Preflight, Start, Step, Stopping
@@ -130,8 +131,15 @@ def _detach_or_follow(run: Run, proc: subprocess.Popen[bytes], tail: EventTail, 
     if args.detach:
         _report(run, "running", args.json)
         return EXIT_OK
-    status = watch(run, proc, args.json, tail)
-    _report(run, status, args.json)
+    try:
+        status = watch(run, proc, args.json, tail)
+        _report(run, status, args.json)
+    except BrokenPipeError:  # `studio run ... | head -1`: the reader quit, the run did not
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        print(f"studio: the output was closed before the run ended; run {run.id} goes on in the background: "
+              f"follow it with `studio logs {shell_arg(run.id)} --follow`, stop it with "
+              f"`studio stop {shell_arg(run.id)}`", file=sys.stderr)
+        return EXIT_OUTPUT_CLOSED
     return exit_code(status)
 
 
@@ -212,8 +220,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     run = find_run(args.run)
     if not run.log_path.exists():
-        print(f"run {run.id} has no log yet")
-        return EXIT_OK
+        if not run.status_number("launched_at"):
+            print(f"run {run.id} has no log yet")
+            return EXIT_OK
+        raise RunError(f"run {run.id}'s trainer.log was removed after its trainer started (a live trainer goes on "
+                       "writing to the deleted file); its steps and ending are still in its records: "
+                       f"`studio runs`, or open it in the app (`studio`)")
     tail = FileTail(run.log_path)
     while True:
         alive = is_alive(run)
