@@ -227,3 +227,13 @@ def test_logs_of_a_run_whose_log_was_removed_says_so(studio_env: Path) -> None:
     (run_dir / "trainer.log").unlink()
     proc = studio("logs", run_dir.name)
     assert proc.returncode == 2 and "trainer.log was removed" in proc.stderr and "no log yet" not in proc.stdout
+
+
+def test_a_model_name_with_control_characters_is_refused_at_check_time(tmp_path: Path, studio_env: Path) -> None:
+    profile = write_profile(tmp_path / "ctl.toml", DEMO_DATA, model={"name": "acme/evil\x1b]0;pwned\x07-7B"})
+    for command in (("profile", "check"), ("run",)):
+        proc = studio(*command, str(profile))
+        said = proc.stdout + proc.stderr  # check prints its findings, run its refusal
+        assert proc.returncode == 2 and "model.name" in said and "control" in said, said
+        assert "\x1b" not in said
+    assert not (studio_env / "runs").exists() or not list((studio_env / "runs").iterdir())

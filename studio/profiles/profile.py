@@ -26,6 +26,7 @@ from studio.atomic import write_text
 from studio.safeopen import read_regular
 from studio.paths import looks_local
 from studio.profiles.vocabulary import METHODS, OPTIMIZERS, STRATEGIES, resolve_optimizer
+from studio.terminal import has_unsafe, safe
 
 TINY_MODEL = "builtin:tiny-llama"
 MAX_PROFILE_BYTES = 1 << 20
@@ -236,6 +237,11 @@ def check_value(key: str, value: Any, ftype: str, meta: dict[str, Any]) -> tuple
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             return value, f"{key}: must be a list of strings, got {value!r}"
+    if ftype in ("str", "list[str]"):
+        for text in ([value] if ftype == "str" else value):
+            if has_unsafe(text):
+                return value, (f"{key}: contains a control or invisible character ({safe(text)}); retype the value "
+                               "(copying from a terminal or a web page can carry them)")
     if "choices" in meta and value not in meta["choices"]:
         close = difflib.get_close_matches(str(value), list(meta["choices"]), n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else ""
