@@ -61,6 +61,7 @@ class Dataset:
     bad_rows: list[BadRow] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     source: str = "the dataset"
+    formats: dict[str, int] = field(default_factory=dict)  # rows per format their own columns say
 
 
 def data_file_problem(path: str | Path) -> str | None:
@@ -152,6 +153,9 @@ def _read_json(p: Path) -> Iterator[tuple[int, Any]]:
         raise DataError(f"data.path: {p} is not valid JSON: {e}; fix the file or save it as jsonl") from None
     except RecursionError:
         raise DataError(f"data.path: {p} is JSON nested too deeply to be a dataset") from None
+    if isinstance(doc, dict) and detect_format(doc) is not None:
+        raise DataError(f"data.path: {p} holds a single row ({detect_format(doc)} format), not a list of rows: put "
+                        "the rows in a JSON list ([{...}, {...}]) or write one row per line in a .jsonl file")
     if isinstance(doc, dict):
         lists = [v for v in doc.values() if isinstance(v, list)]
         if len(lists) != 1:
@@ -218,6 +222,18 @@ def _nonempty_str(value: Any) -> bool:
     return isinstance(value, str) and value.strip() != ""
 
 
+def _text(raw: dict[str, Any], key: str, may_be_empty: bool = False) -> str:
+    """The row's `key` as text; raises ValueError saying whether it is missing, empty or not text at all."""
+    value = raw.get(key)
+    if key in raw and value is not None and not isinstance(value, str):
+        raise ValueError(f"has a '{key}' that is a {type(value).__name__} ({str(value)[:40]}), not text")
+    if not may_be_empty and not _nonempty_str(value):
+        raise ValueError(f"has an empty or missing '{key}'")
+    if not isinstance(value, str):
+        raise ValueError(f"has no text in '{key}'")
+    return value
+
+
 def _chat(messages: Any, role_key: str, content_key: str, roles: dict[str, str]) -> list[dict[str, str]]:
     if not isinstance(messages, list) or not messages:
         raise ValueError("must be a non-empty list of turns")
@@ -248,26 +264,14 @@ def normalise_row(fmt: str, raw: Any) -> dict[str, Any]:
     if fmt == "sharegpt":
         return {"messages": _chat(raw.get("conversations"), "from", "value", SHAREGPT_ROLES)}
     if fmt == "alpaca":
-        instruction, extra, output = raw.get("instruction"), raw.get("input") or "", raw.get("output")
-        if not _nonempty_str(instruction):
-            raise ValueError("has an empty or missing 'instruction'")
-        if not _nonempty_str(output):
-            raise ValueError("has an empty or missing 'output'")
-        if not isinstance(extra, str):
-            raise ValueError("has an 'input' that is not text")
+        instruction, output = _text(raw, "instruction"), _text(raw, "output")
+        extra = _text(raw, "input", may_be_empty=True) if raw.get("input") is not None else ""
         template = ALPACA_TEMPLATE_INPUT if extra.strip() else ALPACA_TEMPLATE
         return {"prompt": template.format(instruction=instruction, input=extra), "completion": output}
     if fmt == "prompt_completion":
-        prompt, completion = raw.get("prompt"), raw.get("completion")
-        if not isinstance(prompt, str):
-            raise ValueError("has no text in 'prompt'")
-        if not _nonempty_str(completion):
-            raise ValueError("has an empty or missing 'completion'")
-        return {"prompt": prompt, "completion": completion}
+        return {"prompt": _text(raw, "prompt", may_be_empty=True), "completion": _text(raw, "completion")}
     if fmt == "text":
-        if not _nonempty_str(raw.get("text")):
-            raise ValueError("has an empty or missing 'text'")
-        return {"text": raw["text"]}
+        return {"text": _text(raw, "text")}
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -295,6 +299,10 @@ def build_dataset(numbered_rows: Iterable[tuple[int, Any]], fmt: str = "auto", s
                         f"have columns {', '.join(columns) or 'none'}; "
                         "fix data.format or set it to \"auto\"")
     out = Dataset(format=fmt, rows=[], row_numbers=[], columns=columns, source=source)
+    for _, raw in rows:
+        own = detect_format(raw) if isinstance(raw, dict) else None
+        if own is not None:
+            out.formats[own] = out.formats.get(own, 0) + 1
     for number, raw in rows:
         try:
             out.rows.append(normalise_row(fmt, raw))
@@ -349,6 +357,14 @@ def describe_bad_rows(bad: list[BadRow], limit: int = 10) -> str:
 
 def check_bad_rows(ds: Dataset, on_bad_rows: str) -> None:
     """Raise DataError naming the malformed rows, unless the profile says to skip them."""
+    if ds.bad_rows and on_bad_rows == "error" and len(ds.formats) > 1:
+        counts = ", ".join(f"{n} {name}" for name, n in sorted(ds.formats.items(), key=lambda kv: -kv[1]))
+        raise DataError(
+            f"{ds.source} mixes row formats ({counts} rows; read as {ds.format}): one dataset trains in one "
+            "format. Convert the rows to one format (or split the file and train on one part), or set "
+            "data.on_bad_rows = \"skip\" to train on the " + ds.format + " rows only",
+            rows=[b.row for b in ds.bad_rows],
+        )
     if ds.bad_rows and on_bad_rows == "error":
         raise DataError(
             f"{len(ds.bad_rows)} malformed row(s) in {ds.source}: {describe_bad_rows(ds.bad_rows)}. "

@@ -94,3 +94,28 @@ def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
 def test_detect_prefers_chat_columns() -> None:
     assert detect_format(["text", "messages"]) == "messages"
     assert detect_format(["prompt"]) is None
+
+
+def test_a_file_mixing_formats_says_so_with_the_count_of_each(tmp_path: Path) -> None:
+    f = tmp_path / "mixed.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in [MESSAGES] * 20 + [ALPACA] * 80))
+    with pytest.raises(DataError) as e:
+        check_bad_rows(load_local(f), "error")
+    said = str(e.value)
+    assert "mixes row formats" in said and "80 alpaca" in said and "20 messages" in said
+    assert "non-empty list of turns" not in said  # not 80 copies of the row-level complaint
+
+
+def test_one_row_object_instead_of_a_list_says_how_to_write_rows(tmp_path: Path) -> None:
+    f = tmp_path / "one.json"
+    f.write_text(json.dumps(MESSAGES))
+    with pytest.raises(DataError) as e:
+        load_local(f)
+    assert "single row" in str(e.value) and ".jsonl" in str(e.value) and "cannot tell" not in str(e.value)
+
+
+@pytest.mark.parametrize("row,key", [({"text": 5}, "text"), ({"prompt": "2+3=", "completion": 5}, "completion"),
+                                     ({"instruction": ["a"], "output": "5"}, "instruction")])
+def test_a_value_that_is_not_text_is_called_that_not_empty(row: dict, key: str) -> None:
+    ds = build_dataset([(1, row)])
+    assert ds.bad_rows and f"'{key}' that is a" in ds.bad_rows[0].reason and "not text" in ds.bad_rows[0].reason
