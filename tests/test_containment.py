@@ -9,6 +9,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -237,3 +238,47 @@ def test_a_model_name_with_control_characters_is_refused_at_check_time(tmp_path:
         assert proc.returncode == 2 and "model.name" in said and "control" in said, said
         assert "\x1b" not in said
     assert not (studio_env / "runs").exists() or not list((studio_env / "runs").iterdir())
+
+
+def quiet_run(home: Path, last_step_ago_s: float) -> tuple[Run, subprocess.Popen]:
+    """A live run whose trainer went quiet: ten steps half a second apart, the last `last_step_ago_s` ago,
+    and a process that is this run's trainer as far as anyone can tell (its command line names the module and
+    the folder) but never writes again."""
+    import psutil
+
+    from studio.runs.events import Start, Step
+
+    run = create_run(load_profile(write_profile(home.parent / "quiet.toml", DEMO_DATA)).to_toml(), "quiet")
+    t_last = time.time() - last_step_ago_s
+    append_event(run.events_path, Start(time=t_last - 6, max_steps=100))
+    for step in range(1, 11):
+        append_event(run.events_path, Step(time=t_last - (10 - step) * 0.5, step=step, max_steps=100, loss=2.0))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)", "studio.trainer", str(run.dir)])
+    run.update_status_file(pid=sleeper.pid, pid_started_at=psutil.Process(sleeper.pid).create_time(),
+                           launched_at=t_last - 7)
+    return run, sleeper
+
+
+def test_studio_runs_says_a_live_run_has_gone_quiet(studio_env: Path) -> None:
+    run, sleeper = quiet_run(studio_env, last_step_ago_s=120)
+    try:
+        listed = studio("runs").stdout
+        assert "running" in listed and "no step for 1" in listed and "usually every 0.5 s" in listed
+        assert json.loads(studio("runs", "--json").stdout)[0]["alert"].startswith("no step for")
+    finally:
+        sleeper.kill()
+
+
+async def test_the_monitor_notices_a_run_going_quiet_while_nothing_is_written(studio_env: Path) -> None:
+    from studio.ui.app import StudioApp
+    from ui_fixtures import fake_inventory, screen_text
+    from waiting import until
+
+    run, sleeper = quiet_run(studio_env, last_step_ago_s=22)  # quiet, not yet for long enough (30 s)
+    try:
+        async with StudioApp(inventory=fake_inventory(), open_run=run).run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: "step 10/100" in screen_text(pilot.app), "the run's steps")
+            assert "no step for" not in screen_text(pilot.app)
+            await until(pilot, lambda: "no step for" in screen_text(pilot.app), "the quiet-run alert, no record written")
+    finally:
+        sleeper.kill()

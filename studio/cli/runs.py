@@ -197,6 +197,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
             continue
         loss = f"{s.loss:.4f}" if s.loss is not None else "-"
         print(f"{run_id:40} {s.status:9} step {s.step}/{s.max_steps or '?':<6} loss {loss}")
+        if s.alert:
+            print(f"{'':40} ⚠ {s.alert}")
     return EXIT_OK
 
 

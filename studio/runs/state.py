@@ -15,6 +15,7 @@ from typing import Any
 
 from studio.runs.events import END_STATUSES, Timeline
 from studio.runs.folder import Run
+from studio.runs.health import health_alerts
 from studio.runs.liveness import is_alive
 
 STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed", "damaged")
@@ -73,6 +74,7 @@ class RunSummary:
     error_kind: str | None
     tokens_per_s: float | None = None
     eval_loss: float | None = None
+    alert: str | None = None  # a live run gone quiet: "no step for N s ..."
     problem: str | None = None   # why a damaged run cannot be read
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,4 +109,6 @@ def summarize(run: Run) -> RunSummary:
         error_kind=end.error_kind if end else None,
         tokens_per_s=(end.train_tokens_per_s if end and end.train_tokens_per_s else
                       (last.tokens_per_s if last else None)),
-        eval_loss=last_eval.eval_loss if last_eval else None)
+        eval_loss=last_eval.eval_loss if last_eval else None,
+        alert=next((a.message for a in health_alerts(tl, running=True, recent=50) if a.kind == "stall"), None)
+        if status == "running" else None)

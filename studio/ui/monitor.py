@@ -42,6 +42,7 @@ from studio.ui.widgets import memory_lines, spark
 
 REFRESH_S = 1.0     # a step a second is as live as a person reads; less wakes the CPU less
 CHART_EVERY_S = 3.0   # plotting is the costly part of a repaint
+HEALTH_EVERY_S = 5.0  # how often a live run's alerts are judged again when no record arrives
 CHART_POINTS = 300    # longer histories are thinned to this many points
 SPARK_WIDTH = 28      # the side pane is 30 columns at 80x24
 ENDED = ("completed", "stopped", "failed", "crashed")
@@ -110,6 +111,7 @@ class RunMonitor(Screen):
         self.plan = run.plan()
         self._dirty = True
         self._charted_at = 0.0
+        self._health_at = 0.0
         self._shown: dict[str, Any] = {}
         self._util: dict[int, deque[float]] = {}
         self.peak_reserved = 0.0   # the highest peak any step reported, GiB
@@ -193,6 +195,8 @@ class RunMonitor(Screen):
                 self.peak_reserved = max([self.peak_reserved, *(p for p in r.gpu_mem_peak_reserved_gib if p is not None)])
         if files.log_text:
             self.log_view.feed(files.log_text)
+        if status == "running" and time.monotonic() - self._health_at >= HEALTH_EVERY_S:
+            self._dirty = True  # a run that went quiet writes nothing: its health is judged on the clock too
         if files.records or status != self.status or self._dirty:
             previous, self.status = self.status, status
             self._dirty = False
@@ -241,6 +245,7 @@ class RunMonitor(Screen):
         self._show("#speed-text", self.speed_text())
         self._show("#memory-text", self.memory_text(current))
         self._show("#plan-text", self.plan_text())
+        self._health_at = time.monotonic()
         alerts = health_alerts(tl, running=running, recent=500)
         self._show("#alerts", Text("\n".join(f"⚠ {a.message}" for a in alerts), style="bold yellow") if alerts else "")
         self._show("#error-panel", self.error_text())
