@@ -282,3 +282,12 @@ async def test_the_monitor_notices_a_run_going_quiet_while_nothing_is_written(st
             await until(pilot, lambda: "no step for" in screen_text(pilot.app), "the quiet-run alert, no record written")
     finally:
         sleeper.kill()
+
+
+def test_what_studio_writes_is_private_whatever_the_umask(tmp_path: Path, studio_env: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "studio", "profile", "new", "mine"], capture_output=True, text=True,
+                          env=dict(os.environ), preexec_fn=lambda: os.umask(0))
+    assert proc.returncode == 0, proc.stderr
+    for path in (studio_env, studio_env / "profiles"):
+        assert path.stat().st_mode & 0o777 == 0o700, (path, oct(path.stat().st_mode))
+    assert (studio_env / "profiles" / "mine.toml").stat().st_mode & 0o777 == 0o600

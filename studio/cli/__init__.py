@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from studio.cli.errors import EXIT_OK, EXIT_USAGE, UserError
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    os.umask(0o077)  # whatever the shell's umask: every file and folder studio writes is the owner's alone
     if not argv and sys.stdin.isatty() and sys.stdout.isatty():
         args = argparse.Namespace(func=cmd_ui)  # the app, without building every command's parser
     else:

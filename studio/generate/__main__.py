@@ -1,6 +1,7 @@
 """Entry point of the generation process; see studio.generate.server."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=int, help="a checkpoint's step (default: the final adapter, else the last)")
     parser.add_argument("--mode", choices=("tuned", "base", "compare"), default="tuned")
     args = parser.parse_args()
+    os.umask(0o077)  # transcripts, eval.json: the owner's alone
     from studio.generate.server import serve
 
     return serve(args.run_dir.resolve(), args.checkpoint, args.mode)

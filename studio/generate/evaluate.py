@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -117,6 +118,7 @@ def main() -> int:
     parser.add_argument("--compare", action="store_true")
     parser.add_argument("--samples", type=int, default=3)
     args = parser.parse_args()
+    os.umask(0o077)  # transcripts, eval.json: the owner's alone
     run = Run(args.run_dir.resolve())
     try:
         run.check_contained()
