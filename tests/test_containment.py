@@ -291,3 +291,24 @@ def test_what_studio_writes_is_private_whatever_the_umask(tmp_path: Path, studio
     for path in (studio_env, studio_env / "profiles"):
         assert path.stat().st_mode & 0o777 == 0o700, (path, oct(path.stat().st_mode))
     assert (studio_env / "profiles" / "mine.toml").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_huge_events_file_lists_in_bounded_memory_and_forged_steps_are_not_believed(studio_env: Path) -> None:
+    """100 MB of valid steps (and forged ones past max_steps): `studio runs` reads a bounded head and tail."""
+    run = create_run(load_profile(write_profile(studio_env.parent / "huge.toml", DEMO_DATA)).to_toml(), "huge")
+    line = '{"event": "step", "time": 1700000000.0, "step": %d, "max_steps": 60, "loss": 1.5, "tokens": 1000}\n'
+    with open(run.events_path, "a") as f:
+        f.write('{"event": "start", "time": 1699999990.0, "max_steps": 60}\n')
+        for block in range(0, 1_000_000, 10_000):
+            f.write("".join(line % (1 + (s % 60)) for s in range(block, block + 10_000)))
+        f.write(line % 198411)  # forged: past its own last step
+        f.write('{"event": "end", "time": 1700000100.0, "status": "completed", "step": 60, "max_steps": 60}\n')
+    assert run.events_path.stat().st_size > 90_000_000
+    probe = ("import resource, sys; from studio.cli import main; code = main(['runs', '--json']); "
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    listed = json.loads(proc.stdout)[0]
+    assert listed["status"] == "completed" and listed["step"] == 60  # not 198411/60
+    peak_mib = int(proc.stderr.strip().splitlines()[-1]) / 1024
+    assert peak_mib < 250, f"studio runs peaked at {peak_mib:.0f} MiB on a 100 MB events file"

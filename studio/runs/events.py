@@ -30,7 +30,7 @@ from typing import IO, Any, ClassVar, Union
 
 from studio.profiles.decision import Decision
 from studio.runs.files import EVENTS_FILE
-from studio.safeopen import append_regular
+from studio.safeopen import append_regular, open_regular
 from studio.runs.tail import FileTail
 
 END_STATUSES = ("completed", "stopped", "failed")
@@ -386,6 +386,8 @@ class Timeline:
     _ordered: list[Step] = field(default_factory=list, repr=False, compare=False)  # steps by number, kept sorted
 
     def add(self, record: Event) -> None:
+        if isinstance(record, Step) and record.max_steps and record.step > record.max_steps:
+            return  # a step past its own last step is not believed (a forged or corrupt record)
         if isinstance(record, Step):
             replaces = record.step in self.steps
             self.steps[record.step] = record
@@ -442,6 +444,31 @@ class Timeline:
         if seconds <= 0:
             return None, 0
         return ((last.tokens or 0) - (first.tokens or 0)) / seconds, last.step - first.step
+
+
+SUMMARY_HEAD_BYTES = 1 << 20   # the start of a run's story: preflight, plan, start
+SUMMARY_TAIL_BYTES = 8 << 20   # its latest steps, evals and its end
+
+
+def load_summary_timeline(run_dir: Path) -> Timeline:
+    """The timeline a listing needs, in bounded time and memory whatever the file's size: the whole events file
+    when it is small, else its first and last megabytes (the start, the latest steps and the end; the steps in
+    between are left out). Raises OSError when the file cannot be read."""
+    path = Path(run_dir) / EVENTS_FILE
+    if not path.exists():
+        return Timeline()
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size <= SUMMARY_HEAD_BYTES + SUMMARY_TAIL_BYTES:
+            lines = os.pread(fd, size, 0).split(b"\n")[:-1]  # an unterminated last line is still being written
+        else:
+            head = os.pread(fd, SUMMARY_HEAD_BYTES, 0).split(b"\n")[:-1]  # the cut last line dropped
+            tail = os.pread(fd, SUMMARY_TAIL_BYTES, size - SUMMARY_TAIL_BYTES).split(b"\n")[1:-1]  # and the first
+            lines = head + tail
+    finally:
+        os.close(fd)
+    return Timeline().extend([r for r in (parse_line(line) for line in lines) if r is not None])
 
 
 def load_timeline(run_dir: Path) -> Timeline:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from studio.runs.events import END_STATUSES, Timeline
+from studio.runs.events import END_STATUSES, Timeline, load_summary_timeline
 from studio.runs.folder import Run
 from studio.runs.health import health_alerts
 from studio.runs.liveness import is_alive
@@ -92,7 +92,7 @@ def summarize(run: Run) -> RunSummary:
         return RunSummary(run.id, profile, "damaged", str(run.dir), 0, None, None, started, None, None,
                           problem="; ".join(problems))
     try:
-        tl = run.timeline()
+        tl = load_summary_timeline(run.dir)  # bounded: a huge events file lists as fast as a small one
     except OSError as e:
         return RunSummary(run.id, profile, "damaged", str(run.dir), 0, None, None, started, None, None,
                           problem=f"cannot read {run.events_path.name}: {e.strerror or e}")
