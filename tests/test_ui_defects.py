@@ -375,3 +375,14 @@ async def test_q_types_into_an_editor_field_and_elsewhere_leaves_the_editor_not_
         await pilot.pause(0.3)
         # the description was edited, so leaving asks first, and the app is still there
         assert pilot.app.is_running and isinstance(pilot.app.screen, Confirm)
+
+
+async def test_z_zooms_the_log_on_a_short_terminal_too(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="completed")
+    async with app(open_run=Run(run_dir)).run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor), "the monitor")
+        box = pilot.app.screen.query_one("#log-box")
+        await pilot.pause(0.3)
+        small = box.size.height
+        await pilot.press("z")
+        await until(pilot, lambda: box.size.height > 2 * small, f"the log to take the rows (was {small} high)")
