@@ -386,3 +386,24 @@ async def test_z_zooms_the_log_on_a_short_terminal_too(studio_env: Path) -> None
         small = box.size.height
         await pilot.press("z")
         await until(pilot, lambda: box.size.height > 2 * small, f"the log to take the rows (was {small} high)")
+
+
+async def test_marked_runs_compare_even_when_the_filter_hides_one_and_esc_clears_the_filter(studio_env: Path) -> None:
+    from studio.ui.compare import Comparison
+
+    record_run(studio_env, "20260911-090000-llama-qlora", rank=16)
+    record_run(studio_env, "20260912-090000-mistral-lora", rank=8, floor=0.9)
+    async with app().run_test(size=(120, 40)) as pilot:
+        runs = pilot.app.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.row_count == 2, "both runs listed")
+        runs.focus()
+        await pilot.press("m", "down", "m")
+        await until(pilot, lambda: "2 marked" in screen_text(pilot.app), "two marks")
+        await pilot.press("slash", *"mistral")
+        await until(pilot, lambda: runs.row_count == 1, "the filter to hide one")
+        await pilot.press("escape")
+        await until(pilot, lambda: runs.row_count == 2 and runs.has_focus, "esc to clear the filter")
+        await pilot.press("slash", *"mistral", "enter")
+        await until(pilot, lambda: runs.row_count == 1, "the filter again")
+        await pilot.press("C")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Comparison), "the comparison of both marks")

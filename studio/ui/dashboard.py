@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -134,6 +134,7 @@ class Dashboard(Screen):
         super().__init__()
         self.profile_paths: dict[str, Path] = {}
         self.run_dirs: dict[str, Path] = {}
+        self.all_run_dirs: dict[str, Path] = {}
         self.marked: set[str] = set()
         self.sort = SORTS[0]
         self.run_filter = ""
@@ -237,6 +238,7 @@ class Dashboard(Screen):
 
     def show_runs(self, summaries: list[RunSummary]) -> None:
         self._last_summaries = summaries
+        self.all_run_dirs = {s.id: Path(s.dir) for s in summaries}  # marks outlive a filter that hides them
         table = self.query_one("#runs", DataTable)
         now = self.clock()
         wanted = self.run_filter.lower()
@@ -370,7 +372,7 @@ class Dashboard(Screen):
             self.show_runs(self._last_summaries)
 
     def action_compare(self) -> None:
-        runs = [Run(self.run_dirs[r]) for r in sorted(self.marked) if r in self.run_dirs]
+        runs = [Run(self.all_run_dirs[r]) for r in sorted(self.marked) if r in self.all_run_dirs]
         if len(runs) < 2:
             self.notify("mark two or more runs with m (in the Runs list), then C compares them", severity="warning")
             return
@@ -395,6 +397,15 @@ class Dashboard(Screen):
     def filter_changed(self, event: Input.Changed) -> None:
         self.run_filter = event.value.strip()
         self.show_runs(self._last_summaries)
+
+    def on_key(self, event: events.Key) -> None:
+        """Esc in the filter box clears the filter and gives the list back its focus."""
+        if event.key == "escape" and isinstance(self.focused, Input) and self.focused.id == "runs-filter":
+            event.stop()
+            event.prevent_default()
+            self.focused.value = ""
+            self.focused.display = False
+            self.query_one("#runs", DataTable).focus()
 
     @on(Input.Submitted, "#runs-filter")
     def filter_done(self, event: Input.Submitted) -> None:
