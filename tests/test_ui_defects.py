@@ -407,3 +407,14 @@ async def test_marked_runs_compare_even_when_the_filter_hides_one_and_esc_clears
         await until(pilot, lambda: runs.row_count == 1, "the filter again")
         await pilot.press("C")
         await until(pilot, lambda: isinstance(pilot.app.screen, Comparison), "the comparison of both marks")
+
+
+async def test_the_export_dialogs_switch_label_is_whole_at_120_columns(studio_env: Path) -> None:
+    from studio.ui.dialogs import ExportDialog
+
+    run_dir = record_run(studio_env, status="completed")
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor), "the monitor")
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ExportDialog), "the export dialog")
+        await until(pilot, lambda: "bigger)" in screen_text(pilot.app), "the whole label, wrapped")
