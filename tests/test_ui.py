@@ -135,7 +135,7 @@ async def test_start_watch_and_stop_a_run(studio_env: Path) -> None:
         await pilot.pause(0.3)
         table = pilot.app.screen.query_one("#profiles", DataTable)
         assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == "user:long"
-        await pilot.press("r")
+        await pilot.press("r", "r")  # a double press starts one run
         await pilot.pause(0.3)
         monitor = pilot.app.screen
         assert isinstance(monitor, RunMonitor)
@@ -147,6 +147,7 @@ async def test_start_watch_and_stop_a_run(studio_env: Path) -> None:
         await pilot.press("y")
         await wait_until(pilot, lambda: monitor.status == "stopped")
         assert "stopped" in str(monitor.query_one("#run-status").render())
+    assert len(list_runs()) == 1
     run = list_runs()[-1]
     assert run_status(run) == "stopped" and run.last_complete_checkpoint() is not None
 

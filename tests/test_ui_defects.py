@@ -418,3 +418,28 @@ async def test_the_export_dialogs_switch_label_is_whole_at_120_columns(studio_en
         await pilot.press("x")
         await until(pilot, lambda: isinstance(pilot.app.screen, ExportDialog), "the export dialog")
         await until(pilot, lambda: "bigger)" in screen_text(pilot.app), "the whole label, wrapped")
+
+
+async def test_r_heeds_the_focus_and_asks_before_starting_what_does_not_fit(studio_env: Path) -> None:
+    from studio.ui.dialogs import Confirm
+
+    record_run(studio_env, status="completed")
+    async with app().run_test(size=(120, 40)) as pilot:
+        profiles = pilot.app.screen.query_one("#profiles", DataTable)
+        runs = pilot.app.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: profiles.row_count and runs.row_count, "both lists")
+        said = notifications(pilot.app)
+        runs.focus()
+        await until(pilot, lambda: runs.has_focus, "the Runs list's focus")
+        await pilot.press("r")
+        await until(pilot, lambda: any("u resumes this run" in t for t in said), "the hint")
+        profiles.focus()
+        key = "bundled:llama-3.1-8b-full-80gb"  # 8B full fine-tuning: too big for the 18.8 GiB free here
+        await until(pilot, lambda: pilot.app.screen.profile_fits, "the fit of each profile")
+        profiles.move_cursor(row=profiles.get_row_index(key))
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Confirm), "a question before an out-of-memory run")
+        assert "does not fit" in screen_text(pilot.app)
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(pilot.app.screen, Confirm), "the answer")
+    assert [p.name for p in (studio_env / "runs").iterdir()] == ["20260911-090000-llama-qlora"]  # nothing started

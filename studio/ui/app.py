@@ -71,6 +71,7 @@ class StudioApp(App[None]):
         super().__init__()
         self.settings = Settings.load()
         self.first_run = open_run
+        self.starting: set[Path] = set()  # profiles whose start is on its way
         self.fixed_inventory = inventory
         self.poll_gpus = poll_gpus
         if inventory is not None:
@@ -200,12 +201,23 @@ class StudioApp(App[None]):
                 screen.reload_profiles()
 
     def start_profile(self, path: Path) -> None:
-        """Check the data, plan and launch in a worker (a big dataset takes seconds); open the monitor."""
+        """Check the data, plan and launch in a worker (a big dataset takes seconds); open the monitor. A second
+        start of the same profile while the first is still on its way is refused (a double key press)."""
+        if path in self.starting:
+            self.notify(f"{path.stem} is already starting", severity="warning")
+            return
+        self.starting.add(path)
         self.notify(f"starting {path.stem}: checking the data and planning the run...", timeout=4)
         self.start_in_background(path)
 
     @work(thread=True, group="start")
     def start_in_background(self, path: Path) -> None:
+        try:
+            self.start_and_open(path)
+        finally:
+            self.call_from_thread(lambda: self.starting.discard(path))
+
+    def start_and_open(self, path: Path) -> None:
         from studio.data import DataError
         from studio.planning.layout import LayoutError
         from studio.profiles.profile import ProfileError

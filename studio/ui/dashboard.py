@@ -135,6 +135,7 @@ class Dashboard(Screen):
         self.profile_paths: dict[str, Path] = {}
         self.run_dirs: dict[str, Path] = {}
         self.all_run_dirs: dict[str, Path] = {}
+        self.profile_fits: dict[Path, tuple[str, str]] = {}
         self.marked: set[str] = set()
         self.sort = SORTS[0]
         self.run_filter = ""
@@ -222,6 +223,7 @@ class Dashboard(Screen):
 
     def show_profiles(self, rows: list[ProfileRow], stamp: tuple) -> None:
         self._profiles_stamp = stamp
+        self.profile_fits = {row.entry.path: (row.fit, row.fit_why) for row in rows}
         table = self.query_one("#profiles", DataTable)
         selected = self._selected("#profiles")
         self.profile_paths = {}
@@ -335,9 +337,25 @@ class Dashboard(Screen):
             self.app.edit_profile(path)
 
     def action_run(self) -> None:
+        if self.focused is self.query_one("#runs", DataTable):
+            self.notify("r starts the profile under the cursor in Profiles (tab there first); u resumes this run",
+                        severity="warning")
+            return
         path = self._need_profile()
-        if path is not None:
+        if path is None:
+            return
+        fit, why = self.profile_fits.get(path, ("?", ""))
+        if fit != "too big":
             self.app.start_profile(path)
+            return
+        from studio.ui.dialogs import Confirm
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.app.start_profile(path)
+
+        self.app.push_screen(Confirm(f"the estimate says {path.stem} does not fit this machine ({why}); it would "
+                                     "likely run out of memory. Start it anyway? (e opens it: F4 fixes it)"), done)
 
     def action_open(self) -> None:
         if self.focused is self.query_one("#profiles", DataTable):
