@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,13 +29,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def studio_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def studio_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "studio-home"
     monkeypatch.setenv("STUDIO_HOME", str(home))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    return home
+    yield home
+    stop_leftover_processes(tmp_path)
+
+
+def stop_leftover_processes(tmp_path: Path) -> None:
+    """After each test: a trainer or generation process that still works in this test's folder (a test that
+    failed before its own clean-up) is killed, so that it cannot slow every test after it."""
+    import psutil
+
+    folder = str(tmp_path)
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        argv = proc.info["cmdline"] or []
+        if any(folder in a for a in argv) and any(a.startswith(("studio.trainer", "studio.generate")) for a in argv):
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
 
 
 def demo_rows(n: int | None = None) -> list[dict[str, Any]]:
