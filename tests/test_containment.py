@@ -274,11 +274,12 @@ async def test_the_monitor_notices_a_run_going_quiet_while_nothing_is_written(st
     from ui_fixtures import fake_inventory, screen_text
     from waiting import until
 
-    run, sleeper = quiet_run(studio_env, last_step_ago_s=22)  # quiet, not yet for long enough (30 s)
+    run, sleeper = quiet_run(studio_env, last_step_ago_s=10)  # quiet, not yet for long enough (30 s)
     try:
         async with StudioApp(inventory=fake_inventory(), open_run=run).run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: "step 10/100" in screen_text(pilot.app), "the run's steps")
-            assert "no step for" not in screen_text(pilot.app)
+            if time.time() - run.timeline().last_step.time < 28:  # a very busy machine may paint after 30 s
+                assert "no step for" not in screen_text(pilot.app)
             await until(pilot, lambda: "no step for" in screen_text(pilot.app), "the quiet-run alert, no record written")
     finally:
         sleeper.kill()
