@@ -446,8 +446,8 @@ class Timeline:
         return ((last.tokens or 0) - (first.tokens or 0)) / seconds, last.step - first.step
 
 
-SUMMARY_HEAD_BYTES = 1 << 20   # the start of a run's story: preflight, plan, start
-SUMMARY_TAIL_BYTES = 8 << 20   # its latest steps, evals and its end
+SUMMARY_HEAD_BYTES = 256 << 10  # the start of a run's story: preflight, plan, start
+SUMMARY_TAIL_BYTES = 1 << 20   # its latest steps (thousands), evals and its end; parsed records cost ~10x their bytes
 
 
 def load_summary_timeline(run_dir: Path) -> Timeline:
