@@ -305,8 +305,10 @@ def test_a_huge_events_file_lists_in_bounded_memory_and_forged_steps_are_not_bel
         f.write(line % 198411)  # forged: past its own last step
         f.write('{"event": "end", "time": 1700000100.0, "status": "completed", "step": 60, "max_steps": 60}\n')
     assert run.events_path.stat().st_size > 90_000_000
-    probe = ("import resource, sys; from studio.cli import main; code = main(['runs', '--json']); "
-             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)")
+    # VmHWM: this process's own peak (ru_maxrss would count the forking parent's memory too).
+    probe = ("import sys; from studio.cli import main; code = main(['runs', '--json']); "
+             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+             "print(hwm, file=sys.stderr); sys.exit(code)")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     listed = json.loads(proc.stdout)[0]
