@@ -153,8 +153,9 @@ def _read_json(p: Path) -> Iterator[tuple[int, Any]]:
         raise DataError(f"data.path: {p} is not valid JSON: {e}; fix the file or save it as jsonl") from None
     except RecursionError:
         raise DataError(f"data.path: {p} is JSON nested too deeply to be a dataset") from None
-    if isinstance(doc, dict) and detect_format(doc) is not None:
-        raise DataError(f"data.path: {p} holds a single row ({detect_format(doc)} format), not a list of rows: put "
+    single = detect_format(doc) if isinstance(doc, dict) else None
+    if single is not None:
+        raise DataError(f"data.path: {p} holds a single row ({single} format), not a list of rows: put "
                         "the rows in a JSON list ([{...}, {...}]) or write one row per line in a .jsonl file")
     if isinstance(doc, dict):
         lists = [v for v in doc.values() if isinstance(v, list)]
