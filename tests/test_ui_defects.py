@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from studio.ui.dashboard import Dashboard
 from studio.ui.dialogs import Confirm, ProfileNameDialog
 from studio.ui.editor import ProfileEditor
 from studio.ui.monitor import RunMonitor
-from ui_fixtures import fake_inventory, notifications, record_run, screen_text
+from ui_fixtures import eight_gpus, fake_inventory, notifications, record_run, screen_text
 from waiting import until
 
 
@@ -443,3 +442,37 @@ async def test_r_heeds_the_focus_and_asks_before_starting_what_does_not_fit(stud
         await pilot.press("n")
         await until(pilot, lambda: not isinstance(pilot.app.screen, Confirm), "the answer")
     assert [p.name for p in (studio_env / "runs").iterdir()] == ["20260911-090000-llama-qlora"]  # nothing started
+
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+async def test_an_eight_gpu_box_shows_every_gpu(studio_env: Path, size) -> None:
+    async with StudioApp(inventory=eight_gpus()).run_test(size=size) as pilot:
+        await until(pilot, lambda: "[0]" in screen_text(pilot.app), "the GPU pane")
+        await pilot.pause(0.3)
+        text = screen_text(pilot.app)
+        assert all(f"[{i}]" in text for i in range(8)), text
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+async def test_the_dashboard_tables_use_the_width_and_show_every_column(studio_env: Path, size) -> None:
+    record_run(studio_env, "20260911-090000-a-profile-with-a-really-long-descriptive-name")
+    long_name = "my-qwen2.5-coder-32b-instruct-qlora-with-a-long-name"
+    write(studio_env, long_name, GOOD)
+    async with app().run_test(size=size) as pilot:
+        profiles = pilot.app.screen.query_one("#profiles", DataTable)
+        runs = pilot.app.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.row_count and pilot.app.screen.profile_fits, "both lists and the fits")
+        await pilot.pause(0.3)
+        for table in (profiles, runs):
+            needed = sum(c.get_render_width(table) for c in table.ordered_columns)
+            assert needed <= table.size.width, f"#{table.id} needs {needed} columns of {table.size.width}"
+        text = screen_text(pilot.app)
+        assert "age" in text and "tok/s" in text and "fit" in text, text
+        assert "too big" in text, text  # the fit column is shown, not cut
+        key = next(k for k in pilot.app.screen.profile_paths if long_name in k)
+        shown = str(profiles.get_row(key)[0])
+        if size[0] >= 120:
+            assert shown == long_name  # room enough: whole
+        else:
+            assert shown.startswith("my-qwen2.5-coder") and shown.endswith("…"), shown  # shortened, visibly

@@ -11,7 +11,7 @@ from studio.paths import bundled_profiles_dir
 from studio.runs.folder import Run
 from studio.ui.app import StudioApp
 from studio.ui.dashboard import Dashboard
-from ui_fixtures import RECORDED_AT, fake_inventory, record_run, screen_text
+from ui_fixtures import RECORDED_AT, eight_gpus, fake_inventory, record_run, screen_text
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -42,6 +42,11 @@ async def settle(pilot, ready=lambda app: True) -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_dashboard(snap_compare, recorded: Path, size) -> None:
     assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_dashboard_of_an_eight_gpu_box(snap_compare, recorded: Path, size) -> None:
+    assert snap_compare(StudioApp(inventory=eight_gpus()), terminal_size=size, run_before=settle)
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -22,6 +22,14 @@ def fake_inventory() -> Inventory:
     ], driver_version="560.35.03", cuda_version="12.6", source="nvml")
 
 
+def eight_gpus() -> Inventory:
+    """An 8-GPU box, each GPU a little busier than the one before."""
+    return Inventory([GpuInfo(index=i, name="NVIDIA H100 80GB HBM3", memory_total_gib=80.0, memory_used_gib=9.5 * i,
+                              memory_free_gib=80.0 - 9.5 * i, utilization_pct=12 * i, temperature_c=40 + i,
+                              power_w=100.0 + i, compute_capability="9.0", bf16=True) for i in range(8)],
+                     driver_version="560.35.03", cuda_version="12.6", source="nvml")
+
+
 def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: str = "completed",
                rank: int = 16, floor: float = 1.1) -> Path:
     """A finished GPU run folder as the trainer would leave it (`rank` and `floor`, the loss it

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from studio.runs.state import RunSummary  # runs are read after the first frame, in a worker
 
 REFRESH_S = 2.0
-NARROW = 120  # columns below which the Profiles and Runs lists stack
+NARROW = 160  # columns below which the Profiles and Runs lists stack (side by side they need about 160)
 STATUS_STYLE = {"running": "green", "completed": "cyan", "stopped": "yellow", "failed": "red", "crashed": "red",
                 "damaged": "red"}
 SORTS = ("newest", "status", "loss", "tokens/s")
@@ -142,6 +142,7 @@ class Dashboard(Screen):
         self._summaries: dict[str, tuple[tuple[int, int, int], RunSummary]] = {}  # run id -> (file state, summary)
         self._profiles_stamp: tuple | None = None
         self._last_summaries: list[RunSummary] = []
+        self._profile_rows: list[ProfileRow] = []
         self._runs_shown: list = []
         self._runs_title = "Runs"
 
@@ -171,11 +172,18 @@ class Dashboard(Screen):
         self.query_one(GpuPanel).show(inv)
 
     def on_resize(self) -> None:
-        """Below 120 columns the lists stack (each keeps its full width) rather than squeeze side by side."""
+        """Below 160 columns the lists stack (each keeps its full width) rather than squeeze side by side;
+        once laid out anew, the tables' columns are fitted to their new width."""
         self.set_class(self.size.width < NARROW, "narrow")
         panel = self.query_one(GpuPanel)
         if panel.inventory is not None:
             panel.show(panel.inventory)
+        self.call_after_refresh(self.refit_tables)
+
+    def refit_tables(self) -> None:
+        self.show_profiles(self._profile_rows, self._profiles_stamp)
+        self._runs_shown = []
+        self.show_runs(self._last_summaries)
 
     # ----------------------------------------------------------- reading (workers)
 
@@ -223,6 +231,7 @@ class Dashboard(Screen):
 
     def show_profiles(self, rows: list[ProfileRow], stamp: tuple) -> None:
         self._profiles_stamp = stamp
+        self._profile_rows = rows
         self.profile_fits = {row.entry.path: (row.fit, row.fit_why) for row in rows}
         table = self.query_one("#profiles", DataTable)
         selected = self._selected("#profiles")
@@ -234,7 +243,7 @@ class Dashboard(Screen):
             self.profile_paths[row.entry.key] = row.entry.path
             label = row.entry.name if row.entry.origin == "user" else f"{row.entry.name} ·"
             cells.append((row.entry.key, (label, row.method, row.model, fit_label(row.fit))))
-        fill_table(table, PROFILE_COLUMNS, cells)
+        fill_table(table, PROFILE_COLUMNS, cells, flex={0: "end", 2: "end"})
         if selected in self.profile_paths:
             table.move_cursor(row=table.get_row_index(selected))
 
@@ -246,12 +255,12 @@ class Dashboard(Screen):
         wanted = self.run_filter.lower()
         shown = [s for s in summaries if not wanted or wanted in f"{s.id} {s.profile} {s.status}".lower()]
         rows = [(s, self.run_cells(s, now)) for s in sort_runs(shown, self.sort)]
-        signature = [(s.id, tuple(str(c) for c in cells)) for s, cells in rows]
+        signature = [table.size.width] + [(s.id, tuple(str(c) for c in cells)) for s, cells in rows]
         if signature != self._runs_shown:  # rebuilding an unchanged table costs CPU every refresh
             self._runs_shown = signature
             selected = self.selected_run_id()
             self.run_dirs = {s.id: Path(s.dir) for s, _ in rows}
-            fill_table(table, RUN_COLUMNS, [(s.id, cells) for s, cells in rows])
+            fill_table(table, RUN_COLUMNS, [(s.id, cells) for s, cells in rows], flex={0: "middle"})
             if selected in self.run_dirs:
                 table.move_cursor(row=table.get_row_index(selected))
         title = "Runs" + (f" · sorted by {self.sort}" if self.sort != SORTS[0] else "") + \

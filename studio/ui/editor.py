@@ -140,6 +140,9 @@ class ProfileEditor(Screen):
         self.title = f"profile {target.stem if target else '(new)'}" + (" (new)" if self.path is None else "")
         self.initial = self.form_dict()
         self.refresh_advice()
+        self.call_after_refresh(setattr, self, "settled", True)
+
+    settled = False  # every field mounted: until then, closing the screen would cut a Select's mount short
 
     # ----------------------------------------------------------- reading the form
 
@@ -491,6 +494,9 @@ class ProfileEditor(Screen):
     def action_external_editor(self) -> None:
         from studio.ui.raw_editor import open_in_editor
 
+        if not self.settled:  # pressed as the editor opened: once its fields are mounted
+            self.call_after_refresh(self.action_external_editor)
+            return
         if self.path is None or self.dirty:
             self.notify("save first (ctrl+s): $EDITOR opens the file on disk", severity="warning")
             return

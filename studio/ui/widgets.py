@@ -34,7 +34,8 @@ def fit_label(fit: str) -> Text:
 
 class GpuPanel(Static):
     """One line per GPU, like nvitop's summary: utilisation, memory, temperature, power against its limit,
-    and how many processes use it. Bars and names shrink so a line never wraps at 80 columns."""
+    and how many processes use it. Bars and names shrink so a line never wraps at 80 columns; when the
+    terminal has too few rows for a line each (8 GPUs at 24 rows), several GPUs share a line."""
 
     inventory: Inventory | None = None
 
@@ -43,6 +44,13 @@ class GpuPanel(Static):
         if not inv.gpus:
             self.update(Text.assemble(("no GPU found: CPU mode", "bold yellow"), f"  ({inv.reason})"))
             return
+        rows_for_gpus = max(2, (self.app.size.height - 16) // 2)  # the lists below keep at least half the screen
+        lines = self.lines(inv) if len(inv.gpus) <= rows_for_gpus else self.compact(inv)
+        if inv.source != "nvml":
+            lines.append(f"\n(described by {inv.source}, not measured)", style="dim")
+        self.update(lines)
+
+    def lines(self, inv: Inventory) -> Text:
         wide = self.app.size.width >= 100
         name_w, util_w, mem_w = (20, 8, 10) if wide else (14, 4, 6)
         lines = Text()
@@ -64,9 +72,21 @@ class GpuPanel(Static):
                 lines.append(f"  {g.power_w:.0f}{limit}W")
             if g.processes:
                 lines.append(f"  {len(g.processes)} proc")
-        if inv.source != "nvml":
-            lines.append(f"\n(described by {inv.source}, not measured)", style="dim")
-        self.update(lines)
+        return lines
+
+    def compact(self, inv: Inventory) -> Text:
+        """Cells of 25 columns, as many to a line as fit: index, utilisation, memory bar and figures."""
+        cell_w = 25
+        per_line = max(1, (self.app.size.width - 4) // cell_w)
+        out = Text()
+        for i, g in enumerate(inv.gpus):
+            if i:
+                out.append("\n" if i % per_line == 0 else "  ")
+            util = g.utilization_pct
+            out.append(f"[{g.index}] " + (f"{util:3.0f}% " if util is not None else "  ?% "))
+            out.append_text(meter(g.memory_used_gib, g.memory_total_gib, 6))
+            out.append(f" {g.memory_used_gib:3.0f}/{g.memory_total_gib:.0f}G")
+        return out
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -110,11 +130,47 @@ def memory_lines(step: Step | None, totals: list[float]) -> Text:
     return out
 
 
-def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, tuple[Any, ...]]],
-               fit_height: bool = False) -> None:
-    """Replace a table's rows; every column is as wide as its widest cell, set explicitly (DataTable's
-    own auto width waits for an idle moment that a busy app may not reach, and shows "comple")."""
+def shorten(text: str, width: int, where: str = "end") -> str:
+    """`text` in at most `width` cells, with an ellipsis where it was cut (at the end, or in the middle for
+    ids whose both ends matter)."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    if where == "middle":
+        head = (width - 1) // 2
+        return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+    return text[:width - 1] + "…"
+
+
+def column_widths(labels: tuple[str, ...], rows: list[tuple[str, tuple[Any, ...]]], room: int | None,
+                  flex: dict[int, str], padding: int = 1) -> list[int]:
+    """Each column as wide as its widest cell; when that needs more than `room` cells, the `flex` columns
+    (names, ids) give up width, the widest first, down to their label's width or 8."""
     widths = [max([len(label), *(len(str(cells[i])) for _, cells in rows)]) for i, label in enumerate(labels)]
+    if room is None:
+        return widths
+    excess = sum(widths) + 2 * padding * len(widths) - room
+    floors = {i: max(len(labels[i]), 8) for i in flex}
+    while excess > 0:
+        shrinkable = [i for i in flex if widths[i] > floors[i]]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+    return widths
+
+
+def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, tuple[Any, ...]]],
+               fit_height: bool = False, flex: dict[int, str] | None = None) -> None:
+    """Replace a table's rows; every column is as wide as its widest cell, set explicitly (DataTable's
+    own auto width waits for an idle moment that a busy app may not reach, and shows "comple").
+    Where the table is laid out, the `flex` columns (index: "end" or "middle", where to cut) shrink
+    so that every column shows within its width (a scrollbar's two cells spared)."""
+    flex = flex or {}
+    room = table.size.width - 2 if flex and table.size.width > 2 else None
+    widths = column_widths(labels, rows, room, flex, table.cell_padding)
     current = [c.width for c in table.ordered_columns]
     if current != widths:
         table.clear(columns=True)
@@ -123,7 +179,9 @@ def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, 
     else:
         table.clear()
     for key, cells in rows:  # cells quote run folders and profiles: their control characters are escaped
-        table.add_row(*(safe(c) if isinstance(c, str) else c for c in cells), key=key)
+        shown = [shorten(c, widths[i], flex[i]) if i in flex and isinstance(c, str) else c
+                 for i, c in enumerate(cells)]
+        table.add_row(*(safe(c) if isinstance(c, str) else c for c in shown), key=key)
     if fit_height:
         # An auto height would follow the table's virtual size, which DataTable also computes only when
         # idle: a busy app showed an empty table. The rows and the header, set now (a max-height caps it).
