@@ -4,7 +4,6 @@ model with its base, loads a checkpoint of a stopped run, and explains what it c
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -101,12 +100,13 @@ def test_starting_prompts_come_from_the_runs_eval_rows(home_of: Path) -> None:
     assert 1 <= len(prompts) <= 5 and all(p.strip() for p in prompts)
 
 
-async def test_the_app_streams_both_answers(home_of: Path) -> None:
-    from textual.widgets import Input, Log
+async def test_the_app_streams_both_answers_and_switches_modes_without_a_reload(home_of: Path) -> None:
+    from textual.widgets import Input
 
     from studio.ui.app import StudioApp
     from studio.ui.chat import ChatScreen
     from ui_fixtures import fake_inventory
+    from waiting import until
 
     app = StudioApp(open_run=Run(home_of), inventory=fake_inventory())
     async with app.run_test(size=(120, 40)) as pilot:
@@ -114,22 +114,26 @@ async def test_the_app_streams_both_answers(home_of: Path) -> None:
         await pilot.press("c")
         screen = pilot.app.screen
         assert isinstance(screen, ChatScreen)
-        deadline = time.monotonic() + 120
-        while screen.session is None and time.monotonic() < deadline:
-            await pilot.pause(0.2)
-        assert screen.session is not None, str(screen.query_one("#chat-status").render())
+        await until(pilot, lambda: screen.session is not None, "the model to load")
+        assert "the final result" in str(screen.query_one("#chat-status").render())
         screen.query_one("#set-temperature", Input).value = "0"
         screen.query_one("#chat-prompt", Input).value = PROMPT
         await pilot.press("enter")
-        deadline = time.monotonic() + 120
-        logs = {side: screen.query_one(f"#log-{side}", Log) for side in ("base", "tuned")}
-        while time.monotonic() < deadline and not all("tokens/s" in "\n".join(log.lines) for log in logs.values()):
-            await pilot.pause(0.2)
-        tuned, base = "\n".join(logs["tuned"].lines), "\n".join(logs["base"].lines)
-        assert "tokens/s" in tuned and "tokens/s" in base and tuned != base
+        panes = {side: screen.query_one(f"#log-{side}") for side in ("base", "tuned")}
+        await until(pilot, lambda: all("tokens/s" in p.text for p in panes.values()), "both answers")
+        tuned, base = panes["tuned"].text, panes["base"].text
+        assert tuned != base
+        process = screen.session.proc
+        await pilot.press("ctrl+o")  # compare -> tuned: the same process answers
+        await until(pilot, lambda: "no reload" in str(screen.query_one("#chat-status").render()), "the switch")
+        assert screen.session.proc is process and not screen.query_one("#pane-base").display
+        screen.query_one("#chat-prompt", Input).value = PROMPT
+        await pilot.press("enter")
+        await until(pilot, lambda: panes["tuned"].text.count("tokens/s") == 2, "the tuned answer alone")
+        assert panes["base"].text == base
         await pilot.press("escape")
-        await pilot.pause(0.3)
-        assert not isinstance(pilot.app.screen, ChatScreen) and screen.session is None  # closed with the screen
+        await until(pilot, lambda: not isinstance(pilot.app.screen, ChatScreen) and screen.session is None,
+                    "the session to close with the screen")
 
 
 def test_a_session_object_talks_too(home_of: Path) -> None:

@@ -350,3 +350,23 @@ def test_a_trained_run_leaves_only_private_files(tmp_path: Path) -> None:
     loose = [str(p.relative_to(run_dir)) for p in run_dir.rglob("*")
              if stat.S_IMODE(p.stat().st_mode) & 0o077]
     assert loose == [], loose
+
+
+def test_chat_talks_to_a_checkpoint_newer_than_the_final_result(tmp_path: Path) -> None:
+    """A completed run resumed for more steps keeps its old final/ until it ends again: what it trained
+    since is in its newer checkpoints, and that is what a chat loads (and says so)."""
+    from studio.runs.chat import weights_label
+
+    run = create_run(write_profile(tmp_path / "p.toml", DEMO_DATA).read_text(), "more")
+    final = run.final_dir
+    final.mkdir()
+    (final / "adapter_config.json").write_text("{}")
+    os.utime(final / "adapter_config.json", (time.time() - 60, time.time() - 60))
+    assert run.trained_weights() == final
+    assert weights_label(run, str(final)) == "the final result"
+    newer = run.checkpoints_dir / "checkpoint-80"
+    newer.mkdir(parents=True)
+    (newer / "trainer_state.json").write_text(json.dumps({"global_step": 80}))
+    assert run.trained_weights() == newer
+    assert weights_label(run, str(newer)) == "the checkpoint of step 80"
+    assert weights_label(run, None) == "the base model"

@@ -476,3 +476,32 @@ async def test_the_dashboard_tables_use_the_width_and_show_every_column(studio_e
             assert shown == long_name  # room enough: whole
         else:
             assert shown.startswith("my-qwen2.5-coder") and shown.endswith("…"), shown  # shortened, visibly
+
+
+async def test_f5_on_an_unchanged_template_runs_it_without_making_a_copy(studio_env: Path) -> None:
+    from studio.paths import bundled_profiles_dir
+
+    template = bundled_profiles_dir() / "tiny-demo.toml"
+    async with app().run_test(size=(120, 40)) as pilot:
+        started: list[Path] = []
+        pilot.app.start_profile = started.append  # what F5 asks the app to start, without training here
+        pilot.app.edit_profile(template)
+        await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor), "the editor")
+        await pilot.press("f5")
+        await until(pilot, lambda: started, "the start")
+        assert started == [template]
+    assert not (studio_env / "profiles").exists() or not list((studio_env / "profiles").iterdir())
+
+
+async def test_chat_answers_wrap_in_their_pane(studio_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.ui.chat import ChatScreen
+
+    monkeypatch.setattr(ChatScreen, "open_session", lambda screen: None)  # the layout, without a model
+    run_dir = record_run(studio_env, status="completed")
+    answer = " ".join(f"word{i}" for i in range(40)) + " THE-END"
+    async with app().run_test(size=(80, 24)) as pilot:
+        pilot.app.open_chat(Run(run_dir))
+        await until(pilot, lambda: isinstance(pilot.app.screen, ChatScreen) and pilot.app.screen.query("#log-tuned"),
+                    "the chat")
+        pilot.app.screen.write("tuned", f"\n> a question\n{answer}\n")
+        await until(pilot, lambda: "THE-END" in screen_text(pilot.app), "the end of a long answer, wrapped")

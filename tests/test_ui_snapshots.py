@@ -98,8 +98,6 @@ def test_run_comparison(snap_compare, recorded: Path, size) -> None:
 
 @pytest.mark.parametrize("size", SIZES)
 def test_chat(snap_compare, recorded: Path, monkeypatch: pytest.MonkeyPatch, size) -> None:
-    from textual.widgets import Log
-
     from studio.ui.chat import ChatScreen
 
     def loaded(screen: ChatScreen) -> None:  # the model is not loaded: the layout is what is checked
@@ -111,8 +109,9 @@ def test_chat(snap_compare, recorded: Path, monkeypatch: pytest.MonkeyPatch, siz
         pilot.app.open_chat(Run(recorded))
         await settle(pilot)
         screen = pilot.app.screen
-        screen.query_one("#log-base", Log).write("\n> What is 11 plus 5?\n11 plus 5 is 115.\n")
-        screen.query_one("#log-tuned", Log).write("\n> What is 11 plus 5?\n11 plus 5 is 16.\n")
+        screen.write("base", "\n> What is 11 plus 5?\n11 plus 5 is 115.\n")
+        screen.write("tuned", "\n> What is 11 plus 5?\n11 plus 5 is 16, because ten and five make fifteen and one "
+                              "more makes sixteen; the answer wraps in its pane.\n")
         await settle(pilot)
 
     assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=chat)

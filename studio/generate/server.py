@@ -102,6 +102,17 @@ class Models:
     def sides(self) -> list[str]:
         return {"tuned": ["tuned"], "base": ["base"], "compare": ["base", "tuned"]}[self.mode]
 
+    def servable(self) -> list[str]:
+        """Every side this process can answer without loading anything: an adapter answers for the base
+        model too (switched off), a fully tuned model only when its base was loaded beside it."""
+        out = []
+        adapter = self.adapter is not None and self.profile.method.type != "full"
+        if self.mode == "base" or self.base is not None or adapter:
+            out.append("base")
+        if self.mode != "base":
+            out.append("tuned")
+        return out
+
     def prompt_ids(self, prompt: str, system: str | None) -> list[int]:
         """The prompt as the run saw its training rows."""
         tok = self.tokenizer
@@ -182,7 +193,7 @@ def serve(run_dir: Path, checkpoint: int | None, mode: str) -> int:
         emit(event="fatal", message=f"could not load the model: {type(e).__name__}: {e}")
         return 1
     emit(event="ready", model=models.profile.model.name, adapter=models.adapter, device=models.device,
-         dtype=str(models.dtype).removeprefix("torch."), mode=mode, context=models.context,
+         dtype=str(models.dtype).removeprefix("torch."), mode=mode, sides=models.servable(), context=models.context,
          load_s=round(time.monotonic() - t0, 2))
     session = time.strftime("%Y%m%d-%H%M%S")
     for line in sys.stdin:
@@ -209,7 +220,9 @@ def answer(models: Models, request: dict[str, Any], session: str) -> None:
             f"model's context of {models.context}: shorten the prompt or lower max new tokens"))
         return
     answers = []
-    for side in models.sides():
+    asked = request.get("sides")
+    sides = [s for s in models.servable() if s in asked] if isinstance(asked, list) else models.sides()
+    for side in sides:
         try:
             done = models.generate(request_id, side, ids, settings)
         except Exception as e:  # noqa: BLE001 - one failed answer, the session goes on

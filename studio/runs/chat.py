@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from studio.hardware import Inventory
@@ -22,7 +23,7 @@ from studio.planning.estimate import inference_memory_gib
 from studio.planning.inventory import current_inventory
 from studio.profiles.profile import ProfileError, load_profile
 from studio.runs.files import CHAT_LOG
-from studio.runs.folder import Run, RunError
+from studio.runs.folder import Run, RunError, checkpoint_step
 from studio.safeopen import append_regular
 from studio.runs.liveness import is_alive
 
@@ -80,6 +81,21 @@ def check_model_files(run: Run, mode: str, checkpoint: int | None) -> None:
         raise RunError(f"run {run.id} has not built its model yet; try again once it has started training")
 
 
+def weights_label(run: Run, loaded: str | None) -> str:
+    """What a chat process loaded, in words: the base model, the final result, or a checkpoint's step."""
+    if not loaded:
+        return "the base model"
+    path = Path(loaded)
+    if path == run.final_dir or path.name == run.final_dir.name:
+        return "the final result"
+    step = checkpoint_step(path)
+    return f"the checkpoint of step {step}" if step is not None else str(path)
+
+
+def sides_of(mode: str) -> list[str]:
+    return {"tuned": ["tuned"], "base": ["base"], "compare": ["base", "tuned"]}[mode]
+
+
 class ChatSession:
     """One generation process for one run (its final adapter, a checkpoint, or the base model)."""
 
@@ -96,7 +112,15 @@ class ChatSession:
 
     @property
     def sides(self) -> list[str]:
-        return {"tuned": ["tuned"], "base": ["base"], "compare": ["base", "tuned"]}[self.mode]
+        return sides_of(self.mode)
+
+    def switch(self, mode: str) -> bool:
+        """Answer as `mode` from now on, if the loaded process can (an adapter run answers every mode from
+        one load); False when `mode` needs another load."""
+        if self.proc is None or not set(sides_of(mode)) <= set(self.ready.get("sides") or []):
+            return False
+        self.mode = mode
+        return True
 
     def start(self) -> dict[str, Any]:
         """Start the process and wait until the model is loaded; returns its `ready` record."""
@@ -139,7 +163,7 @@ class ChatSession:
             self.start()
         settings = settings or ChatSettings()
         self._next_id += 1
-        request = {"id": self._next_id, "prompt": prompt, **asdict(settings)}
+        request = {"id": self._next_id, "prompt": prompt, "sides": self.sides, **asdict(settings)}
         self._send(request)
         pending = len(self.sides)
         while pending:

@@ -175,7 +175,8 @@ class Run:
 
     def trained_weights(self, checkpoint: int | None = None) -> Path:
         """The folder holding what the run trained (adapter or full model): a checkpoint's, or the final
-        one, or else the last complete checkpoint. Raises RunError saying what exists instead."""
+        one (unless a complete checkpoint was saved after it: a finished run resumed for more steps), or
+        else the last complete checkpoint. Raises RunError saying what exists instead."""
         if checkpoint is not None:
             folder = self.checkpoints_dir / f"checkpoint-{checkpoint}"
             if not checkpoint_complete(folder):
@@ -184,9 +185,9 @@ class Run:
                                f"written yet); it has {', '.join(map(str, have)) if have else 'none'}"
                                + ("" if not self.has_result() else ", and its final result (leave out --checkpoint)"))
             return folder
-        if self.has_result():
-            return self.final_dir
         last = self.last_complete_checkpoint()
+        if self.has_result() and (last is None or newest_change(last) <= newest_change(self.final_dir)):
+            return self.final_dir
         if last is None:
             raise RunError(f"run {self.id} has nothing trained to talk to yet: it saves its first checkpoint at "
                            "train.save_steps; try again then, or talk to the base model with --base")
@@ -206,6 +207,14 @@ def valid_pid(value: Any) -> int | None:
 def checkpoint_step(path: Path) -> int | None:
     m = re.fullmatch(r"checkpoint-(\d+)", path.name)
     return int(m.group(1)) if m else None
+
+
+def newest_change(folder: Path) -> float:
+    """When a file in `folder` last changed (0 when it cannot be read)."""
+    try:
+        return max((f.stat().st_mtime for f in folder.iterdir()), default=0.0)
+    except OSError:
+        return 0.0
 
 
 def checkpoint_complete(path: Path) -> bool:

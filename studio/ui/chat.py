@@ -13,13 +13,30 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, Log, OptionList, Static
+from textual.widgets import Footer, Header, Input, Label, OptionList, Static, TextArea
 
-from studio.runs.chat import ChatSession, ChatSettings, starting_prompts
+from studio.runs.chat import ChatSession, ChatSettings, starting_prompts, weights_label
 from studio.runs.folder import Run, RunError
 
 FLUSH_S = 0.1
 MODES = ("compare", "tuned", "base")
+KEEP_LINES = 4000  # a pane forgets its oldest lines past this (the transcript on disk keeps everything)
+
+
+class Transcript(TextArea):
+    """One side of the conversation: wrapped to the pane, following new text while the view is at the
+    end, and selectable (shift+arrows or the mouse, then ctrl+c copies, over SSH too)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", read_only=True, soft_wrap=True, show_cursor=False, **kwargs)
+
+    def write(self, text: str) -> None:
+        following = self.scroll_y >= self.max_scroll_y - 1
+        self.insert(text, self.document.end)
+        if self.document.line_count > KEEP_LINES:
+            self.delete((0, 0), (self.document.line_count - KEEP_LINES, 0))
+        if following:
+            self.scroll_end(animate=False)
 
 
 class ChatScreen(Screen):
@@ -33,6 +50,7 @@ class ChatScreen(Screen):
         super().__init__()
         self.run, self.mode, self.checkpoint = run, mode, checkpoint
         self.session: ChatSession | None = None
+        self.loaded = ""  # what the session's process holds, in words
         self.busy = False
         self._pending: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -43,10 +61,10 @@ class ChatScreen(Screen):
         with Horizontal(id="chat-panes"):
             with Vertical(id="pane-base", classes="chat-pane"):
                 yield Label("base model", classes="section")
-                yield Log(id="log-base", max_lines=2000, auto_scroll=True)
+                yield Transcript(id="log-base")
             with Vertical(id="pane-tuned", classes="chat-pane"):
                 yield Label("tuned", classes="section")
-                yield Log(id="log-tuned", max_lines=2000, auto_scroll=True)
+                yield Transcript(id="log-tuned")
         with Horizontal(id="chat-settings"):
             yield Label("temp")
             yield Input("0.7", id="set-temperature", compact=True)
@@ -91,9 +109,9 @@ class ChatScreen(Screen):
             self.app.call_from_thread(self.status, f"cannot chat: {e}", "bold red")
             return
         self.session = session
-        what = "the base model" if self.mode == "base" else str(ready.get("adapter"))
-        self.app.call_from_thread(self.status, f"{self.mode}: {what} on {ready.get('device')}, "
-                                               f"loaded in {ready.get('load_s')} s", "green")
+        self.loaded = f"{weights_label(self.run, ready.get('adapter'))} on {ready.get('device')}"
+        self.app.call_from_thread(self.status, f"{self.mode}: {self.loaded}, loaded in {ready.get('load_s')} s",
+                                  "green")
 
     def settings(self) -> ChatSettings:
         def number(key: str, default: float) -> float:
@@ -134,7 +152,10 @@ class ChatScreen(Screen):
         with self._lock:
             pending, self._pending = self._pending, {}
         for side, text in pending.items():
-            self.query_one(f"#log-{side}", Log).write(text)
+            self.write(side, text)
+
+    def write(self, side: str, text: str) -> None:
+        self.query_one(f"#log-{side}", Transcript).write(text)
 
     # ----------------------------------------------------------- input
 
@@ -151,7 +172,7 @@ class ChatScreen(Screen):
             return
         event.input.value = ""
         for side in self.session.sides:
-            self.query_one(f"#log-{side}", Log).write(f"\n> {prompt}\n")
+            self.write(side, f"\n> {prompt}\n")
         self.ask(prompt, self.settings())
 
     @on(OptionList.OptionSelected, "#chat-suggestions")
@@ -161,13 +182,20 @@ class ChatScreen(Screen):
         box.focus()
 
     def action_clear(self) -> None:
-        for log in self.query(Log):
-            log.clear()
+        for pane in self.query(Transcript):
+            pane.clear()
 
     def action_cycle_mode(self) -> None:
-        self.close_session()
+        """The next mode; from the model already loaded when it can answer that way (an adapter run: always)."""
+        if self.busy:
+            self.notify("still answering the last prompt", severity="warning")
+            return
         self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
         self.show_mode()
+        if self.session is not None and self.session.switch(self.mode):
+            self.status(f"{self.mode}: {self.loaded}, no reload needed", "green")
+            return
+        self.close_session()
         self.open_session()
 
     def close_session(self) -> None:

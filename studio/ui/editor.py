@@ -453,7 +453,9 @@ class ProfileEditor(Screen):
         self.app.push_screen(ProfileNameDialog("save the profile as (name):", self.path.stem if self.path else ""), done)
 
     def action_run(self) -> None:
-        if self.dirty or self._writable_path() != self.path:
+        """Save what changed (a changed template becomes your copy), then start; an unchanged template
+        runs as it is, without a copy beside it."""
+        if self.dirty or self.path is None:
             self.action_save()
         if self.path and not self.dirty:
             self.app.start_profile(self.path)
