@@ -284,4 +284,8 @@ async def test_editor_key_without_a_terminal_to_hand_over_says_so(studio_env: Pa
         await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor), "the editor")
         await pilot.press("ctrl+e")
         await until(pilot, lambda: any("edit" in t and str(path) in t for t in texts), "the notice")
-        assert isinstance(pilot.app.screen, ProfileEditor) and path.read_text().startswith("[data]")
+        # the form again, reloaded from the file: left only once it has mounted (an app closed half-way
+        # through mounting a screen fails in Textual's Header)
+        await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled,
+                    "the editor again")
+        assert path.read_text().startswith("[data]")

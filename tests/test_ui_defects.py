@@ -505,3 +505,23 @@ async def test_chat_answers_wrap_in_their_pane(studio_env: Path, monkeypatch: py
                     "the chat")
         pilot.app.screen.write("tuned", f"\n> a question\n{answer}\n")
         await until(pilot, lambda: "THE-END" in screen_text(pilot.app), "the end of a long answer, wrapped")
+
+
+@pytest.mark.slow  # the preview's worker (building the demo's tokenizer, about 30 s) finishes before the app exits
+async def test_the_data_preview_is_centred_and_counts_the_seconds(studio_env: Path) -> None:
+    import re
+
+    from studio.paths import bundled_profiles_dir
+    from studio.ui.dialogs import DataPreview
+
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(bundled_profiles_dir() / "tiny-demo.toml")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled,
+                    "the editor")
+        await pilot.press("f3")
+        await until(pilot, lambda: isinstance(pilot.app.screen, DataPreview), "the preview")
+        box = pilot.app.screen.query_one(".dialog").region
+        assert box.y >= 2 and box.x >= 10, f"the dialog sits at {box}, over the header"
+        await until(pilot, lambda: re.search(r"\(\d+ s\)|no preview|tokens", screen_text(pilot.app)),
+                    "a counter while it tokenizes (or the preview)")
+        await pilot.press("escape")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from rich.console import RenderableType
@@ -127,7 +128,40 @@ class Help(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog wide"):
-            yield Static(self.text)
+            yield Static(id="preview-body")
+
+    def on_mount(self) -> None:
+        self.started = time.monotonic()
+        self.done = False
+        self.tick()
+        self.ticker = self.set_interval(1.0, self.tick)
+        self.make_preview()
+
+    def tick(self) -> None:
+        """Loading a tokenizer (or building the run's own) takes seconds to a minute: say how long so far."""
+        if self.done:
+            return
+        elapsed = int(time.monotonic() - self.started)
+        spinner = "|/-\\"[elapsed % 4]
+        self.query_one("#preview-body", Static).update(Text(
+            f"{spinner} tokenizing the first rows with the model's tokenizer and chat template ({elapsed} s); "
+            "esc closes", style="yellow"))
+
+    def show(self, text: Text) -> None:
+        self.done = True
+        self.ticker.stop()
+        self.query_one("#preview-body", Static).update(text)
+
+    @work(thread=True)
+    def make_preview(self) -> None:
+        try:
+            result = data_preview(self.profile_file, self.rows)
+            text = Text.assemble(*preview_lines(result))
+        except PreviewError as e:
+            text = Text(f"no preview: {e}", style="red")
+        finally:
+            shutil.rmtree(self.profile_file.parent, ignore_errors=True)  # the form's profile, written for this
+        self.app.call_from_thread(self.show, text)
 
     def action_close(self) -> None:
         self.dismiss(None)
