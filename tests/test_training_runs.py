@@ -172,7 +172,11 @@ def test_graceful_stop_then_resume_continues_the_step_count(tmp_path: Path, chat
     # The final line counts the whole run's tokens, as its steps do, not only the last attempt's.
     end = load_timeline(run_dir).end
     assert end.train_tokens == after[-1].tokens
-    assert "Warning" not in (run_dir / "trainer.log").read_text()  # no library deprecations in a run's log
+    log = (run_dir / "trainer.log").read_text()
+    assert "Warning" not in log  # no library deprecations in a run's log
+    # a line of studio's own per logged step (what the app's log pane shows by default), and per checkpoint
+    assert f"step 150/150 · loss {after[-1].loss:.4f}" in log and f"step {stopped_at + 1}/150" in log
+    assert f"checkpoint saved at step {stopped_at}" in log
 
 
 def test_sigkill_is_crashed_and_resume_replays_from_the_checkpoint(tmp_path: Path, chat_data: Path) -> None:

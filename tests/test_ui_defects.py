@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -525,3 +526,43 @@ async def test_the_data_preview_is_centred_and_counts_the_seconds(studio_env: Pa
         await until(pilot, lambda: re.search(r"\(\d+ s\)|no preview|tokens", screen_text(pilot.app)),
                     "a counter while it tokenizes (or the preview)")
         await pilot.press("escape")
+
+
+async def test_a_resuming_run_counts_its_preparation_and_drops_the_old_eta(studio_env: Path) -> None:
+    import re
+
+    from studio.ui.monitor import RunFiles
+
+    run_dir = record_run(studio_env, status="completed")
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        monitor = pilot.app.screen
+        await until(pilot, lambda: isinstance(monitor, RunMonitor) and monitor.status == "completed", "the monitor")
+        # what a poll finds just after `u`: a live trainer launched now, nothing written by it yet
+        launched = time.time() - 7
+        monitor.show_files(RunFiles([], "", True, launched, 0.0))
+        await pilot.pause(0.2)
+        text = screen_text(pilot.app)
+        assert monitor.status == "running" and "ETA" not in text, text
+        assert re.search(r"resuming[^\n]*\b[7-9] s\b", text), text
+
+
+async def test_log_search_highlights_counts_and_steps_through_matches(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="completed")
+    (run_dir / "trainer.log").write_text("".join(
+        f"step {i}/40 · loss {2 - i / 40:.4f}\n" + (f"checkpoint saved at step {i}\n" if i % 10 == 0 else "")
+        for i in range(1, 41)))
+    async with app(open_run=Run(run_dir)).run_test(size=(100, 30)) as pilot:
+        monitor = pilot.app.screen
+        await until(pilot, lambda: isinstance(monitor, RunMonitor) and len(monitor.log_view.shown) == 44, "the log")
+        box = monitor.query_one("#log-box")
+        await pilot.press("slash", *"checkpoint", "enter")
+        await until(pilot, lambda: "4 matches" in str(box.border_title), "the count of matches")
+        assert len(monitor.log_view.shown) == 44  # a search finds; the lines around a match stay
+        await pilot.press("n")
+        await until(pilot, lambda: "2 of 4" in str(box.border_title), "the next match")
+        await pilot.press("N", "N")
+        await until(pilot, lambda: "4 of 4" in str(box.border_title), "the previous match, wrapping round")
+        log = monitor.query_one("#trainer-log")
+        assert not log.auto_scroll  # reading a match: new lines do not pull the view away
+        await pilot.press("G")
+        await until(pilot, lambda: log.auto_scroll, "G follows the end again")

@@ -12,6 +12,7 @@ import psutil
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from studio import display
 from studio.hardware import GIB, PowerMeter
 from studio.runs.events import Checkpoint, Eval, EventWriter, Start, Step, Stopping
 from studio.trainer.stop import StopRequest
@@ -97,7 +98,7 @@ class Telemetry(TrainerCallback):
         tokens = float(self.tokens_before + self.attempt_tokens)
         tokens_per_s, s_per_step = self._rate(now, tokens, state.global_step)
         remaining = max(state.max_steps - state.global_step, 0)
-        self.writer.write(Step(
+        step = Step(
             step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 4),
             loss=_number(logs["loss"]), learning_rate=_number(logs.get("learning_rate")),
             grad_norm=_number(logs.get("grad_norm")), tokens=int(tokens), tokens_per_s=round(tokens_per_s, 1),
@@ -105,19 +106,25 @@ class Telemetry(TrainerCallback):
             eta_s=round(remaining * s_per_step, 1) if s_per_step is not None else None,
             mean_token_accuracy=_number(logs.get("mean_token_accuracy")), entropy=_number(logs.get("entropy")),
             **{k: (tuple(v) if isinstance(v, list) else v) for k, v in memory.items()},
-            **{k: (tuple(v) if isinstance(v, list) else v) for k, v in self.power.sample(time.time()).items()}))
+            **{k: (tuple(v) if isinstance(v, list) else v) for k, v in self.power.sample(time.time()).items()})
+        self.writer.write(step)
+        print(step_line(step), flush=True)  # the log's own line per step (the Trainer's dict is noise beside it)
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     metrics: dict[str, float] | None = None, **kw: Any) -> None:
         self.evaluated_steps.add(state.global_step)
         if state.is_world_process_zero and metrics and "eval_loss" in metrics:
-            self.writer.write(Eval(step=state.global_step, eval_loss=_number(metrics["eval_loss"]),
-                                   epoch=round(state.epoch or 0.0, 4)))
+            record = Eval(step=state.global_step, eval_loss=_number(metrics["eval_loss"]),
+                          epoch=round(state.epoch or 0.0, 4))
+            self.writer.write(record)
+            if record.eval_loss is not None:
+                print(f"eval at step {record.step}: loss {record.eval_loss:.4f}", flush=True)
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         if state.is_world_process_zero:
             path = f"{args.output_dir}/checkpoint-{state.global_step}"
             self.writer.write(Checkpoint(step=state.global_step, path=path))
+            print(f"checkpoint saved at step {state.global_step}: {path}", flush=True)
 
     def _stop_agreed(self, args: TrainingArguments) -> bool:
         """Every rank must stop at the same step, or the others wait forever in a collective."""
@@ -142,6 +149,20 @@ class Telemetry(TrainerCallback):
                                            message="stop requested: saving a checkpoint at this step"))
             control.should_save = True
             control.should_training_stop = True
+
+
+def step_line(step: Step) -> str:
+    """A logged step as one line of the trainer's log."""
+    parts = [f"step {step.step}/{step.max_steps}"]
+    if step.loss is not None:
+        parts.append(f"loss {step.loss:.4f}")
+    if step.learning_rate is not None:
+        parts.append(f"lr {step.learning_rate:.2e}")
+    if step.tokens_per_s:
+        parts.append(f"{step.tokens_per_s:,.0f} tok/s")
+    if step.eta_s is not None:
+        parts.append(f"eta {display.duration(step.eta_s)}")
+    return " · ".join(parts)
 
 
 def _number(value: Any) -> float | None:

@@ -128,6 +128,24 @@ class Help(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog wide"):
+            yield Static(self.text)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class DataPreview(ModalScreen[None]):
+    """The first rows as the model sees them; made in a worker (the tokenizer takes seconds to load)."""
+
+    BINDINGS = [Binding("escape,q,f3", "close", "Close")]
+
+    def __init__(self, profile_file: Path, rows: int = 3):
+        super().__init__()
+        self.profile_file = profile_file
+        self.rows = rows
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog wide"):
             yield Static(id="preview-body")
 
     def on_mount(self) -> None:
@@ -162,38 +180,6 @@ class Help(ModalScreen[None]):
         finally:
             shutil.rmtree(self.profile_file.parent, ignore_errors=True)  # the form's profile, written for this
         self.app.call_from_thread(self.show, text)
-
-    def action_close(self) -> None:
-        self.dismiss(None)
-
-
-class DataPreview(ModalScreen[None]):
-    """The first rows as the model sees them; made in a worker (the tokenizer takes seconds to load)."""
-
-    BINDINGS = [Binding("escape,q,f3", "close", "Close")]
-
-    def __init__(self, profile_file: Path, rows: int = 3):
-        super().__init__()
-        self.profile_file = profile_file
-        self.rows = rows
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog wide"):
-            yield Static("tokenizing the first rows with the model's tokenizer and chat template...", id="preview-body")
-
-    def on_mount(self) -> None:
-        self.make_preview()
-
-    @work(thread=True)
-    def make_preview(self) -> None:
-        try:
-            result = data_preview(self.profile_file, self.rows)
-            text = Text.assemble(*preview_lines(result))
-        except PreviewError as e:
-            text = Text(f"no preview: {e}", style="red")
-        finally:
-            shutil.rmtree(self.profile_file.parent, ignore_errors=True)  # the form's profile, written for this
-        self.app.call_from_thread(self.query_one("#preview-body", Static).update, text)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import deque
 
+from rich.text import Text
 from textual.widgets import RichLog
 
 KEEP = 5000
@@ -19,12 +20,15 @@ def is_noise(line: str) -> bool:
 
 
 class LogView:
-    """Feeds a RichLog from appended text; keeps the last KEEP lines to re-filter them."""
+    """Feeds a RichLog from appended text; keeps the last KEEP lines to re-filter them. A search marks its
+    matches, counts them and steps through them (n, N); the lines around a match stay in view."""
 
     def __init__(self, widget: RichLog):
         self.widget = widget
         self.lines: deque[str] = deque(maxlen=KEEP)
         self.shown: deque[str] = deque(maxlen=KEEP)
+        self.match_ys: list[int] = []   # where each match starts among the widget's (wrapped) lines
+        self.at: int | None = None      # the match in view, if the user stepped to one
         self._partial = ""
         self._raw = False
         self._search = ""
@@ -45,12 +49,14 @@ class LogView:
     @search.setter
     def search(self, value: str) -> None:
         self._search = value.strip().lower()
+        self.at = None
         self.render()
 
     def keeps(self, line: str) -> bool:
-        if not self._raw and is_noise(line):
-            return False
-        return not self._search or self._search in line.lower()
+        return self._raw or not is_noise(line)
+
+    def matches(self, line: str) -> bool:
+        return bool(self._search) and self._search in line.lower()
 
     def feed(self, text: str) -> None:
         """Append text; only complete lines show (a progress bar's carriage returns keep its last state)."""
@@ -61,10 +67,62 @@ class LogView:
         kept = [line for line in new if self.keeps(line)]
         if kept:
             self.shown.extend(kept)
-            self.widget.write("\n".join(kept))
+            self._write(kept)
 
     def render(self) -> None:
+        """Everything again: after a change of filter or search, or a new width (the lines rewrap)."""
         self.widget.clear()
+        self.match_ys = []
         self.shown = deque((line for line in self.lines if self.keeps(line)), maxlen=KEEP)
-        if self.shown:
-            self.widget.write("\n".join(self.shown))
+        self._write(list(self.shown))
+
+    def _write(self, lines: list[str]) -> None:
+        """Runs of plain lines in one write; each match alone, marked, with where it starts noted."""
+        if not self._search:
+            if lines:
+                self.widget.write("\n".join(lines))
+            return
+        plain: list[str] = []
+        for line in lines:
+            if not self.matches(line):
+                plain.append(line)
+                continue
+            if plain:
+                self.widget.write("\n".join(plain))
+                plain = []
+            self.match_ys.append(len(self.widget.lines))
+            self.widget.write(self.marked(line))
+        if plain:
+            self.widget.write("\n".join(plain))
+
+    def marked(self, line: str) -> Text:
+        text = Text(line)
+        lowered, start = line.lower(), 0
+        while (found := lowered.find(self._search, start)) >= 0:
+            text.stylize("black on yellow", found, found + len(self._search))
+            start = found + len(self._search)
+        return text
+
+    def step(self, direction: int) -> None:
+        """To the next (1) or previous (-1) match, round the ends; the view stops following new lines."""
+        if not self.match_ys:
+            return
+        if self.at is None:
+            self.at = 0 if direction > 0 else len(self.match_ys) - 1
+        else:
+            self.at = (self.at + direction) % len(self.match_ys)
+        self.widget.auto_scroll = False
+        self.widget.scroll_to(y=max(0, self.match_ys[self.at] - 2), animate=False)
+
+    def follow(self) -> None:
+        """Back to the end, following new lines."""
+        self.at = None
+        self.widget.auto_scroll = True
+        self.widget.scroll_end(animate=False)
+
+    def title(self) -> str:
+        if not self._search:
+            return "log" if self.widget.auto_scroll else "log · paused (G follows)"
+        count = len(self.match_ys)
+        where = f" · {self.at + 1} of {count}" if self.at is not None and count else ""
+        return f"log · {self._search!r}: {count} match{'es' if count != 1 else ''}{where} (n/N, G end, esc clears)"

@@ -97,6 +97,9 @@ class RunMonitor(Screen):
         Binding("l", "toggle_raw_log", "Raw log", show=False),
         Binding("z", "zoom_log", "Log", show=False),
         Binding("slash", "search_log", "Search", show=False),
+        Binding("n", "next_match(1)", "Next match", show=False),
+        Binding("N", "next_match(-1)", "Previous match", show=False),
+        Binding("G", "follow_log", "Log end", show=False),
         Binding("escape", "back", "Back"),
     ]
 
@@ -104,6 +107,8 @@ class RunMonitor(Screen):
         super().__init__()
         self.run = run
         self.timeline = Timeline()
+        self.launched_at = 0.0  # when the latest trainer was launched (status.json)
+        self._log_width = 0
         self.events = EventTail(run.events_path)
         self.log_tail = FileTail(run.log_path)
         self.status = "?"
@@ -150,8 +155,12 @@ class RunMonitor(Screen):
         self.gpu_totals = [g.memory_total_gib for g in inv.gpus]
 
     def on_resize(self) -> None:
-        """A short terminal gives the charts the rows: the log and the error panel shrink (z zooms the log)."""
+        """A short terminal gives the charts the rows: the log and the error panel shrink (z zooms the log).
+        The log's lines rewrap to the new width once it is laid out."""
         self.set_class(self.size.height < 32, "short")
+        if self.size.width != self._log_width:
+            self._log_width = self.size.width
+            self.call_after_refresh(lambda: self.log_view.render())
 
     # ----------------------------------------------------------- reading (a worker thread)
 
@@ -188,6 +197,7 @@ class RunMonitor(Screen):
             self.plan = self.run.plan()
         if files.evaluation != self.evaluation:
             self.evaluation, self._dirty = files.evaluation, True
+        self.launched_at = files.launched_at
         status = status_from(self.timeline.extend(files.records), files.alive, files.launched_at,
                              files.stop_requested_at)
         for r in files.records:
@@ -197,6 +207,8 @@ class RunMonitor(Screen):
             self.log_view.feed(files.log_text)
         if status == "running" and time.monotonic() - self._health_at >= HEALTH_EVERY_S:
             self._dirty = True  # a run that went quiet writes nothing: its health is judged on the clock too
+        if status == "running" and self.preparing:
+            self._dirty = True  # the seconds of preparation count up
         if files.records or status != self.status or self._dirty:
             previous, self.status = self.status, status
             self._dirty = False
@@ -233,7 +245,10 @@ class RunMonitor(Screen):
             head.append(f"  ·  downloading {tl.download.name}: {display.size_bytes(tl.download.bytes)}"
                         f" of {display.size_bytes(tl.download.total_bytes)}")
         elif running:
-            head.append("  ·  preparing (data, tokenizer, model)")
+            head.append(f"  ·  preparing (data, tokenizer, model) for {self.preparing_s():.0f} s")
+        if running and tl.start and self.preparing:
+            head = Text.assemble(("● ", colour), ("resuming", f"bold {colour}"), f"  {self.run.id}  ·  loading the "
+                                 f"model and its last checkpoint for {self.preparing_s():.0f} s")
         self._show("#run-status", head)
         self.paint_progress(current, running)
         now = time.monotonic()
@@ -250,6 +265,15 @@ class RunMonitor(Screen):
         self._show("#alerts", Text("\n".join(f"⚠ {a.message}" for a in alerts), style="bold yellow") if alerts else "")
         self._show("#error-panel", self.error_text())
 
+    @property
+    def preparing(self) -> bool:
+        """The trainer launched last has written no `start` yet (a resume shows the attempt before it)."""
+        start = self.timeline.start
+        return start is None or (self.launched_at > 0 and start.time < self.launched_at)
+
+    def preparing_s(self) -> float:
+        return max(0.0, time.time() - self.launched_at) if self.launched_at else 0.0
+
     def paint_progress(self, current: Any, running: bool) -> None:
         tl = self.timeline
         bar = self.query_one("#progress", ProgressBar)
@@ -261,7 +285,9 @@ class RunMonitor(Screen):
             self._show("#progress-text", " waiting for the first step" if running else " no step was logged")
             return
         text = f" step {current.step}/{max_steps or '?'} · epoch {current.epoch or 0:.2f}"
-        if running and current.eta_s is not None:
+        if running and self.preparing:
+            text += f" · resuming: no step of this attempt yet ({self.preparing_s():.0f} s)"
+        elif running and current.eta_s is not None:
             finish = datetime.fromtimestamp(time.time() + current.eta_s).strftime("%H:%M")
             text += f" · ETA {display.duration(current.eta_s)} (done ~{finish})"
         self._show("#progress-text", text)
@@ -386,18 +412,40 @@ class RunMonitor(Screen):
     @on(Input.Changed, "#log-search")
     def search_changed(self, event: Input.Changed) -> None:
         self.log_view.search = event.value
+        self.show_log_title()
 
     @on(Input.Submitted, "#log-search")
     def search_done(self, event: Input.Submitted) -> None:
         event.input.display = bool(event.value)
+        self.query_one("#trainer-log", RichLog).focus()  # n and N step through the matches from here
+        if event.value:
+            self.action_next_match(1)
+
+    def action_next_match(self, direction: int) -> None:
+        if not self.log_view.search:
+            self.notify("/ searches the log first; then n and N go from match to match")
+            return
+        self.log_view.step(direction)
+        self.show_log_title()
+
+    def action_follow_log(self) -> None:
+        self.log_view.follow()
+        self.show_log_title()
+
+    def show_log_title(self) -> None:
+        self.query_one("#log-box").border_title = self.log_view.title()
 
     # ----------------------------------------------------------- actions
 
     def action_back(self) -> None:
+        """Esc clears a search first (typing in it or not); then it leaves."""
         box = self.query_one("#log-search", Input)
-        if box.display and box.has_focus:
+        if box.display or self.log_view.search:
             box.value = ""
             box.display = False
+            self.log_view.search = ""
+            self.log_view.follow()
+            self.show_log_title()
             return
         self.app.pop_screen()
 
