@@ -4,7 +4,6 @@ not know is looked up in a worker, with a "looking up" state, never on the UI th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -3,7 +3,6 @@ fix's), and the plan a run was started with is a typed record the trainer trains
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -62,12 +62,6 @@ def _norm(name: str) -> str:
     return name.strip().lower()
 
 
-
-
-def _norm(name: str) -> str:
-    return name.strip().lower()
-
-
 @lru_cache(maxsize=1)
 def _anatomies() -> dict[str, Any]:
     """The shipped anatomies of the catalog's models (specs/anatomies.json), by model id."""

@@ -10,7 +10,6 @@ the trainer repeats its decisions in the `start` event.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from studio.hardware import GpuInfo, Inventory
 from studio.planning.catalog import CatalogError, GpuSpec, ModelSpec, lookup_model

@@ -15,7 +15,6 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from studio.profiles.profile import Profile, load_profile
 from studio.profiles.vocabulary import TORCH_NAMES, auto_dtype

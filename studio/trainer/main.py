@@ -226,7 +226,7 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
     main = is_machine_main()  # each machine's first process keeps that machine's run folder
     try:
         run.check_contained()
-        lock = hold_lock(run)
+        lock = hold_lock(run)  # noqa: F841 - held (open) for the trainer's life; the OS frees it on exit
     except (LockError, RunError) as e:
         print(f"{e}; this trainer does not start", file=sys.stderr)
         return 2
