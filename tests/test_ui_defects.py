@@ -566,3 +566,25 @@ async def test_log_search_highlights_counts_and_steps_through_matches(studio_env
         assert not log.auto_scroll  # reading a match: new lines do not pull the view away
         await pilot.press("G")
         await until(pilot, lambda: log.auto_scroll, "G follows the end again")
+
+
+async def test_failed_download_advice_says_it_once_and_names_offline_mode(studio_env: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.runs.events import End, append_event
+    from studio.trainer.failures import classify
+    from studio.trainer.hub import DownloadError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    said = classify(DownloadError("meta-llama/Llama-3.1-8B is not in the local cache"), None)
+    assert "HF_HUB_OFFLINE" in said["advice"] and "auth login" not in said["advice"]
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert "auth login" in classify(DownloadError("401 for meta-llama/Llama-3.1-8B"), None)["advice"]
+
+    run_dir = record_run(studio_env, status="completed")
+    append_event(run_dir / "events.jsonl", End(status="failed", error_kind="download", step=40,
+                                               message="cannot download the model", advice=said["advice"]))
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "what to do" in screen_text(pilot.app), "the advice")
+        text = " ".join(screen_text(pilot.app).split())
+        assert text.count("resume") <= 2 and "then press u" not in text, text
+        assert "u resumes" in text, text

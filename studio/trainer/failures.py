@@ -53,6 +53,17 @@ def failure_record(e: BaseException, profile: Profile | None) -> End:
                rows=tuple(info.get("rows", ())))
 
 
+def download_advice() -> str:
+    """What to do after a failed download: offline mode is named when it is the cause."""
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return ("HF_HUB_OFFLINE is set, so nothing is downloaded: unset it (or fill the Hugging Face cache on a "
+                "machine that is online and copy it here), then resume the run")
+    return ("check the id; for a gated or private model set HF_TOKEN (or `hf auth login`) and accept its licence "
+            "on the Hub; then resume the run")
+
+
 def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
     """error_kind, message and advice for the `end` event of a failed run."""
     if _is_oom(e):
@@ -68,8 +79,7 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
     if isinstance(e, ConfigError):
         return {"error_kind": "config", "message": str(e), "advice": "change the profile and start a new run"}
     if isinstance(e, DownloadError):
-        return {"error_kind": "download", "message": str(e),
-                "advice": "log in with `hf auth login` or set HF_TOKEN for gated or private models; check the id; then resume the run"}
+        return {"error_kind": "download", "message": str(e), "advice": download_advice()}
     if isinstance(e, OSError) and ("is not a local folder" in str(e) or "does not appear to have" in str(e)):
         return {"error_kind": "download", "message": str(e),
                 "advice": "check model.name: a hub id (org/name) or a local folder with config.json"}

@@ -47,10 +47,10 @@ CHART_POINTS = 300    # longer histories are thinned to this many points
 SPARK_WIDTH = 28      # the side pane is 30 columns at 80x24
 ENDED = ("completed", "stopped", "failed", "crashed")
 STATUS_COLOUR = {"running": "green", "completed": "cyan", "stopped": "yellow"}
-KEY_HINT = {"oom": "press f to save the revised profile below and resume",
-            "data": "fix the data, then press u to resume", "download": "then press u to resume",
-            "disk": "then press u to resume", "crash": "press u to resume from the last checkpoint",
-            "config": "change the profile in the editor and start a new run (r)"}
+KEY_HINT = {"oom": "f saves the revised profile below and resumes", "data": "u resumes the run",
+            "download": "u resumes the run", "disk": "u resumes the run",
+            "crash": "u resumes from the last checkpoint",
+            "config": "the profile's editor (e on the dashboard) changes it; r there starts a new run"}
 
 
 def average_rate(steps: list[Any]) -> float | None:
@@ -364,7 +364,7 @@ class RunMonitor(Screen):
         text = Text.assemble((f"failed ({end.error_kind}): ", "bold red"), end.message or "",
                              "\nwhat to do: ", (end.advice or "", "bold"))
         if end.error_kind in KEY_HINT:
-            text.append(f"; {KEY_HINT[end.error_kind]}")
+            text.append(f"\nkeys: {KEY_HINT[end.error_kind]}")
         if end.error_kind == "oom":
             diff = self.oom_diff()
             if diff:
