@@ -588,3 +588,17 @@ async def test_failed_download_advice_says_it_once_and_names_offline_mode(studio
         text = " ".join(screen_text(pilot.app).split())
         assert text.count("resume") <= 2 and "then press u" not in text, text
         assert "u resumes" in text, text
+
+
+async def test_help_names_keys_as_they_are_typed_and_lists_tab_and_enter(studio_env: Path) -> None:
+    from studio.ui.dialogs import Help
+
+    async with app().run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Help), "the help")
+        await pilot.pause(0.2)
+        text = screen_text(pilot.app)
+        for raw in ("slash", "question mark", "g,home", "G,end"):
+            assert raw not in text, text
+        for shown in ("/", "?", "tab", "enter", "g / home"):
+            assert shown in text, text

@@ -3,6 +3,7 @@ command palette and the help screen alike."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.table import Table
@@ -32,13 +33,23 @@ def run_bindings(shown: tuple[str, ...] = ("s",)) -> list[Binding]:
     return [Binding(a.key, a.action, a.title.split()[0], show=a.key in shown) for a in RUN_ACTIONS]
 
 
-def help_table(bindings: list[Binding]) -> Table:
-    """`key  description` for each binding of a screen; descriptions wrap in their own column."""
+GENERAL_KEYS = (("tab / shift+tab", "move between the lists, fields and buttons"),
+                ("enter", "open what the cursor is on; in a dialog, answer it"),
+                ("esc", "back, or cancel a dialog or a search"))
+
+
+def help_table(bindings: list[Binding], display: Callable[[Binding], str],
+               general: tuple[tuple[str, str], ...] = ()) -> Table:
+    """`key  description` for each binding of a screen, the keys as they are typed ("/", "?", "^p"; keys
+    bound together joined by " / "); descriptions wrap in their own column."""
     titles = {a.action: a.help for a in RUN_ACTIONS}
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
+    for keys, what in general:
+        table.add_row(keys, what)
     for b in bindings:
         action = b.action.split(".")[-1].split("(")[0]
-        table.add_row(b.key.replace("_", " "), titles.get(action, b.description))
+        keys = " / ".join(display(Binding(k.strip(), b.action, b.description)) for k in b.key.split(","))
+        table.add_row(keys, titles.get(action, b.description))
     return table

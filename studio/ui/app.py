@@ -143,7 +143,7 @@ class StudioApp(App[None]):
         from rich.console import Group
         from rich.text import Text
 
-        from studio.ui.actions import help_table
+        from studio.ui.actions import GENERAL_KEYS, help_table
         from studio.ui.dialogs import Help
 
         sections = {Dashboard: "Dashboard", ProfileEditor: "Editor", RawProfileEditor: "Profile text",
@@ -152,8 +152,10 @@ class StudioApp(App[None]):
         parts: list[Any] = [Text("Quitting never stops a run: it goes on in the background; type `studio` again to "
                                  "reattach. Every action has a key (in the footer) and a command (ctrl+p).\n")]
         if screen is not None:
-            parts += [Text(sections[type(screen)], style="bold"), help_table(list(type(screen).BINDINGS)), Text("")]
-        parts += [Text("Anywhere", style="bold"), help_table(list(StudioApp.BINDINGS))]
+            parts += [Text(sections[type(screen)], style="bold"),
+                      help_table(list(type(screen).BINDINGS), self.get_key_display), Text("")]
+        parts += [Text("Anywhere", style="bold"), help_table(list(StudioApp.BINDINGS), self.get_key_display,
+                                                            general=GENERAL_KEYS)]
         self.push_screen(Help(Group(*parts)))
 
     def action_new_profile(self) -> None:
