@@ -39,28 +39,33 @@ async def wait_until(pilot, check, timeout: float = 90.0) -> None:
 
 async def test_create_profile_in_the_form_save_and_reopen(studio_env: Path) -> None:
     async with app().run_test(size=(120, 40)) as pilot:
-        await pilot.press("n")
-        await pilot.pause()
-        await pilot.press(*"mine", "enter")
-        await pilot.pause(0.3)
+        await new_profile_named(pilot, "mine")
         editor = pilot.app.screen
-        assert isinstance(editor, ProfileEditor)
         editor.query_one("#f-train-learning_rate", Input).value = "0.0005"
         editor.query_one("#f-method-type", Select).value = "qlora"
-        await pilot.pause(0.3)
+        await until(pilot, lambda: editor.dirty, "the edits")
         await pilot.press("ctrl+s")
-        await pilot.pause(0.3)
         saved = studio_env / "profiles" / "mine.toml"
-        assert saved.is_file()
+        await until(pilot, lambda: saved.is_file() and not editor.dirty, "the save")
         p = load_profile(saved)
         assert p.train.learning_rate == 0.0005 and p.method.type == "qlora"
         await pilot.press("escape")
-        await pilot.pause(0.3)
-        dash = pilot.app.screen
-        assert isinstance(dash, Dashboard) and "user:mine" in dash.profile_paths
+        await until(pilot, lambda: isinstance(pilot.app.screen, Dashboard)
+                    and "user:mine" in pilot.app.screen.profile_paths, "the dashboard listing it")
         pilot.app.edit_profile(saved)
-        await pilot.pause(0.3)
+        await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled,
+                    "the saved profile's editor")
         assert pilot.app.screen.query_one("#f-train-learning_rate", Input).value == "0.0005"
+
+
+async def new_profile_named(pilot, name: str) -> None:
+    """n, the name, enter: the editor of the new profile, mounted."""
+    from studio.ui.dialogs import NewProfileDialog
+
+    await pilot.press("n")
+    await until(pilot, lambda: isinstance(pilot.app.screen, NewProfileDialog), "the new-profile dialog")
+    await pilot.press(*name, "enter")
+    await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled, "the editor")
 
 
 async def test_bad_value_is_shown_next_to_the_field_and_not_saved(studio_env: Path) -> None:
@@ -245,19 +250,15 @@ async def test_editor_advice_plans_for_every_gpu_the_profile_asks_for(studio_env
 
 async def test_a_new_profile_is_saved_under_the_name_it_was_given(studio_env: Path) -> None:
     async with app().run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.3)
-        await pilot.press("n")
-        await pilot.pause(0.2)
-        await pilot.press(*"my-first", "enter")
-        await pilot.pause(0.5)
+        await new_profile_named(pilot, "my-first")
         editor = pilot.app.screen
-        assert isinstance(editor, ProfileEditor) and editor.dirty  # nothing is on disk yet
+        assert editor.dirty  # nothing is on disk yet
         await pilot.press("ctrl+s")
-        await pilot.pause(0.3)
-        assert (studio_env / "profiles" / "my-first.toml").is_file() and not editor.dirty
+        await until(pilot, lambda: (studio_env / "profiles" / "my-first.toml").is_file() and not editor.dirty,
+                    "the save")
         await pilot.press("escape")
-        await pilot.pause(0.3)
-        assert isinstance(pilot.app.screen, Dashboard) and "user:my-first" in pilot.app.screen.profile_paths
+        await until(pilot, lambda: isinstance(pilot.app.screen, Dashboard)
+                    and "user:my-first" in pilot.app.screen.profile_paths, "the dashboard listing it")
 
 
 async def test_ctrl_arrows_jump_between_sections(studio_env: Path) -> None:

@@ -18,7 +18,7 @@ from studio.runs.events import Start, Step, Timeline
 from studio.runs.folder import Run
 from studio.ui.app import StudioApp
 from studio.ui.dashboard import Dashboard
-from studio.ui.dialogs import Confirm, ProfileNameDialog
+from studio.ui.dialogs import Confirm
 from studio.ui.editor import ProfileEditor
 from studio.ui.monitor import RunMonitor
 from ui_fixtures import eight_gpus, fake_inventory, notifications, record_run, screen_text
@@ -82,20 +82,22 @@ async def test_resume_after_the_run_folder_was_deleted_does_not_crash(studio_env
 # 3 ------------------------------------------------------------------ names are names
 
 def test_the_cli_refuses_a_profile_name_that_is_a_path(studio_env: Path, tmp_path: Path) -> None:
-    for name in ("../evil", "/tmp/x", "a/b", ".hidden", ".."):
+    for name in ("../evil", "/tmp/x", "a/b", ".hidden", "..", "my run"):
         proc = studio("profile", "new", name)
         assert proc.returncode == 2 and "plain name" in proc.stderr, name
     assert not (studio_env / "evil.toml").exists() and not Path("/tmp/x.toml").exists()
 
 
 async def test_the_app_refuses_a_profile_name_that_is_a_path(studio_env: Path) -> None:
+    from studio.ui.dialogs import NewProfileDialog
+
     async with app().run_test(size=(100, 30)) as pilot:
         await pilot.press("n")
-        await pilot.pause(0.2)
-        await pilot.press(*"../evil", "enter")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(pilot.app.screen, NewProfileDialog), "the dialog")
         dialog = pilot.app.screen
-        assert isinstance(dialog, ProfileNameDialog) and "plain name" in str(dialog.query_one("#name-problem").render())
+        await pilot.press(*"../evil", "enter")
+        await until(pilot, lambda: "plain name" in str(dialog.query_one("#name-problem").render()), "the refusal")
+        assert pilot.app.screen is dialog
     assert not (studio_env / "evil.toml").exists()
 
 
@@ -250,9 +252,10 @@ async def test_finished_runs_show_no_live_parts_and_refuse_stop_without_asking(s
 async def test_the_monitor_names_the_apps_keys_not_cli_commands(studio_env: Path) -> None:
     run_dir = record_run(studio_env, status="oom")
     async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.5)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor)
+                    and "what to do" in str(pilot.app.screen.query_one("#error-panel").render()), "the advice")
         text = str(pilot.app.screen.query_one("#error-panel").render())
-        assert "studio " not in text and "press f" in text
+        assert "studio " not in text and "keys: f saves the revised profile" in text
 
 
 # 10 ----------------------------------------------------------------- 80x24
@@ -445,7 +448,6 @@ async def test_r_heeds_the_focus_and_asks_before_starting_what_does_not_fit(stud
     assert [p.name for p in (studio_env / "runs").iterdir()] == ["20260911-090000-llama-qlora"]  # nothing started
 
 
-
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)])
 async def test_an_eight_gpu_box_shows_every_gpu(studio_env: Path, size) -> None:
     async with StudioApp(inventory=eight_gpus()).run_test(size=size) as pilot:
@@ -602,3 +604,45 @@ async def test_help_names_keys_as_they_are_typed_and_lists_tab_and_enter(studio_
             assert raw not in text, text
         for shown in ("/", "?", "tab", "enter", "g / home"):
             assert shown in text, text
+
+
+async def test_n_starts_from_a_template_or_a_model_and_refuses_a_name_with_spaces(studio_env: Path) -> None:
+    from studio.paths import bundled_profiles_dir
+    from studio.ui.dialogs import NewProfileDialog
+    from studio.ui.model_picker import ModelPicker
+
+    template = bundled_profiles_dir() / "llama-3.1-8b-qlora-12gb.toml"
+    async with app().run_test(size=(120, 40)) as pilot:
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(pilot.app.screen, NewProfileDialog), "the new-profile dialog")
+        dialog = pilot.app.screen
+        dialog.query_one("#new-from", Select).value = str(template)
+        dialog.query_one("#answer", Input).focus()
+        await pilot.press(*"my run", "enter")
+        await until(pilot, lambda: "space" in screen_text(pilot.app), "the name refused, with the reason")
+        dialog.query_one("#answer", Input).value = "llama-try"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled,
+                    "the editor")
+        editor = pilot.app.screen
+        profile = editor.current_profile()
+        assert profile.model.name == "meta-llama/Llama-3.1-8B-Instruct" and profile.method.type == "qlora"
+        assert profile.description != load_template_description(template)  # not the template's own words
+        assert editor.new_path.name == "llama-try.toml"
+        await pilot.press("escape")  # a new profile is unsaved: leaving asks first
+        await until(pilot, lambda: isinstance(pilot.app.screen, Confirm), "the question")
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Dashboard), "the dashboard")
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(pilot.app.screen, NewProfileDialog), "the dialog again")
+        pilot.app.screen.query_one("#new-from", Select).value = "model"
+        pilot.app.screen.query_one("#answer", Input).value = "from-a-model"
+        pilot.app.screen.query_one("#answer", Input).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ModelPicker), "the model picker, over the editor")
+
+
+def load_template_description(path: Path) -> str:
+    from studio.profiles.profile import load_profile
+
+    return load_profile(path).description

@@ -37,12 +37,13 @@ class ProfileEntry:
 def check_name(name: str) -> str:
     """A profile name is a file name in the profiles folder: no folders, no `..`; returns it without .toml."""
     stem = name.strip().removesuffix(".toml")
-    bad = ("/" in stem or "\\" in stem or stem in ("", ".", "..") or stem.startswith(".") or has_unsafe(stem))
+    bad = ("/" in stem or "\\" in stem or stem in ("", ".", "..") or stem.startswith(".") or has_unsafe(stem)
+           or any(c.isspace() for c in stem))
     if bad:
         raise ProfileError(safe(name) or "(empty)", [
-            "a profile name is a plain name like `llama-qlora`: no folders, no `..`, not starting with a dot, no "
-            "control, bidi or zero-width characters; to use a file elsewhere, pass its path to `studio run` "
-            "instead"])
+            "a profile name is a plain name like `llama-qlora`: no spaces (use - or _), no folders, no `..`, not "
+            "starting with a dot, no control, bidi or zero-width characters; to use a file elsewhere, pass its "
+            "path to `studio run` instead"])
     return stem
 
 

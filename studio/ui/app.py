@@ -159,26 +159,42 @@ class StudioApp(App[None]):
         self.push_screen(Help(Group(*parts)))
 
     def action_new_profile(self) -> None:
-        from studio.paths import bundled_profiles_dir
-        from studio.profiles.profile import Profile, ProfileError, load_profile
-        from studio.ui.dialogs import ProfileNameDialog
+        """A name and a starting point (the profile under the Profiles cursor first), then the editor."""
+        from dataclasses import replace
 
-        def done(path: Path | None) -> None:
-            if path is None:
+        from studio.paths import bundled_profiles_dir
+        from studio.profiles.library import all_profiles
+        from studio.profiles.profile import Profile, ProfileError, load_profile
+        from studio.ui.dialogs import FROM_MODEL, NewProfileDialog
+        from studio.ui.editor import ProfileEditor
+
+        demo = bundled_profiles_dir() / "tiny-demo.toml"
+        templates = [(f"{e.name} ({'yours' if e.origin == 'user' else 'bundled'})", str(e.path))
+                     for e in all_profiles()]
+        selected = self.screen.selected_profile() if isinstance(self.screen, Dashboard) else None
+        start = str(selected) if selected else str(demo)
+
+        def done(answer: tuple[Path, str] | None) -> None:
+            if answer is None:
                 return
+            path, source = answer
             if path.exists():
                 self.notify(f"{path.name} exists; opening it", severity="warning")
                 self.edit_profile(path)
                 return
-            from studio.ui.editor import ProfileEditor
-
+            template = demo if source == FROM_MODEL else Path(source)
             try:
-                base = load_profile(bundled_profiles_dir() / "tiny-demo.toml")  # a starting point that runs
+                base = load_profile(template)
             except ProfileError:
                 base = Profile()
-            self.push_screen(ProfileEditor(None, base, self.gpu_names(), new_path=path))
+            base = replace(base, description=f"from {template.stem}" if source != FROM_MODEL else "")
+            editor = ProfileEditor(None, base, self.gpu_names(), new_path=path)
+            self.push_screen(editor)
+            if source == FROM_MODEL:
+                editor.call_after_refresh(editor.action_pick_model)
 
-        self.push_screen(ProfileNameDialog("name of the new profile:"), done)
+        self.push_screen(NewProfileDialog(templates, start if any(v == start for _, v in templates) else str(demo)),
+                         done)
 
     def gpu_names(self) -> list[str]:
         return [g.name for g in self.inventory.gpus]

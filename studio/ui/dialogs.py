@@ -92,6 +92,51 @@ class ProfileNameDialog(ModalScreen["Path | None"]):
         self.dismiss(None)
 
 
+FROM_MODEL = "model"  # the start-from choice that opens the model picker
+
+
+class NewProfileDialog(ModalScreen["tuple[Path, str] | None"]):
+    """A new profile: its name, and what it starts from (a bundled template, one of yours, or a model
+    picked from the Hub). Answers (where it will be saved, the template's path or FROM_MODEL)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, templates: list[tuple[str, str]], start: str):
+        super().__init__()
+        self.templates, self.start = templates, start
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import Select
+
+        with Vertical(classes="dialog wide"):
+            yield Label("start from:", classes="question")
+            yield Select([("a model from the Hub (the model picker opens)", FROM_MODEL), *self.templates],
+                         value=self.start, id="new-from", allow_blank=False)
+            yield Label("name of the new profile:", classes="question")
+            yield Input(id="answer", placeholder="a plain name, like llama-qlora")
+            yield Static("", id="name-problem", classes="problem")
+            yield Label("tab moves between the two; enter creates it, esc cancels", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#answer", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        from textual.widgets import Select
+
+        if not event.value.strip():
+            self.query_one("#name-problem", Static).update("type a name first (esc cancels)")
+            return
+        try:
+            path = user_profile_path(event.value)
+        except ProfileError as e:
+            self.query_one("#name-problem", Static).update(e.problems[0])
+            return
+        self.dismiss((path, str(self.query_one("#new-from", Select).value)))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class ExportDialog(ModalScreen["tuple[str, bool] | None"]):
     """Where to export a run, and whether to merge the adapter into the base model."""
 
