@@ -416,6 +416,8 @@ async def test_the_export_dialogs_switch_label_is_whole_at_120_columns(studio_en
     from studio.ui.dialogs import ExportDialog
 
     run_dir = record_run(studio_env, status="completed")
+    (run_dir / "final").mkdir()
+    (run_dir / "final" / "adapter_config.json").write_text("{}")
     async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor), "the monitor")
         await pilot.press("x")
@@ -646,3 +648,13 @@ def load_template_description(path: Path) -> str:
     from studio.profiles.profile import load_profile
 
     return load_profile(path).description
+
+
+async def test_export_of_a_run_with_nothing_to_export_says_so_before_asking_for_a_folder(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="completed")  # no final/ and no checkpoint
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor), "the monitor")
+        said = notifications(pilot.app)
+        await pilot.press("x")
+        await until(pilot, lambda: any("nothing to export" in t for t in said), "the reason")
+        assert isinstance(pilot.app.screen, RunMonitor)  # no dialog to type a folder into for nothing

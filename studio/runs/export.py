@@ -11,14 +11,19 @@ from studio.runs.folder import Run, RunError
 from studio.runs.state import run_status
 
 
-def export_target(run: Run, out: Path, force: bool = False) -> Path:
-    """The folder to write, after checking that writing it is safe and makes sense."""
+def check_exportable(run: Run) -> None:
+    """Raises RunError when the run has nothing to export now (still running, or nothing trained yet)."""
     run.check_contained()
     status = run_status(run)
     if status == "running":
         raise RunError(f"run {run.id} is still running; stop it first or wait until it ends")
     if not run.has_result() and run.last_complete_checkpoint() is None:
         raise RunError(f"run {run.id} has nothing to export yet (no final/ and no complete checkpoint)")
+
+
+def export_target(run: Run, out: Path, force: bool = False) -> Path:
+    """The folder to write, after checking that writing it is safe and makes sense."""
+    check_exportable(run)
     try:
         out = out.expanduser().resolve()
         run_dir = run.dir.resolve()

@@ -327,9 +327,16 @@ class StudioApp(App[None]):
                                            "profile.orig.toml); resuming")
 
     def export_run(self, run: Run) -> None:
-        from studio.runs.export import export_target
+        """Ask where to, when the run has something to export (else say why, without a dialog)."""
+        from studio.runs.export import check_exportable, export_target
         from studio.runs.folder import RunError
         from studio.ui.dialogs import ExportDialog
+
+        try:
+            check_exportable(run)
+        except RunError as e:
+            self.notify(str(e), title="cannot export", severity="warning", timeout=10)
+            return
 
         def done(answer: tuple[str, bool] | None) -> None:
             if not answer:
