@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,9 @@ def app() -> StudioApp:
     return StudioApp(inventory=fake_inventory())
 
 
-async def wait_until(pilot, check, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await pilot.pause(0.2)
-    raise AssertionError("timed out")
+async def wait_until(pilot, check, what: str = "condition") -> None:
+    """`until` under its old name here: the shared deadline, the screen printed when it fires."""
+    await until(pilot, check, what)
 
 
 async def test_create_profile_in_the_form_save_and_reopen(studio_env: Path) -> None:
@@ -162,22 +157,21 @@ async def test_quit_leaves_the_run_going_and_a_new_app_reattaches(studio_env: Pa
     long_profile(studio_env)
     async with app().run_test(size=(100, 30)) as pilot:
         await pilot.press("r")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor))
         monitor = pilot.app.screen
         await wait_until(pilot, lambda: len(monitor.timeline.steps) >= 2)
         await pilot.press("q")
-        await pilot.pause(0.3)
+    assert pilot.app.return_code == 0
     run = list_runs()[-1]
     try:
         assert run_status(run) == "running"  # quitting the app never stops a run
         async with app().run_test(size=(100, 30)) as pilot:
-            await pilot.pause(0.5)
             dash = pilot.app.screen
-            assert run.id in dash.run_dirs
+            await wait_until(pilot, lambda: run.id in dash.run_dirs)
             await pilot.press("tab", "o")
-            await pilot.pause(0.5)
+            await wait_until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor))
             monitor = pilot.app.screen
-            assert isinstance(monitor, RunMonitor) and monitor.run.id == run.id
+            assert monitor.run.id == run.id
             await wait_until(pilot, lambda: monitor.status == "running" and len(monitor.timeline.steps) > 2)
             seen = max(monitor.timeline.steps)
             await wait_until(pilot, lambda: max(monitor.timeline.steps) > seen)
@@ -290,3 +284,22 @@ async def test_editor_key_without_a_terminal_to_hand_over_says_so(studio_env: Pa
         await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled,
                     "the editor again")
         assert path.read_text().startswith("[data]")
+
+
+async def test_quit_reads_no_run_folder_on_the_way_out(studio_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs still training are named from the list the dashboard already read (in a worker): quitting
+    checks no run's status on the UI thread, which took seconds with many runs."""
+    import studio.runs.state
+
+    for i in range(3):
+        record_run(studio_env, f"2026091{i}-090000-run", status="completed")
+    async with app().run_test(size=(100, 30)) as pilot:
+        dash = pilot.app.screen
+        await wait_until(pilot, lambda: len(dash.run_dirs) == 3, "the runs listed")
+
+        def no_reads(run):
+            raise AssertionError(f"quit read {run.id}'s status")
+
+        monkeypatch.setattr(studio.runs.state, "run_status", no_reads)
+        await pilot.press("q")
+    assert pilot.app.return_code == 0

@@ -365,10 +365,13 @@ class StudioApp(App[None]):
                                   severity="error", timeout=10)
 
     def action_quit(self) -> None:
-        from studio.runs.folder import list_runs
-        from studio.runs.state import run_status
+        """Leave at once: the runs still training are named from what the dashboard last read (in a worker)."""
+        from studio.ui.monitor import RunMonitor
 
-        running = [r.id for r in list_runs() if run_status(r) == "running"]
+        dashboard = next((s for s in self.screen_stack if isinstance(s, Dashboard)), None)
+        running = [s.id for s in dashboard.last_summaries if s.status == "running"] if dashboard else []
+        watched = [s for s in self.screen_stack if isinstance(s, RunMonitor) and s.status == "running"]
+        running += [s.run.id for s in watched if s.run.id not in running]
         message = None
         if running:
             message = (f"{len(running)} run(s) still training in the background ({', '.join(running[:3])}); "

@@ -141,7 +141,7 @@ class Dashboard(Screen):
         self.run_filter = ""
         self._summaries: dict[str, tuple[tuple[int, int, int], RunSummary]] = {}  # run id -> (file state, summary)
         self._profiles_stamp: tuple | None = None
-        self._last_summaries: list[RunSummary] = []
+        self.last_summaries: list[RunSummary] = []
         self._profile_rows: list[ProfileRow] = []
         self._runs_shown: list = []
         self._runs_title = "Runs"
@@ -183,7 +183,7 @@ class Dashboard(Screen):
     def refit_tables(self) -> None:
         self.show_profiles(self._profile_rows, self._profiles_stamp)
         self._runs_shown = []
-        self.show_runs(self._last_summaries)
+        self.show_runs(self.last_summaries)
 
     # ----------------------------------------------------------- reading (workers)
 
@@ -248,7 +248,7 @@ class Dashboard(Screen):
             table.move_cursor(row=table.get_row_index(selected))
 
     def show_runs(self, summaries: list[RunSummary]) -> None:
-        self._last_summaries = summaries
+        self.last_summaries = summaries
         self.all_run_dirs = {s.id: Path(s.dir) for s in summaries}  # marks outlive a filter that hides them
         table = self.query_one("#runs", DataTable)
         now = self.clock()
@@ -396,7 +396,7 @@ class Dashboard(Screen):
     def action_mark(self) -> None:
         if run := self._need_run():
             self.marked ^= {run.id}
-            self.show_runs(self._last_summaries)
+            self.show_runs(self.last_summaries)
 
     def action_compare(self) -> None:
         runs = [Run(self.all_run_dirs[r]) for r in sorted(self.marked) if r in self.all_run_dirs]
@@ -407,7 +407,7 @@ class Dashboard(Screen):
 
     def action_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
-        self.show_runs(self._last_summaries)
+        self.show_runs(self.last_summaries)
 
     def action_filter(self) -> None:
         """The filter box is made on first use (one widget less to style in the first frame)."""
@@ -423,7 +423,7 @@ class Dashboard(Screen):
     @on(Input.Changed, "#runs-filter")
     def filter_changed(self, event: Input.Changed) -> None:
         self.run_filter = event.value.strip()
-        self.show_runs(self._last_summaries)
+        self.show_runs(self.last_summaries)
 
     def on_key(self, event: events.Key) -> None:
         """Esc in the filter box clears the filter and gives the list back its focus."""
