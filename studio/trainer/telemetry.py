@@ -6,13 +6,13 @@ import os
 import time
 from collections import deque
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import psutil
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from studio import display
 from studio.hardware import GIB, PowerMeter
 from studio.runs.events import Checkpoint, Eval, EventWriter, Start, Step, Stopping
 from studio.trainer.stop import StopRequest
@@ -161,7 +161,7 @@ def step_line(step: Step) -> str:
     if step.tokens_per_s:
         parts.append(f"{step.tokens_per_s:,.0f} tok/s")
     if step.eta_s is not None:
-        parts.append(f"eta {display.duration(step.eta_s)}")
+        parts.append(f"eta {timedelta(seconds=round(step.eta_s))}")
     return " · ".join(parts)
 
 
