@@ -11,7 +11,10 @@ from conftest import studio
 from studio.runs.compare import compare_runs, short_labels
 from studio.runs.folder import Run
 from studio.ui.app import StudioApp
-from ui_fixtures import fake_inventory, record_run
+from studio.ui.compare import RUN_COLUMNS as COMPARE_COLUMNS
+from studio.ui.dashboard import RUN_COLUMNS
+from ui_fixtures import fake_inventory, notifications, record_run
+from waiting import until
 
 
 def test_short_labels_drop_what_every_id_shares() -> None:
@@ -56,20 +59,25 @@ async def test_mark_two_runs_and_compare_them_in_the_app(studio_env: Path) -> No
     record_run(studio_env, "20260911-090000-qlora", rank=16)
     record_run(studio_env, "20260911-100000-qlora", rank=64, floor=0.9)
     async with StudioApp(inventory=fake_inventory()).run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.5)
+        said = notifications(pilot.app)
+        runs = pilot.app.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.row_count == 2, "both runs listed")
         await pilot.press("C")  # nothing marked: told how
-        await pilot.pause(0.1)
+        await until(pilot, lambda: any("mark two or more" in t for t in said), "how to compare")
         assert not isinstance(pilot.app.screen, Comparison)
+        # one meaning of "train time" on both screens: the training the steps took (40 steps of 9.5 s)
+        dashboard_time = str(runs.get_row("20260911-090000-qlora")[RUN_COLUMNS.index("train time")])
         await pilot.press("tab", "m", "j", "m", "C")
-        await pilot.pause(0.6)
+        await until(pilot, lambda: isinstance(pilot.app.screen, Comparison), "the comparison")
         screen = pilot.app.screen
-        assert isinstance(screen, Comparison)
-        assert screen.query_one("#compare-runs", DataTable).row_count == 2
+        table = screen.query_one("#compare-runs", DataTable)
+        await until(pilot, lambda: table.row_count == 2, "both runs compared")
+        compared = [str(table.get_row_at(i)[COMPARE_COLUMNS.index("train time")]) for i in range(2)]
+        assert dashboard_time == "6:20" and compared == ["6:20", "6:20"]
         diff = screen.query_one("#compare-diff", DataTable)
         assert diff.row_count == 1 and str(diff.get_row_at(0)[0]) == "method.rank"
         await pilot.press("e")
-        await pilot.pause(0.2)
-        assert screen.show_eval
+        await until(pilot, lambda: screen.show_eval, "the eval curves")
 
 
 def test_studio_compare_prints_whole_run_ids(studio_env: Path) -> None:

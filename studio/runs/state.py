@@ -75,6 +75,7 @@ class RunSummary:
     tokens_per_s: float | None = None
     eval_loss: float | None = None
     alert: str | None = None  # a live run gone quiet: "no step for N s ..."
+    train_s: float | None = None  # the training its logged steps took, every attempt (the "train time")
     problem: str | None = None   # why a damaged run cannot be read
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,5 +111,6 @@ def summarize(run: Run) -> RunSummary:
         tokens_per_s=(end.train_tokens_per_s if end and end.train_tokens_per_s else
                       (last.tokens_per_s if last else None)),
         eval_loss=last_eval.eval_loss if last_eval else None,
+        train_s=last.elapsed_s if last else None,
         alert=next((a.message for a in health_alerts(tl, running=True, recent=50) if a.kind == "stall"), None)
         if status == "running" else None)

@@ -16,7 +16,7 @@ from studio.runs.folder import Run
 from studio.ui.charts import LossChart
 from studio.ui.widgets import fill_table
 
-RUN_COLUMNS = ("run", "status", "steps", "loss", "best eval", "tok/s", "time")
+RUN_COLUMNS = ("run", "status", "steps", "loss", "best eval", "tok/s", "train time")
 
 
 class Comparison(Screen):

@@ -37,7 +37,7 @@ STATUS_STYLE = {"running": "green", "completed": "cyan", "stopped": "yellow", "f
                 "damaged": "red"}
 SORTS = ("newest", "status", "loss", "tokens/s")
 PROFILE_COLUMNS = ("profile", "method", "model", "fit")
-RUN_COLUMNS = ("run", "status", "steps", "loss", "tok/s", "time", "age")
+RUN_COLUMNS = ("run", "status", "steps", "loss", "tok/s", "train time", "age")
 
 
 def age(seconds_ago: float | None) -> str:
@@ -277,8 +277,7 @@ class Dashboard(Screen):
         loss = f"{s.loss:.3f}" if s.loss is not None else "-"
         if s.eval_loss is not None:
             loss += f" ({s.eval_loss:.3f})"
-        took = display.duration(s.ended_at - s.started_at) if s.ended_at and s.started_at else \
-            (display.duration(now - s.started_at) if s.status == "running" and s.started_at else "-")
+        took = display.duration(s.train_s) if s.train_s else "-"  # as the comparison counts it
         mark = "✓ " if s.id in self.marked else ""
         return (f"{mark}{s.id}", Text(s.status, style=STATUS_STYLE.get(s.status, "")), steps, loss,
                 f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-", took,
