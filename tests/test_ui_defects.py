@@ -658,3 +658,19 @@ async def test_export_of_a_run_with_nothing_to_export_says_so_before_asking_for_
         await pilot.press("x")
         await until(pilot, lambda: any("nothing to export" in t for t in said), "the reason")
         assert isinstance(pilot.app.screen, RunMonitor)  # no dialog to type a folder into for nothing
+
+
+async def test_back_from_a_runs_monitor_the_runs_list_has_the_focus_on_that_run_and_shows_it(studio_env: Path) -> None:
+    record_run(studio_env, "20260911-090000-llama-qlora")
+    watched = record_run(studio_env, "20260912-090000-other")
+    async with app(open_run=Run(watched)).run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor), "the monitor")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Dashboard), "the dashboard")
+        dash = pilot.app.screen
+        runs = dash.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.has_focus and dash.selected_run_id() == watched.name,
+                    "the focus on the watched run")
+        focused_title = dash.query_one("#runs-title").styles.background
+        other_title = dash.query_one("#profiles-box .section").styles.background
+        assert focused_title != other_title  # which list has the focus shows in its title

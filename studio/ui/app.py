@@ -71,6 +71,7 @@ class StudioApp(App[None]):
         super().__init__()
         self.settings = Settings.load()
         self.first_run = open_run
+        self.watched_run_id: str | None = None
         self.starting: set[Path] = set()  # profiles whose start is on its way
         self.fixed_inventory = inventory
         self.poll_gpus = poll_gpus
@@ -257,6 +258,7 @@ class StudioApp(App[None]):
     def open_run(self, run: Run) -> None:
         from studio.ui.monitor import RunMonitor
 
+        self.watched_run_id = run.id  # back on the dashboard, the Runs list's cursor goes to it
         self.push_screen(RunMonitor(run))
 
     def open_comparison(self, runs: list[Run]) -> None:

@@ -168,6 +168,19 @@ class Dashboard(Screen):
         self.set_interval(REFRESH_S, self.refresh_lists)
         self.query_one("#profiles", DataTable).focus()
 
+    def on_screen_resume(self) -> None:
+        """Back from a run's monitor: the Runs list has the focus, its cursor on that run (once listed)."""
+        if self.app.watched_run_id:
+            self.query_one("#runs", DataTable).focus()
+            self.put_cursor_on_watched()
+
+    def put_cursor_on_watched(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        run_id = self.app.watched_run_id
+        if run_id in self.run_dirs:
+            table.move_cursor(row=table.get_row_index(run_id))
+            self.app.watched_run_id = None
+
     def show_gpus(self, inv: Inventory) -> None:
         self.query_one(GpuPanel).show(inv)
 
@@ -263,6 +276,8 @@ class Dashboard(Screen):
             fill_table(table, RUN_COLUMNS, [(s.id, cells) for s, cells in rows], flex={0: "middle"})
             if selected in self.run_dirs:
                 table.move_cursor(row=table.get_row_index(selected))
+            if self.app.watched_run_id and self.is_current:
+                self.put_cursor_on_watched()
         title = "Runs" + (f" · sorted by {self.sort}" if self.sort != SORTS[0] else "") + \
             (f" · filter {self.run_filter!r}" if self.run_filter else "") + (f" · {len(self.marked)} marked" if self.marked
                                                                               else "")
