@@ -674,3 +674,17 @@ async def test_back_from_a_runs_monitor_the_runs_list_has_the_focus_on_that_run_
         focused_title = dash.query_one("#runs-title").styles.background
         other_title = dash.query_one("#profiles-box .section").styles.background
         assert focused_title != other_title  # which list has the focus shows in its title
+
+
+async def test_toasts_leave_the_error_panel_and_the_log_readable_at_80x24(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, "20260911-100000-llama-qlora", status="oom")
+    async with app(open_run=Run(run_dir)).run_test(size=(80, 24), notifications=True) as pilot:
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor)
+                    and "what to do" in str(pilot.app.screen.query_one("#error-panel").render()), "the advice")
+        pilot.app.notify("a message long enough to take a few lines of a toast at eighty columns, as they do")
+        await until(pilot, lambda: pilot.app.screen.query("Toast"), "the toast")
+        await pilot.pause(0.3)
+        toast = pilot.app.screen.query("Toast").first().region
+        for part in ("#error-panel", "#log-box"):
+            region = pilot.app.screen.query_one(part).region
+            assert not toast.overlaps(region), f"the toast {toast} covers {part} {region}"
