@@ -72,6 +72,9 @@ def test_lora_run_completes_then_exports(tmp_path: Path, chat_data: Path) -> Non
     assert decided["train.liger_kernel"].value is False and "GPU" in decided["train.liger_kernel"].reason
     assert decided["data.packing"].value is True and "exact" not in decided["data.packing"].reason
     assert not any(d.pending for d in decided.values())  # the trainer decided what the plan left to it
+    # decided from the rows' token counts, so its figures are the preflight's, not an estimate beside them
+    why = decided["data.packing"].reason
+    assert "~" not in why and f"{tl.preflight.mean_tokens}" in why, (why, tl.preflight)
     assert sorted(tl.steps) == list(range(1, 17))
     losses = [tl.steps[s].loss for s in sorted(tl.steps)]
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.3, losses

@@ -30,9 +30,14 @@ class DataShape:
     fill: float           # real tokens / padded tokens, batches of the profile's size padded to their longest
     exact: bool = False   # counted by the tokenizer, not estimated
 
+    @property
+    def mean_text(self) -> str:
+        """The mean as the preflight prints it when counted; rounded and marked when estimated."""
+        return f"{self.mean_tokens:.1f}" if self.exact else f"~{self.mean_tokens:.0f}"
+
     def describe(self) -> str:
-        how = "" if self.exact else "~"
-        return f"{self.rows} rows of mean {how}{self.mean_tokens:.0f} / p95 {how}{self.p95_tokens:.0f} tokens"
+        p95 = f"{self.p95_tokens:.0f}" if self.exact else f"~{self.p95_tokens:.0f}"
+        return f"{self.rows} rows of mean {self.mean_text} / p95 {p95} tokens"
 
 
 def data_shape(lengths: list[int], batch: int, max_length: int, seed: int = 0, exact: bool = False) -> DataShape:
@@ -96,6 +101,6 @@ def packing(setting: bool | str, shape: DataShape | None, max_length: int) -> tu
         return True, (f"padded batches would be {shape.fill:.0%} real tokens ({shape.describe()}): packing "
                       "removes the padding")
     if shape.mean_tokens < PACKING_SHORT * max_length:
-        return True, (f"rows average {shape.mean_tokens:.0f} tokens of max_length {max_length}: packing fills "
+        return True, (f"rows average {shape.mean_text} tokens of max_length {max_length}: packing fills "
                       "each sequence")
     return False, f"rows fill max_length and batches barely pad ({shape.describe()}): nothing to gain"

@@ -181,8 +181,11 @@ def resolve_speed_settings(profile: Profile, model: ModelSpec | None, gpus: tupl
     t = profile.train
     liger, why_liger = rules.liger(t.liger_kernel, model, gpus)
     packed, why_packing = rules.packing(profile.data.packing, data, profile.data.max_length)
-    # Without the rows' lengths the trainer decides packing once it has tokenized them.
-    packing_state = PENDING if profile.data.packing == "auto" and data is None else DECIDED
+    # Without the rows' token counts (none, or estimated from characters) the trainer decides packing once it has
+    # tokenized them: the run's record then gives one set of figures, the preflight's.
+    packing_state = PENDING if profile.data.packing == "auto" and (data is None or not data.exact) else DECIDED
+    if packing_state == PENDING and data is not None:
+        why_packing += " (estimated from characters: the trainer decides again from the token counts)"
     settled = with_changes(profile, {"train.liger_kernel": liger, "data.packing": packed})
     gpu = tightest(gpus)
     limit = SAFETY * gpu.memory_free_gib if gpu else None
