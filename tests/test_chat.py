@@ -145,3 +145,21 @@ def test_a_session_object_talks_too(home_of: Path) -> None:
     finally:
         session.close()
     assert session.proc is None
+
+
+def test_chat_on_a_read_only_run_folder_answers_and_says_what_is_not_kept(home_of: Path) -> None:
+    """The run folder mounted read-only (root can write through a chmod, not through a read-only mount)."""
+    import subprocess
+
+    bind = subprocess.run(["mount", "--bind", str(home_of), str(home_of)], capture_output=True, text=True)
+    if bind.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {bind.stderr.strip()}")
+    try:
+        ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(home_of)], capture_output=True, text=True)
+        assert ro.returncode == 0, ro.stderr
+        proc = studio("chat", home_of.name, "--prompt", PROMPT, "--max-new-tokens", "4")
+        assert proc.returncode == 0, proc.stderr
+        assert "tokens/s" in proc.stdout and "chat.log cannot be written" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    finally:
+        subprocess.run(["umount", str(home_of)], capture_output=True)

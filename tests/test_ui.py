@@ -303,3 +303,49 @@ async def test_quit_reads_no_run_folder_on_the_way_out(studio_env: Path, monkeyp
         monkeypatch.setattr(studio.runs.state, "run_status", no_reads)
         await pilot.press("q")
     assert pilot.app.return_code == 0
+
+
+async def test_any_theme_chosen_is_remembered(studio_env: Path) -> None:
+    from studio.settings import Settings
+
+    async with app().run_test() as pilot:
+        pilot.app.theme = "nord"  # one of Textual's own
+        await pilot.pause()
+    assert Settings.load().theme == "nord"
+    async with app().run_test() as pilot:
+        assert pilot.app.theme == "nord"
+
+
+@pytest.mark.parametrize("theme", ["studio-dark", "studio-light", "studio-high-contrast", "textual-dark", "nord"])
+async def test_borders_and_rules_stand_out_from_the_background_in_256_colours_too(studio_env: Path,
+                                                                                  theme: str) -> None:
+    """Borders, separators and the progress track use $rule: at least 3:1 against the background (WCAG's
+    figure for lines), and still another colour once a 256-colour terminal rounds both."""
+    from rich.color import Color as RichColor, ColorSystem
+    from textual.color import Color
+
+    async with app().run_test() as pilot:
+        pilot.app.theme = theme
+        await pilot.pause()
+        variables = pilot.app.get_css_variables()
+        rule, background = Color.parse(variables["rule"]), Color.parse(variables["background"])
+        if rule.a < 1:
+            rule = background + rule  # a colour with alpha shows blended over the background
+    assert contrast(rule, background) >= 3.0, (theme, rule.hex, background.hex)
+
+    def eight_bit(c: Color) -> int:
+        return RichColor.from_rgb(c.r, c.g, c.b).downgrade(ColorSystem.EIGHT_BIT).number
+
+    assert eight_bit(rule) != eight_bit(background), theme
+
+
+def contrast(a, b) -> float:
+    """WCAG contrast ratio of two textual Colors."""
+    def luminance(c) -> float:
+        def channel(v: int) -> float:
+            v = v / 255
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+        return 0.2126 * channel(c.r) + 0.7152 * channel(c.g) + 0.0722 * channel(c.b)
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)

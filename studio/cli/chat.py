@@ -89,6 +89,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         what = "the base model" if mode == "base" else f"{ready.get('adapter')}"
         print(f"loaded {what} on {ready.get('device')} ({ready.get('dtype')}) in {ready.get('load_s')} s",
               file=sys.stderr, flush=True)
+        if session.note:
+            print(f"note: {session.note}", file=sys.stderr, flush=True)
         settings = ChatSettings(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                                 system=args.system or "")
         if args.prompt is None:

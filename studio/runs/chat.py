@@ -8,6 +8,7 @@ is already there (a training job, say), and says what loading it will cost.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -108,6 +109,7 @@ class ChatSession:
         self.placement = place(run, mode, inventory or current_inventory())
         self.proc: subprocess.Popen[str] | None = None
         self.ready: dict[str, Any] = {}
+        self.note = ""  # what the user should know about this session (its log cannot be kept)
         self._next_id = 0
 
     @property
@@ -131,12 +133,20 @@ class ChatSession:
         if self.placement.gpu_index is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(self.placement.gpu_index)
         self.run.check_contained()
-        log = os.fdopen(append_regular(self.run.dir / CHAT_LOG), "ab")
+        try:
+            log: IO[bytes] | int = os.fdopen(append_regular(self.run.dir / CHAT_LOG), "ab")
+        except OSError as e:
+            if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
+                raise RunError(f"run {self.run.id}: cannot open {CHAT_LOG}: {e.strerror or e}") from None
+            # A read-only (or full) run folder: the chat still answers; its log and transcripts are not kept.
+            self.note = f"{CHAT_LOG} cannot be written ({e.strerror}): answering without keeping a log or transcript"
+            log = subprocess.DEVNULL
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                                          bufsize=1, env=env, cwd=self.run.dir)
         finally:
-            log.close()
+            if not isinstance(log, int):
+                log.close()
         first = self._read()
         if first.get("event") != "ready":
             self.close()

@@ -93,8 +93,21 @@ class StudioApp(App[None]):
             self.call_after_refresh(self.poll_inventory)  # after the first frame: NVML's import and init take time
             self.set_interval(GPU_REFRESH_S, self.poll_inventory)
 
+    def get_css_variables(self) -> dict[str, str]:
+        """Textual's variables for the theme, and `$rule` (borders, separators), derived unless the theme sets it."""
+        from textual.color import Color
+
+        from studio.ui.colours import rule_colour
+
+        variables = super().get_css_variables()
+        if "rule" not in self.current_theme.variables:
+            rule = rule_colour(Color.parse(variables["background"]), Color.parse(variables["foreground"]))
+            variables["rule"] = rule.hex
+        return variables
+
     def watch_theme(self, theme: str) -> None:
-        if getattr(self, "settings", None) and theme != self.settings.theme and theme.startswith("studio"):
+        """Any theme chosen (studio's, Textual's own, from the palette) is the one the next start opens with."""
+        if getattr(self, "settings", None) and theme != self.settings.theme:
             self.settings.theme = theme
             try:
                 self.settings.save()

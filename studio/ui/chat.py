@@ -110,8 +110,9 @@ class ChatScreen(Screen):
             return
         self.session = session
         self.loaded = f"{weights_label(self.run, ready.get('adapter'))} on {ready.get('device')}"
-        self.app.call_from_thread(self.status, f"{self.mode}: {self.loaded}, loaded in {ready.get('load_s')} s",
-                                  "green")
+        note = f" · {session.note}" if session.note else ""
+        self.app.call_from_thread(self.status, f"{self.mode}: {self.loaded}, loaded in {ready.get('load_s')} s{note}",
+                                  "yellow" if note else "green")
 
     def settings(self) -> ChatSettings:
         def number(key: str, default: float) -> float:
