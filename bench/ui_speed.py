@@ -5,7 +5,10 @@
 1. First frame: time from starting `studio` in a pseudo-terminal (80x24,
    xterm-256color) until the dashboard's "Profiles" is drawn; one start to warm
    the disk cache, then the median of 7. Target <= 0.3 s (issue 13).
-2. Idle CPU: the app monitoring a run that logs 10 steps a second (a writer
+2. Editor: from pressing e on the first profile until the editor's form is drawn
+   ("Advice"), and from esc until the dashboard is drawn again; the median of 5
+   (after one warm-up). Target <= 0.5 s to open (issue 18).
+3. Idle CPU: the app monitoring a run that logs 10 steps a second (a writer
    process appends real step events), measured with psutil over 10 s after a
    3 s warm-up. Target <= 2% of one core.
 
@@ -91,6 +94,31 @@ def first_frame(env: dict[str, str]) -> float:
     return elapsed
 
 
+def editor_times(env: dict[str, str], rounds: int = 5) -> tuple[float, float]:
+    """(open, back) medians: e on the dashboard until the form shows, esc until the lists show again."""
+    proc, master = spawn([sys.executable, "-m", "studio"], env)
+    opens, backs = [], []
+    try:
+        drain(master, 10, b"Profiles")
+        drain(master, 1.5)  # the fits and the runs arrive after the first frame
+        for i in range(rounds + 1):
+            os.write(master, b"e")
+            _, opened = drain(master, 20, b"Advice")
+            drain(master, 1.0)  # the advice's estimate settles
+            os.write(master, b"\x1b")
+            _, back = drain(master, 20, b"Profiles")
+            drain(master, 1.0)
+            if i:  # the first round warms the imports
+                opens.append(opened)
+                backs.append(back)
+    finally:
+        os.write(master, b"q")
+        drain(master, 1)
+        proc.kill()
+        proc.wait()
+    return statistics.median(opens), statistics.median(backs)
+
+
 def idle_cpu(env: dict[str, str], home: Path) -> float:
     run = home / "runs" / "20260101-000000-bench"
     run.mkdir(parents=True)
@@ -118,6 +146,7 @@ def idle_cpu(env: dict[str, str], home: Path) -> float:
 
 
 FIRST_FRAME_TARGET_S = 0.3
+EDITOR_OPEN_TARGET_S = 0.5
 IDLE_CPU_TARGET_PCT = 2.0
 
 
@@ -137,6 +166,10 @@ def main() -> int:
         print(f"first frame: median {median:.3f} s, best {min(times):.3f} s over {len(times)} starts "
               f"(target <= {FIRST_FRAME_TARGET_S} s: {'met' if median <= FIRST_FRAME_TARGET_S else 'NOT met'})")
         result = {"first_frame_s": round(median, 3)}
+        opened, back = editor_times(env)
+        print(f"editor: opens in {opened:.3f} s, esc back in {back:.3f} s (median of 5; target <= "
+              f"{EDITOR_OPEN_TARGET_S} s to open: {'met' if opened <= EDITOR_OPEN_TARGET_S else 'NOT met'})")
+        result.update(editor_open_s=round(opened, 3), editor_back_s=round(back, 3))
         if not args.no_cpu:
             cpu = idle_cpu(env, home)
             print(f"idle CPU while monitoring a run at 10 steps/s: {cpu:.1f}% of one core "
