@@ -688,3 +688,16 @@ async def test_toasts_leave_the_error_panel_and_the_log_readable_at_80x24(studio
         for part in ("#error-panel", "#log-box"):
             region = pilot.app.screen.query_one(part).region
             assert not toast.overlaps(region), f"the toast {toast} covers {part} {region}"
+
+
+async def test_the_editor_shows_its_verdict_and_the_f4_fix_above_the_fold_at_80x24(studio_env: Path) -> None:
+    from studio.paths import bundled_profiles_dir
+
+    async with app().run_test(size=(80, 24)) as pilot:
+        said = notifications(pilot.app)
+        pilot.app.edit_profile(bundled_profiles_dir() / "llama-3.1-8b-full-80gb.toml")  # 18.8 GiB free: too big
+        await until(pilot, lambda: "F4 applies" in screen_text(pilot.app), "the fix, without scrolling")
+        text = screen_text(pilot.app)
+        assert "does not fit" in text and "GiB free" in text and "checkpointing on (auto)" in text, text
+        await pilot.press("f4")
+        await until(pilot, lambda: any(t.startswith("applied:\n• ") for t in said), "the changes, one a line")

@@ -326,12 +326,19 @@ class ProfileEditor(Screen):
         plan = review.plan
         assert plan is not None and plan.memory is not None and plan.gpu is not None
         mem, gpu, per = plan.memory, plan.gpu, " per GPU" if plan.layout.processes > 1 else ""
-        text = Text()
+        # The verdict and its fix first: on an 80x24 terminal the pane shows about fifteen lines.
+        text = Text("fits" if review.fits else "does not fit", style="bold green" if review.fits else "bold red")
+        room = f"{plan.free_gib:.1f} GiB free" if plan.free_gib is not None else f"{gpu.memory_total_gib:.0f} GiB"
+        text.append(f": {review.peak_vram_gib:.1f} GiB peak{per}, {room}\n", style="bold")
+        self.add_suggestion(text, review, profile, inventory, shape if isinstance(shape, DataShape) else None)
         text.append_text(meter(review.peak_vram_gib, gpu.memory_total_gib, 24))
-        text.append(f"\n{review.peak_vram_gib:.1f} of {gpu.memory_total_gib:.0f} GiB peak{per}\n", style="bold")
+        ckpt = plan.decision("train.gradient_checkpointing")
+        if ckpt is not None:  # the peak jumps where auto checkpointing turns on or off: say which way it went
+            how = "auto" if value_of(profile, "train.gradient_checkpointing") == "auto" else "set"
+            text.append(f"\ncheckpointing {'on' if ckpt.value else 'off'} ({how})", style="dim")
+        text.append("\n")
         if plan.layout.processes > 1:
             text.append(f"{plan.layout.processes} GPUs, {plan.layout.strategy}\n")
-        text.append("fits\n" if review.fits else "does not fit\n", style="bold green" if review.fits else "bold red")
         for key, gib in mem.parts():
             text.append(f"  {key:13} {gib:6.2f} GiB\n")
         if plan.speed:
@@ -350,7 +357,6 @@ class ProfileEditor(Screen):
         for d in plan.decisions:
             if d.key in SETTLED_KEYS and value_of(profile, d.key) == "auto":
                 text.append(f"auto {d.key.split('.')[-1]} → {d.value}: {d.reason}\n", style="dim")
-        self.add_suggestion(text, review, profile, inventory, shape if isinstance(shape, DataShape) else None)
         body.update(text)
 
     def add_suggestion(self, text: Text, review: Any, profile: Profile, inventory: Inventory,
@@ -358,29 +364,26 @@ class ProfileEditor(Screen):
         """The gentlest single change that makes it fit; else several together; else say so."""
         if review.fits:
             return
-        total_gib = review.plan.gpu.memory_total_gib
         fitting = [f for f in review.fixes if f["fits"]]
         if fitting:
             fix = fitting[0]
             changed = next(f for f in FIXES if f.name == fix["fix"]).apply(profile)
             self.suggestion = {"profile": changed, "change": fix["change"]}
-            text.append(f"\n{fix['change']}: {fix['peak_vram_gib']:.1f} of {total_gib:.0f} GiB — press F4 to apply",
-                        style="bold cyan")
+            text.append(f"F4 applies: {fix['change']} ({fix['peak_vram_gib']:.1f} GiB peak)\n", style="bold cyan")
             return
         try:
             together = make_it_fit(profile, inventory, data=data)
         except (EstimateError, LayoutError):
             together = None
         if together is None:
-            text.append("\nno change to the profile fits this card; pick a bigger GPU (or several)", style="yellow")
+            text.append("no change to the profile fits this card; pick a bigger GPU (or several)\n", style="yellow")
             return
         fixed, steps = together
         after = review_profile(fixed, inventory, data=data).peak_vram_gib
         self.suggestion = {"profile": fixed, "change": " + ".join(steps)}
-        text.append("\nno single change is enough; together:\n", style="bold cyan")
+        text.append(f"F4 applies these together ({after:.1f} GiB peak):\n", style="bold cyan")
         for step in steps:
             text.append(f"  • {step}\n", style="cyan")
-        text.append(f"→ {after:.1f} of {total_gib:.0f} GiB — press F4 to apply them all", style="bold cyan")
 
     def action_apply_suggestion(self) -> None:
         profile = self.current_profile()
@@ -389,7 +392,8 @@ class ProfileEditor(Screen):
             return
         changed: Profile = self.suggestion["profile"]
         self.show_values(changed, list(changed_keys(profile, changed)))
-        self.notify(f"applied: {self.suggestion['change']}")
+        changes = self.suggestion["change"].split(" + ")
+        self.notify("applied:\n" + "\n".join(f"• {c}" for c in changes) + "\n(ctrl+s saves)")
         self.refresh_advice()
 
     def show_values(self, profile: Profile, keys: list[str]) -> None:
