@@ -701,3 +701,15 @@ async def test_the_editor_shows_its_verdict_and_the_f4_fix_above_the_fold_at_80x
         assert "does not fit" in text and "GiB free" in text and "checkpointing on (auto)" in text, text
         await pilot.press("f4")
         await until(pilot, lambda: any(t.startswith("applied:\n• ") for t in said), "the changes, one a line")
+
+
+async def test_the_monitor_gives_elapsed_time_s_per_step_the_last_checkpoint_and_eval_losses(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="completed")  # 40 steps of 9.5 s; evals every 10 steps; checkpoints too
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor) and pilot.app.screen.status == "completed",
+                    "the monitor")
+        await until(pilot, lambda: "s/step" in screen_text(pilot.app), "the speed figures")
+        text = screen_text(pilot.app)
+        assert "elapsed 6:20" in text and "9.50 s/step" in text, text
+        assert "eval loss 1.265" in text and "best eval 1.265 at step 40" in text, text
+        assert "checkpoint step 40" in text, text

@@ -302,16 +302,41 @@ class RunMonitor(Screen):
         avg = average_rate([tl.first_step, last]) if tl.first_step else None
         out.append(f" (avg {avg:,.0f})\n" if avg else "\n")
         out.append_text(spark(rates))
+        timing = self.timing_text()
+        if timing:
+            out.append(f"\n{timing}")
         if last.loss is not None:
             out.append(f"\nloss {last.loss:.4f}", style="bold")
         if last.learning_rate is not None:
             out.append(f" · lr {last.learning_rate:.1e}")
+        if tl.evals:
+            latest = tl.evals[max(tl.evals)]
+            best = min((e for e in tl.evals.values() if e.eval_loss is not None), key=lambda e: e.eval_loss,
+                       default=None)
+            if latest.eval_loss is not None and best is not None:
+                out.append(f"\neval loss {latest.eval_loss:.3f}", style="bold")
+                out.append(f"\nbest eval {best.eval_loss:.3f} at step {best.step}")
         details = [f"grad {last.grad_norm:.2f}"] if last.grad_norm is not None else []
         if last.energy_kwh is not None:
             details.append(f"{last.energy_kwh:.3f} kWh")
         if details:
             out.append("\n" + " · ".join(details))
         return out
+
+    def timing_text(self) -> str:
+        """Training time so far, seconds per step, and the last checkpoint (what a kill would lose)."""
+        tl, last = self.timeline, self.timeline.last_step
+        parts = []
+        if last and last.elapsed_s is not None:
+            parts.append(f"elapsed {display.duration(last.elapsed_s)}")
+            first = tl.first_step
+            if first and first.elapsed_s is not None and last.step > first.step:
+                parts.append(f"{(last.elapsed_s - first.elapsed_s) / (last.step - first.step):.2f} s/step")
+        if tl.checkpoints:
+            saved = tl.checkpoints[-1]
+            ago = f", {display.duration(time.time() - saved.time)} ago" if self.status == "running" and saved.time else ""
+            parts.append(f"checkpoint step {saved.step}{ago}")
+        return " · ".join(parts[:2]) + ("\n" + parts[2] if len(parts) > 2 else "")
 
     def memory_text(self, current: Any) -> Text:
         if current is None:
