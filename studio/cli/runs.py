@@ -202,6 +202,30 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_describe(args: argparse.Namespace) -> int:
+    from studio.runs.describe import describe, describe_lines
+
+    info = describe(find_run(args.run))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    for line in describe_lines(info):
+        print(safe(line))
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from studio.runs.describe import delete_run
+
+    run = find_run(args.run)
+    if not args.yes:
+        raise UserError(f"this deletes run {safe(run.id)} and everything in it ({safe(str(run.dir))}); add --yes to "
+                        "go ahead")
+    delete_run(run)
+    print(f"deleted run {safe(run.id)}")
+    return EXIT_OK
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     run = find_run(args.run)
     if not args.force and run_status(run) in ("running", "queued"):  # else stop_run says why there is nothing to stop
@@ -328,6 +352,16 @@ def add_run_commands(sub: Any) -> None:
     p = sub.add_parser("runs", help="list runs and their status")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("describe", help="a run whole: its profile, the plan and why each auto was decided, devices")
+    p.add_argument("run", help="run id, unique prefix, path, or `last`")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("delete", help="delete a run that is over (never a running one)")
+    p.add_argument("run", help="run id, unique prefix, path, or `last`")
+    p.add_argument("--yes", action="store_true", help="confirm: the run's folder and everything in it go")
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("stop", help="stop a run gracefully (checkpoint + adapter), or kill it")
     p.add_argument("run", help="run id, unique part of it, folder, or `last`")

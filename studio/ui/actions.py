@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from textual.binding import Binding
+
+if TYPE_CHECKING:
+    from studio.runs.folder import Run
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,54 @@ RUN_ACTIONS = (
     RunAction("u", "resume", "Resume run", "continue a stopped or crashed run from its last checkpoint"),
     RunAction("x", "export", "Export run", "write the adapter, or a merged model, to a folder"),
     RunAction("c", "chat", "Chat with run", "talk to what the run trained, side by side with the base model"),
+    RunAction("d", "describe", "Describe run", "the run whole: its profile, the plan and why each auto was decided, "
+                                               "devices and versions"),
+    RunAction("y", "copy_id", "Copy run id", "copy the run's id to the clipboard (OSC 52: works over SSH too)"),
+    RunAction("D", "delete", "Delete run", "delete a run that is over, with everything in it (asks first)"),
 )
+
+
+class RunActions:
+    """The run actions of a screen, each forwarded to the app for the run `acting_run` names (the Runs
+    list's cursor on the dashboard, the watched run in the monitor). Mixed into a Screen."""
+
+    app: Any
+
+    def acting_run(self) -> Run | None:
+        raise NotImplementedError
+
+    def action_stop(self) -> None:
+        if run := self.acting_run():
+            self.app.confirm_run_action(run, "stop")
+
+    def action_kill(self) -> None:
+        if run := self.acting_run():
+            self.app.confirm_run_action(run, "kill")
+
+    def action_resume(self) -> None:
+        if run := self.acting_run():
+            self.app.resume_run(run)
+
+    def action_export(self) -> None:
+        if run := self.acting_run():
+            self.app.export_run(run)
+
+    def action_chat(self) -> None:
+        if run := self.acting_run():
+            self.app.open_chat(run)
+
+    def action_describe(self) -> None:
+        if run := self.acting_run():
+            self.app.describe_run(run)
+
+    def action_copy_id(self) -> None:
+        if run := self.acting_run():
+            self.app.copy_to_clipboard(run.id)
+            self.app.notify(f"copied {run.id}")
+
+    def action_delete(self) -> None:
+        if run := self.acting_run():
+            self.app.confirm_delete(run)
 
 
 def run_bindings(shown: tuple[str, ...] = ("s",)) -> list[Binding]:

@@ -27,6 +27,7 @@ from studio.hardware import Inventory
 from studio.paths import themes_dir
 from studio.settings import Settings
 from studio.ui.actions import RUN_ACTIONS
+from studio.ui.actions import RunActions
 from studio.ui.dashboard import Dashboard
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class StudioApp(App[None]):
             yield SystemCommand("Edit profile", "Open the selected profile", screen.action_edit)
             yield SystemCommand("Run profile", "Start a run of the selected profile", screen.action_run)
             yield SystemCommand("Open run", "Monitor the selected run", screen.action_open)
-        if isinstance(screen, Dashboard) or type(screen).__name__ == "RunMonitor":
+        if isinstance(screen, RunActions):
             which = "the selected run" if isinstance(screen, Dashboard) else "this run"
             for a in RUN_ACTIONS:
                 yield SystemCommand(a.title, f"{which}: {a.help}", getattr(screen, f"action_{a.action}"))
@@ -340,6 +341,41 @@ class StudioApp(App[None]):
             return
         self.call_from_thread(self.notify, "saved the revised profile and planned it again (the original is "
                                            "profile.orig.toml); resuming")
+
+    def describe_run(self, run: Run) -> None:
+        """The run whole, in a scrollable dialog (what `studio describe` prints)."""
+        from rich.text import Text
+
+        from studio.runs.describe import describe, describe_lines
+        from studio.terminal import safe
+        from studio.ui.dialogs import Help
+
+        self.push_screen(Help(Text("\n".join(safe(line) for line in describe_lines(describe(run))))))
+
+    def confirm_delete(self, run: Run) -> None:
+        from studio.runs.describe import delete_run
+        from studio.runs.folder import RunError
+        from studio.ui.dialogs import Confirm
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                delete_run(run)
+            except (RunError, OSError) as e:
+                self.notify(str(e), title="not deleted", severity="error", timeout=10)
+                return
+            self.notify(f"deleted run {run.id}")
+            from studio.ui.monitor import RunMonitor
+
+            if isinstance(self.screen, RunMonitor) and self.screen.run.id == run.id:
+                self.pop_screen()  # its monitor shows a run that is gone
+            for screen in self.screen_stack:
+                if isinstance(screen, Dashboard):
+                    screen.refresh_lists()
+
+        self.push_screen(Confirm(f"delete run {run.id} and everything in it (checkpoints, final weights, logs)? "
+                                 "This cannot be undone."), done)
 
     def export_run(self, run: Run) -> None:
         """Ask where to, when the run has something to export (else say why, without a dialog)."""

@@ -25,7 +25,7 @@ from studio.hardware import Inventory
 from studio.profiles.library import ProfileEntry, all_profiles
 from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.runs.folder import Run, list_runs
-from studio.ui.actions import run_bindings
+from studio.ui.actions import RunActions, run_bindings
 from studio.ui.widgets import GpuPanel, fill_table, fit_label
 
 if TYPE_CHECKING:
@@ -112,14 +112,14 @@ def fit_of(profile: Profile, inventory: Inventory) -> tuple[str, str]:
     return label, f"~{plan.peak_vram_gib:.1f} of {plan.free_gib:.1f} GiB free on {plan.gpu.name if plan.gpu else '?'}"
 
 
-class Dashboard(Screen):
+class Dashboard(RunActions, Screen):
     clock = staticmethod(time.time)  # tests pin it for stable ages
     BINDINGS = [
         Binding("n", "app.new_profile", "New"),
         Binding("e", "edit", "Edit"),
         Binding("r", "run", "Run"),
         Binding("o", "open", "Open run", show=False),
-        *run_bindings(shown=("s", "c")),
+        *run_bindings(shown=("s", "c")),  # and d describe, y copy id, D delete (in the help)
         Binding("m", "mark", "Mark", show=False),
         Binding("C", "compare", "Compare", show=False),
         Binding("slash", "filter", "Filter", show=False),
@@ -320,6 +320,9 @@ class Dashboard(Screen):
         key = self._selected("#profiles")
         return self.profile_paths.get(key) if key else None
 
+    def acting_run(self) -> Run | None:
+        return self._need_run()
+
     def _need_run(self) -> Run | None:
         """The selected run, when the Runs list has the focus (run keys never act from the Profiles list)."""
         if self.focused is not self.query_one("#runs", DataTable):
@@ -386,26 +389,6 @@ class Dashboard(Screen):
             return
         if run := self._need_run():
             self.app.open_run(run)
-
-    def action_stop(self) -> None:
-        if run := self._need_run():
-            self.app.confirm_run_action(run, "stop")
-
-    def action_kill(self) -> None:
-        if run := self._need_run():
-            self.app.confirm_run_action(run, "kill")
-
-    def action_resume(self) -> None:
-        if run := self._need_run():
-            self.app.resume_run(run)
-
-    def action_export(self) -> None:
-        if run := self._need_run():
-            self.app.export_run(run)
-
-    def action_chat(self) -> None:
-        if run := self._need_run():
-            self.app.open_chat(run)
 
     def action_mark(self) -> None:
         if run := self._need_run():

@@ -35,7 +35,7 @@ from studio.runs.health import health_alerts
 from studio.runs.liveness import is_alive
 from studio.runs.state import status_from
 from studio.runs.tail import FileTail
-from studio.ui.actions import run_bindings
+from studio.ui.actions import RunActions, run_bindings
 from studio.ui.charts import LossChart
 from studio.ui.logs import LogView
 from studio.ui.widgets import memory_lines, spark
@@ -88,7 +88,7 @@ class RunFilesRead(Message):
         self.files = files
 
 
-class RunMonitor(Screen):
+class RunMonitor(RunActions, Screen):
     """Watch one run; stop, kill, resume, export or chat with it from the keyboard."""
 
     BINDINGS = [
@@ -474,21 +474,12 @@ class RunMonitor(Screen):
             return
         self.app.pop_screen()
 
-    def action_stop(self) -> None:
-        self.app.confirm_run_action(self.run, "stop")
-
-    def action_kill(self) -> None:
-        self.app.confirm_run_action(self.run, "kill")
+    def acting_run(self) -> Run:
+        return self.run
 
     def action_resume(self) -> None:
-        self.app.resume_run(self.run)
+        super().action_resume()
         self._dirty = True
-
-    def action_export(self) -> None:
-        self.app.export_run(self.run)
-
-    def action_chat(self) -> None:
-        self.app.open_chat(self.run)
 
     def action_fix_oom(self) -> None:
         end = self.timeline.end

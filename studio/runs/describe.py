@@ -1,0 +1,85 @@
+"""One run, whole: its frozen profile, the plan and why each auto was decided, the devices and versions it
+ran with (for `studio describe` and the app's d key); and deleting a run that is over."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from studio.paths import runs_dir
+from studio.runs.files import PROFILE_FILE
+from studio.runs.folder import Run, RunError
+from studio.runs.state import run_status, summarize
+from studio.safeopen import read_regular
+
+PROFILE_BYTES = 256 * 1024  # a profile is a page of TOML; more is not shown
+
+
+def describe(run: Run) -> dict[str, Any]:
+    """Everything about the run that explains it, as plain data."""
+    summary = summarize(run)
+    plan = run.plan()
+    try:
+        start = run.timeline().start if summary.status != "damaged" else None
+    except OSError:
+        start = None
+    try:
+        profile_text = read_regular(run.dir / PROFILE_FILE, PROFILE_BYTES).decode("utf-8", errors="replace")
+    except OSError as e:
+        profile_text = f"(cannot read {PROFILE_FILE}: {e.strerror or e})"
+    decisions = list(start.decisions) if start and start.decisions else list(plan.decisions) if plan else []
+    return {
+        "id": run.id, "dir": str(run.dir), "status": summary.status, "problem": summary.problem,
+        "profile_name": summary.profile, "step": summary.step, "max_steps": summary.max_steps,
+        "model": plan.model if plan else None, "method": plan.method if plan else None,
+        "layout": plan.layout.to_dict() if plan else None, "gpus": list(plan.gpus) if plan else [],
+        "estimate": {"peak_vram_gib": plan.peak_vram_gib, "tokens_per_s": plan.tokens_per_s} if plan else None,
+        "decisions": [d.to_dict() for d in decisions],
+        "devices": list(start.devices) if start else [], "dtype": start.dtype if start else None,
+        "optimizer": start.optimizer if start else None, "torch": start.torch if start else None,
+        "profile": profile_text,
+    }
+
+
+def describe_lines(info: dict[str, Any]) -> list[str]:
+    """The description for a terminal (the caller escapes what came from files)."""
+    def on_off(value: object) -> str:
+        return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+
+    steps = f"step {info['step']}/{info['max_steps'] or '?'}"
+    lines = [f"run {info['id']}  status {info['status']}  {steps}", f"folder {info['dir']}"]
+    if info["problem"]:
+        lines.append(f"problem: {info['problem']}")
+    if info["model"]:
+        layout = info["layout"] or {}
+        lines.append(f"model {info['model']} · {info['method']} · {layout.get('processes', 1)} process(es), "
+                     f"{layout.get('strategy', '?')}")
+    estimate = info["estimate"] or {}
+    if estimate.get("peak_vram_gib") is not None:
+        rate = f", ~{estimate['tokens_per_s']:,.0f} tokens/s" if estimate.get("tokens_per_s") else ""
+        lines.append(f"estimate {estimate['peak_vram_gib']:.1f} GiB peak per GPU{rate}")
+    if info["devices"]:
+        lines.append(f"ran on {', '.join(info['devices'])} ({info['dtype'] or '?'}), optimizer "
+                     f"{info['optimizer'] or '?'}, torch {info['torch'] or '?'}")
+    lines.append("decisions:" if info["decisions"] else "decisions: none recorded")
+    lines += [f"  {d['key']} = {on_off(d.get('value'))}: {d.get('reason', '')}" for d in info["decisions"]]
+    lines += ["profile (as the run holds it):", *("  " + line for line in info["profile"].splitlines())]
+    return lines
+
+
+def delete_run(run: Run) -> None:
+    """Remove a run that is over, with everything in it. Refuses a running or queued run, a link, and
+    anything outside studio's runs folder."""
+    folder = run.dir
+    if folder.is_symlink():
+        raise RunError(f"{folder} is a link; studio deletes only run folders it made (remove the link with rm)")
+    try:
+        inside = folder.resolve().parent == runs_dir().resolve()
+    except OSError as e:
+        raise RunError(f"cannot resolve {folder}: {e.strerror or e}") from None
+    if not inside:
+        raise RunError(f"{folder} is not in studio's runs folder ({runs_dir()}); studio deletes only its own runs")
+    status = run_status(run)
+    if status in ("running", "queued"):
+        raise RunError(f"run {run.id} is {status}; stop it first (studio stop {run.id})")
+    shutil.rmtree(folder)

@@ -1,0 +1,76 @@
+"""What a power user does to runs besides training them: describe one (its frozen profile, the plan and
+why each auto was decided, devices and versions), delete one (never a running one), copy its id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textual.widgets import DataTable
+
+from conftest import studio
+from studio.runs.folder import Run
+from studio.ui.app import StudioApp
+from studio.ui.dialogs import Confirm
+from ui_fixtures import fake_inventory, notifications, record_run, screen_text
+from waiting import until
+
+
+def test_describe_prints_the_profile_the_decisions_and_the_devices(studio_env: Path) -> None:
+    run_dir = record_run(studio_env)
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    for e in events:  # what a trainer's start record also holds
+        if e["event"] == "start":
+            e.update(torch="2.13.0", decisions=[{"key": "data.packing", "value": True,
+                                                 "reason": "rows average 19.3 tokens"}])
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    proc = studio("describe", run_dir.name)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "run 20260911-090000-llama-qlora" in out and "status completed" in out
+    assert "data.packing = on: rows average 19.3 tokens" in out
+    assert "NVIDIA A100-SXM4-80GB" in out and "torch 2.13.0" in out and "paged_adamw_8bit" in out
+    assert 'name = "meta-llama/Llama-3.1-8B"' in out  # the frozen profile, as the run holds it
+    as_json = json.loads(studio("describe", run_dir.name, "--json").stdout)
+    assert as_json["id"] == run_dir.name and as_json["decisions"][0]["key"] == "data.packing"
+
+
+def test_delete_removes_a_finished_run_and_refuses_a_running_one(studio_env: Path) -> None:
+    done = record_run(studio_env, "20260911-090000-done")
+    proc = studio("delete", done.name)
+    assert proc.returncode == 2 and "--yes" in proc.stderr and done.is_dir()  # asks for the confirmation flag
+    proc = studio("delete", done.name, "--yes")
+    assert proc.returncode == 0 and not done.exists(), proc.stderr
+    outside = studio_env.parent / "keep-me"
+    outside.mkdir()
+    linked = studio_env / "runs" / "20260911-100000-link"
+    linked.symlink_to(outside, target_is_directory=True)
+    proc = studio("delete", linked.name, "--yes")
+    assert proc.returncode == 2 and outside.is_dir()  # a link is never followed out of the runs folder
+
+
+async def test_the_app_describes_deletes_and_copies_a_run(studio_env: Path) -> None:
+    from studio.ui.dialogs import Help
+
+    keep = record_run(studio_env, "20260911-090000-keep")
+    gone = record_run(studio_env, "20260912-090000-gone")
+    async with StudioApp(inventory=fake_inventory()).run_test(size=(120, 40)) as pilot:
+        said = notifications(pilot.app)
+        runs = pilot.app.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.row_count == 2, "both runs")
+        runs.focus()
+        runs.move_cursor(row=runs.get_row_index(gone.name))
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Help) and "decisions" in screen_text(pilot.app),
+                    "the description")
+        await pilot.press("escape")
+        await until(pilot, lambda: runs.has_focus, "the list again")
+        copied: list[str] = []
+        pilot.app.copy_to_clipboard = copied.append
+        await pilot.press("y")
+        await until(pilot, lambda: copied == [gone.name], "the id copied (OSC 52)")
+        await pilot.press("D")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Confirm), "a question first")
+        await pilot.press("y")
+        await until(pilot, lambda: not gone.exists() and runs.row_count == 1, "the run deleted and unlisted")
+        assert keep.is_dir() and Run(keep).id in pilot.app.screen.run_dirs
