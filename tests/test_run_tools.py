@@ -12,7 +12,7 @@ from conftest import studio
 from studio.runs.folder import Run
 from studio.ui.app import StudioApp
 from studio.ui.dialogs import Confirm
-from ui_fixtures import fake_inventory, notifications, record_run, screen_text
+from ui_fixtures import fake_inventory, record_run, screen_text
 from waiting import until
 
 
@@ -55,7 +55,6 @@ async def test_the_app_describes_deletes_and_copies_a_run(studio_env: Path) -> N
     keep = record_run(studio_env, "20260911-090000-keep")
     gone = record_run(studio_env, "20260912-090000-gone")
     async with StudioApp(inventory=fake_inventory()).run_test(size=(120, 40)) as pilot:
-        said = notifications(pilot.app)
         runs = pilot.app.screen.query_one("#runs", DataTable)
         await until(pilot, lambda: runs.row_count == 2, "both runs")
         runs.focus()
