@@ -713,3 +713,26 @@ async def test_the_monitor_gives_elapsed_time_s_per_step_the_last_checkpoint_and
         assert "elapsed 6:20" in text and "9.50 s/step" in text, text
         assert "eval loss 1.265" in text and "best eval 1.265 at step 40" in text, text
         assert "checkpoint step 40" in text, text
+
+
+async def test_up_and_down_in_the_chat_prompt_walk_its_history(studio_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.ui.chat import ChatScreen
+
+    monkeypatch.setattr(ChatScreen, "open_session", lambda screen: None)  # the prompt box, without a model
+    run_dir = record_run(studio_env, status="completed")
+    async with app().run_test(size=(100, 30)) as pilot:
+        pilot.app.open_chat(Run(run_dir))
+        await until(pilot, lambda: isinstance(pilot.app.screen, ChatScreen) and pilot.app.screen.query("#chat-prompt"),
+                    "the chat")
+        box = pilot.app.screen.query_one("#chat-prompt", Input)
+        box.focus()
+        for prompt in ("first question", "second question"):
+            box.value = prompt
+            await pilot.press("enter")
+            box.value = ""
+        await pilot.press("up")
+        await until(pilot, lambda: box.value == "second question", "the last prompt")
+        await pilot.press("up")
+        await until(pilot, lambda: box.value == "first question", "the one before")
+        await pilot.press("down", "down")
+        await until(pilot, lambda: box.value == "", "back to an empty prompt")

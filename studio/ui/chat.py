@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -51,6 +51,8 @@ class ChatScreen(Screen):
         self.run, self.mode, self.checkpoint = run, mode, checkpoint
         self.session: ChatSession | None = None
         self.loaded = ""  # what the session's process holds, in words
+        self.history: list[str] = []  # the prompts typed, oldest first
+        self.history_at = 0           # where up and down are in it (len: a new prompt)
         self.busy = False
         self._pending: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -165,6 +167,9 @@ class ChatScreen(Screen):
         prompt = event.value.strip()
         if not prompt:
             return
+        if not self.history or self.history[-1] != prompt:
+            self.history.append(prompt)  # up recalls it, sent or not (typed while the model loads, say)
+        self.history_at = len(self.history)
         if self.session is None:
             self.notify("the model is not loaded (yet): see the line at the top", severity="warning")
             return
@@ -175,6 +180,18 @@ class ChatScreen(Screen):
         for side in self.session.sides:
             self.write(side, f"\n> {prompt}\n")
         self.ask(prompt, self.settings())
+
+    def on_key(self, event: events.Key) -> None:
+        """Up and down in the prompt box walk the prompts typed before, like a shell's history."""
+        box = self.query_one("#chat-prompt", Input)
+        if event.key not in ("up", "down") or not box.has_focus or not self.history:
+            return
+        event.stop()
+        event.prevent_default()
+        step = -1 if event.key == "up" else 1
+        self.history_at = max(0, min(len(self.history), self.history_at + step))
+        box.value = self.history[self.history_at] if self.history_at < len(self.history) else ""
+        box.cursor_position = len(box.value)
 
     @on(OptionList.OptionSelected, "#chat-suggestions")
     def pick(self, event: OptionList.OptionSelected) -> None:
