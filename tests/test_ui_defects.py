@@ -736,3 +736,19 @@ async def test_up_and_down_in_the_chat_prompt_walk_its_history(studio_env: Path,
         await until(pilot, lambda: box.value == "first question", "the one before")
         await pilot.press("down", "down")
         await until(pilot, lambda: box.value == "", "back to an empty prompt")
+
+
+async def test_the_loss_chart_marks_each_eval_even_a_single_one_and_keeps_its_key_off_the_curve(
+        studio_env: Path) -> None:
+    from studio.ui.charts import EVAL_MARK
+
+    run_dir = record_run(studio_env, status="completed")
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    kept = [e for e in events if e["event"] != "eval" or e["step"] == 20]  # one eval only
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor) and pilot.app.screen.status == "completed",
+                    "the monitor")
+        await until(pilot, lambda: EVAL_MARK in screen_text(pilot.app), "the single eval point")
+        chart_rows = screen_text(pilot.app).splitlines()
+        assert not any("smoothed" in row and "┤" in row for row in chart_rows)  # no legend box among the curves

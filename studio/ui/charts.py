@@ -7,6 +7,7 @@ import math
 from textual_plotext import PlotextPlot
 
 Points = list[tuple[int, float]]
+EVAL_MARK = "◆"
 
 
 def smoothed(points: Points, weight: float = 0.9) -> Points:
@@ -29,23 +30,27 @@ class LossChart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title(title)
         plt.xlabel("step")
         train, evals = finite(train), finite(evals)
         if series:  # several runs, for comparing them
+            plt.title(title)
             for label, points in series.items():
                 points = finite(points)
                 if points:
                     plt.plot([x for x, _ in points], [y for _, y in points], label=label, marker="braille")
         else:
+            # The key is in the title: a legend box sits on the start of the curve, where loss is highest.
+            key = [f"{title}:", "train (grey)"]
             if train:
-                plt.plot([x for x, _ in train], [y for _, y in train], label="train", marker="braille",
-                         color="gray")
+                plt.plot([x for x, _ in train], [y for _, y in train], marker="braille", color="gray")
                 if len(train) >= 8:
                     smooth = smoothed(train)
-                    plt.plot([x for x, _ in smooth], [y for _, y in smooth], label="smoothed", marker="braille")
-            if evals:
-                plt.plot([x for x, _ in evals], [y for _, y in evals], label="eval", marker="dot")
+                    plt.plot([x for x, _ in smooth], [y for _, y in smooth], marker="braille")
+                    key.append("smoothed")
+            if evals:  # points, not a line across the train curve; one eval shows too
+                plt.scatter([x for x, _ in evals], [y for _, y in evals], marker=EVAL_MARK, color="orange")
+                key.append(f"eval {EVAL_MARK}")
+            plt.title("  ".join(key))
         xs = [x for x, _ in train] or [x for p in (series or {}).values() for x, _ in p]
         if xs:
             lo, hi = min(xs), max(xs)
