@@ -315,3 +315,43 @@ def test_a_huge_events_file_lists_in_bounded_memory_and_forged_steps_are_not_bel
     assert listed["status"] == "completed" and listed["step"] == 60  # not 198411/60
     peak_mib = int(proc.stderr.strip().splitlines()[-1]) / 1024
     assert peak_mib < 250, f"studio runs peaked at {peak_mib:.0f} MiB on a 100 MB events file"
+
+
+MONITOR_PROBE = """
+import asyncio, sys
+from pathlib import Path
+from studio.runs.folder import Run
+from studio.ui.app import StudioApp
+from studio.ui.monitor import RunMonitor
+
+async def main():
+    app = StudioApp(open_run=Run(Path(sys.argv[1])), poll_gpus=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(6000):
+            screen = app.screen
+            if isinstance(screen, RunMonitor) and screen.status == "completed" and screen.timeline.last_step:
+                break
+            await pilot.pause(0.1)
+        print(screen.status, screen.timeline.last_step.step)
+    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]
+    print(hwm, file=sys.stderr)
+
+asyncio.run(main())
+"""
+
+
+def test_the_monitor_of_a_huge_events_file_loads_in_a_worker_in_bounded_memory(studio_env: Path) -> None:
+    """100 MB of steps: the monitor reads a bounded head and tail (off the UI thread), then follows the end."""
+    run = create_run(load_profile(write_profile(studio_env.parent / "huge.toml", DEMO_DATA)).to_toml(), "huge")
+    line = '{"event": "step", "time": 1700000000.0, "step": %d, "max_steps": 60, "loss": 1.5, "tokens": 1000}\n'
+    with open(run.events_path, "a") as f:
+        f.write('{"event": "start", "time": 1699999990.0, "max_steps": 60}\n')
+        for block in range(0, 1_000_000, 10_000):
+            f.write("".join(line % (1 + (s % 60)) for s in range(block, block + 10_000)))
+        f.write('{"event": "end", "time": 1700000100.0, "status": "completed", "step": 60, "max_steps": 60}\n')
+    proc = subprocess.run([sys.executable, "-c", MONITOR_PROBE, str(run.dir)], capture_output=True, text=True,
+                          env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["completed", "60"]
+    peak_mib = int(proc.stderr.strip().splitlines()[-1]) / 1024
+    assert peak_mib < 400, f"the monitor peaked at {peak_mib:.0f} MiB on a 100 MB events file"

@@ -457,18 +457,24 @@ def load_summary_timeline(run_dir: Path) -> Timeline:
     path = Path(run_dir) / EVENTS_FILE
     if not path.exists():
         return Timeline()
+    return Timeline().extend(read_head_and_tail(path, SUMMARY_HEAD_BYTES, SUMMARY_TAIL_BYTES))
+
+
+def read_head_and_tail(path: Path, head_bytes: int, tail_bytes: int, end: int | None = None) -> list[Event]:
+    """The records of a file's first `head_bytes` and last `tail_bytes` (up to `end`, default its size): the
+    whole file when it is that small. Bounded time and memory whatever the file's size; raises OSError."""
     fd = open_regular(path)
     try:
-        size = os.fstat(fd).st_size
-        if size <= SUMMARY_HEAD_BYTES + SUMMARY_TAIL_BYTES:
+        size = os.fstat(fd).st_size if end is None else end
+        if size <= head_bytes + tail_bytes:
             lines = os.pread(fd, size, 0).split(b"\n")[:-1]  # an unterminated last line is still being written
         else:
-            head = os.pread(fd, SUMMARY_HEAD_BYTES, 0).split(b"\n")[:-1]  # the cut last line dropped
-            tail = os.pread(fd, SUMMARY_TAIL_BYTES, size - SUMMARY_TAIL_BYTES).split(b"\n")[1:-1]  # and the first
+            head = os.pread(fd, head_bytes, 0).split(b"\n")[:-1]  # the cut last line dropped
+            tail = os.pread(fd, tail_bytes, size - tail_bytes).split(b"\n")[1:-1]  # and the first
             lines = head + tail
     finally:
         os.close(fd)
-    return Timeline().extend([r for r in (parse_line(line) for line in lines) if r is not None])
+    return [r for r in (parse_line(line) for line in lines) if r is not None]
 
 
 def load_timeline(run_dir: Path) -> Timeline:

@@ -40,6 +40,8 @@ from studio.ui.charts import LossChart
 from studio.ui.logs import LogView
 from studio.ui.widgets import memory_lines, spark
 
+FIRST_READ_HEAD = 256 << 10  # a long run's events as the monitor first reads them: the start of its story...
+FIRST_READ_TAIL = 8 << 20    # ...and its latest steps, evals and end
 REFRESH_S = 1.0     # a step a second is as live as a person reads; less wakes the CPU less
 CHART_EVERY_S = 3.0   # plotting is the costly part of a repaint
 HEALTH_EVERY_S = 5.0  # how often a live run's alerts are judged again when no record arrives
@@ -110,6 +112,7 @@ class RunMonitor(RunActions, Screen):
         self.launched_at = 0.0  # when the latest trainer was launched (status.json)
         self._log_width = 0
         self.events = EventTail(run.events_path)
+        self._loaded = False  # the first read is bounded (first_records)
         self.log_tail = FileTail(run.log_path)
         self.status = "?"
         self.gpu_totals: list[float] = []
@@ -148,7 +151,7 @@ class RunMonitor(RunActions, Screen):
         self.log_view = LogView(self.query_one("#trainer-log", RichLog))
         self.query_one("#log-search", Input).display = False
         self.watch(self.app, "inventory", self.show_gpus)
-        self.show_files(self.read_files())
+        self.poll_files()  # the first read too: a long run's events take a while, never on the UI thread
         self.set_interval(REFRESH_S, self.poll_files)
 
     def show_gpus(self, inv: Inventory) -> None:
@@ -170,12 +173,28 @@ class RunMonitor(RunActions, Screen):
             return RunFiles([], "", False, 0.0, 0.0, error=f"folder deleted: what is on screen is all there was; "
                                                            f"esc goes back ({self.run.dir})")
         try:
-            records = self.events.read_new()
+            records = self.first_records() if not self._loaded else self.events.read_new()
+            self._loaded = True
             text = self.log_tail.read_text()
         except OSError as e:  # the run folder is unreadable
             return RunFiles([], "", False, 0.0, 0.0, error=f"cannot read the run: {e.strerror or e}")
         return RunFiles(records, text, is_alive(self.run), self.run.status_number("launched_at"),
                         self.run.status_number("stop_requested_at"), evaluation=self.run.read_json(EVAL_FILE) or None)
+
+    def first_records(self) -> list[Event]:
+        """A long run's events, bounded: its first part (preflight, start) and its last 8 MiB (the latest
+        tens of thousands of steps, the evals and the end); from there the tail follows the end."""
+        from studio.runs.events import read_head_and_tail
+
+        path = self.run.events_path
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return []
+        if size <= FIRST_READ_HEAD + FIRST_READ_TAIL:
+            return self.events.read_new()
+        self.events = EventTail(path, from_end=True)
+        return read_head_and_tail(path, FIRST_READ_HEAD, FIRST_READ_TAIL, end=self.events.file.offset)
 
     @work(thread=True, exclusive=True, group="run-files")
     def poll_files(self) -> None:
