@@ -752,3 +752,20 @@ async def test_the_loss_chart_marks_each_eval_even_a_single_one_and_keeps_its_ke
         await until(pilot, lambda: EVAL_MARK in screen_text(pilot.app), "the single eval point")
         chart_rows = screen_text(pilot.app).splitlines()
         assert not any("smoothed" in row and "┤" in row for row in chart_rows)  # no legend box among the curves
+
+
+async def test_the_dashboard_tells_when_any_run_ends(studio_env: Path) -> None:
+    from dataclasses import replace
+
+    run_dir = record_run(studio_env, status="completed")
+    async with app().run_test(size=(120, 40)) as pilot:
+        dash = pilot.app.screen
+        await until(pilot, lambda: dash.last_summaries, "the runs read")
+        said = notifications(pilot.app)
+        ended = dash.last_summaries[0]
+        dash.show_runs([replace(ended, status="running")])  # a read while it trained...
+        dash.show_runs([ended])                               # ...and the next, once it ended
+        await until(pilot, lambda: any(run_dir.name in t and "completed" in t for t in said), "the notice")
+        dash.show_runs([ended])
+        await pilot.pause(0.1)
+        assert sum(run_dir.name in t for t in said) == 1  # said once

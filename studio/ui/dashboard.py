@@ -261,6 +261,7 @@ class Dashboard(RunActions, Screen):
             table.move_cursor(row=table.get_row_index(selected))
 
     def show_runs(self, summaries: list[RunSummary]) -> None:
+        self.announce_ended(summaries)
         self.last_summaries = summaries
         self.all_run_dirs = {s.id: Path(s.dir) for s in summaries}  # marks outlive a filter that hides them
         table = self.query_one("#runs", DataTable)
@@ -284,6 +285,17 @@ class Dashboard(RunActions, Screen):
         if title != self._runs_title:
             self._runs_title = title
             self.query_one("#runs-title", Label).update(title)
+
+    def announce_ended(self, summaries: list[RunSummary]) -> None:
+        """A toast and the bell for every run that was running at the last read and has ended since (any run,
+        not only one a monitor watches)."""
+        before = {s.id: s.status for s in self.last_summaries}
+        for s in summaries:
+            if before.get(s.id) == "running" and s.status not in ("running", "queued"):
+                failed = s.status in ("failed", "crashed")
+                self.app.notify(f"run {s.id} {s.status}" + (f" ({s.error_kind})" if s.error_kind else ""),
+                                title=f"run {s.status}", severity="error" if failed else "information", timeout=10)
+                self.app.bell()
 
     def run_cells(self, s: RunSummary, now: float) -> tuple:
         from studio import display
