@@ -22,6 +22,7 @@ DEFAULT_THEME = "studio-dark"
 @dataclass
 class Settings:
     theme: str = DEFAULT_THEME
+    watching: str = ""  # the run whose monitor was open when the app quit: the next start reattaches to it
 
     @classmethod
     def path(cls) -> Path:
@@ -33,8 +34,9 @@ class Settings:
             raw = tomllib.loads(cls.path().read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError):
             return cls()  # a broken or missing config falls back to the defaults
-        theme = raw.get("theme")
-        return cls(theme=theme if isinstance(theme, str) else DEFAULT_THEME)
+        theme, watching = raw.get("theme"), raw.get("watching")
+        return cls(theme=theme if isinstance(theme, str) else DEFAULT_THEME,
+                   watching=watching if isinstance(watching, str) else "")
 
     def save(self) -> None:
         write_text(self.path(), tomli_w.dumps(asdict(self)))

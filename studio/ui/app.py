@@ -90,6 +90,8 @@ class StudioApp(App[None]):
         self.push_screen(Dashboard())
         if self.first_run is not None:
             self.open_run(self.first_run)
+        elif self.settings.watching:
+            self.call_after_refresh(self.reattach, self.settings.watching)
         if self.fixed_inventory is None and self.poll_gpus:
             self.call_after_refresh(self.poll_inventory)  # after the first frame: NVML's import and init take time
             self.set_interval(GPU_REFRESH_S, self.poll_inventory)
@@ -114,6 +116,17 @@ class StudioApp(App[None]):
                 self.settings.save()
             except OSError:
                 pass  # the theme still applies; it just is not remembered
+
+    @work(thread=True, group="reattach")
+    def reattach(self, run_id: str) -> None:
+        """Back to the monitor that was open at quit, while its run still trains (after the first frame)."""
+        from studio.paths import runs_dir
+        from studio.runs.folder import Run
+        from studio.runs.state import run_status
+
+        run = Run(runs_dir() / run_id)
+        if "/" not in run_id and run.dir.is_dir() and not run.dir.is_symlink() and run_status(run) == "running":
+            self.call_from_thread(self.open_run, run)
 
     @work(thread=True, exclusive=True, group="gpus")
     def poll_inventory(self) -> None:
@@ -423,6 +436,13 @@ class StudioApp(App[None]):
         running = [s.id for s in dashboard.last_summaries if s.status == "running"] if dashboard else []
         watched = [s for s in self.screen_stack if isinstance(s, RunMonitor) and s.status == "running"]
         running += [s.run.id for s in watched if s.run.id not in running]
+        front = self.screen.run.id if isinstance(self.screen, RunMonitor) and self.screen.status == "running" else ""
+        if front != self.settings.watching:
+            self.settings.watching = front  # the next start reattaches to it
+            try:
+                self.settings.save()
+            except OSError:
+                pass
         message = None
         if running:
             message = (f"{len(running)} run(s) still training in the background ({', '.join(running[:3])}); "
