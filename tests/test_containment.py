@@ -294,16 +294,23 @@ def test_what_studio_writes_is_private_whatever_the_umask(tmp_path: Path, studio
     assert (studio_env / "profiles" / "mine.toml").stat().st_mode & 0o777 == 0o600
 
 
-def test_a_huge_events_file_lists_in_bounded_memory_and_forged_steps_are_not_believed(studio_env: Path) -> None:
-    """100 MB of valid steps (and forged ones past max_steps): `studio runs` reads a bounded head and tail."""
+def huge_run(studio_env: Path, forged_step: int | None = None) -> Run:
+    """A completed run of 60 steps whose events file holds a million step records (over 90 MB)."""
     run = create_run(load_profile(write_profile(studio_env.parent / "huge.toml", DEMO_DATA)).to_toml(), "huge")
     line = '{"event": "step", "time": 1700000000.0, "step": %d, "max_steps": 60, "loss": 1.5, "tokens": 1000}\n'
     with open(run.events_path, "a") as f:
         f.write('{"event": "start", "time": 1699999990.0, "max_steps": 60}\n')
         for block in range(0, 1_000_000, 10_000):
             f.write("".join(line % (1 + (s % 60)) for s in range(block, block + 10_000)))
-        f.write(line % 198411)  # forged: past its own last step
+        if forged_step is not None:
+            f.write(line % forged_step)
         f.write('{"event": "end", "time": 1700000100.0, "status": "completed", "step": 60, "max_steps": 60}\n')
+    return run
+
+
+def test_a_huge_events_file_lists_in_bounded_memory_and_forged_steps_are_not_believed(studio_env: Path) -> None:
+    """100 MB of valid steps (and forged ones past max_steps): `studio runs` reads a bounded head and tail."""
+    run = huge_run(studio_env, forged_step=198411)  # a forged step: past its own last step
     assert run.events_path.stat().st_size > 90_000_000
     # VmHWM: this process's own peak (ru_maxrss would count the forking parent's memory too).
     probe = ("import sys; from studio.cli import main; code = main(['runs', '--json']); "
@@ -342,13 +349,7 @@ asyncio.run(main())
 
 def test_the_monitor_of_a_huge_events_file_loads_in_a_worker_in_bounded_memory(studio_env: Path) -> None:
     """100 MB of steps: the monitor reads a bounded head and tail (off the UI thread), then follows the end."""
-    run = create_run(load_profile(write_profile(studio_env.parent / "huge.toml", DEMO_DATA)).to_toml(), "huge")
-    line = '{"event": "step", "time": 1700000000.0, "step": %d, "max_steps": 60, "loss": 1.5, "tokens": 1000}\n'
-    with open(run.events_path, "a") as f:
-        f.write('{"event": "start", "time": 1699999990.0, "max_steps": 60}\n')
-        for block in range(0, 1_000_000, 10_000):
-            f.write("".join(line % (1 + (s % 60)) for s in range(block, block + 10_000)))
-        f.write('{"event": "end", "time": 1700000100.0, "status": "completed", "step": 60, "max_steps": 60}\n')
+    run = huge_run(studio_env)
     proc = subprocess.run([sys.executable, "-c", MONITOR_PROBE, str(run.dir)], capture_output=True, text=True,
                           env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
