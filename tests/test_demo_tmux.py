@@ -33,7 +33,8 @@ def test_studio_demo_runs_to_completion_in_tmux() -> None:
 
         def completed() -> str:
             screen = pane()
-            return screen if "completed" in screen and "step 40/40" in screen else ""
+            # "tokens/s" too: the end's toast covers the top of the side pane for its few seconds
+            return screen if "completed" in screen and "step 40/40" in screen and "tokens/s" in screen else ""
 
         screen = wait_for(completed, what="the demo to complete on screen", state=pane, poll=0.5)
         assert "loss" in screen and "tokens/s" in screen and "Traceback" not in screen

@@ -474,6 +474,9 @@ async def test_the_dashboard_tables_use_the_width_and_show_every_column(studio_e
             assert needed <= table.size.width, f"#{table.id} needs {needed} columns of {table.size.width}"
         text = screen_text(pilot.app)
         assert "age" in text and "tok/s" in text and "fit" in text, text
+        if size[0] >= 120:  # room for each run's method and model
+            row = [str(c) for c in runs.get_row("20260911-090000-a-profile-with-a-really-long-descriptive-name")]
+            assert row[2] == "qlora" and row[3].startswith("Llama-3"), row
         assert "too big" in text, text  # the fit column is shown, not cut
         key = next(k for k in pilot.app.screen.profile_paths if long_name in k)
         shown = str(profiles.get_row(key)[0])

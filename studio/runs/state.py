@@ -76,10 +76,19 @@ class RunSummary:
     eval_loss: float | None = None
     alert: str | None = None  # a live run gone quiet: "no step for N s ..."
     train_s: float | None = None  # the training its logged steps took, every attempt (the "train time")
+    method: str | None = None     # lora, qlora, full: from the trainer's start record
+    model: str | None = None      # the base model's name, as its profile names it
     problem: str | None = None   # why a damaged run cannot be read
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def start_model(start: Any) -> str | None:
+    """The model a start record's profile names (None without one)."""
+    model = start.config.get("model") if start else None
+    name = model.get("name") if isinstance(model, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def summarize(run: Run) -> RunSummary:
@@ -112,5 +121,6 @@ def summarize(run: Run) -> RunSummary:
                       (last.tokens_per_s if last else None)),
         eval_loss=last_eval.eval_loss if last_eval else None,
         train_s=last.elapsed_s if last else None,
+        method=start.method if start else None, model=start_model(start),
         alert=next((a.message for a in health_alerts(tl, running=True, recent=50) if a.kind == "stall"), None)
         if status == "running" else None)

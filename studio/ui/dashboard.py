@@ -37,7 +37,8 @@ STATUS_STYLE = {"running": "green", "completed": "cyan", "stopped": "yellow", "f
                 "damaged": "red"}
 SORTS = ("newest", "status", "loss", "tokens/s")
 PROFILE_COLUMNS = ("profile", "method", "model", "fit")
-RUN_COLUMNS = ("run", "status", "steps", "loss", "tok/s", "train time", "age")
+RUN_COLUMNS = ("run", "status", "method", "model", "steps", "loss", "tok/s", "train time", "age")
+WIDE_ONLY = ("method", "model")  # shown when the Runs list has 100 columns or more
 
 
 def age(seconds_ago: float | None) -> str:
@@ -274,7 +275,10 @@ class Dashboard(RunActions, Screen):
             self._runs_shown = signature
             selected = self.selected_run_id()
             self.run_dirs = {s.id: Path(s.dir) for s, _ in rows}
-            fill_table(table, RUN_COLUMNS, [(s.id, cells) for s, cells in rows], flex={0: "middle"})
+            labels = RUN_COLUMNS if table.size.width >= 100 else tuple(c for c in RUN_COLUMNS if c not in WIDE_ONLY)
+            keep = [RUN_COLUMNS.index(c) for c in labels]
+            fill_table(table, labels, [(s.id, tuple(cells[i] for i in keep)) for s, cells in rows],
+                       flex={0: "middle", **({labels.index("model"): "end"} if "model" in labels else {})})
             if selected in self.run_dirs:
                 table.move_cursor(row=table.get_row_index(selected))
             if self.app.watched_run_id and self.is_current:
@@ -290,11 +294,13 @@ class Dashboard(RunActions, Screen):
         """A toast and the bell for every run that was running at the last read and has ended since (any run,
         not only one a monitor watches)."""
         before = {s.id: s.status for s in self.last_summaries}
+        watched = {screen.acting_run().id for screen in self.app.screen_stack  # a monitor announces its own run
+                   if isinstance(screen, RunActions) and screen is not self}
         for s in summaries:
-            if before.get(s.id) == "running" and s.status not in ("running", "queued"):
+            if before.get(s.id) == "running" and s.status not in ("running", "queued") and s.id not in watched:
                 failed = s.status in ("failed", "crashed")
                 self.app.notify(f"run {s.id} {s.status}" + (f" ({s.error_kind})" if s.error_kind else ""),
-                                title=f"run {s.status}", severity="error" if failed else "information", timeout=10)
+                                title=f"run {s.status}", severity="error" if failed else "information", timeout=8)
                 self.app.bell()
 
     def run_cells(self, s: RunSummary, now: float) -> tuple:
@@ -306,8 +312,9 @@ class Dashboard(RunActions, Screen):
             loss += f" ({s.eval_loss:.3f})"
         took = display.duration(s.train_s) if s.train_s else "-"  # as the comparison counts it
         mark = "✓ " if s.id in self.marked else ""
-        return (f"{mark}{s.id}", Text(s.status, style=STATUS_STYLE.get(s.status, "")), steps, loss,
-                f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-", took,
+        model = (s.model or "-").split("/")[-1]
+        return (f"{mark}{s.id}", Text(s.status, style=STATUS_STYLE.get(s.status, "")), s.method or "-", model,
+                steps, loss, f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-", took,
                 age(now - s.started_at if s.started_at else None))
 
     # ----------------------------------------------------------- selection

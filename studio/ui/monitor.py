@@ -240,7 +240,7 @@ class RunMonitor(RunActions, Screen):
         end = self.timeline.end
         text = f"run {self.run.id} {status}" + (f": {end.message}" if end and end.message else "")
         self.app.notify(text, title=f"run {status}", severity="error" if status in ("failed", "crashed") else
-                        "information", timeout=15)
+                        "information", timeout=8)  # the status line and the error panel keep saying it
         self.app.bell()
 
     # ----------------------------------------------------------- painting
