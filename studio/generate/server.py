@@ -27,6 +27,7 @@ from studio.data import ALPACA_TEMPLATE
 from studio.paths import looks_local
 from studio.profiles.profile import Profile, load_profile
 from studio.profiles.vocabulary import TORCH_NAMES, auto_dtype
+from studio.runs.chat import sides_of
 from studio.runs.files import PREFLIGHT_FILE
 from studio.runs.folder import Run, RunError
 
@@ -100,7 +101,7 @@ class Models:
         self.format = preflight.get("format") if isinstance(preflight.get("format"), str) else "messages"
 
     def sides(self) -> list[str]:
-        return {"tuned": ["tuned"], "base": ["base"], "compare": ["base", "tuned"]}[self.mode]
+        return sides_of(self.mode)
 
     def servable(self) -> list[str]:
         """Every side this process can answer without loading anything: an adapter answers for the base
