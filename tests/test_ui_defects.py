@@ -772,3 +772,45 @@ async def test_the_dashboard_tells_when_any_run_ends(studio_env: Path) -> None:
         dash.show_runs([ended])
         await pilot.pause(0.1)
         assert sum(run_dir.name in t for t in said) == 1  # said once
+
+
+async def test_the_monitor_charts_learning_rate_and_throughput_the_last_steps_and_a_log_scale(
+        studio_env: Path) -> None:
+    from studio.ui.charts import LossChart
+
+    run_dir = record_run(studio_env, status="running")
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    last = [e for e in events if e["event"] == "step"][-1]
+    for step in range(41, 401):  # a longer run: 400 steps
+        events.append(dict(last, step=step, time=last["time"] + step, max_steps=400, loss=1.0 + 100 / step))
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor), "the monitor")
+
+        def chart() -> list[str]:
+            widget = pilot.app.screen.query_one(LossChart)
+            return [widget.render_line(y).text for y in range(widget.size.height)]
+
+        def title() -> str:
+            return chart()[0]
+
+        def ticks() -> list[int]:
+            axis = next(row for row in chart() if row.strip() == "step")
+            return [int(t) for t in chart()[chart().index(axis) - 1].split() if t.isdigit()]
+
+        await until(pilot, lambda: title().strip().startswith("loss:"), "the loss chart")
+        assert ticks()[0] == 1  # every step
+        await pilot.press("v")
+        await until(pilot, lambda: "learning rate" in title(), "the learning-rate chart")
+        await pilot.press("v")
+        await until(pilot, lambda: "tokens/s" in title(), "the throughput chart")
+        await pilot.press("v")
+        await until(pilot, lambda: title().strip().startswith("loss:"), "back to loss")
+        await pilot.press("w")
+        await until(pilot, lambda: "last 200 steps" in title(), "the last 200 steps")
+        assert ticks()[0] == 201 and ticks()[-1] == 400
+        await pilot.press("Y")
+        await until(pilot, lambda: "log scale" in title(), "the log scale")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: "log scale" in screen_text(pilot.app) and "Chart" in screen_text(pilot.app),
+                    "the chart keys in the help")

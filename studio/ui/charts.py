@@ -23,15 +23,27 @@ def finite(points: Points) -> Points:
     return [(x, y) for x, y in points if isinstance(y, (int, float)) and math.isfinite(y)]
 
 
+def positive(points: Points) -> Points:
+    return [(x, y) for x, y in points if y > 0]
+
+
 class LossChart(PlotextPlot):
     """Train loss (raw and smoothed) and eval loss against step, on integer step ticks."""
 
-    def plot(self, train: Points, evals: Points, series: dict[str, Points] | None = None, title: str = "loss") -> None:
+    def plot(self, train: Points, evals: Points, series: dict[str, Points] | None = None, title: str = "loss",
+             log_y: bool = False, smooth: bool = True, raw: str = "train") -> None:
+        """`log_y` draws the values on a log scale (the points at or below zero, which it cannot show, are left
+        out); the title then says so."""
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         plt.xlabel("step")
         train, evals = finite(train), finite(evals)
+        if log_y:
+            train, evals = positive(train), positive(evals)
+            series = {label: positive(finite(points)) for label, points in (series or {}).items()} or None
+            plt.yscale("log")
+            title = f"{title} (log scale)"
         if series:  # several runs, for comparing them
             plt.title(title)
             for label, points in series.items():
@@ -40,17 +52,18 @@ class LossChart(PlotextPlot):
                     plt.plot([x for x, _ in points], [y for _, y in points], label=label, marker="braille")
         else:
             # The key is in the title: a legend box sits on the start of the curve, where loss is highest.
-            key = [f"{title}:", "train (grey)"]
+            key = [f"{raw} (grey)"] if smooth else []
             if train:
-                plt.plot([x for x, _ in train], [y for _, y in train], marker="braille", color="gray")
-                if len(train) >= 8:
-                    smooth = smoothed(train)
-                    plt.plot([x for x, _ in smooth], [y for _, y in smooth], marker="braille")
+                plt.plot([x for x, _ in train], [y for _, y in train], marker="braille",
+                         color="gray" if smooth else None)
+                if smooth and len(train) >= 8:
+                    line = smoothed(train)
+                    plt.plot([x for x, _ in line], [y for _, y in line], marker="braille")
                     key.append("smoothed")
             if evals:  # points, not a line across the train curve; one eval shows too
                 plt.scatter([x for x, _ in evals], [y for _, y in evals], marker=EVAL_MARK, color="orange")
                 key.append(f"eval {EVAL_MARK}")
-            plt.title("  ".join(key))
+            plt.title(f"{title}:  " + "  ".join(key) if key else title)
         xs = [x for x, _ in train] or [x for p in (series or {}).values() for x, _ in p]
         if xs:
             lo, hi = min(xs), max(xs)

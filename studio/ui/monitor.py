@@ -46,6 +46,8 @@ REFRESH_S = 1.0     # a step a second is as live as a person reads; less wakes t
 CHART_EVERY_S = 3.0   # plotting is the costly part of a repaint
 HEALTH_EVERY_S = 5.0  # how often a live run's alerts are judged again when no record arrives
 CHART_POINTS = 300    # longer histories are thinned to this many points
+WINDOW_STEPS = 200    # w narrows the chart to the latest steps
+CHART_VIEWS = ("loss", "learning rate", "tokens/s")  # v goes round them
 SPARK_WIDTH = 28      # the side pane is 30 columns at 80x24
 ENDED = ("completed", "stopped", "failed", "crashed")
 STATUS_COLOUR = {"running": "green", "completed": "cyan", "stopped": "yellow"}
@@ -102,6 +104,9 @@ class RunMonitor(RunActions, Screen):
         Binding("n", "next_match(1)", "Next match", show=False),
         Binding("N", "next_match(-1)", "Previous match", show=False),
         Binding("G", "follow_log", "Log end", show=False),
+        Binding("v", "chart_view", "Chart", show=False),
+        Binding("w", "chart_window", f"Chart: the last {WINDOW_STEPS} steps or all", show=False),
+        Binding("Y", "chart_log_scale", "Chart: log scale on or off", show=False),
         Binding("escape", "back", "Back"),
     ]
 
@@ -125,6 +130,9 @@ class RunMonitor(RunActions, Screen):
         self.peak_reserved = 0.0   # the highest peak any step reported, GiB
         self.folder_error = ""     # why the run folder can no longer be read, once it cannot
         self.evaluation: dict[str, Any] | None = None
+        self.chart_view = CHART_VIEWS[0]
+        self.chart_window = False   # the last WINDOW_STEPS steps only
+        self.chart_log = False      # a log scale
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -273,9 +281,7 @@ class RunMonitor(RunActions, Screen):
         now = time.monotonic()
         if now - self._charted_at >= CHART_EVERY_S or not running:
             self._charted_at = now
-            steps = tl.ordered_steps()
-            self.query_one(LossChart).plot(thin([(s.step, s.loss) for s in steps]),
-                                           thin([(e.step, e.eval_loss) for e in (tl.evals[k] for k in sorted(tl.evals))]))
+            self.plot_chart()
         self._show("#speed-text", self.speed_text())
         self._show("#memory-text", self.memory_text(current))
         self._show("#plan-text", self.plan_text())
@@ -283,6 +289,42 @@ class RunMonitor(RunActions, Screen):
         alerts = health_alerts(tl, running=running, recent=500)
         self._show("#alerts", Text("\n".join(f"⚠ {a.message}" for a in alerts), style="bold yellow") if alerts else "")
         self._show("#error-panel", self.error_text())
+
+    def plot_chart(self) -> None:
+        """The chart v picked (loss, learning rate or tokens/s), over every step or the last WINDOW_STEPS (w), on
+        a linear or log scale (Y)."""
+        steps = self.timeline.ordered_steps()
+        if self.chart_window:
+            steps = steps[-WINDOW_STEPS:]
+        first = steps[0].step if steps else 0
+        view = self.chart_view
+        title = view + (f", last {WINDOW_STEPS} steps" if self.chart_window else "")
+        chart = self.query_one(LossChart)
+        if view == "loss":
+            evals = [(e.step, e.eval_loss) for e in (self.timeline.evals[k] for k in sorted(self.timeline.evals))]
+            chart.plot(thin([(s.step, s.loss) for s in steps]), thin([(x, y) for x, y in evals if x >= first]),
+                       title=title, log_y=self.chart_log)
+            return
+        value = "learning_rate" if view == "learning rate" else "tokens_per_s"
+        points = [(s.step, getattr(s, value)) for s in steps if getattr(s, value) is not None]
+        chart.plot(thin(points), [], title=title if points else f"{title}: none reported yet", log_y=self.chart_log,
+                   smooth=view == "tokens/s", raw="per step")
+
+    def replot(self) -> None:
+        self.plot_chart()
+        self._charted_at = time.monotonic()
+
+    def action_chart_view(self) -> None:
+        self.chart_view = CHART_VIEWS[(CHART_VIEWS.index(self.chart_view) + 1) % len(CHART_VIEWS)]
+        self.replot()
+
+    def action_chart_window(self) -> None:
+        self.chart_window = not self.chart_window
+        self.replot()
+
+    def action_chart_log_scale(self) -> None:
+        self.chart_log = not self.chart_log
+        self.replot()
 
     @property
     def preparing(self) -> bool:
