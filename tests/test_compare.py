@@ -13,7 +13,7 @@ from studio.runs.folder import Run
 from studio.ui.app import StudioApp
 from studio.ui.compare import RUN_COLUMNS as COMPARE_COLUMNS
 from studio.ui.dashboard import RUN_COLUMNS
-from ui_fixtures import fake_inventory, notifications, record_run
+from ui_fixtures import fake_inventory, notifications, record_run, screen_text
 from waiting import until
 
 
@@ -85,3 +85,47 @@ def test_studio_compare_prints_whole_run_ids(studio_env: Path) -> None:
     record_run(studio_env, "20260911-100000-llama-3.1-8b-qlora-12gb", rank=64)
     out = studio("compare", "20260911-090000", "20260911-100000", check=True).stdout
     assert "20260911-090000-llama-3.1-8b-qlora-12gb" in out and "20260911-100000-llama-3.1-8b-qlora-12gb" in out
+
+
+async def test_the_comparison_follows_new_steps_and_aligns_runs_by_tokens_or_time(studio_env: Path) -> None:
+    from studio.ui.charts import LossChart
+    from studio.ui.compare import Comparison
+
+    a = record_run(studio_env, "20260911-090000-qlora", rank=16)
+    b = record_run(studio_env, "20260911-100000-qlora", rank=64, floor=0.9)
+    async with StudioApp(inventory=fake_inventory()).run_test(size=(120, 40)) as pilot:
+        runs = pilot.app.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.row_count == 2, "both runs listed")
+        await pilot.press("tab", "m", "j", "m", "C")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Comparison), "the comparison")
+        screen = pilot.app.screen
+        table = screen.query_one("#compare-runs", DataTable)
+        await until(pilot, lambda: table.row_count == 2, "both runs compared")
+
+        def steps_of_b() -> str:
+            return str(table.get_row("20260911-100000-qlora")[COMPARE_COLUMNS.index("steps")])
+
+        def chart() -> list[str]:
+            widget = screen.query_one(LossChart)
+            return [widget.render_line(y).text.strip() for y in range(widget.size.height)]
+
+        assert steps_of_b() == "40/40" and "step" in chart()
+        # b is resumed for more steps while it is compared: its new steps show without a key
+        events = (b / "events.jsonl").read_text().splitlines()
+        last = json.loads([e for e in events if '"step"' in e and '"loss"' in e][-1])
+        more = [dict(last, step=s, max_steps=60, tokens=s * 32768, elapsed_s=s * 9.5, time=last["time"] + s)
+                for s in range(41, 61)]
+        with (b / "events.jsonl").open("a") as f:
+            f.write("".join(json.dumps(e) + "\n" for e in more))
+        await until(pilot, lambda: steps_of_b() == "60/60", "the new steps")
+
+        await pilot.press("a")
+        await until(pilot, lambda: "tokens seen" in chart(), "the curves against tokens")
+        assert any("1.3M" in row or "2.0M" in row for row in chart())  # 40 x 32,768 tokens: 1.3M
+        await pilot.press("a")
+        await until(pilot, lambda: "time trained" in chart(), "the curves against time")
+        assert any("6:20" in row or "9:30" in row for row in chart())   # 40 and 60 steps of 9.5 s
+        await pilot.press("a")
+        await until(pilot, lambda: "step" in chart(), "back to steps")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: "tokens seen or time trained" in screen_text(pilot.app), "a in the help")

@@ -23,6 +23,15 @@ class RunFigures:
     evals: Points
     duration_s: float | None
     best_eval: float | None
+    # where each step fell on the other axes a comparison can align runs by: tokens seen, seconds trained
+    axes: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def aligned(self, points: Points, axis: str) -> list[tuple[float, float]]:
+        """`points` (step, value) against `axis` ("step", "tokens" or "time"); steps the axis lacks are left out."""
+        if axis == "step":
+            return list(points)
+        at = self.axes.get(axis, {})
+        return [(at[x], y) for x, y in points if x in at]
 
 
 @dataclass
@@ -69,7 +78,9 @@ def run_figures(run: Run) -> RunFigures:
     steps = tl.ordered_steps()
     elapsed = [s.elapsed_s for s in steps if s.elapsed_s is not None]
     duration = max(elapsed) if elapsed else None
-    return RunFigures(summary, train, evals, duration, min((y for _, y in evals), default=None))
+    axes = {"tokens": {s.step: float(s.tokens) for s in steps if s.tokens is not None},
+            "time": {s.step: float(s.elapsed_s) for s in steps if s.elapsed_s is not None}}
+    return RunFigures(summary, train, evals, duration, min((y for _, y in evals), default=None), axes)
 
 
 def flat_profile(run: Run) -> dict[str, str]:

@@ -102,5 +102,5 @@ def help_table(bindings: list[Binding], display: Callable[[Binding], str],
     for b in bindings:
         action = b.action.split(".")[-1].split("(")[0]
         keys = " / ".join(display(Binding(k.strip(), b.action, b.description)) for k in b.key.split(","))
-        table.add_row(keys, titles.get(action, b.description))
+        table.add_row(keys, titles.get(action, b.tooltip or b.description))  # a tooltip says more than the footer
     return table

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from textual_plotext import PlotextPlot
 
-Points = list[tuple[int, float]]
+Points = list[tuple[int, float]] | list[tuple[float, float]]
 EVAL_MARK = "◆"
 
 
@@ -31,13 +32,14 @@ class LossChart(PlotextPlot):
     """Train loss (raw and smoothed) and eval loss against step, on integer step ticks."""
 
     def plot(self, train: Points, evals: Points, series: dict[str, Points] | None = None, title: str = "loss",
-             log_y: bool = False, smooth: bool = True, raw: str = "train") -> None:
+             log_y: bool = False, smooth: bool = True, raw: str = "train", xlabel: str = "step",
+             tick: Callable[[float], str] = lambda x: str(round(x))) -> None:
         """`log_y` draws the values on a log scale (the points at or below zero, which it cannot show, are left
         out); the title then says so."""
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.xlabel("step")
+        plt.xlabel(xlabel)
         train, evals = finite(train), finite(evals)
         if log_y:
             train, evals = positive(train), positive(evals)
@@ -68,5 +70,5 @@ class LossChart(PlotextPlot):
         if xs:
             lo, hi = min(xs), max(xs)
             ticks = sorted({round(lo + (hi - lo) * i / 4) for i in range(5)})
-            plt.xticks(ticks, [str(t) for t in ticks])
+            plt.xticks(ticks, [tick(t) for t in ticks])
         self.refresh()

@@ -17,11 +17,16 @@ from studio.ui.charts import LossChart
 from studio.ui.widgets import fill_table
 
 RUN_COLUMNS = ("run", "status", "steps", "loss", "best eval", "tok/s", "train time")
+WATCH_S = 2.0   # how often the runs' event files are looked at (a stat each); a change reads them again
+# a runs' curves against steps, tokens seen or time trained (a: the next); how the axis labels its ticks
+ALIGNMENTS = {"step": ("step", lambda x: str(round(x))), "tokens": ("tokens seen", display.count),
+              "time": ("time trained", display.duration)}
 
 
 class Comparison(Screen):
     BINDINGS = [
         Binding("e", "toggle_eval", "Eval/train"),
+        Binding("a", "align", "Align", tooltip="the curves against steps, tokens seen or time trained"),
         Binding("u", "reload", "Reload", show=False),
         Binding("escape", "app.pop_screen", "Back"),
     ]
@@ -31,6 +36,8 @@ class Comparison(Screen):
         self.runs = runs
         self.result: RunComparison | None = None
         self.show_eval = False
+        self.align = "step"
+        self._seen: list[tuple[int, int]] = []   # each run's events file (size, mtime) when last read
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -44,9 +51,11 @@ class Comparison(Screen):
     def on_mount(self) -> None:
         self.title = f"comparing {len(self.runs)} runs"
         self.load()
+        self.set_interval(WATCH_S, self.watch_runs)
 
     @work(thread=True, exclusive=True, group="compare")
     def load(self) -> None:
+        self._seen = self.events_state()  # before reading: a write during the read is read next time
         result = compare_runs(self.runs)
         self.app.call_from_thread(self.show, result)
 
@@ -70,15 +79,38 @@ class Comparison(Screen):
         self.query_one("#compare-diff-title", Static).update(title)
         self.plot()
 
+    def events_state(self) -> list[tuple[int, int]]:
+        out = []
+        for run in self.runs:
+            try:
+                st = run.events_path.stat()
+                out.append((st.st_size, st.st_mtime_ns))
+            except OSError:
+                out.append((-1, 0))
+        return out
+
+    def watch_runs(self) -> None:
+        """Live: a run that trains (or is resumed) while it is compared shows its new steps."""
+        if self.events_state() != self._seen:
+            self.load()
+
     def plot(self) -> None:
         if self.result is None:
             return
         labels = short_labels([f.summary.id for f in self.result.runs])
-        series = {label: (f.evals if self.show_eval else f.train) for label, f in zip(labels, self.result.runs)}
-        self.query_one(LossChart).plot([], [], series=series, title="eval loss" if self.show_eval else "train loss")
+        series = {label: f.aligned(f.evals if self.show_eval else f.train, self.align)
+                  for label, f in zip(labels, self.result.runs)}
+        xlabel, tick = ALIGNMENTS[self.align]
+        self.query_one(LossChart).plot([], [], series=series, title="eval loss" if self.show_eval else "train loss",
+                                       xlabel=xlabel, tick=tick)
 
     def action_toggle_eval(self) -> None:
         self.show_eval = not self.show_eval
+        self.plot()
+
+    def action_align(self) -> None:
+        names = list(ALIGNMENTS)
+        self.align = names[(names.index(self.align) + 1) % len(names)]
         self.plot()
 
     def action_reload(self) -> None:
