@@ -54,6 +54,25 @@ class Inventory:
                 "cuda_version": self.cuda_version, "reason": self.reason, "source": self.source}
 
 
+@dataclass(frozen=True)
+class HostLoad:
+    """The host next to its GPUs: CPU busy across all cores, and memory in use (what is not available)."""
+
+    cpu_pct: float
+    cpus: int
+    ram_used_gib: float
+    ram_total_gib: float
+
+
+def host_load() -> HostLoad:
+    """A sample now; the CPU figure covers the time since the previous call (psutil's rule), 0 the first time."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return HostLoad(psutil.cpu_percent(interval=None), psutil.cpu_count() or 1,
+                    round((vm.total - vm.available) / GIB, 1), round(vm.total / GIB, 1))
+
+
 def _visible(uuids_and_indices: list[tuple[int, str]]) -> list[int]:
     """NVML indices CUDA_VISIBLE_DEVICES lets through, in the order it lists them."""
     spec = os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -91,7 +91,7 @@ async def test_the_comparison_follows_new_steps_and_aligns_runs_by_tokens_or_tim
     from studio.ui.charts import LossChart
     from studio.ui.compare import Comparison
 
-    a = record_run(studio_env, "20260911-090000-qlora", rank=16)
+    record_run(studio_env, "20260911-090000-qlora", rank=16)
     b = record_run(studio_env, "20260911-100000-qlora", rank=64, floor=0.9)
     async with StudioApp(inventory=fake_inventory()).run_test(size=(120, 40)) as pilot:
         runs = pilot.app.screen.query_one("#runs", DataTable)

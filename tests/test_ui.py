@@ -217,7 +217,7 @@ async def test_every_action_is_in_the_command_palette(studio_env: Path) -> None:
         await pilot.pause(0.2)
         titles = {c.title for c in pilot.app.get_system_commands(pilot.app.screen)}
         assert {"New profile", "Edit profile", "Run profile", "Open run", "Stop run", "Kill run", "Resume run",
-                "Export run", "Help", "Quit"} <= titles
+                "Export run", "Help", "Quit", "GPU processes", "Compare runs"} <= titles
         await pilot.press("tab", "o")
         await pilot.pause(0.3)
         titles = {c.title for c in pilot.app.get_system_commands(pilot.app.screen)}

@@ -814,3 +814,59 @@ async def test_the_monitor_charts_learning_rate_and_throughput_the_last_steps_an
         await pilot.press("question_mark")
         await until(pilot, lambda: "log scale" in screen_text(pilot.app) and "Chart" in screen_text(pilot.app),
                     "the chart keys in the help")
+
+
+async def test_the_gpu_processes_screen_lists_each_process_and_kills_one_after_a_confirm(studio_env: Path) -> None:
+    import getpass
+    import signal
+    import subprocess
+    import sys
+    from dataclasses import replace
+
+    from studio.hardware import GpuProcess
+    from studio.ui.processes import GpuProcesses
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        inv = fake_inventory()
+        gpus = [replace(inv.gpus[0], processes=[GpuProcess(sleeper.pid, 3.25)]), inv.gpus[1]]
+        async with StudioApp(inventory=replace(inv, gpus=gpus)).run_test(size=(120, 40)) as pilot:
+            await pilot.press("p")
+            await until(pilot, lambda: isinstance(pilot.app.screen, GpuProcesses), "the processes screen")
+            table = pilot.app.screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 1, "the process")
+            row = [str(c) for c in table.get_row_at(0)]
+            assert row[:4] == ["0", str(sleeper.pid), getpass.getuser(), "3.2 GiB"] and "time.sleep" in row[5], row
+            await pilot.press("K")
+            await until(pilot, lambda: isinstance(pilot.app.screen, Confirm), "the confirm")
+            assert f"kill pid {sleeper.pid}" in screen_text(pilot.app)
+            await pilot.press("y")
+            assert sleeper.wait(timeout=60) == -signal.SIGTERM
+            await pilot.press("question_mark")
+            await until(pilot, lambda: "SIGTERM, after a confirm" in screen_text(pilot.app), "K in the help")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+async def test_the_gpu_pane_shows_the_hosts_cpu_and_ram_and_each_gpus_recent_utilisation(studio_env: Path) -> None:
+    from dataclasses import replace
+
+    from studio.hardware import HostLoad
+    from studio.ui.widgets import SPARKS
+
+    inv = fake_inventory()
+    async with StudioApp(inventory=inv).run_test(size=(120, 40)) as pilot:
+        pilot.app.host = HostLoad(cpu_pct=37.0, cpus=16, ram_used_gib=50.5, ram_total_gib=125.0)
+        await until(pilot, lambda: "37% of 16 cores" in screen_text(pilot.app), "the host's CPU")
+        assert "50.5/125 GiB" in screen_text(pilot.app)
+        for util in (10, 90, 40, 100):  # four samples of GPU 0, as the poll brings them
+            pilot.app.inventory = replace(inv, gpus=[replace(inv.gpus[0], utilization_pct=util), inv.gpus[1]])
+            await pilot.pause()
+
+        def gpu0() -> str:
+            return next(line for line in screen_text(pilot.app).splitlines() if "[0]" in line)
+
+        await until(pilot, lambda: sum(c in SPARKS for c in gpu0()) >= 4, "GPU 0's utilisation history")
+        # 97% (the first sample), 10, 90, 40 and 100%, on a 0-100% scale: full, floor, full, half, full
+        assert gpu0().rstrip("│ ").endswith("█▁█▄█"), gpu0()

@@ -3,11 +3,12 @@ command palette and the help screen alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
+from textual.app import SystemCommand
 from textual.binding import Binding
 
 if TYPE_CHECKING:
@@ -77,6 +78,12 @@ class RunActions:
     def action_delete(self) -> None:
         if run := self.acting_run():
             self.app.confirm_delete(run)
+
+
+def run_action_commands(screen: RunActions, which: str) -> Iterator[SystemCommand]:
+    """The palette's commands for the run actions of `screen` ("the selected run", "this run")."""
+    for a in RUN_ACTIONS:
+        yield SystemCommand(a.title, f"{which}: {a.help}", getattr(screen, f"action_{a.action}"))
 
 
 def run_bindings(shown: tuple[str, ...] = ("s",)) -> list[Binding]:

@@ -23,12 +23,11 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
 
-from studio.hardware import Inventory
+from studio.hardware import HostLoad, Inventory, host_load
 from studio.paths import themes_dir
 from studio.settings import Settings
-from studio.ui.actions import RUN_ACTIONS
-from studio.ui.actions import RunActions
 from studio.ui.dashboard import Dashboard
+from studio.ui.screens import StudioScreen
 
 if TYPE_CHECKING:
     from studio.profiles.profile import Profile
@@ -67,6 +66,7 @@ class StudioApp(App[None]):
     ]
 
     inventory: reactive[Inventory] = reactive(Inventory([], reason="detecting GPUs"), always_update=False)
+    host: reactive[HostLoad | None] = reactive(None, always_update=False)  # polled with the GPUs
 
     def __init__(self, open_run: Run | None = None, inventory: Inventory | None = None, poll_gpus: bool = True):
         super().__init__()
@@ -133,7 +133,9 @@ class StudioApp(App[None]):
         from studio.planning.inventory import current_inventory
 
         inv = current_inventory()  # NVML calls block: keep them off the UI thread
+        load = host_load()
         self.call_from_thread(setattr, self, "inventory", inv)
+        self.call_from_thread(setattr, self, "host", load)
 
     # ----------------------------------------------------------- commands
 
@@ -141,46 +143,30 @@ class StudioApp(App[None]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("New profile", "Create a profile and open it in the editor", self.action_new_profile)
         yield SystemCommand("Help", "Keys and what they do", self.action_help)
-        if isinstance(screen, Dashboard):
-            yield SystemCommand("Edit profile", "Open the selected profile", screen.action_edit)
-            yield SystemCommand("Run profile", "Start a run of the selected profile", screen.action_run)
-            yield SystemCommand("Open run", "Monitor the selected run", screen.action_open)
-        if isinstance(screen, RunActions):
-            which = "the selected run" if isinstance(screen, Dashboard) else "this run"
-            for a in RUN_ACTIONS:
-                yield SystemCommand(a.title, f"{which}: {a.help}", getattr(screen, f"action_{a.action}"))
-        if isinstance(screen, Dashboard):
-            yield SystemCommand("Compare runs", "Overlay the loss curves of the marked runs (m marks)",
-                                screen.action_compare)
-        if type(screen).__name__ in ("RunMonitor", "ChatScreen", "Comparison", "RawProfileEditor"):
-            yield SystemCommand("Back", "Back to the dashboard", self.pop_screen)
-        if type(screen).__name__ == "ProfileEditor":
-            yield SystemCommand("Save profile", "Save (ctrl+s)", screen.action_save)
-            yield SystemCommand("Save profile as", "Save a copy under a new name", screen.action_save_as)
-            yield SystemCommand("Apply suggestion", "Apply the change that makes it fit", screen.action_apply_suggestion)
-            yield SystemCommand("Run profile", "Save and start a run", screen.action_run)
-            yield SystemCommand("Back", "Back to the dashboard", screen.action_back)
+        yield SystemCommand("GPU processes", "Every process on the GPUs: pid, user, memory, run; K kills one",
+                            self.action_gpu_processes)
+        if isinstance(screen, StudioScreen):
+            yield from screen.commands()
+
+    def action_gpu_processes(self) -> None:
+        from studio.ui.processes import GpuProcesses
+
+        if not isinstance(self.screen, GpuProcesses):
+            self.push_screen(GpuProcesses())
 
     def action_help(self) -> None:
         """The keys of the screen in front (the others list theirs there), then the app-wide ones."""
-        from studio.ui.chat import ChatScreen
-        from studio.ui.compare import Comparison
-        from studio.ui.editor import ProfileEditor
-        from studio.ui.monitor import RunMonitor
-        from studio.ui.raw_editor import RawProfileEditor
         from rich.console import Group
         from rich.text import Text
 
         from studio.ui.actions import GENERAL_KEYS, help_table
         from studio.ui.dialogs import Help
 
-        sections = {Dashboard: "Dashboard", ProfileEditor: "Editor", RawProfileEditor: "Profile text",
-                    RunMonitor: "Monitor", ChatScreen: "Chat", Comparison: "Comparison"}
-        screen = next((s for s in reversed(self.screen_stack) if type(s) in sections), None)
+        screen = next((s for s in reversed(self.screen_stack) if isinstance(s, StudioScreen)), None)
         parts: list[Any] = [Text("Quitting never stops a run: it goes on in the background; type `studio` again to "
                                  "reattach. Every action has a key (in the footer) and a command (ctrl+p).\n")]
         if screen is not None:
-            parts += [Text(sections[type(screen)], style="bold"),
+            parts += [Text(screen.HELP_TITLE, style="bold"),
                       help_table(list(type(screen).BINDINGS), self.get_key_display), Text("")]
         parts += [Text("Anywhere", style="bold"), help_table(list(StudioApp.BINDINGS), self.get_key_display,
                                                             general=GENERAL_KEYS)]

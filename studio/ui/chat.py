@@ -12,11 +12,11 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, OptionList, Static, TextArea
 
 from studio.runs.chat import ChatSession, ChatSettings, starting_prompts, weights_label
 from studio.runs.folder import Run, RunError
+from studio.ui.screens import StudioScreen
 
 FLUSH_S = 0.1
 MODES = ("compare", "tuned", "base")
@@ -39,7 +39,9 @@ class Transcript(TextArea):
             self.scroll_end(animate=False)
 
 
-class ChatScreen(Screen):
+class ChatScreen(StudioScreen):
+    HELP_TITLE = "Chat"
+
     BINDINGS = [
         Binding("ctrl+o", "cycle_mode", "Mode"),
         Binding("ctrl+l", "clear", "Clear"),

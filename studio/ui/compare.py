@@ -7,13 +7,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from studio import display
 from studio.runs.compare import RunComparison, compare_runs, short_labels
 from studio.runs.folder import Run
 from studio.ui.charts import LossChart
+from studio.ui.screens import StudioScreen
 from studio.ui.widgets import fill_table
 
 RUN_COLUMNS = ("run", "status", "steps", "loss", "best eval", "tok/s", "train time")
@@ -23,7 +23,9 @@ ALIGNMENTS = {"step": ("step", lambda x: str(round(x))), "tokens": ("tokens seen
               "time": ("time trained", display.duration)}
 
 
-class Comparison(Screen):
+class Comparison(StudioScreen):
+    HELP_TITLE = "Comparison"
+
     BINDINGS = [
         Binding("e", "toggle_eval", "Eval/train"),
         Binding("a", "align", "Align", tooltip="the curves against steps, tokens seen or time trained"),

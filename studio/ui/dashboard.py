@@ -8,24 +8,25 @@ message; the lists refresh when files appear or change.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events, on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
 from studio.hardware import Inventory
 from studio.profiles.library import ProfileEntry, all_profiles
 from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.runs.folder import Run, list_runs
-from studio.ui.actions import RunActions, run_bindings
+from studio.ui.actions import RunActions, run_action_commands, run_bindings
+from studio.ui.screens import StudioScreen
 from studio.ui.widgets import GpuPanel, fill_table, fit_label
 
 if TYPE_CHECKING:
@@ -113,7 +114,9 @@ def fit_of(profile: Profile, inventory: Inventory) -> tuple[str, str]:
     return label, f"~{plan.peak_vram_gib:.1f} of {plan.free_gib:.1f} GiB free on {plan.gpu.name if plan.gpu else '?'}"
 
 
-class Dashboard(RunActions, Screen):
+class Dashboard(RunActions, StudioScreen):
+    HELP_TITLE = "Dashboard"
+
     clock = staticmethod(time.time)  # tests pin it for stable ages
     BINDINGS = [
         Binding("n", "app.new_profile", "New"),
@@ -125,6 +128,7 @@ class Dashboard(RunActions, Screen):
         Binding("C", "compare", "Compare", show=False),
         Binding("slash", "filter", "Filter", show=False),
         Binding("S", "sort", "Sort", show=False),
+        Binding("p", "app.gpu_processes", "GPU processes", show=False),
         Binding("j", "cursor(1)", "Down", show=False),
         Binding("k", "cursor(-1)", "Up", show=False),
         Binding("g,home", "cursor_edge(0)", "First", show=False),
@@ -160,12 +164,20 @@ class Dashboard(RunActions, Screen):
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
+    def commands(self) -> Iterator[SystemCommand]:
+        yield SystemCommand("Edit profile", "Open the selected profile", self.action_edit)
+        yield SystemCommand("Run profile", "Start a run of the selected profile", self.action_run)
+        yield SystemCommand("Open run", "Monitor the selected run", self.action_open)
+        yield from run_action_commands(self, "the selected run")
+        yield SystemCommand("Compare runs", "Overlay the loss curves of the marked runs (m marks)", self.action_compare)
+
     def on_mount(self) -> None:
         self.title = "studio"
         # The first frame shows the lists at once; the fits (estimates) and the runs follow from a worker.
         self.show_profiles([profile_row(e, None) for e in all_profiles()], None)
         self.call_after_refresh(self.refresh_lists)  # runs and fits after the first frame
         self.watch(self.app, "inventory", self.show_gpus)
+        self.watch(self.app, "host", self.query_one(GpuPanel).show_host)
         self.set_interval(REFRESH_S, self.refresh_lists)
         self.query_one("#profiles", DataTable).focus()
 
@@ -183,7 +195,7 @@ class Dashboard(RunActions, Screen):
             self.app.watched_run_id = None
 
     def show_gpus(self, inv: Inventory) -> None:
-        self.query_one(GpuPanel).show(inv)
+        self.query_one(GpuPanel).record(inv)
 
     def on_resize(self) -> None:
         """Below 160 columns the lists stack (each keeps its full width) rather than squeeze side by side;

@@ -8,16 +8,16 @@ ctrl+e opens the file in $EDITOR."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
 
 from studio.hardware import Inventory
@@ -35,6 +35,7 @@ from studio.profiles.library import editable_path, save_preserving_comments
 from studio.profiles.profile import (SECTIONS, Profile, ProfileError, check_value, load_profile, parse_toml,
                                      profile_from_dict, value_of)
 from studio.runs.start import row_lengths, shape_of
+from studio.ui.screens import StudioScreen
 from studio.ui.widgets import meter
 
 ADVICE_DELAY_S = 0.2
@@ -58,7 +59,9 @@ def advice_inventory(gpu_name: str, machine: Inventory, profile: Profile) -> Inv
     return described_inventory(f"{profile.hardware.gpu_count}x {gpu_name}", source="the editor")
 
 
-class ProfileEditor(Screen):
+class ProfileEditor(StudioScreen):
+    HELP_TITLE = "Editor"
+
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
         Binding("f2", "save_as", "Save as", show=False),
@@ -134,6 +137,13 @@ class ProfileEditor(Screen):
         preferred = self.gpu_names or ["RTX 4090"]
         names = list(dict.fromkeys(preferred + [g.name for g in catalog_gpus()]))
         return [(n, n) for n in names]
+
+    def commands(self) -> Iterator[SystemCommand]:
+        yield SystemCommand("Save profile", "Save (ctrl+s)", self.action_save)
+        yield SystemCommand("Save profile as", "Save a copy under a new name", self.action_save_as)
+        yield SystemCommand("Apply suggestion", "Apply the change that makes it fit", self.action_apply_suggestion)
+        yield SystemCommand("Run profile", "Save and start a run", self.action_run)
+        yield SystemCommand("Back", "Back to the dashboard (asks first if there are unsaved changes)", self.action_back)
 
     def on_mount(self) -> None:
         target = self.path or self.new_path

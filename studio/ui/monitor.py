@@ -11,17 +11,17 @@ from __future__ import annotations
 import difflib
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, ProgressBar, RichLog, Static
 
 from studio import display
@@ -35,9 +35,10 @@ from studio.runs.health import health_alerts
 from studio.runs.liveness import is_alive
 from studio.runs.state import status_from
 from studio.runs.tail import FileTail
-from studio.ui.actions import RunActions, run_bindings
+from studio.ui.actions import RunActions, run_action_commands, run_bindings
 from studio.ui.charts import LossChart
 from studio.ui.logs import LogView
+from studio.ui.screens import StudioScreen
 from studio.ui.widgets import memory_lines, spark
 
 FIRST_READ_HEAD = 256 << 10  # a long run's events as the monitor first reads them: the start of its story...
@@ -92,8 +93,10 @@ class RunFilesRead(Message):
         self.files = files
 
 
-class RunMonitor(RunActions, Screen):
+class RunMonitor(RunActions, StudioScreen):
     """Watch one run; stop, kill, resume, export or chat with it from the keyboard."""
+
+    HELP_TITLE = "Monitor"
 
     BINDINGS = [
         *run_bindings(shown=("s", "u", "x", "c")),  # K (kill) in the help and the palette: it fits 80 columns
@@ -152,6 +155,10 @@ class RunMonitor(RunActions, Screen):
             yield Input(id="log-search", placeholder="search the log (enter keeps it, esc clears)", compact=True)
             yield RichLog(id="trainer-log", max_lines=2000, wrap=True, markup=False, auto_scroll=True)
         yield Footer()
+
+    def commands(self) -> Iterator[SystemCommand]:
+        yield from run_action_commands(self, "this run")
+        yield from super().commands()
 
     def on_mount(self) -> None:
         self.title = f"run {self.run.id}"

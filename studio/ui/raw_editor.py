@@ -16,11 +16,11 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TextArea
 
 from studio.profiles.library import editable_path, write_profile_text
 from studio.profiles.profile import ProfileError, load_profile
+from studio.ui.screens import StudioScreen
 
 
 def profile_problems(path: Path) -> list[str]:
@@ -47,8 +47,10 @@ def open_in_editor(app, path: Path) -> str | None:
     return None if code == 0 else f"{command} exited with status {code}"
 
 
-class RawProfileEditor(Screen):
+class RawProfileEditor(StudioScreen):
     """The file's text with its problems; ctrl+s saves it, esc goes back without writing."""
+
+    HELP_TITLE = "Profile text"
 
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),

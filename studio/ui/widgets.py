@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
 from studio.terminal import safe
-from studio.hardware import Inventory
+from studio.hardware import HostLoad, Inventory
 
 if TYPE_CHECKING:
     from studio.runs.events import Step
+
+
+HISTORY = 60   # samples of each GPU's utilisation the dashboard keeps (a minute at one a second)
 
 
 def meter(used: float, total: float, width: int = 20, style: str = "green") -> Text:
@@ -38,17 +41,47 @@ class GpuPanel(Static):
     terminal has too few rows for a line each (8 GPUs at 24 rows), several GPUs share a line."""
 
     inventory: Inventory | None = None
+    host: HostLoad | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.history: dict[int, deque[float]] = {}  # each GPU's recent utilisation, for its sparkline
+
+    def record(self, inv: Inventory) -> None:
+        """A new sample of the GPUs (not a repaint): their utilisation joins the history, then they show."""
+        for g in inv.gpus:
+            self.history.setdefault(g.index, deque(maxlen=HISTORY)).append(g.utilization_pct or 0.0)
+        self.show(inv)
+
+    def show_host(self, host: HostLoad | None) -> None:
+        self.host = host
+        if self.inventory is not None:
+            self.show(self.inventory)
 
     def show(self, inv: Inventory) -> None:
         self.inventory = inv
         if not inv.gpus:
-            self.update(Text.assemble(("no GPU found: CPU mode", "bold yellow"), f"  ({inv.reason})"))
-            return
-        rows_for_gpus = max(2, (self.app.size.height - 16) // 2)  # the lists below keep at least half the screen
-        lines = self.lines(inv) if len(inv.gpus) <= rows_for_gpus else self.compact(inv)
+            lines = Text.assemble(("no GPU found: CPU mode", "bold yellow"), f"  ({inv.reason})")
+        else:
+            rows_for_gpus = max(2, (self.app.size.height - 16) // 2)  # the lists below keep at least half the screen
+            lines = self.lines(inv) if len(inv.gpus) <= rows_for_gpus else self.compact(inv)
         if inv.source != "nvml":
             lines.append(f"\n(described by {inv.source}, not measured)", style="dim")
+        if self.host is not None:
+            lines.append("\n")
+            lines.append_text(self.host_line(self.host))
         self.update(lines)
+
+    def host_line(self, host: HostLoad) -> Text:
+        """The host under its GPUs: CPU across its cores and RAM, each with a bar."""
+        width = 10 if self.app.size.width >= 100 else 6
+        line = Text("host ", style="dim")
+        line.append("CPU ")
+        line.append_text(meter(host.cpu_pct, 100, width))
+        line.append(f" {host.cpu_pct:3.0f}% of {host.cpus} cores  RAM ")
+        line.append_text(meter(host.ram_used_gib, host.ram_total_gib, width))
+        line.append(f" {host.ram_used_gib:.1f}/{host.ram_total_gib:.0f} GiB")
+        return line
 
     def lines(self, inv: Inventory) -> Text:
         wide = self.app.size.width >= 100
@@ -72,6 +105,10 @@ class GpuPanel(Static):
                 lines.append(f"  {g.power_w:.0f}{limit}W")
             if g.processes:
                 lines.append(f"  {len(g.processes)} proc")
+            history = list(self.history.get(g.index, ()))
+            if self.app.size.width >= 120 and len(history) > 1:  # the width used: utilisation over the last minute
+                lines.append("  ")
+                lines.append_text(spark(history, 0, 100))
         return lines
 
     def compact(self, inv: Inventory) -> Text:
@@ -92,14 +129,15 @@ class GpuPanel(Static):
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def spark(values: list[float]) -> Text:
-    """A one-line sparkline of recent values."""
+def spark(values: list[float], lo: float | None = None, hi: float | None = None) -> Text:
+    """A one-line sparkline of recent values, between `lo` and `hi` (by default their own range)."""
     values = [v for v in values if v is not None]
     if not values:
         return Text("")
-    lo, hi = min(values), max(values)
+    lo = min(values) if lo is None else lo
+    hi = max(values) if hi is None else hi
     span = (hi - lo) or 1.0
-    return Text("".join(SPARKS[min(7, int((v - lo) / span * 7.99))] for v in values), style="cyan")
+    return Text("".join(SPARKS[max(0, min(7, int((v - lo) / span * 7.99)))] for v in values), style="cyan")
 
 
 def memory_lines(step: Step | None, totals: list[float]) -> Text:
