@@ -115,3 +115,21 @@ def test_chat(snap_compare, recorded: Path, monkeypatch: pytest.MonkeyPatch, siz
         await settle(pilot)
 
     assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=chat)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_gpu_processes(snap_compare, recorded: Path, size) -> None:
+    from dataclasses import replace
+
+    from studio.hardware import GpuProcess
+
+    inv = fake_inventory()
+    gone = 4_194_400   # above Linux's largest pid: a process that is not there, the same on every machine
+    gpus = [replace(inv.gpus[0], processes=[GpuProcess(gone, 58.4)]),
+            replace(inv.gpus[1], processes=[GpuProcess(gone + 1, 0.4)])]
+
+    async def open_processes(pilot) -> None:
+        await pilot.press("p")
+        await settle(pilot, lambda app: "processes" in app.screen.title)
+
+    assert snap_compare(StudioApp(inventory=replace(inv, gpus=gpus)), terminal_size=size, run_before=open_processes)
