@@ -870,3 +870,46 @@ async def test_the_gpu_pane_shows_the_hosts_cpu_and_ram_and_each_gpus_recent_uti
         await until(pilot, lambda: sum(c in SPARKS for c in gpu0()) >= 4, "GPU 0's utilisation history")
         # 97% (the first sample), 10, 90, 40 and 100%, on a 0-100% scale: full, floor, full, half, full
         assert gpu0().rstrip("│ ").endswith("█▁█▄█"), gpu0()
+
+
+async def test_the_editor_folds_advanced_fields_jumps_to_a_field_undoes_and_shows_the_diff(studio_env: Path) -> None:
+    from textual.widgets import Collapsible
+
+    path = write(studio_env, "mine", GOOD + "[hardware]\nnum_machines = 2\nmain_address = \"10.0.0.1\"\n")
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(path)
+        await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled,
+                    "the editor")
+        editor = pilot.app.screen
+        # folded and not built where the profile leaves them alone; open where it sets one (multi-node here)
+        assert editor.query_one("#more-model", Collapsible).collapsed and not editor.query("#f-model-random_init")
+        assert not editor.query_one("#more-hardware", Collapsible).collapsed
+        assert editor.query_one("#f-hardware-main_address", Input).value == "10.0.0.1"
+
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: pilot.app.screen is not editor, "the field finder")
+        await pilot.press(*"seed", "enter")
+        await until(pilot, lambda: pilot.app.focused is not None and pilot.app.focused.id == "f-train-seed",
+                    "the seed field, unfolded")
+        assert not editor.query_one("#more-train", Collapsible).collapsed and not editor.dirty
+
+        rate = editor.query_one("#f-train-learning_rate", Input)
+        before = rate.value
+        rate.focus()
+        await pilot.press("end", "5")
+        await until(pilot, lambda: editor.dirty, "the change")
+        await pilot.press("ctrl+z")
+        await until(pilot, lambda: rate.value == before, "the change undone")
+
+        editor.query_one("#f-train-batch_size", Input).value = "8"
+        await until(pilot, lambda: editor.dirty, "the change")
+        await pilot.press("f7")
+        await until(pilot, lambda: "+batch_size = 8" in screen_text(pilot.app), "the diff")
+        assert "-batch_size = 2  # small" in screen_text(pilot.app)
+        await pilot.press("escape")
+        await until(pilot, lambda: pilot.app.screen is editor, "back in the editor")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not editor.dirty, "saved")
+    text = path.read_text()
+    assert "batch_size = 8" in text and "# my notes" in text and 'main_address = "10.0.0.1"' in text
+    assert "seed" not in text and "random_init" not in text  # folded fields nobody touched stay out of the file

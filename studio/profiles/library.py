@@ -133,6 +133,12 @@ def save_preserving_comments(path: Path, profile: Profile) -> None:
 
     A file that does not parse is never overwritten: the caller gets a ProfileError and fixes it first.
     """
+    write_profile_text(path, profile_text(path, profile))
+
+
+def profile_text(path: Path, profile: Profile) -> str:
+    """What saving `profile` to `path` would write: the file there, its comments, layout and unknown keys
+    kept, with the profile's values in it (a new file: the values that differ from the defaults)."""
     import tomlkit
 
     try:
@@ -165,7 +171,7 @@ def save_preserving_comments(path: Path, profile: Profile) -> None:
                 continue  # a relative path that still points at the same file stays relative
             if key in table or value != default_value(section, key):
                 table[key] = value
-    write_profile_text(path, tomlkit.dumps(doc))
+    return tomlkit.dumps(doc)
 
 
 def write_profile_text(path: Path, text: str) -> None:

@@ -92,6 +92,51 @@ class ProfileNameDialog(ModalScreen["Path | None"]):
         self.dismiss(None)
 
 
+def find_field(typed: str, names: list[str]) -> str | None:
+    """The dotted field name `typed` means: itself, the one field it names after the dot, or the one it is
+    part of; None when it names none or several."""
+    typed = typed.strip().lower()
+    for rule in (lambda n: n == typed, lambda n: n.split(".")[1] == typed, lambda n: typed in n):
+        found = [n for n in names if rule(n)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            return None
+    return None
+
+
+class FieldFinder(ModalScreen["str | None"]):
+    """Jump to a profile field by name: typing completes it (section.key, or the key alone)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, names: list[str]):
+        super().__init__()
+        self.names = names
+
+    def compose(self) -> ComposeResult:
+        from textual.suggester import SuggestFromList
+
+        suggestions = self.names + sorted({n.split(".")[1] for n in self.names})
+        with Vertical(classes="dialog"):
+            yield Label("go to the field (right arrow takes the suggestion):", classes="question")
+            yield Input(id="answer", placeholder="batch_size, data.path, seed...",
+                        suggester=SuggestFromList(suggestions, case_sensitive=False))
+            yield Static("", id="name-problem", classes="problem")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        name = find_field(event.value, self.names)
+        if name is None:
+            matches = [n for n in self.names if event.value.strip().lower() in n]
+            self.query_one("#name-problem", Static).update(
+                f"several fields match: {', '.join(matches[:6])}" if matches else f"no field is called {event.value!r}")
+            return
+        self.dismiss(name)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 FROM_MODEL = "model"  # the start-from choice that opens the model picker
 
 

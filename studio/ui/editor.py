@@ -17,8 +17,8 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Collapsible, Footer, Header, Input, Label, Select, Static, Switch
 
 from studio.hardware import Inventory
 from studio.data import DataError
@@ -31,7 +31,7 @@ from studio.planning.fixes import FIXES
 from studio.planning.inventory import described_inventory
 from studio.planning.layout import LayoutError
 from studio.planning.plan import SETTLED_KEYS
-from studio.profiles.library import editable_path, save_preserving_comments
+from studio.profiles.library import editable_path, profile_text, save_preserving_comments
 from studio.profiles.profile import (SECTIONS, Profile, ProfileError, check_value, load_profile, parse_toml,
                                      profile_from_dict, value_of)
 from studio.runs.start import row_lengths, shape_of
@@ -39,10 +39,32 @@ from studio.ui.screens import StudioScreen
 from studio.ui.widgets import meter
 
 ADVICE_DELAY_S = 0.2
+# Fields most runs leave alone: folded under "more" in their section, and built only when it is opened
+# (the editor opens faster), unless the profile already sets one of them.
+ADVANCED = {"model": ("revision", "attn_implementation", "trust_remote_code", "random_init"),
+            "method": ("dropout", "use_dora", "quant_type", "double_quant"),
+            "data": ("split", "eval_split", "completion_only_loss", "on_bad_rows"),
+            "train": ("scheduler", "warmup_ratio", "weight_decay", "max_grad_norm", "seed", "logging_steps",
+                      "eval_steps", "save_steps", "save_total_limit"),
+            "hardware": ("offload_optimizer", "offload_params", "num_machines", "machine_rank", "main_address",
+                         "main_port")}
 
 
 def field_id(section: str, key: str) -> str:
     return f"f-{section}-{key}"
+
+
+def parse_text(text: str, ftype: str) -> Any:
+    """A text field's value as the profile's type; text that is not one stays text (the check says so)."""
+    text = text.strip()
+    if ftype in ("int", "float"):
+        try:
+            return int(text) if ftype == "int" else float(text)
+        except ValueError:
+            return text
+    if ftype == "list[str]":
+        return [t.strip() for t in text.split(",") if t.strip()]
+    return text
 
 
 def input_text(value: Any) -> str:
@@ -72,6 +94,9 @@ class ProfileEditor(StudioScreen):
         Binding("ctrl+down", "section(1)", "Next section", show=False),
         Binding("ctrl+up", "section(-1)", "Previous section", show=False),
         Binding("ctrl+e", "external_editor", "$EDITOR", show=False),
+        Binding("ctrl+f", "find_field", "Go to field", show=False),
+        Binding("ctrl+z", "undo", "Undo", show=False, tooltip="undo the last change to a field (again: the one before)"),
+        Binding("f7", "diff", "Diff", show=False, tooltip="what saving would change in the file on disk, as a diff"),
         Binding("escape", "back", "Back"),
         # q types into a text field; anywhere else in the editor it leaves like esc (asking when there are
         # unsaved changes), never quits the app from under an edit.
@@ -94,6 +119,10 @@ class ProfileEditor(StudioScreen):
         self._lengths: dict[tuple, list[int] | str | None] = {}  # rows' token counts (or why none) per data file
         self._shapes: dict[tuple, DataShape | str | None] = {}   # data shape (or why none) per data settings
         self._models: dict[tuple, str | None] = {}   # per model: None once found, else why not ("" while looking)
+        self.built: set[str] = set()   # sections whose folded fields are built
+        self.undo_stack: list[tuple[str, Any]] = []   # (field id, its value before a change), latest last
+        self._values: dict[str, Any] = {}  # each field's last value seen, to know what a change replaced
+        self._undoing = False
 
     # ----------------------------------------------------------- layout
 
@@ -107,7 +136,17 @@ class ProfileEditor(StudioScreen):
                     yield Label(section.capitalize(), classes="section", id=f"s-{section}")
                     current = getattr(self.profile, section)
                     for f in fields(cls):
-                        yield from self._field(section, f, getattr(current, f.name))
+                        if f.name not in ADVANCED.get(section, ()):
+                            yield from self._field(section, f, getattr(current, f.name))
+                    if section in ADVANCED:
+                        names = ADVANCED[section]
+                        build = any(getattr(current, n) != getattr(getattr(Profile(), section), n) for n in names)
+                        with Collapsible(title=f"more: {', '.join(names)}", collapsed=not build,
+                                         id=f"more-{section}"):
+                            with Vertical(id=f"more-body-{section}"):
+                                if build:
+                                    self.built.add(section)
+                                    yield from self.advanced_fields(section)
                 yield Static(id="general-problems", classes="problem")
             with VerticalScroll(id="advice"):
                 yield Label("Advice", classes="section")
@@ -131,6 +170,24 @@ class ProfileEditor(StudioScreen):
         else:
             yield Input(input_text(value), id=fid, compact=True)
         yield Static("", id=f"e-{section}-{f.name}", classes="problem field-problem")
+
+    def advanced_fields(self, section: str) -> Iterator[Any]:
+        current = getattr(self.profile, section)
+        for f in fields(SECTIONS[section]):
+            if f.name in ADVANCED[section]:
+                yield from self._field(section, f, getattr(current, f.name))
+
+    async def build_advanced(self, section: str) -> None:
+        """A section's folded fields, mounted the first time they are needed (opened, jumped to, or set)."""
+        if section not in self.built:
+            self.built.add(section)
+            await self.query_one(f"#more-body-{section}", Vertical).mount_all(list(self.advanced_fields(section)))
+
+    @on(Collapsible.Expanded)
+    async def more_opened(self, event: Collapsible.Expanded) -> None:
+        section = (event.collapsible.id or "").removeprefix("more-")
+        if section in ADVANCED:
+            await self.build_advanced(section)
 
     def _gpu_options(self) -> list[tuple[str, str]]:
         """This machine's GPUs first; without one, a common 24 GB card, then the catalog."""
@@ -157,25 +214,15 @@ class ProfileEditor(StudioScreen):
     # ----------------------------------------------------------- reading the form
 
     def _raw_value(self, section: str, key: str, ftype: str) -> Any:
+        if key in ADVANCED.get(section, ()) and section not in self.built:
+            # folded and never built, so never edited: the value the form opened with, as its field would read it
+            value = getattr(getattr(self.profile, section), key)
+            return value if isinstance(value, bool) or ftype not in ("int", "float", "list[str]", "str") \
+                else parse_text(input_text(value), ftype)
         widget = self.query_one(f"#{field_id(section, key)}")
-        if isinstance(widget, Switch):
+        if isinstance(widget, (Switch, Select)):
             return widget.value
-        if isinstance(widget, Select):
-            return widget.value
-        text = widget.value.strip()
-        if ftype == "int":
-            try:
-                return int(text)
-            except ValueError:
-                return text
-        if ftype == "float":
-            try:
-                return float(text)
-            except ValueError:
-                return text
-        if ftype == "list[str]":
-            return [t.strip() for t in text.split(",") if t.strip()]
-        return text
+        return parse_text(widget.value, ftype)
 
     def form_dict(self) -> dict[str, Any]:
         raw: dict[str, Any] = {}
@@ -220,11 +267,78 @@ class ProfileEditor(StudioScreen):
         if wid.startswith("f-") and wid != "f-top-description":
             _, section, key = wid.split("-", 2)
             self.check_field(section, key)
+        self.remember(wid, event.value)
         if self.initial is not None:  # the first Changed events only report the values the form opened with
             self.dirty = (self.path is None and self.new_path is not None) or self.form_dict() != self.initial
         if self._advice_timer is not None:
             self._advice_timer.stop()
         self._advice_timer = self.set_timer(ADVICE_DELAY_S, self.refresh_advice)
+
+    def remember(self, wid: str, value: Any) -> None:
+        """One undo step per run of changes to one field (typing a word is one step, not one per key)."""
+        before = self._values.get(wid, value)
+        self._values[wid] = value
+        if self._undoing or not self.settled or before == value:
+            return
+        if not self.undo_stack or self.undo_stack[-1][0] != wid:
+            self.undo_stack.append((wid, before))
+
+    def action_undo(self) -> None:
+        if not self.undo_stack:
+            self.notify("nothing to undo")
+            return
+        wid, value = self.undo_stack.pop()
+        widget = self.query_one(f"#{wid}")
+        self._undoing = True
+        try:
+            widget.value = value
+        finally:
+            self.call_after_refresh(setattr, self, "_undoing", False)  # after its Changed event
+        widget.focus()
+
+    def action_find_field(self) -> None:
+        from studio.ui.dialogs import FieldFinder
+
+        names = ["top.description"] + [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)]
+        self.app.push_screen(FieldFinder(names), self.go_to_field)
+
+    async def go_to_field(self, dotted: str | None) -> None:
+        if not dotted:
+            return
+        section, key = dotted.split(".")
+        if key in ADVANCED.get(section, ()):
+            await self.build_advanced(section)
+            self.query_one(f"#more-{section}", Collapsible).collapsed = False
+        widget = self.query_one(f"#{field_id(section, key)}")
+        self.call_after_refresh(widget.focus)
+
+    def action_diff(self) -> None:
+        """What ctrl+s would write, against the file it writes (your copy, for a bundled template)."""
+        import difflib
+
+        from studio.ui.dialogs import Help
+
+        profile = self.current_profile()
+        target = self._writable_path()
+        if profile is None or target is None:
+            self.notify("fix the fields marked in red first" if profile is None else "f2 saves it under a name first",
+                        severity="warning")
+            return
+        try:
+            old = target.read_text(encoding="utf-8")
+            new = profile_text(target, profile)
+        except FileNotFoundError:
+            old, new = "", profile_text(target, profile)
+        except (OSError, UnicodeDecodeError, ProfileError) as e:
+            self.notify(f"cannot compare with {target}: {e}", severity="error")
+            return
+        diff = list(difflib.unified_diff(old.splitlines(), new.splitlines(),
+                                         str(target) + ("" if old else " (a new file)"), "after ctrl+s", lineterm=""))
+        body = Text()
+        for line in diff or ["no difference: the file on disk already says this"]:
+            style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
+            body.append(line + "\n", style="bold " + style if line.startswith(("+++", "---")) else style)
+        self.app.push_screen(Help(body))
 
     # ----------------------------------------------------------- advice
 
@@ -395,21 +509,24 @@ class ProfileEditor(StudioScreen):
         for step in steps:
             text.append(f"  • {step}\n", style="cyan")
 
-    def action_apply_suggestion(self) -> None:
+    async def action_apply_suggestion(self) -> None:
         profile = self.current_profile()
         if not self.suggestion or profile is None:
             self.notify("nothing to apply: the profile fits (or no change makes it fit)")
             return
         changed: Profile = self.suggestion["profile"]
-        self.show_values(changed, list(changed_keys(profile, changed)))
+        await self.show_values(changed, list(changed_keys(profile, changed)))
         changes = self.suggestion["change"].split(" + ")
         self.notify("applied:\n" + "\n".join(f"• {c}" for c in changes) + "\n(ctrl+s saves)")
         self.refresh_advice()
 
-    def show_values(self, profile: Profile, keys: list[str]) -> None:
-        """Put the profile's values for `keys` (dotted) into their form fields."""
+    async def show_values(self, profile: Profile, keys: list[str]) -> None:
+        """Put the profile's values for `keys` (dotted) into their form fields (a folded one is built first)."""
         for dotted in keys:
             section, key = dotted.split(".")
+            if key in ADVANCED.get(section, ()):
+                await self.build_advanced(section)
+                self.query_one(f"#more-{section}", Collapsible).collapsed = False
             widget = self.query_one(f"#{field_id(section, key)}")
             value = value_of(profile, dotted)
             widget.value = input_text(value) if isinstance(widget, Input) else value
@@ -489,7 +606,7 @@ class ProfileEditor(StudioScreen):
         current = focused.split("-")[1] if focused.startswith("f-") and focused.split("-")[1] in names else None
         index = names.index(current) + step if current else (0 if step > 0 else len(names) - 1)
         section = names[index % len(names)]
-        first = fields(SECTIONS[section])[0].name
+        first = next(f.name for f in fields(SECTIONS[section]) if f.name not in ADVANCED.get(section, ()))
         self.query_one(f"#s-{section}").scroll_visible(top=True, animate=False)
         self.query_one(f"#{field_id(section, first)}").focus(scroll_visible=False)
 
