@@ -101,11 +101,12 @@ def test_starting_prompts_come_from_the_runs_eval_rows(home_of: Path) -> None:
 
 
 async def test_the_app_streams_both_answers_and_switches_modes_without_a_reload(home_of: Path) -> None:
-    from textual.widgets import Input
+    from textual.widgets import Input, OptionList
 
     from studio.ui.app import StudioApp
     from studio.ui.chat import ChatScreen
-    from ui_fixtures import fake_inventory
+    from studio.ui.dialogs import WeightsPicker
+    from ui_fixtures import fake_inventory, screen_text
     from waiting import until
 
     app = StudioApp(open_run=Run(home_of), inventory=fake_inventory())
@@ -131,6 +132,15 @@ async def test_the_app_streams_both_answers_and_switches_modes_without_a_reload(
         await pilot.press("enter")
         await until(pilot, lambda: panes["tuned"].text.count("tokens/s") == 2, "the tuned answer alone")
         assert panes["base"].text == base
+        await pilot.press("f2")  # another of the run's weights: the checkpoint of step 20
+        await until(pilot, lambda: isinstance(pilot.app.screen, WeightsPicker), "the weights picker")
+        assert "the checkpoint of step 20" in screen_text(pilot.app)
+        while "step 20" not in str(pilot.app.screen.query_one(OptionList).highlighted_option.prompt):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.session is not None and screen.checkpoint == 20
+                    and "the checkpoint of step 20" in str(screen.query_one("#chat-status").render()),
+                    "the checkpoint loaded")
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(pilot.app.screen, ChatScreen) and screen.session is None,
                     "the session to close with the screen")

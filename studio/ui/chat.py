@@ -45,6 +45,7 @@ class ChatScreen(StudioScreen):
     BINDINGS = [
         Binding("ctrl+o", "cycle_mode", "Mode"),
         Binding("ctrl+l", "clear", "Clear"),
+        Binding("f2", "pick_weights", "Weights", tooltip="load the final result or one of the run's checkpoints"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -217,6 +218,29 @@ class ChatScreen(StudioScreen):
             return
         self.close_session()
         self.open_session()
+
+    def action_pick_weights(self) -> None:
+        from studio.ui.dialogs import NEWEST, WeightsPicker
+
+        if self.busy:
+            self.notify("still answering the last prompt", severity="warning")
+            return
+        steps = self.run.complete_checkpoints()
+        if not steps and not self.run.has_result():
+            self.notify(f"run {self.run.id} has no weights saved yet: no checkpoint, no final result", severity="warning")
+            return
+
+        def picked(step: int | None) -> None:
+            if step is None:
+                return
+            checkpoint = None if step == NEWEST else step
+            if checkpoint == self.checkpoint and self.session is not None:
+                return
+            self.checkpoint = checkpoint
+            self.close_session()
+            self.open_session()
+
+        self.app.push_screen(WeightsPicker(steps, self.run.has_result(), self.checkpoint), picked)
 
     def close_session(self) -> None:
         session, self.session = self.session, None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -132,6 +133,45 @@ class FieldFinder(ModalScreen["str | None"]):
                 f"several fields match: {', '.join(matches[:6])}" if matches else f"no field is called {event.value!r}")
             return
         self.dismiss(name)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+NEWEST = -1  # the weights picker's answer for "what the run trained last" (final, or a later checkpoint)
+
+
+class WeightsPicker(ModalScreen["int | None"]):
+    """Which of a run's weights a chat loads: the newest, or one complete checkpoint by its step. Answers
+    NEWEST, a step, or None (cancelled)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, steps: list[int], has_result: bool, current: int | None):
+        super().__init__()
+        self.steps, self.has_result, self.current = steps, has_result, current
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import OptionList
+        from textual.widgets.option_list import Option
+
+        newest = "the final result" if self.has_result else "the newest checkpoint"
+        options = [Option(f"newest: {newest} (or a checkpoint saved after it)", id="newest")]
+        options += [Option(f"the checkpoint of step {s}", id=str(s)) for s in sorted(self.steps, reverse=True)]
+        with Vertical(classes="dialog"):
+            yield Label("load which weights? (enter picks, esc cancels)", classes="question")
+            yield OptionList(*options, id="weights")
+
+    def on_mount(self) -> None:
+        from textual.widgets import OptionList
+
+        weights = self.query_one(OptionList)
+        order = sorted(self.steps, reverse=True)
+        weights.highlighted = 1 + order.index(self.current) if self.current in order else 0  # what is loaded now
+        weights.focus()
+
+    def on_option_list_option_selected(self, event: Any) -> None:
+        self.dismiss(NEWEST if event.option.id == "newest" else int(event.option.id))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
