@@ -913,3 +913,19 @@ async def test_the_editor_folds_advanced_fields_jumps_to_a_field_undoes_and_show
     text = path.read_text()
     assert "batch_size = 8" in text and "# my notes" in text and 'main_address = "10.0.0.1"' in text
     assert "seed" not in text and "random_init" not in text  # folded fields nobody touched stay out of the file
+
+
+async def test_w_in_the_monitor_turns_the_logs_wrapping_off_and_on(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="completed")
+    long = "a traceback line that goes on " + "and on " * 40
+    (run_dir / "trainer.log").write_text(f"short line\n{long}\nrun completed at step 40\n")
+    async with app(open_run=Run(run_dir)).run_test(size=(100, 30)) as pilot:
+        monitor = pilot.app.screen
+        await until(pilot, lambda: isinstance(monitor, RunMonitor) and len(monitor.log_view.shown) == 3, "the log")
+        log = monitor.query_one("#trainer-log")
+        await until(pilot, lambda: len(log.lines) > 3, "the long line wrapped")
+        await pilot.press("W")
+        await until(pilot, lambda: len(log.lines) == 3 and log.virtual_size.width > log.size.width,
+                    "one line each, wider than the pane")
+        await pilot.press("W")
+        await until(pilot, lambda: len(log.lines) > 3, "wrapped again")

@@ -107,6 +107,7 @@ class RunMonitor(RunActions, StudioScreen):
         Binding("n", "next_match(1)", "Next match", show=False),
         Binding("N", "next_match(-1)", "Previous match", show=False),
         Binding("G", "follow_log", "Log end", show=False),
+        Binding("W", "toggle_wrap", "Log: wrap long lines or scroll sideways", show=False),
         Binding("v", "chart_view", "Chart", show=False),
         Binding("w", "chart_window", f"Chart: the last {WINDOW_STEPS} steps or all", show=False),
         Binding("Y", "chart_log_scale", "Chart: log scale on or off", show=False),
@@ -493,6 +494,12 @@ class RunMonitor(RunActions, StudioScreen):
     def action_toggle_raw_log(self) -> None:
         self.log_view.raw = not self.log_view.raw
         self.notify("log: every line" if self.log_view.raw else "log: studio's lines (l shows every line)")
+
+    def action_toggle_wrap(self) -> None:
+        log = self.query_one("#trainer-log", RichLog)
+        log.wrap = not log.wrap
+        self.log_view.render()
+        self.notify("log: long lines wrap" if log.wrap else "log: long lines scroll sideways (W wraps them)")
 
     def action_zoom_log(self) -> None:
         self.toggle_class("log-zoomed")
