@@ -25,6 +25,11 @@ def runs_dir() -> Path:
     return studio_home() / "runs"
 
 
+def archive_dir() -> Path:
+    """Runs moved out of the list (`studio archive`, A in the app), whole; `studio unarchive` brings one back."""
+    return studio_home() / "archive"
+
+
 def _bundled_dir(name: str) -> Path:
     # A checkout (or editable install) has them beside the package; a wheel
     # install puts them under <prefix>/share/studio.

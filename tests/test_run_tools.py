@@ -73,3 +73,50 @@ async def test_the_app_describes_deletes_and_copies_a_run(studio_env: Path) -> N
         await pilot.press("y")
         await until(pilot, lambda: not gone.exists() and runs.row_count == 1, "the run deleted and unlisted")
         assert keep.is_dir() and Run(keep).id in pilot.app.screen.run_dirs
+
+
+def test_a_note_on_a_run_and_archiving_it_from_the_cli(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, "20260911-090000-tried")
+    assert "has no note" in studio("note", run_dir.name, check=True).stdout
+    studio("note", run_dir.name, "lr 2e-4 overfits after step 30", check=True)
+    assert studio("note", run_dir.name, check=True).stdout.strip() == "lr 2e-4 overfits after step 30"
+    assert "note: lr 2e-4 overfits" in studio("describe", run_dir.name, check=True).stdout
+    assert json.loads(studio("runs", "--json", check=True).stdout)[0]["note"] == "lr 2e-4 overfits after step 30"
+    proc = studio("note", run_dir.name, "x" * 3000)
+    assert proc.returncode == 2 and "at most 2000" in proc.stderr  # refused, the note kept
+    assert (run_dir / "note.txt").read_text().strip() == "lr 2e-4 overfits after step 30"
+
+    proc = studio("archive", run_dir.name)
+    assert proc.returncode == 0 and "unarchive" in proc.stdout, proc.stderr
+    archived = studio_env / "archive" / run_dir.name
+    assert not run_dir.exists() and (archived / "events.jsonl").is_file()
+    assert json.loads(studio("runs", "--json", check=True).stdout) == []
+    assert run_dir.name in studio("unarchive", check=True).stdout  # the archive, listed
+    assert "no run" in studio("unarchive", "20260101-nothing").stderr
+    studio("unarchive", run_dir.name, check=True)
+    assert run_dir.is_dir() and not archived.exists() and Run(run_dir).note().startswith("lr 2e-4")
+
+
+async def test_the_app_keeps_a_note_on_a_run_finds_it_and_archives_the_run(studio_env: Path) -> None:
+    from studio.ui.dialogs import NoteDialog
+
+    run_dir = record_run(studio_env, "20260911-090000-tried")
+    other = record_run(studio_env, "20260912-090000-other")
+    async with StudioApp(inventory=fake_inventory()).run_test(size=(120, 40)) as pilot:
+        runs = pilot.app.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.row_count == 2, "both runs")
+        runs.focus()
+        runs.move_cursor(row=runs.get_row_index(run_dir.name))
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(pilot.app.screen, NoteDialog), "the note dialog")
+        await pilot.press(*"overfits", "enter")
+        await until(pilot, lambda: Run(run_dir).note() == "overfits", "the note kept in the run")
+        await pilot.press("slash", *"overfit", "enter")
+        await until(pilot, lambda: runs.row_count == 1 and run_dir.name in pilot.app.screen.run_dirs,
+                    "the filter finds the run by its note")
+        runs.focus()
+        await pilot.press("A")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Confirm), "a question first")
+        await pilot.press("y")
+        await until(pilot, lambda: not run_dir.exists() and runs.row_count == 0, "archived and unlisted")
+        assert (studio_env / "archive" / run_dir.name / "note.txt").is_file() and other.is_dir()

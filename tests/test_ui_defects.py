@@ -605,6 +605,9 @@ async def test_help_names_keys_as_they_are_typed_and_lists_tab_and_enter(studio_
         await until(pilot, lambda: isinstance(pilot.app.screen, Help), "the help")
         await pilot.pause(0.2)
         text = screen_text(pilot.app)
+        await pilot.press("end")  # a long help scrolls, from the keyboard too
+        await pilot.pause(0.2)
+        text += screen_text(pilot.app)
         for raw in ("slash", "question mark", "g,home", "G,end"):
             assert raw not in text, text
         for shown in ("/", "?", "tab", "enter", "g / home"):

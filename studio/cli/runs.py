@@ -226,6 +226,39 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_note(args: argparse.Namespace) -> int:
+    from studio.runs.describe import write_note
+
+    run = find_run(args.run)
+    if args.text is None:
+        print(safe(run.note()) or f"run {safe(run.id)} has no note; studio note {safe(run.id)} \"TEXT\" adds one")
+        return EXIT_OK
+    write_note(run, args.text)
+    print(f"noted on run {safe(run.id)}" if args.text.strip() else f"removed the note of run {safe(run.id)}")
+    return EXIT_OK
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from studio.runs.describe import archive_run
+
+    run = find_run(args.run)
+    dest = archive_run(run)
+    print(f"archived run {safe(run.id)} to {safe(str(dest))}; `studio unarchive {safe(run.id)}` brings it back")
+    return EXIT_OK
+
+
+def cmd_unarchive(args: argparse.Namespace) -> int:
+    from studio.runs.describe import archived_runs, unarchive_run
+
+    if not args.run:
+        names = archived_runs()
+        print("\n".join(safe(n) for n in names) if names else "the archive is empty")
+        return EXIT_OK
+    run = unarchive_run(args.run)
+    print(f"run {safe(run.id)} is back in the runs list")
+    return EXIT_OK
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     run = find_run(args.run)
     if not args.force and run_status(run) in ("running", "queued"):  # else stop_run says why there is nothing to stop
@@ -362,6 +395,19 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("run", help="run id, unique prefix, path, or `last`")
     p.add_argument("--yes", action="store_true", help="confirm: the run's folder and everything in it go")
     p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("note", help="show or set your note on a run (an empty TEXT removes it)")
+    p.add_argument("run", help="run id, unique prefix, path, or `last`")
+    p.add_argument("text", nargs="?", help="the note; leave out to show the one there is")
+    p.set_defaults(func=cmd_note)
+
+    p = sub.add_parser("archive", help="move a run that is over out of the list, whole, into STUDIO_HOME/archive")
+    p.add_argument("run", help="run id, unique prefix, path, or `last`")
+    p.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser("unarchive", help="bring an archived run back (no RUN: list the archive)")
+    p.add_argument("run", nargs="?", help="the archived run's id")
+    p.set_defaults(func=cmd_unarchive)
 
     p = sub.add_parser("stop", help="stop a run gracefully (checkpoint + adapter), or kill it")
     p.add_argument("run", help="run id, unique part of it, folder, or `last`")

@@ -1,18 +1,52 @@
 """One run, whole: its frozen profile, the plan and why each auto was decided, the devices and versions it
-ran with (for `studio describe` and the app's d key); and deleting a run that is over."""
+ran with (for `studio describe` and the app's d key); the user's note on it; and deleting or archiving a
+run that is over."""
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
-from studio.paths import runs_dir
-from studio.runs.files import PROFILE_FILE
+from studio.atomic import write_text
+from studio.paths import archive_dir, runs_dir
+from studio.runs.files import NOTE_FILE, PROFILE_FILE
 from studio.runs.folder import Run, RunError
 from studio.runs.state import run_status, summarize
 from studio.safeopen import read_regular
 
 PROFILE_BYTES = 256 * 1024  # a profile is a page of TOML; more is not shown
+NOTE_CHARS = 2000           # a note is a line or a paragraph; a longer one is refused
+
+
+def write_note(run: Run, text: str) -> None:
+    """Keep `text` as the run's note (atomically); an empty one removes the note."""
+    text = text.strip()
+    if len(text) > NOTE_CHARS:
+        raise RunError(f"a note is at most {NOTE_CHARS} characters (this one has {len(text)}); keep it short, "
+                       "or write longer notes beside the run")
+    own_run_folder(run, "writes notes in")
+    path = run.dir / NOTE_FILE
+    try:
+        if text:
+            write_text(path, text + "\n")
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot write the note in {run.dir}: {e.strerror or e}") from None
+
+
+def own_run_folder(run: Run, verb: str) -> None:
+    """Refuse a link, or a folder outside studio's runs folder: studio changes only run folders it made."""
+    folder = run.dir
+    if folder.is_symlink():
+        raise RunError(f"{folder} is a link; studio {verb} only run folders it made")
+    try:
+        inside = folder.resolve().parent == runs_dir().resolve()
+    except OSError as e:
+        raise RunError(f"cannot resolve {folder}: {e.strerror or e}") from None
+    if not inside:
+        raise RunError(f"{folder} is not in studio's runs folder ({runs_dir()}); studio {verb} only its own runs")
 
 
 def describe(run: Run) -> dict[str, Any]:
@@ -37,7 +71,7 @@ def describe(run: Run) -> dict[str, Any]:
         "decisions": [d.to_dict() for d in decisions],
         "devices": list(start.devices) if start else [], "dtype": start.dtype if start else None,
         "optimizer": start.optimizer if start else None, "torch": start.torch if start else None,
-        "profile": profile_text,
+        "profile": profile_text, "note": run.note(),
     }
 
 
@@ -48,6 +82,8 @@ def describe_lines(info: dict[str, Any]) -> list[str]:
 
     steps = f"step {info['step']}/{info['max_steps'] or '?'}"
     lines = [f"run {info['id']}  status {info['status']}  {steps}", f"folder {info['dir']}"]
+    if info.get("note"):
+        lines.append(f"note: {info['note']}")
     if info["problem"]:
         lines.append(f"problem: {info['problem']}")
     if info["model"]:
@@ -70,16 +106,54 @@ def describe_lines(info: dict[str, Any]) -> list[str]:
 def delete_run(run: Run) -> None:
     """Remove a run that is over, with everything in it. Refuses a running or queued run, a link, and
     anything outside studio's runs folder."""
-    folder = run.dir
-    if folder.is_symlink():
-        raise RunError(f"{folder} is a link; studio deletes only run folders it made (remove the link with rm)")
-    try:
-        inside = folder.resolve().parent == runs_dir().resolve()
-    except OSError as e:
-        raise RunError(f"cannot resolve {folder}: {e.strerror or e}") from None
-    if not inside:
-        raise RunError(f"{folder} is not in studio's runs folder ({runs_dir()}); studio deletes only its own runs")
+    own_run_folder(run, "deletes")
+    refuse_live(run)
+    shutil.rmtree(run.dir)
+
+
+def refuse_live(run: Run) -> None:
     status = run_status(run)
     if status in ("running", "queued"):
         raise RunError(f"run {run.id} is {status}; stop it first (studio stop {run.id})")
-    shutil.rmtree(folder)
+
+
+def archive_run(run: Run) -> Path:
+    """Move a run that is over, whole, out of the runs folder into the archive; where it went."""
+    own_run_folder(run, "archives")
+    refuse_live(run)
+    dest = archive_dir() / run.id
+    if dest.exists():
+        raise RunError(f"the archive already holds a run {run.id} ({dest}); delete or move that one first")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        run.dir.rename(dest)  # the same file system (both under STUDIO_HOME): one step, nothing half-moved
+    except OSError as e:
+        raise RunError(f"cannot move {run.dir} to {dest}: {e.strerror or e}") from None
+    return dest
+
+
+def archived_runs() -> list[str]:
+    try:
+        return sorted(p.name for p in archive_dir().iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+
+
+def unarchive_run(run_id: str) -> Run:
+    """Bring an archived run back into the runs folder (and the lists)."""
+    if not run_id or "/" in run_id or run_id in (".", ".."):
+        raise RunError(f"not a run id: {run_id!r}")
+    source = archive_dir() / run_id
+    if not source.is_dir() or source.is_symlink():
+        have = archived_runs()
+        raise RunError(f"the archive holds no run {run_id!r}" + (f"; it holds {', '.join(have[:8])}" if have
+                                                                  else f" ({archive_dir()} is empty)"))
+    dest = runs_dir() / run_id
+    if dest.exists():
+        raise RunError(f"{dest} exists already; delete or archive that one first")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        source.rename(dest)
+    except OSError as e:
+        raise RunError(f"cannot move {source} back to {dest}: {e.strerror or e}") from None
+    return Run(dest)

@@ -12,6 +12,7 @@ SLURM_SCRIPT = "slurm.sbatch"  # `studio run --slurm`: the job script as submitt
 LOCK_FILE = "run.lock"  # held by whoever starts the trainer, then by the trainer for its life (runs/lock.py)
 LOG_FILE = "trainer.log"
 PREFLIGHT_FILE = "preflight.json"
+NOTE_FILE = "note.txt"  # the user's own note on the run (`studio note`, t in the app)
 EVAL_FILE = "eval.json"  # `studio eval`: the base and the tuned model on the run's eval rows
 CHECKPOINTS = "checkpoints"
 FINAL = "final"

@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from studio.atomic import write_json, write_text
 from studio.paths import runs_dir
-from studio.runs.files import (BASE_MODEL, CHAT_LOG, CHATS, CHECKPOINTS, EVAL_FILE, EVENTS_FILE, FINAL, LAYOUT_FILE, LOCK_FILE,
-                               LOG_FILE, ORIGINAL_PROFILE, PLAN_FILE, PREFLIGHT_FILE, PROFILE_FILE, SLURM_SCRIPT,
-                               STATUS_FILE)
+from studio.runs.files import (BASE_MODEL, CHATS, CHAT_LOG, CHECKPOINTS, EVAL_FILE, EVENTS_FILE, FINAL, LAYOUT_FILE,
+                                LOCK_FILE, LOG_FILE, NOTE_FILE, ORIGINAL_PROFILE, PLAN_FILE, PREFLIGHT_FILE,
+                                PROFILE_FILE, SLURM_SCRIPT, STATUS_FILE)
 from studio.safeopen import read_regular
+
+NOTE_BYTES = 8000  # a note is a line or a paragraph (runs/describe.py refuses more than 2,000 characters)
 
 if TYPE_CHECKING:
     from studio.planning.record import PlanRecord
@@ -161,6 +163,13 @@ class Run:
 
         """Raises OSError when the events file cannot be read (a damaged run)."""
         return load_timeline(self.dir)
+
+    def note(self) -> str:
+        """The user's note on the run ("" when there is none or it cannot be read): `studio note`, t in the app."""
+        try:
+            return read_regular(self.dir / NOTE_FILE, NOTE_BYTES).decode("utf-8", errors="replace").strip()
+        except OSError:
+            return ""
 
     def last_complete_checkpoint(self) -> Path | None:
         return last_complete_checkpoint(self.checkpoints_dir)

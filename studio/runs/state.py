@@ -79,6 +79,7 @@ class RunSummary:
     method: str | None = None     # lora, qlora, full: from the trainer's start record
     model: str | None = None      # the base model's name, as its profile names it
     problem: str | None = None   # why a damaged run cannot be read
+    note: str = ""               # the user's own note on the run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,6 +122,6 @@ def summarize(run: Run) -> RunSummary:
                       (last.tokens_per_s if last else None)),
         eval_loss=last_eval.eval_loss if last_eval else None,
         train_s=last.elapsed_s if last else None,
-        method=start.method if start else None, model=start_model(start),
+        method=start.method if start else None, model=start_model(start), note=run.note(),
         alert=next((a.message for a in health_alerts(tl, running=True, recent=50) if a.kind == "stall"), None)
         if status == "running" else None)

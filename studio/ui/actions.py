@@ -33,6 +33,10 @@ RUN_ACTIONS = (
     RunAction("d", "describe", "Describe run", "the run whole: its profile, the plan and why each auto was decided, "
                                                "devices and versions"),
     RunAction("y", "copy_id", "Copy run id", "copy the run's id to the clipboard (OSC 52: works over SSH too)"),
+    RunAction("t", "note", "Note on run", "your note on the run (why it ran, what it showed); the runs filter finds "
+                                          "it, describe shows it"),
+    RunAction("A", "archive", "Archive run", "move a run that is over out of the list, whole, into the archive "
+                                             "(studio unarchive brings it back; asks first)"),
     RunAction("D", "delete", "Delete run", "delete a run that is over, with everything in it (asks first)"),
 )
 
@@ -74,6 +78,14 @@ class RunActions:
         if run := self.acting_run():
             self.app.copy_to_clipboard(run.id)
             self.app.notify(f"copied {run.id}")
+
+    def action_note(self) -> None:
+        if run := self.acting_run():
+            self.app.edit_note(run)
+
+    def action_archive(self) -> None:
+        if run := self.acting_run():
+            self.app.confirm_archive(run)
 
     def action_delete(self) -> None:
         if run := self.acting_run():

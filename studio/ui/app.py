@@ -351,6 +351,57 @@ class StudioApp(App[None]):
 
         self.push_screen(Help(Text("\n".join(safe(line) for line in describe_lines(describe(run))))))
 
+    def edit_note(self, run: Run) -> None:
+        from studio.runs.describe import write_note
+        from studio.runs.folder import RunError
+        from studio.ui.dialogs import NoteDialog
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                write_note(run, text)
+            except RunError as e:
+                self.notify(str(e), title="note not kept", severity="error", timeout=10)
+                return
+            self.notify(f"noted on run {run.id}" if text.strip() else f"removed the note of run {run.id}")
+            self.refresh_dashboards()
+
+        self.push_screen(NoteDialog(run.id, run.note()), done)
+
+    def confirm_archive(self, run: Run) -> None:
+        from studio.paths import archive_dir
+        from studio.runs.describe import archive_run
+        from studio.runs.folder import RunError
+        from studio.ui.dialogs import Confirm
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                dest = archive_run(run)
+            except RunError as e:
+                self.notify(str(e), title="not archived", severity="error", timeout=10)
+                return
+            self.notify(f"archived run {run.id} to {dest}; `studio unarchive {run.id}` brings it back", timeout=8)
+            self.leave_monitor_of(run)
+            self.refresh_dashboards()
+
+        self.push_screen(Confirm(f"archive run {run.id}? It leaves the list, whole, for {archive_dir()}; "
+                                 f"`studio unarchive {run.id}` brings it back"), done)
+
+    def leave_monitor_of(self, run: Run) -> None:
+        """Back from the monitor of a run that left the runs folder (deleted, archived)."""
+        from studio.ui.monitor import RunMonitor
+
+        if isinstance(self.screen, RunMonitor) and self.screen.run.id == run.id:
+            self.pop_screen()
+
+    def refresh_dashboards(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, Dashboard):
+                screen.refresh_lists()
+
     def confirm_delete(self, run: Run) -> None:
         from studio.runs.describe import delete_run
         from studio.runs.folder import RunError
@@ -365,13 +416,8 @@ class StudioApp(App[None]):
                 self.notify(str(e), title="not deleted", severity="error", timeout=10)
                 return
             self.notify(f"deleted run {run.id}")
-            from studio.ui.monitor import RunMonitor
-
-            if isinstance(self.screen, RunMonitor) and self.screen.run.id == run.id:
-                self.pop_screen()  # its monitor shows a run that is gone
-            for screen in self.screen_stack:
-                if isinstance(screen, Dashboard):
-                    screen.refresh_lists()
+            self.leave_monitor_of(run)
+            self.refresh_dashboards()
 
         self.push_screen(Confirm(f"delete run {run.id} and everything in it (checkpoints, final weights, logs)? "
                                  "This cannot be undone."), done)

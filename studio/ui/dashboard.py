@@ -214,12 +214,13 @@ class Dashboard(RunActions, StudioScreen):
     # ----------------------------------------------------------- reading (workers)
 
     def _summary(self, run: Run) -> RunSummary:
-        """A run's summary, re-read only when its events or status file changed."""
+        """A run's summary, re-read only when its events or status file changed, or its folder (a note)."""
         try:
             events = run.events_path.stat()
-            state = (events.st_size, events.st_mtime_ns, (run.dir / "status.json").stat().st_mtime_ns)
+            state = (events.st_size, events.st_mtime_ns, (run.dir / "status.json").stat().st_mtime_ns,
+                     run.dir.stat().st_mtime_ns)
         except OSError:
-            state = (-1, 0, 0)
+            state = (-1, 0, 0, 0)
         cached = self._summaries.get(run.id)
         if cached and cached[0] == state and cached[1].status != "running":
             return cached[1]
@@ -280,7 +281,7 @@ class Dashboard(RunActions, StudioScreen):
         table = self.query_one("#runs", DataTable)
         now = self.clock()
         wanted = self.run_filter.lower()
-        shown = [s for s in summaries if not wanted or wanted in f"{s.id} {s.profile} {s.status}".lower()]
+        shown = [s for s in summaries if not wanted or wanted in f"{s.id} {s.profile} {s.status} {s.note}".lower()]
         rows = [(s, self.run_cells(s, now)) for s in sort_runs(shown, self.sort)]
         signature = [table.size.width] + [(s.id, tuple(str(c) for c in cells)) for s, cells in rows]
         if signature != self._runs_shown:  # rebuilding an unchanged table costs CPU every refresh
@@ -443,7 +444,7 @@ class Dashboard(RunActions, StudioScreen):
         if found:
             box = found.first(Input)
         else:
-            box = Input(id="runs-filter", placeholder="filter runs: id, profile or status", compact=True)
+            box = Input(id="runs-filter", placeholder="filter runs: id, profile, status or note", compact=True)
             self.query_one("#runs-box").mount(box, before=self.query_one("#runs", DataTable))
         box.display = True
         box.focus()

@@ -138,6 +138,28 @@ class FieldFinder(ModalScreen["str | None"]):
         self.dismiss(None)
 
 
+class NoteDialog(ModalScreen["str | None"]):
+    """The user's note on a run: enter keeps it (empty removes it), esc leaves it as it was."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, run_id: str, note: str):
+        super().__init__()
+        self.run_id, self.note = run_id, note
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label(f"your note on run {self.run_id}:", classes="question")
+            yield Input(value=self.note, id="answer", placeholder="why it ran, what it showed...")
+            yield Label("enter keeps it (empty removes it), esc cancels", classes="hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 NEWEST = -1  # the weights picker's answer for "what the run trained last" (final, or a later checkpoint)
 
 
