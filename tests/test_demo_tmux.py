@@ -45,3 +45,31 @@ def test_studio_demo_runs_to_completion_in_tmux() -> None:
         tmux(socket, "kill-server")
     runs = json.loads(studio("runs", "--json").stdout)
     assert runs and runs[-1]["status"] == "completed" and runs[-1]["step"] == 40
+
+
+def test_bang_opens_a_shell_in_the_run_folder_and_exit_comes_back(studio_env) -> None:
+    from ui_fixtures import record_run
+
+    run_dir = record_run(studio_env)
+    where = studio_env / "pwd.txt"
+    socket = f"studio-shell-{os.getpid()}"
+    env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("STUDIO_HOME", "HF_HOME", "HF_HUB_OFFLINE"))
+    command = f"env {env} SHELL=/bin/sh TERM=xterm-256color {shlex.quote(sys.executable)} -m studio"
+    assert tmux(socket, "new-session", "-d", "-s", "app", "-x", "120", "-y", "40", command).returncode == 0
+    try:
+        def pane() -> str:
+            return tmux(socket, "capture-pane", "-p", "-t", "app").stdout
+
+        wait_for(lambda: "completed" in pane(), what="the run listed", state=pane, poll=0.3)
+        tmux(socket, "send-keys", "-t", "app", "Tab")  # the Runs list, its cursor on the one run
+        tmux(socket, "send-keys", "-t", "app", "!")
+        wait_for(lambda: "exit comes back to studio" in pane(), what="the shell", state=pane, poll=0.3)
+        tmux(socket, "send-keys", "-t", "app", f"pwd > {shlex.quote(str(where))}; exit", "Enter")
+        wait_for(lambda: where.is_file() and "Profiles" in pane(), what="the pwd, then the app back", state=pane,
+                 poll=0.3)
+        assert where.read_text().strip() == str(run_dir.resolve())
+        tmux(socket, "send-keys", "-t", "app", "q")
+        wait_for(lambda: tmux(socket, "has-session", "-t", "app").returncode != 0, what="q to quit the app",
+                 state=pane, timeout=120, poll=0.2)
+    finally:
+        tmux(socket, "kill-server")

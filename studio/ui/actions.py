@@ -33,6 +33,9 @@ RUN_ACTIONS = (
     RunAction("d", "describe", "Describe run", "the run whole: its profile, the plan and why each auto was decided, "
                                                "devices and versions"),
     RunAction("y", "copy_id", "Copy run id", "copy the run's id to the clipboard (OSC 52: works over SSH too)"),
+    RunAction("Y", "copy_path", "Copy run folder", "copy the run folder's path to the clipboard (OSC 52)"),
+    RunAction("exclamation_mark", "shell", "Shell in run folder", "a shell ($SHELL) in the run folder, the app "
+                                                                  "suspended; exit comes back"),
     RunAction("t", "note", "Note on run", "your note on the run (why it ran, what it showed); the runs filter finds "
                                           "it, describe shows it"),
     RunAction("A", "archive", "Archive run", "move a run that is over out of the list, whole, into the archive "
@@ -78,6 +81,15 @@ class RunActions:
         if run := self.acting_run():
             self.app.copy_to_clipboard(run.id)
             self.app.notify(f"copied {run.id}")
+
+    def action_copy_path(self) -> None:
+        if run := self.acting_run():
+            self.app.copy_to_clipboard(str(run.dir))
+            self.app.notify(f"copied {run.dir}")
+
+    def action_shell(self) -> None:
+        if run := self.acting_run():
+            self.app.shell_in(run.dir)
 
     def action_note(self) -> None:
         if run := self.acting_run():

@@ -351,6 +351,23 @@ class StudioApp(App[None]):
 
         self.push_screen(Help(Text("\n".join(safe(line) for line in describe_lines(describe(run))))))
 
+    def shell_in(self, folder: Path) -> None:
+        """$SHELL in `folder` with the app suspended (over SSH too); the app comes back when it exits."""
+        import os
+        import subprocess
+
+        from textual.app import SuspendNotSupported
+
+        shell = os.environ.get("SHELL") or "/bin/sh"
+        try:
+            with self.suspend():
+                print(f"studio: a shell in {folder}; exit comes back to studio", flush=True)
+                subprocess.call([shell], cwd=folder)
+        except SuspendNotSupported:
+            self.notify(f"this terminal cannot hand over to a shell; cd {folder} outside the app", severity="warning")
+        except OSError as e:
+            self.notify(f"cannot run {shell}: {e.strerror or e}; set $SHELL", severity="error")
+
     def edit_note(self, run: Run) -> None:
         from studio.runs.describe import write_note
         from studio.runs.folder import RunError
