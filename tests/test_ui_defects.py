@@ -932,3 +932,19 @@ async def test_w_in_the_monitor_turns_the_logs_wrapping_off_and_on(studio_env: P
                     "one line each, wider than the pane")
         await pilot.press("W")
         await until(pilot, lambda: len(log.lines) > 3, "wrapped again")
+
+
+async def test_the_monitor_says_the_runs_settings_in_one_line(studio_env: Path) -> None:
+    from studio.atomic import write_json
+    from studio.planning.plan import plan_run
+    from studio.profiles.profile import load_profile
+
+    run_dir = record_run(studio_env, status="completed")
+    plan = plan_run(load_profile(run_dir / "profile.toml"), fake_inventory())
+    write_json(run_dir / "plan.json", plan.record().to_dict())  # what a start writes
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "Llama-3.1-8B · qlora r16 · batch" in screen_text(pilot.app),
+                    "the settings' line")
+        side = str(pilot.app.screen.query_one("#plan-text").render())
+        # max_length's default; the optimizer the trainer made; gradient_checkpointing = true in its profile
+        assert "len 1024 · paged_adamw_8bit · checkpointing" in side, side

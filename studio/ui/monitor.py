@@ -423,9 +423,27 @@ class RunMonitor(RunActions, StudioScreen):
             out.append("\n")
         return out
 
+    def config_line(self) -> str:
+        """The run's settings in one line, from its plan (the resolved profile): what it trains and how."""
+        if self.plan is None:
+            return ""
+        p = self.plan.profile
+        parts = [self.plan.model.rsplit("/", 1)[-1]]
+        if p.method.type != "full":
+            parts.append(f"{p.method.type} r{p.method.rank}")
+        start = self.timeline.start   # the optimizer the trainer made ("auto" picks per method)
+        optimizer = start.optimizer if start and start.optimizer else p.train.optimizer
+        parts += [f"batch {p.train.batch_size}x{p.train.grad_accum}", f"lr {p.train.learning_rate:g}",
+                  f"len {p.data.max_length}"] + ([optimizer] if optimizer != "auto" else [])
+        if p.train.gradient_checkpointing is True:
+            parts.append("checkpointing")
+        return " · ".join(parts)
+
     def plan_text(self) -> Text:
-        """The estimate next to the measured peak, and what the data looks like."""
+        """The run's settings in a line, the estimate next to the measured peak, and what the data looks like."""
         out = Text()
+        if config := self.config_line():
+            out.append(config + "\n", style="bold")
         estimate = self.plan.peak_reserved_gib if self.plan else None
         measured = self.peak_reserved
         if isinstance(estimate, (int, float)) and measured:
