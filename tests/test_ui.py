@@ -347,3 +347,23 @@ def contrast(a, b) -> float:
 
     high, low = sorted((luminance(a), luminance(b)), reverse=True)
     return (high + 0.05) / (low + 0.05)
+
+
+def test_no_key_is_bound_twice_on_a_screen() -> None:
+    """Two bindings of one key on a screen: one of them can never be reached (the log scale's Y once lost to
+    a run action's Y)."""
+    from studio.ui.chat import ChatScreen
+    from studio.ui.compare import Comparison
+    from studio.ui.dashboard import Dashboard
+    from studio.ui.editor import ProfileEditor
+    from studio.ui.monitor import RunMonitor
+    from studio.ui.processes import GpuProcesses
+    from studio.ui.raw_editor import RawProfileEditor
+
+    from studio.ui.screens import StudioScreen
+
+    screens = StudioScreen.__subclasses__()
+    assert {Dashboard, RunMonitor, ProfileEditor, RawProfileEditor, ChatScreen, Comparison, GpuProcesses} <= set(screens)
+    for screen in screens:
+        keys = [k.strip() for b in screen.BINDINGS for k in b.key.split(",")]
+        assert len(keys) == len(set(keys)), (screen.__name__, sorted(k for k in set(keys) if keys.count(k) > 1))

@@ -33,7 +33,7 @@ RUN_ACTIONS = (
     RunAction("d", "describe", "Describe run", "the run whole: its profile, the plan and why each auto was decided, "
                                                "devices and versions"),
     RunAction("y", "copy_id", "Copy run id", "copy the run's id to the clipboard (OSC 52: works over SSH too)"),
-    RunAction("Y", "copy_path", "Copy run folder", "copy the run folder's path to the clipboard (OSC 52)"),
+    RunAction("P", "copy_path", "Copy run folder", "copy the run folder's path to the clipboard (OSC 52)"),
     RunAction("exclamation_mark", "shell", "Shell in run folder", "a shell ($SHELL) in the run folder, the app "
                                                                   "suspended; exit comes back"),
     RunAction("t", "note", "Note on run", "your note on the run (why it ran, what it showed); the runs filter finds "
