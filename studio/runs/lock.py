@@ -22,14 +22,20 @@ class LockError(Exception):
 
 
 def holder(run_dir: Path) -> str:
-    """Who holds the lock, as far as status.json says."""
+    """Who holds the lock: the trainer status.json names when that pid is this run's live trainer; else another
+    studio process that is starting (or resuming) it, whose trainer is not recorded yet. A pid left from an
+    earlier trainer is never named."""
     import json
+
+    from studio.runs.liveness import is_trainer_process  # liveness reads run folders: imported when asked
 
     try:
         pid = json.loads((run_dir / STATUS_FILE).read_text(encoding="utf-8")).get("pid")
     except (OSError, ValueError, RecursionError, AttributeError):
         pid = None
-    return f"pid {pid}" if isinstance(pid, int) and not isinstance(pid, bool) else "another studio process"
+    if isinstance(pid, int) and not isinstance(pid, bool) and is_trainer_process(pid, run_dir):
+        return f"pid {pid}"
+    return "another studio process is starting it"
 
 
 class RunLock:
