@@ -272,6 +272,7 @@ def test_studio_runs_says_a_live_run_has_gone_quiet(studio_env: Path) -> None:
         sleeper.kill()
 
 
+@pytest.mark.slow  # over 10 s on the 2-core VM (the fast set's budget is 5 min)
 async def test_the_monitor_notices_a_run_going_quiet_while_nothing_is_written(studio_env: Path) -> None:
     from studio.ui.app import StudioApp
     from ui_fixtures import fake_inventory, screen_text
@@ -350,6 +351,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow  # over 10 s on the 2-core VM (the fast set's budget is 5 min)
 def test_the_monitor_of_a_huge_events_file_loads_in_a_worker_in_bounded_memory(studio_env: Path) -> None:
     """100 MB of steps: the monitor reads a bounded head and tail (off the UI thread), then follows the end."""
     run = huge_run(studio_env)

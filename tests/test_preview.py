@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import demo_rows, studio, write_jsonl, write_profile
 from studio.paths import bundled_profiles_dir
 from studio.ui.app import StudioApp
@@ -27,6 +29,7 @@ def test_the_preview_marks_the_assistant_answer_as_trained(studio_env: Path) -> 
     assert result["loss_on"] == "assistant turns" and len(result["rows"]) == 2
 
 
+@pytest.mark.slow  # over 10 s on the 2-core VM (the fast set's budget is 5 min)
 def test_the_preview_shows_what_max_length_cuts(studio_env: Path, tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "long.jsonl", [{"text": "word " * 200}] * 8)
     profile = write_profile(tmp_path / "p.toml", data, data={"path": str(data), "max_length": 16})
