@@ -71,7 +71,7 @@ def describe(run: Run) -> dict[str, Any]:
         "decisions": [d.to_dict() for d in decisions],
         "devices": list(start.devices) if start else [], "dtype": start.dtype if start else None,
         "optimizer": start.optimizer if start else None, "torch": start.torch if start else None,
-        "profile": profile_text, "note": run.note(),
+        "profile": profile_text, "note": summary.note,
     }
 
 
