@@ -122,7 +122,6 @@ class ProfileEditor(StudioScreen):
         self.built: set[str] = set()   # sections whose folded fields are built
         self.undo_stack: list[tuple[str, Any]] = []   # (field id, its value before a change), latest last
         self._values: dict[str, Any] = {}  # each field's last value seen, to know what a change replaced
-        self._undoing = False
 
     # ----------------------------------------------------------- layout
 
@@ -278,7 +277,7 @@ class ProfileEditor(StudioScreen):
         """One undo step per run of changes to one field (typing a word is one step, not one per key)."""
         before = self._values.get(wid, value)
         self._values[wid] = value
-        if self._undoing or not self.settled or before == value:
+        if not self.settled or before == value:
             return
         if not self.undo_stack or self.undo_stack[-1][0] != wid:
             self.undo_stack.append((wid, before))
@@ -289,11 +288,8 @@ class ProfileEditor(StudioScreen):
             return
         wid, value = self.undo_stack.pop()
         widget = self.query_one(f"#{wid}")
-        self._undoing = True
-        try:
-            widget.value = value
-        finally:
-            self.call_after_refresh(setattr, self, "_undoing", False)  # after its Changed event
+        self._values[wid] = value  # known before its Changed event arrives: restoring is not a change to undo
+        widget.value = value
         widget.focus()
 
     def action_find_field(self) -> None:
