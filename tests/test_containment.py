@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -361,3 +365,110 @@ def test_the_monitor_of_a_huge_events_file_loads_in_a_worker_in_bounded_memory(s
     assert proc.stdout.split() == ["completed", "60"]
     peak_mib = int(proc.stderr.strip().splitlines()[-1]) / 1024
     assert peak_mib < 400, f"the monitor peaked at {peak_mib:.0f} MiB on a 100 MB events file"
+
+
+# ---------------------------------------------------------------- 14. folders studio may not read
+
+@contextmanager
+def as_another_user() -> Iterator[None]:
+    """The block reads as someone who does not own the test's folders. Root reads anything, so it acts as
+    `nobody` for the block (effective ids only, restored after); anyone else meets the mode-000 folders."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture
+def shared_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A studio home that `nobody` can reach (pytest's own folders are private to the user running it)."""
+    top = Path(tempfile.mkdtemp(prefix="studio-shared-"))
+    top.chmod(0o755)
+    home = top / "home"
+    (home / "runs").mkdir(parents=True)
+    for d in (home, home / "runs"):
+        d.chmod(0o755)
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    mask = os.umask(0o022)  # main() tightens the umask of the process it runs in
+    try:
+        yield home
+    finally:
+        os.umask(mask)
+        for d in (top, *top.rglob("*")):
+            if d.is_dir() and not d.is_symlink():
+                d.chmod(0o755)
+        shutil.rmtree(top)
+
+
+CLOSED = 0o700 if os.geteuid() == 0 else 0o000  # another owner's private folder, or one closed to its owner
+
+
+def test_a_run_folder_studio_cannot_read_is_listed_as_unreadable_with_the_reason(shared_home: Path,
+                                                                                capsys: pytest.CaptureFixture) -> None:
+    from studio.cli import main
+
+    readable = record_run(shared_home, "20260911-090000-mine")
+    closed = record_run(shared_home, "20260911-100000-theirs")
+    closed.chmod(CLOSED)
+    assert main(["runs", "--json"]) == 0  # as the owner: both (and every module the listing needs is loaded)
+    capsys.readouterr()
+    with as_another_user():
+        listed_code = main(["runs", "--json"])
+        listed = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+        text_code = main(["runs"])
+        text = capsys.readouterr().out
+        logs_code = main(["logs", closed.name])
+        logs_err = capsys.readouterr().err
+    assert listed_code == 0 and text_code == 0
+    assert listed[readable.name]["status"] == "completed"
+    assert listed[closed.name]["status"] == "unreadable", listed
+    assert "Permission denied" in listed[closed.name]["problem"] and f"mode {CLOSED:o}" in listed[closed.name]["problem"]
+    line = next(l for l in text.splitlines() if closed.name in l)
+    assert "unreadable" in line and "Permission denied" in line
+    assert logs_code == 2 and "unreadable" in logs_err and "Permission denied" in logs_err
+
+
+def test_a_runs_folder_studio_cannot_read_is_said_not_called_empty(shared_home: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    from studio.cli import main
+
+    record_run(shared_home)
+    (shared_home / "runs").chmod(CLOSED)
+    assert main(["runs"]) == 0
+    capsys.readouterr()
+    with as_another_user():
+        runs_code = main(["runs"])
+        runs = capsys.readouterr()
+        last_code = main(["logs", "last"])
+        last = capsys.readouterr()
+    assert runs_code == 2 and "no runs yet" not in runs.out
+    assert f"cannot read the runs folder {shared_home / 'runs'}" in runs.err and "Permission denied" in runs.err
+    assert "STUDIO_HOME" in runs.err
+    assert last_code == 2 and "cannot read the runs folder" in last.err and "no runs yet" not in last.err
+
+
+async def test_the_dashboard_shows_unreadable_runs_and_an_unreadable_runs_folder(shared_home: Path) -> None:
+    from studio.ui.app import StudioApp
+    from ui_fixtures import fake_inventory, screen_text
+    from waiting import until
+
+    record_run(shared_home, "20260911-090000-mine")
+    closed = record_run(shared_home, "20260911-100000-theirs")
+    closed.chmod(CLOSED)
+    async with StudioApp(inventory=fake_inventory()).run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: len(pilot.app.screen.run_dirs) == 2, "both runs listed (as their owner)")
+        assert "unreadable" not in screen_text(pilot.app)  # (and what reads the screen is loaded)
+        with as_another_user():
+            await until(pilot, lambda: "unreadable" in screen_text(pilot.app), "the closed run said unreadable")
+        (shared_home / "runs").chmod(CLOSED)
+        with as_another_user():
+            await until(pilot, lambda: "cannot read the runs folder" in screen_text(pilot.app),
+                        "the runs folder's problem in the Runs title")
+            assert "Permission denied" in screen_text(pilot.app)
+            assert pilot.app.is_running

@@ -17,7 +17,7 @@ from studio.profiles.library import profile_path
 from studio.runs.compare import compare_runs
 from studio.runs.events import Checkpoint, Download, End, Eval, Event, EventTail, Preflight, Start, Step, Stopping
 from studio.runs.export import export_run
-from studio.runs.folder import Run, RunError, find_run, list_runs
+from studio.runs.folder import Run, RunError, find_run, list_runs, runs_folder_problem
 from studio.runs.launcher import events_tail, follow, resume_note, resume_run, stop_run
 from studio.runs.liveness import is_alive
 from studio.runs.start import start_run
@@ -184,6 +184,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    problem = runs_folder_problem()
+    if problem:  # not "no runs yet": the runs may be there, unseen
+        raise RunError(problem)
     summaries = [summarize(r) for r in list_runs()]
     if args.json:
         print(json.dumps([s.to_dict() for s in summaries], indent=2))

@@ -107,8 +107,22 @@ class Run:
                 problems.append(f"{name} is not a folder")
         return problems
 
+    def unreadable(self) -> str | None:
+        """Why this user cannot read the run folder (another owner's 0700 folder), or None when it can."""
+        try:
+            os.listdir(self.dir)
+            (self.dir / PROFILE_FILE).stat()
+        except FileNotFoundError:
+            return None
+        except PermissionError as e:
+            return access_problem(self.dir, e)
+        return None
+
     def check_contained(self) -> None:
         """RunError naming every entry studio will not go through; remove them (or the run) to go on."""
+        unreadable = self.unreadable()
+        if unreadable:
+            raise RunError(f"run {self.id} is unreadable: {unreadable}")
         problems = self.entry_problems()
         if problems:
             raise RunError(f"run {self.id} is damaged: " + "; ".join(problems) + "; remove these entries, or the run")
@@ -344,25 +358,73 @@ def create_run(profile_text: str, profile_name: str, home_runs: Path | None = No
     raise RunError(f"cannot create a run folder under {base}: too many runs started this second")
 
 
+def access_problem(path: Path, error: OSError) -> str:
+    """What stops this user reading `path`, and what to do: whose it is and its mode, when they can be read."""
+    import stat
+
+    try:
+        info = path.stat()
+    except OSError:
+        return f"{error.strerror or error}; check the permissions of {path}'s parent folders"
+    try:
+        import pwd
+
+        owner = pwd.getpwuid(info.st_uid).pw_name
+    except (KeyError, ImportError):
+        owner = f"uid {info.st_uid}"
+    mine = info.st_uid == os.geteuid()
+    what = "make it readable with chmod u+rwx" if mine else "ask its owner, or run studio as them"
+    return f"{error.strerror or error} (owner {owner}, mode {stat.S_IMODE(info.st_mode):o}); {what}"
+
+
+def runs_folder_problem(base: Path | None = None) -> str | None:
+    """Why the runs folder cannot be listed, with what to do; None when it can be (or does not exist yet)."""
+    base = base or runs_dir()
+    try:
+        os.listdir(base)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return (f"cannot read the runs folder {base}: " + access_problem(base, e) +
+                " (or set STUDIO_HOME to a folder of your own)")
+    return None
+
+
 def list_runs(base: Path | None = None) -> list[Run]:
-    """Every run folder, oldest first; entries that are not run folders are left out."""
+    """Every run folder, oldest first; entries that are not run folders are left out. A folder this user
+    cannot look into is listed (Run.unreadable says why): left out, it would look like no run at all."""
+    import stat
+
     base = base or runs_dir()
     try:
         children = list(base.iterdir())
     except OSError:
-        return []
+        return []  # runs_folder_problem says why
     out = []
     for d in children:
         try:
             if (d / PROFILE_FILE).is_file():
                 out.append(Run(d))
+            elif stat.S_ISDIR(d.lstat().st_mode):
+                os.listdir(d)
+        except PermissionError:
+            out.append(Run(d))
         except OSError:
             continue
     return sorted(out, key=lambda r: r.id)
 
 
 def find_run(ref: str, base: Path | None = None) -> Run:
-    """A run by id, unique id prefix, path, or `last`."""
+    """A run by id, unique id prefix, path, or `last`; RunError, saying whose it is, for one this user cannot read
+    (only its owner can do anything with it)."""
+    run = _find_run(ref, base)
+    unreadable = run.unreadable()
+    if unreadable:
+        raise RunError(f"run {run.id} is unreadable: {unreadable}")
+    return run
+
+
+def _find_run(ref: str, base: Path | None = None) -> Run:
     path = Path(ref).expanduser()
     try:
         if (path / PROFILE_FILE).is_file():
@@ -372,7 +434,7 @@ def find_run(ref: str, base: Path | None = None) -> Run:
     runs = list_runs(base)
     if ref in ("last", "latest"):
         if not runs:
-            raise RunError("there are no runs yet; start one with `studio run PROFILE`")
+            raise RunError(runs_folder_problem(base) or "there are no runs yet; start one with `studio run PROFILE`")
         return runs[-1]
     exact = [r for r in runs if r.id == ref]
     if exact:
@@ -381,5 +443,6 @@ def find_run(ref: str, base: Path | None = None) -> Run:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise RunError(f"no run matches {ref!r}; `studio runs` lists them")
+        problem = runs_folder_problem(base)
+        raise RunError(f"no run matches {ref!r}; " + (problem or "`studio runs` lists them"))
     raise RunError(f"{ref!r} matches {len(matches)} runs ({', '.join(r.id for r in matches[:5])}); give more of the id")

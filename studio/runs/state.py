@@ -6,6 +6,7 @@ completed, stopped, failed
             its last attempt wrote that `end` (or was stopped before it could write one)
 crashed     the process is gone without an `end`: killed, or died; resume continues it
 damaged     its files cannot be read; the reason says which and why
+unreadable  this user may not look into its folder (another owner's, or mode 0700); the reason says whose
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from studio.runs.folder import Run
 from studio.runs.health import health_alerts
 from studio.runs.liveness import is_alive
 
-STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed", "damaged")
+STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed", "damaged", "unreadable")
 
 
 def run_status(run: Run, timeline: Timeline | None = None, alive: bool | None = None) -> str:
-    """running, completed, stopped, failed, crashed or damaged.
+    """running, completed, stopped, failed, crashed, damaged or unreadable.
 
     An `end` written after the latest launch counts even while the process is still
     exiting; an older one (the attempt before a resume) does not. A trainer that dies
@@ -31,6 +32,8 @@ def run_status(run: Run, timeline: Timeline | None = None, alive: bool | None = 
     if timeline is None:
         try:
             timeline = run.timeline()
+        except PermissionError:
+            return "unreadable" if run.unreadable() else "damaged"
         except OSError:
             return "damaged"
     alive = is_alive(run) if alive is None else alive
@@ -78,7 +81,7 @@ class RunSummary:
     train_s: float | None = None  # the training its logged steps took, every attempt (the "train time")
     method: str | None = None     # lora, qlora, full: from the trainer's start record
     model: str | None = None      # the base model's name, as its profile names it
-    problem: str | None = None   # why a damaged run cannot be read
+    problem: str | None = None   # why a damaged or unreadable run cannot be read
     note: str = ""               # the user's own note on the run
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +101,10 @@ def summarize(run: Run) -> RunSummary:
     profile = status_file.get("profile") if isinstance(status_file.get("profile"), str) else ""
     created = status_file.get("created_at")
     started = float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None
+    unreadable = run.unreadable()
+    if unreadable:
+        return RunSummary(run.id, profile, "unreadable", str(run.dir), 0, None, None, started, None, None,
+                          problem=unreadable)
     problems = run.entry_problems()
     if problems:
         return RunSummary(run.id, profile, "damaged", str(run.dir), 0, None, None, started, None, None,

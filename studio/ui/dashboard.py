@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label
 from studio.hardware import Inventory
 from studio.profiles.library import ProfileEntry, all_profiles
 from studio.profiles.profile import Profile, ProfileError, load_profile
-from studio.runs.folder import Run, list_runs
+from studio.runs.folder import Run, list_runs, runs_folder_problem
 from studio.ui.actions import RunActions, run_action_commands, run_bindings
 from studio.ui.screens import StudioScreen
 from studio.ui.widgets import GpuPanel, fill_table, fit_label
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 REFRESH_S = 2.0
 NARROW = 160  # columns below which the Profiles and Runs lists stack (side by side they need about 160)
 STATUS_STYLE = {"running": "green", "completed": "cyan", "stopped": "yellow", "failed": "red", "crashed": "red",
-                "damaged": "red"}
+                "damaged": "red", "unreadable": "red"}
 SORTS = ("newest", "status", "loss", "tokens/s")
 PROFILE_COLUMNS = ("profile", "method", "model", "fit")
 RUN_COLUMNS = ("run", "status", "method", "model", "steps", "loss", "tok/s", "train time", "age")
@@ -70,9 +70,10 @@ class ProfilesRead(Message):
 class RunsRead(Message):
     """The runs on disk, newest first, as a worker read them."""
 
-    def __init__(self, summaries: list[RunSummary]):
+    def __init__(self, summaries: list[RunSummary], problem: str | None = None):
         super().__init__()
         self.summaries = summaries
+        self.problem = problem  # why the runs folder cannot be read: its runs may be there, unseen
 
 
 def profiles_stamp() -> tuple:
@@ -150,6 +151,7 @@ class Dashboard(RunActions, StudioScreen):
         self._profile_rows: list[ProfileRow] = []
         self._runs_shown: list = []
         self._runs_title = "Runs"
+        self.runs_problem: str | None = None
 
     def compose(self) -> ComposeResult:
         self.set_class(self.app.size.width < NARROW, "narrow")  # before the children are styled
@@ -237,7 +239,7 @@ class Dashboard(RunActions, StudioScreen):
     def refresh_lists(self) -> None:
         if not self.is_current:
             return  # hidden behind another screen: nothing to show
-        self.post_message(RunsRead(self.read_runs_now()))
+        self.post_message(RunsRead(self.read_runs_now(), runs_folder_problem()))
         stamp = profiles_stamp()
         if stamp != self._profiles_stamp:
             self.post_message(ProfilesRead([profile_row(e, self.app.inventory) for e in all_profiles()], stamp))
@@ -252,6 +254,7 @@ class Dashboard(RunActions, StudioScreen):
 
     @on(RunsRead)
     def runs_read(self, message: RunsRead) -> None:
+        self.runs_problem = message.problem
         self.show_runs(message.summaries)
 
     # ----------------------------------------------------------- showing
@@ -299,9 +302,11 @@ class Dashboard(RunActions, StudioScreen):
         title = "Runs" + (f" · sorted by {self.sort}" if self.sort != SORTS[0] else "") + \
             (f" · filter {self.run_filter!r}" if self.run_filter else "") + (f" · {len(self.marked)} marked" if self.marked
                                                                               else "")
+        if self.runs_problem:
+            title += f" · ⚠ {self.runs_problem}"
         if title != self._runs_title:
             self._runs_title = title
-            self.query_one("#runs-title", Label).update(title)
+            self.query_one("#runs-title", Label).update(Text(title))
 
     def announce_ended(self, summaries: list[RunSummary]) -> None:
         """A toast and the bell for every run that was running at the last read and has ended since (any run,
