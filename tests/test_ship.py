@@ -134,6 +134,30 @@ def test_an_export_killed_or_failing_leaves_nothing_half_written(trained) -> Non
     assert not out.exists() and not list(tmp.glob(".refused.partial-*"))
 
 
+def test_an_export_killed_partway_leaves_no_export_and_the_next_one_clears_its_leftovers(trained) -> None:
+    """SIGKILL (no clean-up runs) while the merged model is being written: the target is not there at all, and
+    the next export to it removes the dead export's staging folder and writes the whole model."""
+    import signal
+    import subprocess
+    import sys
+
+    from waiting import wait_for
+
+    run_dir, tmp = trained
+    out = tmp / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "export", str(run_dir), "--out", str(out), "--merge"],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging = wait_for(lambda: list(tmp.glob(".killed.partial-*")), what="the export's staging folder", timeout=600)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    assert staging[0].exists()  # a kill runs no clean-up
+    again = studio("export", str(run_dir), "--out", str(out), "--merge")
+    assert again.returncode == 0, again.stderr
+    assert not list(tmp.glob(".killed.partial-*")), "the killed export's staging folder is still there"
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+
+
 def test_eval_compares_the_base_and_the_tuned_model(trained) -> None:
     run_dir, _ = trained
     env = dict(os.environ, STUDIO_HOME=str(run_dir.parent.parent))

@@ -104,7 +104,8 @@ def export(run_dir: Path, out: Path, merge_it: bool, gguf: str | None = None, ol
 
         check_request(profile_model_type(run, profile, src, is_adapter), gguf)  # refused before any work
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    remove_abandoned_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
     try:
         what = build(run, profile, src, is_adapter, staging, merge_it, gguf, ollama)
         from studio.runs.card import write_card
@@ -122,6 +123,39 @@ def export(run_dir: Path, out: Path, merge_it: bool, gguf: str | None = None, ol
     return what
 
 
+def remove_abandoned_staging(out: Path) -> None:
+    """The staging folders an export to `out` left when it was killed (SIGKILL runs no clean-up): each is named
+    after its process, and one whose process is gone is removed. One still being written is left alone."""
+    import re
+
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.partial-(\d+)-")
+    for entry in out.parent.iterdir():
+        found = pattern.match(entry.name)
+        if not found or entry.is_symlink() or not entry.is_dir():
+            continue
+        if export_at_work(int(found.group(1)), out):
+            continue
+        print(f"note: removing {entry.name}, left by an export that was killed")
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def export_at_work(pid: int, out: Path) -> bool:
+    """Whether `pid` is an export to `out` still running (not a zombie, not a reused pid); True when it cannot be
+    told (another user's process), so that nothing of theirs is removed."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        argv = proc.cmdline()
+    except (psutil.NoSuchProcess, OverflowError, ValueError):
+        return False
+    except psutil.Error:
+        return True
+    return "studio.trainer.export" in argv and str(out) in argv
+
+
 def profile_model_type(run: Run, profile: Profile, src: Path, is_adapter: bool) -> str:
     import json
 
@@ -137,7 +171,7 @@ def profile_model_type(run: Run, profile: Profile, src: Path, is_adapter: bool) 
 def build(run: Run, profile: Profile, src: Path, is_adapter: bool, staging: Path, merge_it: bool,
           gguf: str | None, ollama: bool) -> str:
     if gguf:
-        with tempfile.TemporaryDirectory(dir=staging.parent, prefix=f".{staging.name}-hf-") as hf:
+        with tempfile.TemporaryDirectory(dir=staging.parent, prefix=f"{staging.name}-hf-") as hf:
             if is_adapter:
                 merge(run, profile, src, Path(hf))
             else:
