@@ -472,3 +472,24 @@ async def test_the_dashboard_shows_unreadable_runs_and_an_unreadable_runs_folder
                         "the runs folder's problem in the Runs title")
             assert "Permission denied" in screen_text(pilot.app)
             assert pilot.app.is_running
+
+
+def test_a_trainer_nobody_recorded_records_itself_and_can_be_stopped(tmp_path: Path) -> None:
+    """The process that spawned it was killed before it wrote the trainer's pid (or it was started by hand):
+    the trainer records itself, so the run lists as running and `studio stop` reaches it."""
+    run = stopped_run(tmp_path, "unrecorded")
+    proc = subprocess.Popen([sys.executable, "-m", "studio.trainer", str(run.dir), "--resume"],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def listed() -> str:
+            return {r["id"]: r for r in json.loads(studio("runs", "--json").stdout)}[run.id]["status"]
+
+        wait_for(lambda: listed() == "running", what="the run listed as running", state=listed, poll=0.5)
+        stopped = studio("stop", run.id, "--force")
+        assert stopped.returncode == 0, stopped.stderr
+        wait_for(lambda: proc.poll() is not None, what="the trainer to die of the kill")
+        assert proc.returncode != 0
+        assert listed() == "stopped"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -220,6 +220,17 @@ def end_record(run: Run, trainer: Any, telemetry: Telemetry, metrics: dict[str, 
                train_loss=metrics.get("train_loss"), message=message, advice=advice, **peaks)
 
 
+def record_unrecorded_trainer(run: Run) -> None:
+    """A trainer (it holds the run's lock) whose run records no live trainer was started by a process killed
+    before it could record it, or by hand: it records itself, with its process group (which holds the whole
+    job), so that listings say running and stop and kill reach it."""
+    from studio.runs.liveness import is_alive, is_trainer_process, process_start_time
+
+    pid = os.getpid()
+    if not is_alive(run) and is_trainer_process(pid, run.dir):
+        run.update_status_file(pid=pid, pid_started_at=process_start_time(pid), pgid=os.getpgid(0))
+
+
 def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: StopRequest | None = None) -> int:
     """Run the trainer for `run_dir`; always ends the event log with an `end` record."""
     run = Run(run_dir)
@@ -235,6 +246,7 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
         if main:
             run.update_status_file(trainer_pid=os.getpid(), state="running", world_size=world_size(),
                                    node_rank=node_rank())
+            record_unrecorded_trainer(run)
     except OSError as e:
         print(f"cannot write to the run folder {run.dir}: {e}; make it writable and resume", file=sys.stderr)
         return 1
