@@ -614,6 +614,29 @@ async def test_help_names_keys_as_they_are_typed_and_lists_tab_and_enter(studio_
             assert shown in text, text
 
 
+async def test_at_120_columns_the_dashboard_help_fits_on_one_screen_in_two_columns(studio_env: Path) -> None:
+    """The dashboard has over two dozen keys: at 120x40 they are laid out side by side, so every one of them (and
+    the app-wide ones) shows without scrolling."""
+    from textual.containers import VerticalScroll
+
+    from studio.ui.actions import RUN_ACTIONS
+    from studio.ui.app import StudioApp
+    from studio.ui.dashboard import Dashboard
+    from studio.ui.dialogs import Help
+
+    async with app().run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Help), "the help")
+        await pilot.pause(0.3)
+        assert pilot.app.screen.query_one(VerticalScroll).max_scroll_y == 0, "the help scrolls at 120x40"
+        text = " ".join(screen_text(pilot.app).split())
+        run_actions = {a.action: a.help for a in RUN_ACTIONS}
+        for binding in [*Dashboard.BINDINGS, *StudioApp.BINDINGS]:
+            said = run_actions.get(binding.action.split(".")[-1], binding.tooltip or binding.description)
+            words = " ".join(said.split()[:2])
+            assert words in text, (words, text)
+
+
 async def test_n_starts_from_a_template_or_a_model_and_refuses_a_name_with_spaces(studio_env: Path) -> None:
     from studio.paths import bundled_profiles_dir
     from studio.ui.dialogs import NewProfileDialog

@@ -121,17 +121,37 @@ GENERAL_KEYS = (("tab / shift+tab", "move between the lists, fields and buttons"
 
 
 def help_table(bindings: list[Binding], display: Callable[[Binding], str],
-               general: tuple[tuple[str, str], ...] = ()) -> Table:
+               general: tuple[tuple[str, str], ...] = (), columns: int = 1) -> Table:
     """`key  description` for each binding of a screen, the keys as they are typed ("/", "?", "^p"; keys
-    bound together joined by " / "); descriptions wrap in their own column."""
+    bound together joined by " / "); descriptions wrap in their own column. With `columns=2` (a wide terminal)
+    the rows are laid out in two halves side by side, so that a screen of many keys fits without scrolling."""
     titles = {a.action: a.help for a in RUN_ACTIONS}
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column()
-    for keys, what in general:
-        table.add_row(keys, what)
+    rows = list(general)
     for b in bindings:
         action = b.action.split(".")[-1].split("(")[0]
         keys = " / ".join(display(Binding(k.strip(), b.action, b.description)) for k in b.key.split(","))
-        table.add_row(keys, titles.get(action, b.tooltip or b.description))  # a tooltip says more than the footer
+        rows.append((keys, titles.get(action, b.tooltip or b.description)))  # a tooltip says more than the footer
+    if columns < 2 or len(rows) < 8:
+        return key_table(rows)
+    # Split where the wrapped heights balance (a description of ~40 characters takes a line in either half).
+    heights = [1 + len(what) // 40 for _, what in rows]
+    total, run_sum, half = sum(heights), 0, len(rows)
+    for i, h in enumerate(heights):
+        if run_sum + h / 2 >= total / 2:
+            half = i
+            break
+        run_sum += h
+    outer = Table.grid(padding=(0, 3), expand=True)
+    outer.add_column(ratio=1)
+    outer.add_column(ratio=1)
+    outer.add_row(key_table(rows[:half]), key_table(rows[half:]))
+    return outer
+
+
+def key_table(rows: list[tuple[str, str]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for keys, what in rows:
+        table.add_row(keys, what)
     return table

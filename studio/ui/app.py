@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 # bench/ui_speed.py); the rest is imported where it is used.
 
 GPU_REFRESH_S = 1.0
+WIDE_HELP = 120  # columns from which the help lays its keys out in two columns
 THEME_KEYS = ("primary", "secondary", "warning", "error", "success", "accent", "foreground", "background",
               "surface", "panel", "boost", "dark")
 
@@ -163,14 +164,15 @@ class StudioApp(App[None]):
         from studio.ui.dialogs import Help
 
         screen = next((s for s in reversed(self.screen_stack) if isinstance(s, StudioScreen)), None)
+        columns = 2 if self.size.width >= WIDE_HELP else 1  # a screen of many keys then fits without scrolling
         parts: list[Any] = [Text("Quitting never stops a run: it goes on in the background; type `studio` again to "
                                  "reattach. Every action has a key (in the footer) and a command (ctrl+p).\n")]
         if screen is not None:
             parts += [Text(screen.HELP_TITLE, style="bold"),
-                      help_table(list(type(screen).BINDINGS), self.get_key_display), Text("")]
+                      help_table(list(type(screen).BINDINGS), self.get_key_display, columns=columns), Text("")]
         parts += [Text("Anywhere", style="bold"), help_table(list(StudioApp.BINDINGS), self.get_key_display,
-                                                            general=GENERAL_KEYS)]
-        self.push_screen(Help(Group(*parts)))
+                                                            general=GENERAL_KEYS, columns=columns)]
+        self.push_screen(Help(Group(*parts), wide=columns == 2))
 
     def action_new_profile(self) -> None:
         """A name and a starting point (the profile under the Profiles cursor first), then the editor."""

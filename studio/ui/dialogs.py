@@ -274,12 +274,13 @@ class ExportDialog(ModalScreen["tuple[str, bool] | None"]):
 class Help(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
 
-    def __init__(self, text: RenderableType):
+    def __init__(self, text: RenderableType, wide: bool = False):
         super().__init__()
         self.text = text
+        self.wide = wide  # the keys in two columns, on a terminal of WIDE_HELP columns or more
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog wide"):
+        with VerticalScroll(classes="dialog wide" + (" two-column" if self.wide else "")):
             yield Static(self.text)
 
     def action_close(self) -> None:
