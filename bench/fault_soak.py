@@ -6,7 +6,8 @@ training     tests/test_faults.py's five kill moments of a training run (start-u
              final save, stop in flight), once per round with a new seed; a failing seed reproduces with
              STUDIO_FAULT_SEED=<seed> python -m pytest tests/test_faults.py.
 operations   one real run per round, with SIGKILL at random moments of what a user does to it:
-             - a stop: `studio stop` is in flight when the trainer's whole group is killed;
+             - a stop: once `studio stop` has recorded its request, the trainer's whole group is killed within
+               2 s (it is finishing its step, or saving): the run must end as stopped, not crashed;
              - a resume: one or two `studio resume` at once, then a kill at a random moment of the start-up
                (the lock, the spawn, the model load or the first steps), the resumes' own processes included;
              - an export (adapter, then merged): the export's process group is killed at a random moment;
@@ -160,12 +161,18 @@ def operations_round(seed: int, tmp: Path) -> dict:
         # A stop in flight, then the kill.
         at = rng.randint(2, MAX_STEPS // 2)
         wait_until(lambda: steps_logged(run) >= at, f"step {at}", timeout=600)
+        launched = run.status_number("launched_at")
         stopper = spawn("stop", run.id, env=env)
-        time.sleep(rng.uniform(0.0, 1.5))
+        wait_until(lambda: run.status_number("stop_requested_at") > launched or stopper.poll() is not None,
+                   "the stop request to be recorded")
+        delay = rng.uniform(0.0, 2.0)  # the trainer is finishing its step, or saving
+        time.sleep(delay)
         kill_group(run.pid)
         kill_group(stopper.pid)
         stopper.wait()
-        result["stop"] = {"at_step": at, "status": settled(run)}
+        result["stop"] = {"at_step": at, "killed_after_s": round(delay, 2), "status": settled(run)}
+        if result["stop"]["status"] != "stopped":
+            result["problems"].append(f"a stop killed in flight ended as {result['stop']['status']}, not stopped")
 
         # One or two resumes at once, killed at a random moment of their start-up.
         racers = [spawn("resume", run.id, "--detach", "--json", env=env) for _ in range(rng.choice((1, 2)))]
@@ -248,7 +255,8 @@ def soak_operations(rounds: int) -> tuple[list[str], list[dict]]:
         exports = ", ".join(f"{e['kind']} killed at {e['killed_after_s']} s: {e['after_kill']}"
                             for e in result.get("exports", []))
         print(f"operations round {i + 1}/{rounds} seed {seed} ({result['seconds']} s): "
-              f"stop -> {result.get('stop', {}).get('status')}, "
+              f"stop killed {result.get('stop', {}).get('killed_after_s')} s after its request -> "
+              f"{result.get('stop', {}).get('status')}, "
               f"{result.get('resume', {}).get('racers')} resume(s) killed at {result.get('resume', {}).get('killed_after_s')} s "
               f"-> {result.get('resume', {}).get('status')}, final {result.get('final')}, "
               f"most trainers at once {result.get('most_trainers_at_once')}; exports: {exports}; "
