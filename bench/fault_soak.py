@@ -210,12 +210,18 @@ def operations_round(seed: int, tmp: Path) -> dict:
             if whole.returncode or export_state(tmp / f"{out.name}-whole", merged) != "whole":
                 result["problems"].append(f"an export that nothing disturbed failed: {whole.stderr[-500:]}")
             exporter = spawn("export", run.id, "--out", str(out), *flags, env=env)
-            delay = rng.uniform(0.0, took * 0.9)
-            try:
-                exporter.wait(timeout=delay)
-                finished = True
-            except subprocess.TimeoutExpired:
-                finished = False
+            t0 = time.monotonic()
+            if rng.random() < 0.5:  # anywhere in its start-up (the checks, the imports, the model load)
+                try:
+                    exporter.wait(timeout=rng.uniform(0.0, took / 2))
+                except subprocess.TimeoutExpired:
+                    pass
+            else:  # while it writes: from the moment its staging folder appears
+                wait_until(lambda: list(tmp.glob(f".{out.name}.partial-*")) or exporter.poll() is not None,
+                           "the export's staging folder", timeout=600, poll=0.01)
+                time.sleep(rng.uniform(0.0, 1.0))
+            finished = exporter.poll() is not None
+            delay = time.monotonic() - t0
             kill_group(exporter.pid)
             exporter.wait()
             after_kill = export_state(out, merged)
