@@ -219,17 +219,18 @@ def operations_round(seed: int, tmp: Path) -> dict:
             else:  # while it writes: from the moment its staging folder appears
                 wait_until(lambda: list(tmp.glob(f".{out.name}.partial-*")) or exporter.poll() is not None,
                            "the export's staging folder", timeout=600, poll=0.01)
-                time.sleep(rng.uniform(0.0, 1.0))
+                time.sleep(rng.uniform(0.0, min(1.0, took / 10)))  # an adapter is written in well under a second
             finished = exporter.poll() is not None
             delay = time.monotonic() - t0
             kill_group(exporter.pid)
             exporter.wait()
             after_kill = export_state(out, merged)
+            staged = sorted(p.name for p in tmp.glob(f".{out.name}.partial-*"))  # what the kill left to clear
             again = studio("export", run.id, "--out", str(out), "--force", *flags, env=env)
             leftovers = sorted(p.name for p in tmp.glob(f".{out.name}.partial-*"))
             entry = {"kind": "merged" if merged else "adapter", "whole_export_s": round(took, 2),
                      "killed_after_s": round(delay, 2),
-                     "finished_before_the_kill": finished, "after_kill": after_kill,
+                     "finished_before_the_kill": finished, "after_kill": after_kill, "staging_left_by_kill": staged,
                      "export_again": "ok" if again.returncode == 0 else again.stderr.strip()[-300:],
                      "after_export_again": export_state(out, merged), "leftovers": leftovers}
             result["exports"].append(entry)
