@@ -1,6 +1,6 @@
 """A longer fault-injection soak than CI affords, in two parts.
 
-    python bench/fault_soak.py [ROUNDS] [--only training|operations]     (default: 3 rounds of each)
+    python bench/fault_soak.py [ROUNDS] [--only training|operations] [--seed N]   (default: 3 rounds of each)
 
 training     tests/test_faults.py's five kill moments of a training run (start-up, mid-step, checkpoint,
              final save, stop in flight), once per round with a new seed; a failing seed reproduces with
@@ -41,10 +41,10 @@ MAX_STEPS, SAVE_STEPS, BATCH, MAX_LENGTH = 24, 4, 8, 96
 SETTLE_S = 120  # a killed trainer is gone well within this, even on a loaded 2-core machine
 
 
-def soak_training(rounds: int) -> list[str]:
+def soak_training(rounds: int, first_seed: int) -> list[str]:
     failures = []
     for i in range(rounds):
-        seed = 1000 + i
+        seed = first_seed + i
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_faults.py"],
                               cwd=REPO, env=dict(os.environ, STUDIO_FAULT_SEED=str(seed), HF_HUB_OFFLINE="1"),
                               capture_output=True, text=True)
@@ -246,11 +246,11 @@ def operations_round(seed: int, tmp: Path) -> dict:
     return result
 
 
-def soak_operations(rounds: int) -> tuple[list[str], list[dict]]:
+def soak_operations(rounds: int, first_seed: int) -> tuple[list[str], list[dict]]:
     sys.path.insert(0, str(REPO))
     failures, results = [], []
     for i in range(rounds):
-        seed = 2000 + i
+        seed = first_seed + i
         with tempfile.TemporaryDirectory(prefix="studio-soak-") as tmp:
             t0 = time.monotonic()
             try:
@@ -276,15 +276,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rounds", nargs="?", type=int, default=3)
     parser.add_argument("--only", choices=("training", "operations"))
+    parser.add_argument("--seed", type=int, help="the first round's seed (default: from the clock; printed)")
     args = parser.parse_args()
+    first_seed = args.seed if args.seed is not None else time.time_ns() // 1000 % 100_000
+    print(f"seeds {first_seed}..{first_seed + args.rounds - 1} (again: --seed {first_seed})", flush=True)
     t0 = time.monotonic()
     failures: list[str] = []
     results: list[dict] = []
     if args.only in (None, "operations"):
-        found, results = soak_operations(args.rounds)
+        found, results = soak_operations(args.rounds, first_seed)
         failures += found
     if args.only in (None, "training"):
-        failures += soak_training(args.rounds)
+        failures += soak_training(args.rounds, first_seed)
     print(f"\n{time.monotonic() - t0:.0f} s; " + ("no run had two trainers, every status settled, every export "
                                                    "was whole or absent" if not failures else
                                                    "PROBLEMS:\n  " + "\n  ".join(failures)))
