@@ -152,6 +152,7 @@ class Dashboard(RunActions, StudioScreen):
         self._runs_shown: list = []
         self._runs_title = "Runs"
         self.runs_problem: str | None = None
+        self._runs_stale = False  # runs read while hidden, not yet shown
 
     def compose(self) -> ComposeResult:
         self.set_class(self.app.size.width < NARROW, "narrow")  # before the children are styled
@@ -185,6 +186,9 @@ class Dashboard(RunActions, StudioScreen):
 
     def on_screen_resume(self) -> None:
         """Back from a run's monitor: the Runs list has the focus, its cursor on that run (once listed)."""
+        if self._runs_stale:
+            self._runs_stale = False
+            self.show_runs(self.last_summaries)
         if self.app.watched_run_id:
             self.query_one("#runs", DataTable).focus()
             self.put_cursor_on_watched()
@@ -255,6 +259,11 @@ class Dashboard(RunActions, StudioScreen):
     @on(RunsRead)
     def runs_read(self, message: RunsRead) -> None:
         self.runs_problem = message.problem
+        if not self.in_view:  # under a monitor: say which runs ended, rebuild the table when it shows again
+            self.announce_ended(message.summaries)
+            self.last_summaries = message.summaries
+            self._runs_stale = True
+            return
         self.show_runs(message.summaries)
 
     # ----------------------------------------------------------- showing

@@ -6,13 +6,22 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from textual.app import SystemCommand
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 
 class StudioScreen(Screen):
     """A full screen (not a dialog). The app asks the screen in front for both; it tests for no class."""
 
     HELP_TITLE: ClassVar[str] = ""   # the help's heading over this screen's keys
+
+    @property
+    def in_view(self) -> bool:
+        """In front, or under dialogs only. (Textual's `is_current` also counts the full screen just under the
+        front one, which is hidden: worth reading for, not worth drawing for.)"""
+        stack = self.app.screen_stack
+        if self not in stack:
+            return False
+        return all(isinstance(s, ModalScreen) for s in stack[stack.index(self) + 1:])
 
     def commands(self) -> Iterable[SystemCommand]:
         """This screen's commands in the palette (ctrl+p), besides the app-wide ones."""
