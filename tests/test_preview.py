@@ -47,17 +47,21 @@ def test_a_preview_of_data_that_does_not_load_says_why(studio_env: Path, tmp_pat
 
 
 async def test_f3_in_the_editor_shows_the_preview(studio_env: Path) -> None:
+    from studio.ui.editor import ProfileEditor
+    from waiting import until
+
     async with StudioApp(inventory=fake_inventory()).run_test(size=(120, 40)) as pilot:
         pilot.app.edit_profile(bundled_profiles_dir() / "tiny-demo.toml")
-        await pilot.pause(0.5)
+        await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled,
+                    "the editor")
         await pilot.press("f3")
-        await pilot.pause(0.2)
-        dialog = pilot.app.screen
-        assert isinstance(dialog, DataPreview)
-        for _ in range(120):  # the tokenizer loads in a process of its own
-            await pilot.pause(0.25)
-            text = str(dialog.query_one("#preview-body").render())
-            if "row 1" in text:
-                break
+        dialog = await until(pilot, lambda: isinstance(pilot.app.screen, DataPreview) and pilot.app.screen,
+                             "the preview dialog")
+
+        def body() -> str:
+            return str(dialog.query_one("#preview-body").render())
+
+        # the tokenizer loads in a process of its own: a minute on a loaded machine
+        text = await until(pilot, lambda: "row 1" in body() and body(), "the preview's rows")
         assert "loss on assistant turns" in text and "trained" in text
         assert not dialog.profile_file.parent.exists()  # the form's profile, written for the preview, is gone
