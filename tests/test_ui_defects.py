@@ -536,21 +536,34 @@ async def test_the_data_preview_is_centred_and_counts_the_seconds(studio_env: Pa
 
 
 async def test_a_resuming_run_counts_its_preparation_and_drops_the_old_eta(studio_env: Path) -> None:
+    """Just after `u`: a live trainer launched 7 s ago that has written nothing yet. The monitor says it is
+    resuming, counts the seconds, and shows no ETA left over from the attempt before."""
     import re
+    import subprocess
+    import sys
 
-    from studio.ui.monitor import RunFiles
+    from studio.runs.liveness import process_start_time
 
     run_dir = record_run(studio_env, status="completed")
     async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
         monitor = pilot.app.screen
         await until(pilot, lambda: isinstance(monitor, RunMonitor) and monitor.status == "completed", "the monitor")
-        # what a poll finds just after `u`: a live trainer launched now, nothing written by it yet
-        launched = time.time() - 7
-        monitor.show_files(RunFiles([], "", True, launched, 0.0))
-        await pilot.pause(0.2)
-        text = screen_text(pilot.app)
-        assert monitor.status == "running" and "ETA" not in text, text
-        assert re.search(r"resuming[^\n]*\b[7-9] s\b", text), text
+        # a process that studio takes for this run's trainer (its command line names the module and the folder)
+        trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "studio.trainer",
+                                    str(run_dir.resolve())])
+        try:
+            Run(run_dir).update_status_file(pid=trainer.pid, pid_started_at=process_start_time(trainer.pid),
+                                            launched_at=time.time() - 7)
+            await until(pilot, lambda: monitor.status == "running" and re.search(r"resuming[^\n]*\b\d+ s\b",
+                                                                                 screen_text(pilot.app)),
+                        "the monitor to say the run is resuming, with its seconds")
+            text = screen_text(pilot.app)
+            assert "ETA" not in text, text
+            seconds = int(re.search(r"resuming[^\n]*\b(\d+) s\b", text).group(1))
+            assert seconds >= 7, text  # counted from the launch, not from when the monitor noticed
+        finally:
+            trainer.kill()
+            trainer.wait()
 
 
 async def test_log_search_highlights_counts_and_steps_through_matches(studio_env: Path) -> None:
