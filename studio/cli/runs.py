@@ -184,10 +184,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    problem = runs_folder_problem()
+    summaries = [summarize(r) for r in list_runs()]
+    problem = runs_folder_problem() if not summaries else None  # a folder that cannot be listed lists nothing
     if problem:  # not "no runs yet": the runs may be there, unseen
         raise RunError(problem)
-    summaries = [summarize(r) for r in list_runs()]
     if args.json:
         print(json.dumps([s.to_dict() for s in summaries], indent=2))
         return EXIT_OK

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,8 +89,6 @@ class Run:
     def entry_problems(self) -> list[str]:
         """Entries that are links, or not the kind of file or folder studio keeps there: studio refuses to read
         or write through them (they could lead out of the run folder, or hang a reader)."""
-        import stat
-
         problems = []
         for name, kind in EXPECTED.items():
             try:
@@ -118,11 +117,15 @@ class Run:
             return access_problem(self.dir, e)
         return None
 
-    def check_contained(self) -> None:
-        """RunError naming every entry studio will not go through; remove them (or the run) to go on."""
+    def check_readable(self) -> None:
+        """RunError saying whose the run folder is, when this user may not read it (only its owner can act on it)."""
         unreadable = self.unreadable()
         if unreadable:
             raise RunError(f"run {self.id} is unreadable: {unreadable}")
+
+    def check_contained(self) -> None:
+        """RunError naming every entry studio will not go through; remove them (or the run) to go on."""
+        self.check_readable()
         problems = self.entry_problems()
         if problems:
             raise RunError(f"run {self.id} is damaged: " + "; ".join(problems) + "; remove these entries, or the run")
@@ -360,8 +363,6 @@ def create_run(profile_text: str, profile_name: str, home_runs: Path | None = No
 
 def access_problem(path: Path, error: OSError) -> str:
     """What stops this user reading `path`, and what to do: whose it is and its mode, when they can be read."""
-    import stat
-
     try:
         info = path.stat()
     except OSError:
@@ -393,8 +394,6 @@ def runs_folder_problem(base: Path | None = None) -> str | None:
 def list_runs(base: Path | None = None) -> list[Run]:
     """Every run folder, oldest first; entries that are not run folders are left out. A folder this user
     cannot look into is listed (Run.unreadable says why): left out, it would look like no run at all."""
-    import stat
-
     base = base or runs_dir()
     try:
         children = list(base.iterdir())
@@ -418,9 +417,7 @@ def find_run(ref: str, base: Path | None = None) -> Run:
     """A run by id, unique id prefix, path, or `last`; RunError, saying whose it is, for one this user cannot read
     (only its owner can do anything with it)."""
     run = _find_run(ref, base)
-    unreadable = run.unreadable()
-    if unreadable:
-        raise RunError(f"run {run.id} is unreadable: {unreadable}")
+    run.check_readable()
     return run
 
 

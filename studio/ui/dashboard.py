@@ -152,7 +152,6 @@ class Dashboard(RunActions, StudioScreen):
         self._runs_shown: list = []
         self._runs_title = "Runs"
         self.runs_problem: str | None = None
-        self._runs_stale = False  # runs read while hidden, not yet shown
 
     def compose(self) -> ComposeResult:
         self.set_class(self.app.size.width < NARROW, "narrow")  # before the children are styled
@@ -186,9 +185,7 @@ class Dashboard(RunActions, StudioScreen):
 
     def on_screen_resume(self) -> None:
         """Back from a run's monitor: the Runs list has the focus, its cursor on that run (once listed)."""
-        if self._runs_stale:
-            self._runs_stale = False
-            self.show_runs(self.last_summaries)
+        self.show_runs(self.last_summaries)  # what was read while hidden (an unchanged table is not rebuilt)
         if self.app.watched_run_id:
             self.query_one("#runs", DataTable).focus()
             self.put_cursor_on_watched()
@@ -243,7 +240,9 @@ class Dashboard(RunActions, StudioScreen):
     def refresh_lists(self) -> None:
         if not self.is_current:
             return  # hidden behind another screen: nothing to show
-        self.post_message(RunsRead(self.read_runs_now(), runs_folder_problem()))
+        summaries = self.read_runs_now()
+        # a runs folder that cannot be listed lists nothing: only then is there a reason to look for
+        self.post_message(RunsRead(summaries, runs_folder_problem() if not summaries else None))
         stamp = profiles_stamp()
         if stamp != self._profiles_stamp:
             self.post_message(ProfilesRead([profile_row(e, self.app.inventory) for e in all_profiles()], stamp))
@@ -259,12 +258,11 @@ class Dashboard(RunActions, StudioScreen):
     @on(RunsRead)
     def runs_read(self, message: RunsRead) -> None:
         self.runs_problem = message.problem
-        if not self.in_view:  # under a monitor: say which runs ended, rebuild the table when it shows again
+        if self.in_view:
+            self.show_runs(message.summaries)
+        else:  # under a monitor: say which runs ended; the table is rebuilt when it shows again (on_screen_resume)
             self.announce_ended(message.summaries)
             self.last_summaries = message.summaries
-            self._runs_stale = True
-            return
-        self.show_runs(message.summaries)
 
     # ----------------------------------------------------------- showing
 
