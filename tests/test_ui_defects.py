@@ -911,6 +911,35 @@ async def test_the_gpu_pane_shows_the_hosts_cpu_and_ram_and_each_gpus_recent_uti
         assert gpu0().rstrip("│ ").endswith("█▁█▄█"), gpu0()
 
 
+async def test_the_gpu_pane_shows_what_was_sampled_while_a_monitor_covered_it(studio_env: Path) -> None:
+    """Under a monitor the dashboard's pane samples without painting (a hidden screen's repaint costs a
+    repaint of the whole terminal); back on the dashboard, the host's load and each GPU's history are the
+    latest ones."""
+    from dataclasses import replace
+
+    from studio.hardware import HostLoad
+    from studio.ui.widgets import SPARKS
+
+    inv = fake_inventory()
+    run_dir = record_run(studio_env)
+    async with StudioApp(inventory=inv).run_test(size=(120, 40)) as pilot:
+        pilot.app.host = HostLoad(cpu_pct=11.0, cpus=16, ram_used_gib=20.0, ram_total_gib=125.0)
+        await until(pilot, lambda: "11% of 16 cores" in screen_text(pilot.app), "the host's CPU")
+        pilot.app.open_run(Run(run_dir))
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor), "the monitor")
+        pilot.app.host = HostLoad(cpu_pct=64.0, cpus=16, ram_used_gib=70.5, ram_total_gib=125.0)
+        for util in (10, 90, 40, 100):  # GPU 0 sampled while the monitor is in front
+            pilot.app.inventory = replace(inv, gpus=[replace(inv.gpus[0], utilization_pct=util), inv.gpus[1]])
+            await pilot.pause()
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Dashboard), "the dashboard")
+        await until(pilot, lambda: "64% of 16 cores" in screen_text(pilot.app), "the host's CPU sampled meanwhile")
+        assert "70.5/125 GiB" in screen_text(pilot.app)
+        gpu0 = next(line for line in screen_text(pilot.app).splitlines() if "[0]" in line)
+        assert gpu0.rstrip("│ ").endswith("█▁█▄█"), gpu0  # 97% at the start, then the four samples
+        assert "100%" in gpu0
+
+
 async def test_the_editor_folds_advanced_fields_jumps_to_a_field_undoes_and_shows_the_diff(studio_env: Path) -> None:
     from textual.widgets import Collapsible
 

@@ -19,7 +19,7 @@ else:  # pragma: no cover
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.screen import Screen
 from textual.theme import Theme
 
@@ -66,8 +66,9 @@ class StudioApp(App[None]):
         Binding("ctrl+p", "command_palette", "Commands", show=False),
     ]
 
-    inventory: reactive[Inventory] = reactive(Inventory([], reason="detecting GPUs"), always_update=False)
-    host: reactive[HostLoad | None] = reactive(None, always_update=False)  # polled with the GPUs
+    # `var`, not `reactive`: a reactive of the App repaints the whole screen on each change, once a second.
+    inventory: var[Inventory] = var(Inventory([], reason="detecting GPUs"), always_update=False)
+    host: var[HostLoad | None] = var(None, always_update=False)  # polled with the GPUs
 
     def __init__(self, open_run: Run | None = None, inventory: Inventory | None = None, poll_gpus: bool = True):
         super().__init__()

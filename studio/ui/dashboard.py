@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
-from studio.hardware import Inventory
+from studio.hardware import HostLoad, Inventory
 from studio.profiles.library import ProfileEntry, all_profiles
 from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.runs.folder import Run, list_runs, runs_folder_problem
@@ -152,6 +152,7 @@ class Dashboard(RunActions, StudioScreen):
         self._runs_shown: list = []
         self._runs_title = "Runs"
         self.runs_problem: str | None = None
+        self.covered = False  # another screen was pushed over this one since it last showed
 
     def compose(self) -> ComposeResult:
         self.set_class(self.app.size.width < NARROW, "narrow")  # before the children are styled
@@ -179,16 +180,23 @@ class Dashboard(RunActions, StudioScreen):
         self.show_profiles([profile_row(e, None) for e in all_profiles()], None)
         self.call_after_refresh(self.refresh_lists)  # runs and fits after the first frame
         self.watch(self.app, "inventory", self.show_gpus)
-        self.watch(self.app, "host", self.query_one(GpuPanel).show_host)
+        self.watch(self.app, "host", self.show_host)
         self.set_interval(REFRESH_S, self.refresh_lists)
         self.query_one("#profiles", DataTable).focus()
 
     def on_screen_resume(self) -> None:
         """Back from a run's monitor: the Runs list has the focus, its cursor on that run (once listed)."""
+        if self.covered:  # back from a full screen, not the first showing
+            self.covered = False
+            self.query_one(GpuPanel).repaint()  # the samples taken while hidden
+            self.refresh_lists()  # the run its monitor watched was not re-read while hidden
         self.show_runs(self.last_summaries)  # what was read while hidden (an unchanged table is not rebuilt)
         if self.app.watched_run_id:
             self.query_one("#runs", DataTable).focus()
             self.put_cursor_on_watched()
+
+    def on_screen_suspend(self) -> None:
+        self.covered = True
 
     def put_cursor_on_watched(self) -> None:
         table = self.query_one("#runs", DataTable)
@@ -197,8 +205,13 @@ class Dashboard(RunActions, StudioScreen):
             table.move_cursor(row=table.get_row_index(run_id))
             self.app.watched_run_id = None
 
+    # Under a full screen (a run's monitor) the panel keeps sampling but does not paint: Textual passes a
+    # hidden screen's repaint on to the one in front as a repaint of the whole terminal (bench/ui_speed.py).
     def show_gpus(self, inv: Inventory) -> None:
-        self.query_one(GpuPanel).record(inv)
+        self.query_one(GpuPanel).record(inv, paint=self.in_view)
+
+    def show_host(self, host: HostLoad | None) -> None:
+        self.query_one(GpuPanel).show_host(host, paint=self.in_view)
 
     def on_resize(self) -> None:
         """Below 160 columns the lists stack (each keeps its full width) rather than squeeze side by side;
@@ -216,8 +229,9 @@ class Dashboard(RunActions, StudioScreen):
 
     # ----------------------------------------------------------- reading (workers)
 
-    def _summary(self, run: Run) -> RunSummary:
-        """A run's summary, re-read only when its events or status file changed, or its folder (a note)."""
+    def _summary(self, run: Run, reread_running: bool = True) -> RunSummary:
+        """A run's summary, re-read only when its events or status file changed, or its folder (a note), or
+        while it runs (unless `reread_running` is false: a monitor in front reads that run already)."""
         try:
             events = run.events_path.stat()
             state = (events.st_size, events.st_mtime_ns, (run.dir / "status.json").stat().st_mtime_ns,
@@ -225,7 +239,7 @@ class Dashboard(RunActions, StudioScreen):
         except OSError:
             state = (-1, 0, 0, 0)
         cached = self._summaries.get(run.id)
-        if cached and cached[0] == state and cached[1].status != "running":
+        if cached and (not reread_running or cached[0] == state and cached[1].status != "running"):
             return cached[1]
         from studio.runs.state import summarize
 
@@ -233,13 +247,31 @@ class Dashboard(RunActions, StudioScreen):
         self._summaries[run.id] = (state, summary)
         return summary
 
-    def read_runs_now(self) -> list[RunSummary]:
-        return [self._summary(run) for run in reversed(list_runs())]
+    def read_runs_now(self, watched: frozenset[str] = frozenset()) -> list[RunSummary]:
+        return [self._summary(run, reread_running=run.id not in watched) for run in reversed(list_runs())]
+
+    def refresh_lists(self) -> None:
+        """Read the lists again: to show them, or under a full screen (a monitor, the editor) only to say which
+        runs ended. That reading is the App's work: any message the hidden dashboard handles makes Textual
+        repaint the whole terminal (it counts the screen under the front one as one that may show through)."""
+        if self.in_view:
+            self.read_lists()
+        elif self.is_current:
+            watched = self.watched_run_ids()
+            self.app.run_worker(lambda: self.read_runs_hidden(watched), thread=True, exclusive=True,
+                                group="dashboard-hidden")
+
+    def read_runs_hidden(self, watched: frozenset[str]) -> None:
+        summaries = self.read_runs_now(watched)
+        self.app.call_from_thread(self.runs_read_hidden, summaries)
+
+    def runs_read_hidden(self, summaries: list[RunSummary]) -> None:
+        """Which runs ended; the table is rebuilt when it shows again (on_screen_resume)."""
+        self.announce_ended(summaries)
+        self.last_summaries = summaries
 
     @work(thread=True, exclusive=True, group="dashboard-refresh")
-    def refresh_lists(self) -> None:
-        if not self.is_current:
-            return  # hidden behind another screen: nothing to show
+    def read_lists(self) -> None:
         summaries = self.read_runs_now()
         # a runs folder that cannot be listed lists nothing: only then is there a reason to look for
         self.post_message(RunsRead(summaries, runs_folder_problem() if not summaries else None))
@@ -260,9 +292,8 @@ class Dashboard(RunActions, StudioScreen):
         self.runs_problem = message.problem
         if self.in_view:
             self.show_runs(message.summaries)
-        else:  # under a monitor: say which runs ended; the table is rebuilt when it shows again (on_screen_resume)
-            self.announce_ended(message.summaries)
-            self.last_summaries = message.summaries
+        else:  # covered since the read began
+            self.runs_read_hidden(message.summaries)
 
     # ----------------------------------------------------------- showing
 
@@ -315,12 +346,16 @@ class Dashboard(RunActions, StudioScreen):
             self._runs_title = title
             self.query_one("#runs-title", Label).update(Text(title))
 
+    def watched_run_ids(self) -> frozenset[str]:
+        """The runs a monitor shows (it reads them, and announces their end itself)."""
+        return frozenset(screen.acting_run().id for screen in self.app.screen_stack
+                         if isinstance(screen, RunActions) and screen is not self)
+
     def announce_ended(self, summaries: list[RunSummary]) -> None:
         """A toast and the bell for every run that was running at the last read and has ended since (any run,
         not only one a monitor watches)."""
         before = {s.id: s.status for s in self.last_summaries}
-        watched = {screen.acting_run().id for screen in self.app.screen_stack  # a monitor announces its own run
-                   if isinstance(screen, RunActions) and screen is not self}
+        watched = self.watched_run_ids()
         for s in summaries:
             if before.get(s.id) == "running" and s.status not in ("running", "queued") and s.id not in watched:
                 failed = s.status in ("failed", "crashed")

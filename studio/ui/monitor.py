@@ -39,7 +39,7 @@ from studio.ui.actions import RunActions, run_action_commands, run_bindings
 from studio.ui.charts import LossChart
 from studio.ui.logs import LogView
 from studio.ui.screens import StudioScreen
-from studio.ui.widgets import memory_lines, spark
+from studio.ui.widgets import memory_lines, spark, update_in_place
 
 FIRST_READ_HEAD = 256 << 10  # a long run's events as the monitor first reads them: the start of its story...
 FIRST_READ_TAIL = 8 << 20    # ...and its latest steps, evals and end
@@ -265,7 +265,7 @@ class RunMonitor(RunActions, StudioScreen):
         """Update a Static only when what it shows changed."""
         if self._shown.get(selector) != content:
             self._shown[selector] = content
-            self.query_one(selector, Static).update(content)
+            update_in_place(self.query_one(selector, Static), content)
 
     def repaint(self) -> None:
         tl, status = self.timeline, self.status

@@ -35,6 +35,18 @@ def fit_label(fit: str) -> Text:
     return Text(fit or "…", style=FIT_STYLE.get(fit, "dim"))
 
 
+def update_in_place(widget: Static, content: Any) -> None:
+    """`Static.update` without a layout of the screen unless the new content changes the widget's height.
+    A monitor updates a few texts each second; a layout pass each time was most of its idle CPU."""
+    widget.update(content, layout=False)
+    height = widget.styles.height
+    if height is not None and not height.is_auto:
+        return  # a fixed height: the content never moves anything
+    width = widget.content_size.width
+    if not width or widget.get_content_height(widget.content_size, widget.app.size, width) != widget.content_size.height:
+        widget.refresh(layout=True)
+
+
 class GpuPanel(Static):
     """One line per GPU, like nvitop's summary: utilisation, memory, temperature, power against its limit,
     and how many processes use it. Bars and names shrink so a line never wraps at 80 columns; when the
@@ -47,14 +59,21 @@ class GpuPanel(Static):
         super().__init__(*args, **kwargs)
         self.history: dict[int, deque[float]] = {}  # each GPU's recent utilisation, for its sparkline
 
-    def record(self, inv: Inventory) -> None:
-        """A new sample of the GPUs (not a repaint): their utilisation joins the history, then they show."""
+    def record(self, inv: Inventory, paint: bool = True) -> None:
+        """A new sample of the GPUs: their utilisation joins the history, then they show (when `paint`)."""
         for g in inv.gpus:
             self.history.setdefault(g.index, deque(maxlen=HISTORY)).append(g.utilization_pct or 0.0)
-        self.show(inv)
+        self.inventory = inv
+        if paint:
+            self.show(inv)
 
-    def show_host(self, host: HostLoad | None) -> None:
+    def show_host(self, host: HostLoad | None, paint: bool = True) -> None:
         self.host = host
+        if paint and self.inventory is not None:
+            self.show(self.inventory)
+
+    def repaint(self) -> None:
+        """Show the latest samples (those recorded while hidden included)."""
         if self.inventory is not None:
             self.show(self.inventory)
 
