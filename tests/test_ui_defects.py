@@ -911,6 +911,20 @@ async def test_the_gpu_pane_shows_the_hosts_cpu_and_ram_and_each_gpus_recent_uti
         assert gpu0().rstrip("│ ").endswith("█▁█▄█"), gpu0()
 
 
+async def test_the_fits_are_judged_again_when_the_gpus_are_found_after_the_lists_were_read(studio_env: Path) -> None:
+    """The first read of the lists can beat NVML's first answer: the profiles were then judged for a machine
+    without GPUs ("cpu"), and stayed so, all or some of them, until a profile file changed."""
+    def fits() -> list[str]:
+        table = pilot.app.screen.query_one("#profiles", DataTable)
+        return [str(table.get_row_at(i)[-1]) for i in range(table.row_count)]
+
+    async with StudioApp(poll_gpus=False).run_test(size=(120, 40)) as pilot:  # no GPU answer yet
+        await until(pilot, lambda: fits() and all(f == "cpu" for f in fits()), "the fits of a machine without GPUs")
+        pilot.app.inventory = fake_inventory()  # NVML answers
+        await until(pilot, lambda: "cpu" not in fits(), "the fits judged again for the GPUs found")
+        assert "fits" in fits()
+
+
 async def test_the_gpu_pane_shows_what_was_sampled_while_a_monitor_covered_it(studio_env: Path) -> None:
     """Under a monitor the dashboard's pane samples without painting (a hidden screen's repaint costs a
     repaint of the whole terminal); back on the dashboard, the host's load and each GPU's history are the

@@ -87,6 +87,12 @@ def profiles_stamp() -> tuple:
     return tuple(out)
 
 
+def gpus_stamp(inventory: Inventory) -> tuple:
+    """Which GPUs the fits were judged for: the first read can come before NVML's first answer, and a GPU
+    can go (a driver reset) or come back."""
+    return inventory.source, tuple((g.index, g.name, round(g.memory_total_gib, 1)) for g in inventory.gpus)
+
+
 def profile_row(entry: ProfileEntry, inventory: Inventory | None) -> ProfileRow:
     """A profile's line; `inventory` None leaves the fit for later (it needs an estimate)."""
     try:
@@ -275,9 +281,10 @@ class Dashboard(RunActions, StudioScreen):
         summaries = self.read_runs_now()
         # a runs folder that cannot be listed lists nothing: only then is there a reason to look for
         self.post_message(RunsRead(summaries, runs_folder_problem() if not summaries else None))
-        stamp = profiles_stamp()
+        inventory = self.app.inventory  # one answer for every row (the poll may replace it meanwhile)
+        stamp = (profiles_stamp(), gpus_stamp(inventory))
         if stamp != self._profiles_stamp:
-            self.post_message(ProfilesRead([profile_row(e, self.app.inventory) for e in all_profiles()], stamp))
+            self.post_message(ProfilesRead([profile_row(e, inventory) for e in all_profiles()], stamp))
 
     def reload_profiles(self) -> None:
         self._profiles_stamp = None
