@@ -223,9 +223,7 @@ class Dashboard(RunActions, StudioScreen):
         """Below 160 columns the lists stack (each keeps its full width) rather than squeeze side by side;
         once laid out anew, the tables' columns are fitted to their new width."""
         self.set_class(self.size.width < NARROW, "narrow")
-        panel = self.query_one(GpuPanel)
-        if panel.inventory is not None:
-            panel.show(panel.inventory)
+        self.query_one(GpuPanel).repaint()
         self.call_after_refresh(self.refit_tables)
 
     def refit_tables(self) -> None:
@@ -245,7 +243,7 @@ class Dashboard(RunActions, StudioScreen):
         except OSError:
             state = (-1, 0, 0, 0)
         cached = self._summaries.get(run.id)
-        if cached and (not reread_running or cached[0] == state and cached[1].status != "running"):
+        if cached and (not reread_running or (cached[0] == state and cached[1].status != "running")):
             return cached[1]
         from studio.runs.state import summarize
 

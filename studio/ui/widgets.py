@@ -69,8 +69,8 @@ class GpuPanel(Static):
 
     def show_host(self, host: HostLoad | None, paint: bool = True) -> None:
         self.host = host
-        if paint and self.inventory is not None:
-            self.show(self.inventory)
+        if paint:
+            self.repaint()
 
     def repaint(self) -> None:
         """Show the latest samples (those recorded while hidden included)."""
