@@ -566,6 +566,41 @@ async def test_a_resuming_run_counts_its_preparation_and_drops_the_old_eta(studi
             trainer.wait()
 
 
+async def test_a_training_run_shows_its_bar_and_the_percentage_done(studio_env: Path) -> None:
+    """A live trainer at step 20 of 40: the bar is half full and says 50%; at step 40 it says 100%. (Textual's
+    progress bar, 28 cells wide, had no room left for its percentage.)"""
+    import subprocess
+    import sys
+
+    from studio.runs.liveness import process_start_time
+
+    run_dir = record_run(studio_env, status="running")
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    events = [e for e in events if e.get("step", 0) <= 20]
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "studio.trainer",
+                                str(run_dir.resolve())])
+    try:
+        Run(run_dir).update_status_file(pid=trainer.pid, pid_started_at=process_start_time(trainer.pid),
+                                        launched_at=events[0]["time"])  # this attempt logged the steps
+        async with app(open_run=Run(run_dir)).run_test(size=(100, 30)) as pilot:
+            monitor = pilot.app.screen
+            await until(pilot, lambda: isinstance(monitor, RunMonitor) and monitor.status == "running",
+                        "the monitor of a training run")
+            await until(pilot, lambda: "step 20/40" in screen_text(pilot.app), "step 20 of 40")
+            line = next(row for row in screen_text(pilot.app).splitlines() if "step 20/40" in row)
+            assert "50%" in line and line.count("━") >= 20, line
+            last = [e for e in events if e["event"] == "step"][-1]
+            with (run_dir / "events.jsonl").open("a") as f:
+                f.write(json.dumps(dict(last, step=40, time=last["time"] + 190)) + "\n")
+            await until(pilot, lambda: "step 40/40" in screen_text(pilot.app), "step 40 of 40")
+            line = next(row for row in screen_text(pilot.app).splitlines() if "step 40/40" in row)
+            assert "100%" in line, line
+    finally:
+        trainer.kill()
+        trainer.wait()
+
+
 async def test_log_search_highlights_counts_and_steps_through_matches(studio_env: Path) -> None:
     run_dir = record_run(studio_env, status="completed")
     (run_dir / "trainer.log").write_text("".join(

@@ -8,11 +8,17 @@ user can cause into one line and exit code 2.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
 
+from typing import TYPE_CHECKING
+
 from studio.cli.errors import EXIT_OK, EXIT_USAGE, UserError
+
+if TYPE_CHECKING:
+    from studio.runs.folder import Run
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -20,9 +26,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         args.print_help()
         print("\n(no terminal: the app needs one; the commands above work anywhere)")
         return EXIT_OK
-    from studio.ui.app import run_app
-
-    return run_app()
+    return open_app()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -34,9 +38,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.headless:
         print(json.dumps({"id": run.id, "dir": str(run.dir), "status": "running"}))
         return EXIT_OK
+    return open_app(open_run=run)
+
+
+def open_app(open_run: Run | None = None) -> int:
+    # Start-up allocates what lives as long as the app (Textual's classes, styles, widgets): collecting it
+    # while the first frame is built only costs time. The app freezes it and collects again once drawn.
+    gc.disable()
     from studio.ui.app import run_app
 
-    return run_app(open_run=run)
+    return run_app(open_run=open_run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ other processes; errors end up in a notification, never as a traceback over the 
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +20,7 @@ else:  # pragma: no cover
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.reactive import var
 from textual.screen import Screen
 from textual.theme import Theme
@@ -52,6 +54,14 @@ def load_themes(folder: Path) -> list[Theme]:
         except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError):
             continue
     return themes
+
+
+class GpusSampled(Message):
+    """One poll's GPUs and host load, from the polling worker to the App."""
+
+    def __init__(self, inventory: Inventory, host: HostLoad | None):
+        super().__init__()
+        self.inventory, self.host = inventory, host
 
 
 class StudioApp(App[None]):
@@ -98,6 +108,13 @@ class StudioApp(App[None]):
             self.call_after_refresh(self.poll_inventory)  # after the first frame: NVML's import and init take time
             self.set_interval(GPU_REFRESH_S, self.poll_inventory)
 
+    def on_ready(self) -> None:
+        """The first frame is drawn. `studio` turned garbage collection off for the start (studio/cli): what the
+        start built lives as long as the app, so it is frozen out of every later collection, and collection resumes."""
+        if not gc.isenabled():
+            gc.freeze()
+            gc.enable()
+
     def get_css_variables(self) -> dict[str, str]:
         """Textual's variables for the theme, and `$rule` (borders, separators), derived unless the theme sets it."""
         from textual.color import Color
@@ -132,12 +149,15 @@ class StudioApp(App[None]):
 
     @work(thread=True, exclusive=True, group="gpus")
     def poll_inventory(self) -> None:
+        """NVML calls block: off the UI thread. The samples come back as a message: `call_from_thread` would
+        inspect its callback's signature on every call (bench/ui_speed.py: a tenth of the idle CPU)."""
         from studio.planning.inventory import current_inventory
 
-        inv = current_inventory()  # NVML calls block: keep them off the UI thread
-        load = host_load()
-        self.call_from_thread(setattr, self, "inventory", inv)
-        self.call_from_thread(setattr, self, "host", load)
+        self.post_message(GpusSampled(current_inventory(), host_load()))
+
+    def on_gpus_sampled(self, message: GpusSampled) -> None:
+        self.inventory = message.inventory
+        self.host = message.host
 
     # ----------------------------------------------------------- commands
 
@@ -481,14 +501,13 @@ class StudioApp(App[None]):
                                   severity="error", timeout=10)
 
     def action_quit(self) -> None:
-        """Leave at once: the runs still training are named from what the dashboard last read (in a worker)."""
-        from studio.ui.monitor import RunMonitor
-
+        """Leave at once: the runs still training are named from what the dashboard last read (in a worker)
+        and from the monitors open. (No import here: quitting from the dashboard need not load the monitor.)"""
         dashboard = next((s for s in self.screen_stack if isinstance(s, Dashboard)), None)
         running = [s.id for s in dashboard.last_summaries if s.status == "running"] if dashboard else []
-        watched = [s for s in self.screen_stack if isinstance(s, RunMonitor) and s.status == "running"]
-        running += [s.run.id for s in watched if s.run.id not in running]
-        front = self.screen.run.id if isinstance(self.screen, RunMonitor) and self.screen.status == "running" else ""
+        watched = [s.training_run_id() for s in self.screen_stack if isinstance(s, StudioScreen)]
+        running += [run_id for run_id in watched if run_id and run_id not in running]
+        front = (self.screen.training_run_id() if isinstance(self.screen, StudioScreen) else None) or ""
         if front != self.settings.watching:
             self.settings.watching = front  # the next start reattaches to it
             try:

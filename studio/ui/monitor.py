@@ -22,7 +22,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, Header, Input, ProgressBar, RichLog, Static
+from textual.widgets import Footer, Header, Input, RichLog, Static
 
 from studio import display
 from studio.hardware import Inventory
@@ -39,14 +39,14 @@ from studio.ui.actions import RunActions, run_action_commands, run_bindings
 from studio.ui.charts import LossChart
 from studio.ui.logs import LogView
 from studio.ui.screens import StudioScreen
-from studio.ui.widgets import memory_lines, spark, update_in_place
+from studio.ui.widgets import StepBar, memory_lines, spark, update_in_place
 
 FIRST_READ_HEAD = 256 << 10  # a long run's events as the monitor first reads them: the start of its story...
 FIRST_READ_TAIL = 8 << 20    # ...and its latest steps, evals and end
 REFRESH_S = 1.0     # a step a second is as live as a person reads; less wakes the CPU less
 CHART_EVERY_S = 3.0   # plotting is the costly part of a repaint
 HEALTH_EVERY_S = 5.0  # how often a live run's alerts are judged again when no record arrives
-CHART_POINTS = 300    # longer histories are thinned to this many points
+CHART_POINTS = 300    # longer histories are thinned to this many points (to twice the chart's width once known)
 WINDOW_STEPS = 200    # w narrows the chart to the latest steps
 CHART_VIEWS = ("loss", "learning rate", "tokens/s")  # v goes round them
 SPARK_WIDTH = 28      # the side pane is 30 columns at 80x24
@@ -142,7 +142,7 @@ class RunMonitor(RunActions, StudioScreen):
         yield Header()
         yield Static(id="run-status")
         with Horizontal(id="progress-row"):
-            yield ProgressBar(id="progress", show_eta=False)
+            yield StepBar(id="progress")
             yield Static(id="progress-text")
         with Horizontal(id="main-row"):
             yield LossChart(id="loss-chart")
@@ -156,6 +156,9 @@ class RunMonitor(RunActions, StudioScreen):
             yield Input(id="log-search", placeholder="search the log (enter keeps it, esc clears)", compact=True)
             yield RichLog(id="trainer-log", max_lines=2000, wrap=True, markup=False, auto_scroll=True)
         yield Footer()
+
+    def training_run_id(self) -> str | None:
+        return self.run.id if self.status == "running" else None
 
     def commands(self) -> Iterator[SystemCommand]:
         yield from run_action_commands(self, "this run")
@@ -308,15 +311,16 @@ class RunMonitor(RunActions, StudioScreen):
         view = self.chart_view
         title = view + (f", last {WINDOW_STEPS} steps" if self.chart_window else "")
         chart = self.query_one(LossChart)
+        limit = 2 * chart.size.width or CHART_POINTS  # braille draws two points a cell: more are never seen
         if view == "loss":
             evals = [(e.step, e.eval_loss) for e in (self.timeline.evals[k] for k in sorted(self.timeline.evals))]
-            chart.plot(thin([(s.step, s.loss) for s in steps]), thin([(x, y) for x, y in evals if x >= first]),
-                       title=title, log_y=self.chart_log)
+            chart.plot(thin([(s.step, s.loss) for s in steps], limit),
+                       thin([(x, y) for x, y in evals if x >= first], limit), title=title, log_y=self.chart_log)
             return
         value = "learning_rate" if view == "learning rate" else "tokens_per_s"
         points = [(s.step, getattr(s, value)) for s in steps if getattr(s, value) is not None]
-        chart.plot(thin(points), [], title=title if points else f"{title}: none reported yet", log_y=self.chart_log,
-                   smooth=view == "tokens/s", raw="per step")
+        chart.plot(thin(points, limit), [], title=title if points else f"{title}: none reported yet",
+                   log_y=self.chart_log, smooth=view == "tokens/s", raw="per step")
 
     def replot(self) -> None:
         self.plot_chart()
@@ -345,11 +349,11 @@ class RunMonitor(RunActions, StudioScreen):
 
     def paint_progress(self, current: Any, running: bool) -> None:
         tl = self.timeline
-        bar = self.query_one("#progress", ProgressBar)
+        bar = self.query_one("#progress", StepBar)
         max_steps = (current.max_steps if current else None) or (tl.start.max_steps if tl.start else None)
         bar.display = running and bool(max_steps)
         if max_steps:
-            bar.update(total=max_steps, progress=current.step if current else 0)
+            bar.show(current.step if current else 0, max_steps)
         if not current:
             self._show("#progress-text", " waiting for the first step" if running else " no step was logged")
             return

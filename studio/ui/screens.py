@@ -23,6 +23,10 @@ class StudioScreen(Screen):
             return False
         return all(isinstance(s, ModalScreen) for s in stack[stack.index(self) + 1:])
 
+    def training_run_id(self) -> str | None:
+        """The id of the run this screen watches while it trains (a run's monitor), else None."""
+        return None
+
     def commands(self) -> Iterable[SystemCommand]:
         """This screen's commands in the palette (ctrl+p), besides the app-wide ones."""
         yield SystemCommand("Back", "Back to the screen before", self.app.pop_screen)

@@ -47,6 +47,25 @@ def update_in_place(widget: Static, content: Any) -> None:
         widget.refresh(layout=True)
 
 
+class StepBar(Static):
+    """A run's progress: a bar and the percentage done, repainted only when what it shows changes. (Textual's
+    ProgressBar also repainted itself every second for an ETA; the monitor says the ETA in words.)"""
+
+    DEFAULT_CSS = "StepBar { width: 28; height: 1; }"
+    CELLS = 22  # the bar; the percentage takes the rest
+    shown = ""  # the markup on screen
+
+    def show(self, done: float, total: float) -> None:
+        frac = max(0.0, min(1.0, done / total)) if total > 0 else 0.0
+        full, half = divmod(int(frac * self.CELLS * 2), 2)
+        colour = "$success" if frac >= 1 else "$primary"
+        markup = (f"[{colour}]{'━' * full}{'╸' * half}[/][$rule]{'━' * (self.CELLS - full - half)}[/]"
+                  f"{int(frac * 100):>4d}%")
+        if markup != self.shown:
+            self.shown = markup
+            update_in_place(self, markup)
+
+
 class GpuPanel(Static):
     """One line per GPU, like nvitop's summary: utilisation, memory, temperature, power against its limit,
     and how many processes use it. Bars and names shrink so a line never wraps at 80 columns; when the
