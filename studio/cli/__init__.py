@@ -12,7 +12,6 @@ import gc
 import json
 import os
 import sys
-
 from typing import TYPE_CHECKING
 
 from studio.cli.errors import EXIT_OK, EXIT_USAGE, UserError
