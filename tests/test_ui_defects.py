@@ -21,7 +21,7 @@ from studio.ui.dashboard import Dashboard
 from studio.ui.dialogs import Confirm
 from studio.ui.editor import ProfileEditor
 from studio.ui.monitor import RunMonitor
-from ui_fixtures import eight_gpus, fake_inventory, notifications, record_run, screen_text
+from ui_fixtures import eight_gpus, fake_inventory, live_trainer, notifications, record_run, screen_text
 from waiting import until
 
 
@@ -539,21 +539,12 @@ async def test_a_resuming_run_counts_its_preparation_and_drops_the_old_eta(studi
     """Just after `u`: a live trainer launched 7 s ago that has written nothing yet. The monitor says it is
     resuming, counts the seconds, and shows no ETA left over from the attempt before."""
     import re
-    import subprocess
-    import sys
-
-    from studio.runs.liveness import process_start_time
 
     run_dir = record_run(studio_env, status="completed")
     async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
         monitor = pilot.app.screen
         await until(pilot, lambda: isinstance(monitor, RunMonitor) and monitor.status == "completed", "the monitor")
-        # a process that studio takes for this run's trainer (its command line names the module and the folder)
-        trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "studio.trainer",
-                                    str(run_dir.resolve())])
-        try:
-            Run(run_dir).update_status_file(pid=trainer.pid, pid_started_at=process_start_time(trainer.pid),
-                                            launched_at=time.time() - 7)
+        with live_trainer(run_dir, launched_at=time.time() - 7):
             await until(pilot, lambda: monitor.status == "running" and re.search(r"resuming[^\n]*\b\d+ s\b",
                                                                                  screen_text(pilot.app)),
                         "the monitor to say the run is resuming, with its seconds")
@@ -561,28 +552,16 @@ async def test_a_resuming_run_counts_its_preparation_and_drops_the_old_eta(studi
             assert "ETA" not in text, text
             seconds = int(re.search(r"resuming[^\n]*\b(\d+) s\b", text).group(1))
             assert seconds >= 7, text  # counted from the launch, not from when the monitor noticed
-        finally:
-            trainer.kill()
-            trainer.wait()
 
 
 async def test_a_training_run_shows_its_bar_and_the_percentage_done(studio_env: Path) -> None:
     """A live trainer at step 20 of 40: the bar is half full and says 50%; at step 40 it says 100%. (Textual's
     progress bar, 28 cells wide, had no room left for its percentage.)"""
-    import subprocess
-    import sys
-
-    from studio.runs.liveness import process_start_time
-
     run_dir = record_run(studio_env, status="running")
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     events = [e for e in events if e.get("step", 0) <= 20]
     (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "studio.trainer",
-                                str(run_dir.resolve())])
-    try:
-        Run(run_dir).update_status_file(pid=trainer.pid, pid_started_at=process_start_time(trainer.pid),
-                                        launched_at=events[0]["time"])  # this attempt logged the steps
+    with live_trainer(run_dir, launched_at=events[0]["time"]):  # this attempt logged the steps
         async with app(open_run=Run(run_dir)).run_test(size=(100, 30)) as pilot:
             monitor = pilot.app.screen
             await until(pilot, lambda: isinstance(monitor, RunMonitor) and monitor.status == "running",
@@ -596,9 +575,6 @@ async def test_a_training_run_shows_its_bar_and_the_percentage_done(studio_env: 
             await until(pilot, lambda: "step 40/40" in screen_text(pilot.app), "step 40 of 40")
             line = next(row for row in screen_text(pilot.app).splitlines() if "step 40/40" in row)
             assert "100%" in line, line
-    finally:
-        trainer.kill()
-        trainer.wait()
 
 
 async def test_log_search_highlights_counts_and_steps_through_matches(studio_env: Path) -> None:

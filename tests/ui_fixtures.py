@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from studio.hardware import GpuInfo, Inventory
@@ -74,6 +78,24 @@ def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: 
         f"{{'loss': '{e['loss']}', 'grad_norm': '0.6', 'epoch': '{e['epoch']}'}}\n"
         for e in events if e["event"] == "step")[-2000:] + "run completed at step 40\n")
     return run
+
+
+@contextmanager
+def live_trainer(run_dir: Path, launched_at: float) -> Iterator[subprocess.Popen]:
+    """A process that studio takes for the run's trainer (its command line names the module and the folder),
+    launched at `launched_at` as status.json says; killed on leaving."""
+    from studio.runs.folder import Run
+    from studio.runs.liveness import process_start_time
+
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "studio.trainer",
+                                str(run_dir.resolve())])
+    try:
+        Run(run_dir).update_status_file(pid=trainer.pid, pid_started_at=process_start_time(trainer.pid),
+                                        launched_at=launched_at)
+        yield trainer
+    finally:
+        trainer.kill()
+        trainer.wait()
 
 
 def screen_text(app) -> str:
