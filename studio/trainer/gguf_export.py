@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from studio.trainer.gguf_vocab import VocabError, add_to_gguf, build_vocabulary, tokenizer_kind
+
 WRITTEN = ("f32", "f16", "bf16", "q8_0")
 K_QUANTS = ("q2_k", "q3_k_s", "q3_k_m", "q3_k_l", "q4_0", "q4_1", "q4_k_s", "q4_k_m", "q5_0", "q5_1", "q5_k_s",
             "q5_k_m", "q6_k")
@@ -41,6 +43,9 @@ FAMILIES = {
     "qwen2": Family("QWEN2", False, "qwen2"),
     "qwen3": Family("QWEN3", False, "qwen2"),
 }
+
+
+ROPE_TYPES = ("default", "llama3", "linear", "yarn")
 
 
 def covered() -> str:
@@ -85,27 +90,86 @@ def tensor_data(name: str, data: np.ndarray, quant: str) -> tuple[np.ndarray, An
     return gguf.quants.quantize(data, kind), kind
 
 
-def pre_tokenizer(model_dir: Path, family: Family) -> str:
-    """llama.cpp's name for how text is split before BPE: GPT-2's own split when the tokenizer uses plain
-    byte-level splitting (as studio's built-in tokenizers do), else the family's."""
-    try:
-        pre = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8")).get("pre_tokenizer") or {}
-    except (OSError, ValueError):
-        return family.pre
-    return "gpt-2" if pre.get("type") == "ByteLevel" and pre.get("use_regex", True) else family.pre
+def rope_scaling(config: Any) -> dict[str, Any]:
+    """The config's RoPE parameters (transformers 5's rope_parameters, or an older rope_scaling), with the
+    type under one name."""
+    rope = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
+    rope["rope_type"] = str(rope.get("rope_type") or rope.get("type") or "default").lower()
+    return rope
 
 
-def vocabulary(model_dir: Path, tokenizer: Any) -> tuple[list[bytes], list[int]]:
-    """Tokens in id order and their types: the special ones CONTROL, so llama.cpp never splits or prints them."""
+def check_rope(config: Any) -> None:
+    kind = rope_scaling(config)["rope_type"]
+    if kind not in ROPE_TYPES:
+        raise GgufError(f"the model's RoPE scaling is {kind!r}; GGUF export here writes {', '.join(ROPE_TYPES)}. "
+                        "Export the merged model (--merge) and convert it with llama.cpp's convert_hf_to_gguf.py")
+
+
+def rope_freqs(config: Any, head_dim: int) -> dict[str, np.ndarray]:
+    """Llama 3's frequency factors as llama.cpp's `rope_freqs` tensor (its converter's formula); nothing for
+    the other RoPE types, which are metadata."""
+    import math
+
+    rope = rope_scaling(config)
+    if rope["rope_type"] != "llama3":
+        return {}
+    base = float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
+    factor = float(rope.get("factor", 8.0))
+    low, high = float(rope.get("low_freq_factor", 1.0)), float(rope.get("high_freq_factor", 4.0))
+    old_context = float(rope.get("original_max_position_embeddings", 8192))
+    low_wavelen, high_wavelen = old_context / low, old_context / high
+    factors = []
+    for i in range(0, head_dim, 2):
+        wavelen = 2 * math.pi * base ** (i / head_dim)
+        if wavelen < high_wavelen:
+            factors.append(1.0)
+        elif wavelen > low_wavelen:
+            factors.append(factor)
+        else:
+            smooth = (old_context / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return {"rope_freqs.weight": np.array(factors, dtype=np.float32)}
+
+
+def add_rope(writer: Any, config: Any) -> None:
     import gguf
 
-    vocab = gguf.vocab.BpeVocab(model_dir)
-    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
-    tokens, types = [], []
-    for i, (text, _, kind) in enumerate(vocab.all_tokens()):
-        tokens.append(text if isinstance(text, bytes) else str(text).encode())
-        types.append(int(gguf.TokenType.CONTROL if i in special else kind))
-    return tokens, types
+    rope = rope_scaling(config)
+    writer.add_rope_freq_base(float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))))
+    if rope["rope_type"] == "linear":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(float(rope["factor"]))
+    elif rope["rope_type"] == "yarn":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        writer.add_rope_scaling_factor(float(rope["factor"]))
+        writer.add_rope_scaling_orig_ctx_len(int(rope.get("original_max_position_embeddings",
+                                                          config.max_position_embeddings)))
+
+
+def check_model(folder: Path, quant: str) -> None:
+    """Everything about the model in `folder` (its config and tokenizer) that would stop the GGUF, checked
+    before the merge starts: the family, the quantization, the RoPE type and the tokenizer."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder)
+    check_request(config.model_type, quant)
+    check_rope(config)
+    try:
+        tokenizer_kind(folder)
+    except VocabError as e:
+        raise GgufError(str(e)) from None
+
+
+def embedding_rows(model_dir: Path, fallback: int) -> int:
+    """How many rows the model's token embedding has (a padded vocabulary has more than the tokenizer)."""
+    from safetensors import safe_open
+
+    for path in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(path, framework="np") as f:
+            for key in f.keys():
+                if key.endswith("embed_tokens.weight"):
+                    return int(f.get_slice(key).get_shape()[0])
+    return fallback
 
 
 def write_gguf(model_dir: Path, out: Path, quant: str = "f16", name: str = "") -> Path:
@@ -115,8 +179,8 @@ def write_gguf(model_dir: Path, out: Path, quant: str = "f16", name: str = "") -
     from safetensors import safe_open
     from transformers import AutoConfig, AutoTokenizer
 
+    check_model(model_dir, quant)
     config = AutoConfig.from_pretrained(model_dir)
-    check_request(config.model_type, quant)
     if quant in K_QUANTS:
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             f16 = write_gguf(model_dir, Path(tmp) / "f16.gguf", "f16", name)
@@ -140,21 +204,19 @@ def write_gguf(model_dir: Path, out: Path, quant: str = "f16", name: str = "") -
     writer.add_value_length(head_dim)
     writer.add_rope_dimension_count(head_dim)
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
-    rope = getattr(config, "rope_parameters", None) or {}
-    writer.add_rope_freq_base(float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))))
+    add_rope(writer, config)
     writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
                           "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[quant])
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokens, types = vocabulary(model_dir, tokenizer)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre_tokenizer(model_dir, family))
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=len(tokens))
-    if tokenizer.chat_template and not special.chat_template:
-        special.chat_template = tokenizer.chat_template  # saved as chat_template.jinja by transformers 5
-    special.add_to_gguf(writer, quiet=True)
+    try:
+        vocabulary = build_vocabulary(model_dir, tokenizer, embedding_rows(model_dir, config.vocab_size), family.pre)
+    except VocabError as e:
+        raise GgufError(str(e)) from None
+    writer.add_vocab_size(len(vocabulary.tokens))
+    add_to_gguf(writer, vocabulary, tokenizer)
+    for tensor_name, value in rope_freqs(config, head_dim).items():
+        writer.add_tensor(tensor_name, value, raw_dtype=gguf.GGMLQuantizationType.F32)
 
     names = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
     files = sorted(model_dir.glob("*.safetensors"))
@@ -164,6 +226,7 @@ def write_gguf(model_dir: Path, out: Path, quant: str = "f16", name: str = "") -
         with safe_open(path, framework="pt") as f:
             for key in f.keys():
                 data = f.get_tensor(key).to(torch.float32).numpy()
+                check_finite(key, data)
                 if family.permute_qk and key.endswith("q_proj.weight"):
                     data = permute(data, heads)
                 elif family.permute_qk and key.endswith("k_proj.weight"):
@@ -178,6 +241,15 @@ def write_gguf(model_dir: Path, out: Path, quant: str = "f16", name: str = "") -
     writer.write_tensors_to_file()
     writer.close()
     return out
+
+
+def check_finite(name: str, data: np.ndarray) -> None:
+    """A weight that is NaN or infinite makes every answer garbage: refused, naming the tensor."""
+    if not np.isfinite(data).all():
+        bad = int(data.size - np.isfinite(data).sum())
+        raise GgufError(f"tensor {name} has {bad} non-finite value(s) (NaN or inf): the run diverged. Nothing "
+                        "was exported; train again with a lower train.learning_rate and train.max_grad_norm "
+                        "set (clipping), or export an earlier checkpoint")
 
 
 def read_back(path: Path) -> dict[str, Any]:
@@ -196,40 +268,6 @@ def read_back(path: Path) -> dict[str, Any]:
     tensors = {t.name: gguf.quants.dequantize(t.data, t.tensor_type).reshape([int(d) for d in reversed(t.shape)])
                for t in reader.tensors}
     return {"fields": fields, "tokens": token_list, "tensors": tensors}
-
-
-def ollama_modelfile(gguf_name: str, tokenizer: Any, temperature: float, top_p: float) -> str:
-    """An Ollama Modelfile: FROM the GGUF, a TEMPLATE in Go's syntax whose pieces come from rendering the model's
-    own chat template around markers (each role's prefix and suffix are the template's), its stop tokens,
-    and the run's generation defaults."""
-    S, U, A = "\x00SYSTEM\x00", "\x00USER\x00", "\x00ASSISTANT\x00"
-
-    def render(messages: list[tuple[str, str]], generation: bool = False) -> str:
-        text = tokenizer.apply_chat_template([{"role": r, "content": c} for r, c in messages], tokenize=False,
-                                             add_generation_prompt=generation)
-        return text.removeprefix(tokenizer.bos_token or "")  # llama.cpp adds BOS itself
-
-    plain = render([("user", U), ("assistant", A)])
-    user_prefix, rest = plain.split(U, 1)
-    assistant_suffix = rest.split(A, 1)[1]
-    asked = render([("user", U)], generation=True).split(U, 1)[1]  # the user's suffix and the assistant's prefix
-    system = ""
-    try:
-        with_system = render([("system", S), ("user", U), ("assistant", A)])
-        sys_prefix, between = with_system.split(S, 1)
-        between = between.split(U, 1)[0]
-        if between.endswith(user_prefix):
-            system = (f"{{{{ if .System }}}}{sys_prefix}{{{{ .System }}}}{between[:len(between) - len(user_prefix)]}"
-                      "{{ end }}")
-    except Exception:  # noqa: BLE001 - a template without a system role
-        system = ""
-    template = (f"{system}{{{{ if .Prompt }}}}{user_prefix}{{{{ .Prompt }}}}{{{{ end }}}}{asked}"
-                f"{{{{ .Response }}}}{assistant_suffix}")
-    stops = [s for s in dict.fromkeys([tokenizer.eos_token, assistant_suffix.strip(), user_prefix.strip()]) if s]
-    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{template}"""']
-    lines += [f'PARAMETER stop "{s}"' for s in stops]
-    lines += [f"PARAMETER temperature {temperature}", f"PARAMETER top_p {top_p}"]
-    return "\n".join(lines) + "\n"
 
 
 def metadata_json(path: Path) -> str:
