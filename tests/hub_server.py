@@ -1,9 +1,12 @@
 """A local stand-in for the Hugging Face Hub on 127.0.0.1: the file and API URLs the real huggingface_hub
-client asks for (resolve/<revision>/<file>, /api/models/<id>[/revision/<rev>], /api/models?search=),
+client asks for (resolve/<revision>/<file>, /api/models/<id>[/revision/<rev>], /api/models?search=), and the
+uploads it makes (api/repos/create, preupload, commit: every file sent in the commit itself, as the Hub asks
+for small files),
 with the Hub's own error headers for gated, missing and not-found cases. Point HF_ENDPOINT at `url`."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -26,8 +29,9 @@ class Repo:
 @dataclass
 class FakeHub:
     repos: dict[str, Repo] = field(default_factory=dict)
-    token: str = "hf_test_token"   # the token that opens gated repos
+    token: str = "hf_test_token"   # the token that opens gated repos and may create and write repos
     requests: list[str] = field(default_factory=list)
+    reject_commit: tuple[int, str] | None = None  # (status, message) the next commits are answered with
 
     def add(self, repo_id: str, config: dict[str, Any] | None, gated: bool = False, params: int | None = None,
             extra: dict[str, bytes] | None = None) -> None:
@@ -48,6 +52,61 @@ class FakeHub:
 
             def do_GET(self) -> None:
                 self.answer(head=False)
+
+            def do_POST(self) -> None:
+                url = urlparse(self.path)
+                path = unquote(url.path).strip("/")
+                hub.requests.append(f"POST /{path}")
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Authorization") != f"Bearer {hub.token}":
+                    return self.error(401, "Unauthorized", "Invalid credentials in Authorization header")
+                if path == "api/validate-yaml":  # the Hub checks a card's metadata before a commit
+                    content = json.loads(body)["content"]
+                    head = content.split("---")[1] if content.startswith("---") else ""
+                    problems = [{"message": f'"base_model" with value "{v.strip()}" is not a valid model ID.'}
+                                for k, _, v in (line.partition(":") for line in head.splitlines())
+                                if k.strip() == "base_model" and v.strip() not in hub.repos]
+                    status = 400 if problems else 200
+                    answer = json.dumps({"errors": problems} if problems else {"warnings": []}).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                    return None
+                if path == "api/repos/create":
+                    asked = json.loads(body)
+                    rid = f"{asked['organization']}/{asked['name']}" if asked.get("organization") else asked["name"]
+                    base = f"http://{self.headers['Host']}"
+                    if rid in hub.repos:
+                        return self.error(409, "RepoExists", "You already created this model repo")
+                    hub.repos[rid] = Repo({})
+                    return self.send(json.dumps({"url": f"{base}/{rid}", "name": rid}).encode(), False,
+                                     "application/json")
+                parts = path.split("/")
+                if len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] in ("preupload", "commit"):
+                    rid = "/".join(parts[2:4])
+                    repo = hub.repos.get(rid)
+                    if repo is None:
+                        return self.error(404, "RepoNotFound", "Repository not found")
+                    if parts[4] == "preupload":
+                        files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                 for f in json.loads(body)["files"]]
+                        return self.send(json.dumps({"files": files, "commitOid": COMMIT}).encode(), False,
+                                         "application/json")
+                    if hub.reject_commit is not None:
+                        return self.error(hub.reject_commit[0], "BadRequest", hub.reject_commit[1])
+                    for line in body.decode().splitlines():
+                        item = json.loads(line)
+                        if item["key"] == "file":
+                            value = item["value"]
+                            content = value["content"]
+                            repo.files[value["path"]] = (base64.b64decode(content) if value.get("encoding") == "base64"
+                                                         else content.encode())
+                    base = f"http://{self.headers['Host']}"
+                    return self.send(json.dumps({"commitUrl": f"{base}/{rid}/commit/{COMMIT}", "commitOid": COMMIT,
+                                                 "pullRequestUrl": None}).encode(), False, "application/json")
+                self.error(404, "RepoNotFound", "Not found")
 
             def error(self, status: int, code: str, message: str) -> None:
                 body = json.dumps({"error": message}).encode()

@@ -119,9 +119,13 @@ def test_the_modelfile_and_the_card(trained) -> None:
     run_dir, tmp = trained
     modelfile = (tmp / "q8_0" / "Modelfile").read_text()
     assert modelfile.startswith(f"FROM ./{gguf_file(tmp / 'q8_0').name}")
-    assert "{{ .Prompt }}" in modelfile and "{{ .Response }}" in modelfile and 'PARAMETER stop "<|eos|>"' in modelfile
+    assert ".Messages" in modelfile and "{{ .Content }}" in modelfile and 'PARAMETER stop "<|eos|>"' in modelfile
+    # the tiny tokenizer adds no BOS when it encodes, so the GGUF does not either and the TEMPLATE writes it once
+    assert 'TEMPLATE """<|bos|>' in modelfile
     card = (tmp / "merged" / "README.md").read_text()
-    assert "base_model: builtin:tiny-llama" in card and "license:" in card
+    # a built-in model is no Hub id: the Hub would refuse it as base_model, so the card names it in its text
+    assert "base_model:" not in card and "`builtin:tiny-llama`" in card and "license:" in card
+    assert "library_name: transformers" in card and "library_name: gguf" in (tmp / "q8_0" / "README.md").read_text()
     assert "| steps | 30 |" in card and "tiny-chat.jsonl" in card and str(DEMO_DATA) not in card
     assert "AutoModelForCausalLM.from_pretrained" in card and "[model]" in card
 
@@ -185,3 +189,82 @@ def test_push_says_what_to_do_without_a_token(trained, monkeypatch) -> None:
                            "--push", "me/tiny"], capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "no Hugging Face token" in proc.stderr and "hf auth login" in proc.stderr
     assert (tmp / "pushed" / "README.md").is_file()  # the export itself is complete
+
+
+def studio_in(run_dir: Path, *args: str, env: dict[str, str] | None = None):
+    """`studio` with the trained run's home, and the environment given."""
+    import subprocess
+    import sys
+
+    full = dict(os.environ, STUDIO_HOME=str(run_dir.parent.parent), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "studio", *args], capture_output=True, text=True, env=full)
+
+
+def test_force_replaces_an_earlier_export_and_never_a_folder_of_other_files(trained) -> None:
+    run_dir, tmp = trained
+    mine = tmp / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    proc = studio_in(run_dir, "export", run_dir.name, "--out", str(mine), "--force")
+    assert proc.returncode != 0 and "studio did not write" in proc.stderr and "notes.txt" in proc.stderr
+    assert (mine / "notes.txt").read_text() == "keep me" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    again = tmp / "again"
+    assert studio_in(run_dir, "export", run_dir.name, "--out", str(again)).returncode == 0
+    second = studio_in(run_dir, "export", run_dir.name, "--out", str(again), "--force", "--merge")
+    assert second.returncode == 0, second.stderr
+    assert (again / "model.safetensors").is_file() and not (again / "adapter_config.json").exists()
+
+
+def test_quant_without_gguf_and_a_bad_push_name_are_refused_before_anything_is_written(trained) -> None:
+    run_dir, tmp = trained
+    proc = studio_in(run_dir, "export", run_dir.name, "--out", str(tmp / "q"), "--merge", "--quant", "q8_0")
+    assert proc.returncode != 0 and "add --gguf" in proc.stderr and not (tmp / "q").exists()
+    proc = studio_in(run_dir, "export", run_dir.name, "--out", str(tmp / "p"), "--push", "me/bad..name")
+    assert proc.returncode != 0 and "nothing was exported" in proc.stderr and not (tmp / "p").exists()
+
+
+def test_a_full_disk_during_the_merge_says_so_and_leaves_nothing(trained, tmp_path: Path) -> None:
+    import subprocess
+
+    run_dir, _ = trained
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root): a full disk cannot be made")
+    try:
+        proc = studio_in(run_dir, "export", run_dir.name, "--out", str(small / "merged"), "--merge")
+        assert proc.returncode != 0
+        assert "No space left on device" in proc.stderr and "free disk space" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def test_push_uploads_the_export_to_a_hub_as_the_client_sends_it(trained, tmp_path: Path) -> None:
+    """Against a local Hub that takes uploads the way the Hub's API does (repo create, the card's metadata
+    check, preupload, commit): the files arrive byte for byte and the token is in none of them; a Hub that
+    refuses the card's metadata is a clean message, the export in place."""
+    from hub_server import FakeHub
+
+    run_dir, _ = trained
+    hub = FakeHub()
+    url = hub.start()
+    try:
+        env = {"HF_ENDPOINT": url, "HF_TOKEN": hub.token, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}
+        out = tmp_path / "pushed"
+        proc = studio_in(run_dir, "export", run_dir.name, "--out", str(out), "--push", "me/tiny-adapter", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert f"pushed to {url}/me/tiny-adapter" in proc.stdout
+        sent = hub.repos["me/tiny-adapter"].files
+        local = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+        assert set(local) <= set(sent) and all(sent[name] == data for name, data in local.items())
+        assert not any(hub.token.encode() in data for data in sent.values())
+        hub.reject_commit = (400, "Invalid metadata in README.md")
+        again = studio_in(run_dir, "export", run_dir.name, "--out", str(tmp_path / "refused"), "--push",
+                          "me/tiny-2", env=env)
+        assert again.returncode != 0 and "Traceback" not in again.stderr and "push failed" in again.stderr
+        assert (tmp_path / "refused" / "README.md").is_file()
+    finally:
+        hub.stop()

@@ -304,9 +304,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.quant and not args.gguf:
+        raise UserError(f"--quant {args.quant} is the GGUF's type: add --gguf to write a GGUF file (an adapter or "
+                        "merged export keeps the trained dtype)")
     gguf = args.quant or ("q8_0" if args.gguf else None)
     proc = export_run(find_run(args.run), Path(args.out), merge=args.merge, force=args.force, gguf=gguf,
-                      ollama=args.ollama, push=args.push, private=args.private)
+                      ollama=args.ollama, push=args.push, private=args.private, checkpoint=args.checkpoint)
     return EXIT_OK if proc.returncode == 0 else EXIT_FAILED
 
 
@@ -453,6 +456,7 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("--ollama", action="store_true", help="also write an Ollama Modelfile next to the GGUF")
     p.add_argument("--push", metavar="ORG/NAME", help="upload the export to this Hugging Face repo")
     p.add_argument("--private", action="store_true", help="with --push: a private repo")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    p.add_argument("--checkpoint", type=int, metavar="STEP", help="export this checkpoint instead of the result")
     p.set_defaults(func=cmd_export)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.atomic import write_text
+from studio.planning.hub_models import HUB_ID
 from studio.profiles.profile import Profile
 from studio.runs.files import EVAL_FILE, PREFLIGHT_FILE
 from studio.runs.folder import Run
@@ -41,7 +42,18 @@ def training_figures(run: Run) -> dict[str, Any]:
         "eval_loss": tl.evals[max(tl.evals)].eval_loss if tl.evals else None,
         "trainable_params": start.trainable_params if start else None,
         "total_params": start.total_params if start else None,
+        "status": end.status if end else None,
+        "max_steps": (end.max_steps if end and end.max_steps else (last.max_steps if last else None)),
     }
+
+
+def incomplete(fig: dict[str, Any]) -> list[str]:
+    """A warning at the top of a card whose run did not complete its training."""
+    if fig.get("status") in (None, "completed"):
+        return []
+    of = f" of {fig['max_steps']}" if fig.get("max_steps") else ""
+    return ["", f"**Training did not complete:** the run {fig['status']} at step {fig.get('steps', '?')}{of}; this "
+                "export is its last saved state."]
 
 
 def shared_profile(profile: Profile) -> str:
@@ -59,13 +71,18 @@ def model_card(run: Run, profile: Profile, what: str) -> str:
     pre = run.read_json(PREFLIGHT_FILE)
     fig = training_figures(run)
     evals = run.read_json(EVAL_FILE)
-    tags = ["studio", method.type, "gguf" if kind == "gguf" else "peft" if kind == "adapter" else "transformers"]
-    lines = ["---", f"base_model: {base}", f"license: {license_name}",
-             f"library_name: {'peft' if kind == 'adapter' else 'transformers'}",
+    library = {"adapter": "peft", "gguf": "gguf"}.get(kind, "transformers")
+    tags = ["studio", method.type, library]
+    # The Hub checks base_model against its own ids: a built-in model or a local folder is named in the text only.
+    on_hub = HUB_ID.match(base) is not None and not Path(base).expanduser().exists()
+    lines = ["---", *([f"base_model: {base}"] if on_hub else []), f"license: {license_name}",
+             f"library_name: {library}",
              "tags:", *[f"- {t}" for t in tags], "---", "",
              f"# {run.id}", "",
-             f"A {method.type} fine-tune of [{base}](https://huggingface.co/{base}) made with studio. "
+             f"A {method.type} fine-tune of {f'[{base}](https://huggingface.co/{base})' if on_hub else f'`{base}`'} "
+             "made with studio. "
              f"This export is {'the LoRA adapter' if kind == 'adapter' else 'a GGUF file for llama.cpp' if kind == 'gguf' else 'the whole model'}.",
+             *incomplete(fig),
              "", f"Licence: `{license_name}`, the base model's; read its terms on the base model's page.", "",
              "## Training", "",
              "| | |", "|---|---|",
@@ -109,7 +126,7 @@ def model_card(run: Run, profile: Profile, what: str) -> str:
         lines += ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
                   'model = AutoModelForCausalLM.from_pretrained("PATH_OR_REPO")',
                   'tokenizer = AutoTokenizer.from_pretrained("PATH_OR_REPO")', "```",
-                  "For llama.cpp and Ollama: `studio export RUN --gguf q8_0 --ollama`."]
+                  "For llama.cpp and Ollama: `studio export RUN --out FOLDER --gguf --quant q8_0 --ollama`."]
     lines += ["", "## The studio profile", "", "```toml", shared_profile(profile).rstrip(), "```", ""]
     return "\n".join(lines)
 

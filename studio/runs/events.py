@@ -178,7 +178,7 @@ class End(Event):
     train_loss: float | None = None
     gpu_mem_peak_gib: PerGpu = ()
     gpu_mem_peak_reserved_gib: PerGpu = ()
-    error_kind: str | None = None   # oom | data | config | download | disk | crash
+    error_kind: str | None = None   # oom | data | config | download | disk | diverged | crash
     message: str | None = None
     advice: str | None = None
     rows: tuple[int, ...] = ()

@@ -7,23 +7,37 @@ import subprocess
 import sys
 from pathlib import Path
 
+from studio.runs.files import EXPORT_MARKER
 from studio.runs.folder import Run, RunError
 from studio.runs.state import run_status
 
 
-def check_exportable(run: Run) -> None:
-    """Raises RunError when the run has nothing to export now (still running, or nothing trained yet)."""
+def check_exportable(run: Run, checkpoint: int | None = None) -> None:
+    """Raises RunError when the run has nothing to export now (still running, nothing trained yet, or it
+    diverged and no checkpoint was asked for)."""
     run.check_contained()
     status = run_status(run)
     if status == "running":
         raise RunError(f"run {run.id} is still running; stop it first or wait until it ends")
+    if checkpoint is not None:
+        run.trained_weights(checkpoint)  # says which checkpoints there are when this one is not
+        return
     if not run.has_result() and run.last_complete_checkpoint() is None:
         raise RunError(f"run {run.id} has nothing to export yet (no final/ and no complete checkpoint)")
+    try:
+        end = run.timeline().end
+    except OSError:
+        end = None
+    if end is not None and end.error_kind == "diverged":
+        last = run.last_complete_checkpoint()
+        earlier = (f"; its last checkpoint with finite weights is {last.name}: export it with --checkpoint "
+                   f"{last.name.split('-')[1]}" if last else "; no checkpoint of it has finite weights")
+        raise RunError(f"run {run.id} diverged ({end.message}): it has no result that is a model{earlier}")
 
 
-def export_target(run: Run, out: Path, force: bool = False) -> Path:
+def export_target(run: Run, out: Path, force: bool = False, checkpoint: int | None = None) -> Path:
     """The folder to write, after checking that writing it is safe and makes sense."""
-    check_exportable(run)
+    check_exportable(run, checkpoint)
     try:
         out = out.expanduser().resolve()
         run_dir = run.dir.resolve()
@@ -33,13 +47,29 @@ def export_target(run: Run, out: Path, force: bool = False) -> Path:
         raise RunError(f"--out {out} is inside the run folder; choose a folder outside {run_dir}")
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} exists and is not a folder; choose a new folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise RunError(f"{out} exists and is not empty; choose another --out or pass --force to overwrite")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if entries and not force:
+        raise RunError(f"{out} exists and is not empty; choose another --out or pass --force to replace an "
+                       "earlier export there")
+    if entries and EXPORT_MARKER not in entries:
+        raise RunError(f"--out {out} holds files studio did not write ({', '.join(entries[:3])}"
+                       f"{' ...' if len(entries) > 3 else ''}); --force replaces only an earlier studio export. "
+                       "Choose a new or empty folder")
     return out
 
 
+def check_push_name(repo_id: str) -> None:
+    """A Hub repo name is checked before the export is built, not after."""
+    from studio.planning.hub_models import HUB_ID
+
+    if not HUB_ID.match(repo_id) or ".." in repo_id or repo_id.endswith((".git", ".")) or repo_id.startswith("."):
+        raise RunError(f"--push {repo_id}: a Hub repo is named org/name (letters, digits and . _ -, not starting "
+                       "or ending with . and without ..); nothing was exported")
+
+
 def export_command(run: Run, out: Path, merge: bool, gguf: str | None = None, ollama: bool = False,
-                   push: str | None = None, private: bool = False, force: bool = False) -> list[str]:
+                   push: str | None = None, private: bool = False, force: bool = False,
+                   checkpoint: int | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "studio.trainer.export", str(run.dir), str(out)]
     cmd += ["--merge"] if merge else []
     cmd += ["--gguf", gguf] if gguf else []
@@ -47,15 +77,18 @@ def export_command(run: Run, out: Path, merge: bool, gguf: str | None = None, ol
     cmd += ["--push", push] if push else []
     cmd += ["--private"] if private else []
     cmd += ["--force"] if force else []
+    cmd += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
     return cmd
 
 
 def export_run(run: Run, out: Path, merge: bool = False, force: bool = False, capture: bool = False,
                gguf: str | None = None, ollama: bool = False, push: str | None = None,
-               private: bool = False) -> subprocess.CompletedProcess[str]:
+               private: bool = False, checkpoint: int | None = None) -> subprocess.CompletedProcess[str]:
     """Check, then export in a child process; returns it finished (its output captured when asked)."""
     if ollama and not gguf:
-        raise RunError("--ollama writes a Modelfile next to a GGUF: add --gguf q8_0 (or another --quant)")
-    target = export_target(run, out, force)
-    return subprocess.run(export_command(run, target, merge, gguf, ollama, push, private, force),
+        raise RunError("--ollama writes a Modelfile next to a GGUF: add --gguf (q8_0 unless --quant says another)")
+    if push:
+        check_push_name(push)
+    target = export_target(run, out, force, checkpoint)
+    return subprocess.run(export_command(run, target, merge, gguf, ollama, push, private, force, checkpoint),
                           capture_output=capture, text=True)

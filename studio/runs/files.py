@@ -19,3 +19,4 @@ FINAL = "final"
 CHATS = "chats"        # chat transcripts
 CHAT_LOG = "chat.log"  # the generation process's output
 BASE_MODEL = "base-model"  # the built-in tiny model or a probe's random one, written inside the run
+EXPORT_MARKER = ".studio-export.json"  # in every export folder: --force replaces a folder only when it holds one

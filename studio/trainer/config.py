@@ -101,6 +101,8 @@ def sft_config(profile: Profile, run: Run, device: str, dtype: str, loss: LossSe
         seed=t.seed,
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (the filter logged the mean of the others), so
+        # the run fails at that step instead of training on garbage (studio.trainer.telemetry)
         eval_strategy=eval_strategy,
         eval_steps=t.eval_steps if eval_strategy == "steps" else None,
         save_strategy="no" if probe else "steps",

@@ -10,6 +10,7 @@ cause. A full fine-tune is already a whole model; --merge has nothing to fold in
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from studio.profiles.profile import Profile, load_profile
 from studio.profiles.vocabulary import TORCH_NAMES, auto_dtype
+from studio.runs.files import EXPORT_MARKER
 from studio.runs.folder import Run
 
 TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin")
@@ -27,14 +29,16 @@ class ExportError(Exception):
     """An export that cannot be made; the message says what to do."""
 
 
-def source_folder(run: Run) -> Path:
-    if run.has_result():
-        return run.final_dir
-    checkpoint = run.last_complete_checkpoint()
-    if checkpoint is None:
-        raise ExportError(f"run {run.id} has no final/ folder and no complete checkpoint to export")
-    print(f"note: no final/ folder; exporting {checkpoint.name}")
-    return checkpoint
+def source_folder(run: Run, checkpoint: int | None = None) -> Path:
+    from studio.runs.folder import RunError
+
+    try:
+        folder = run.trained_weights(checkpoint)
+    except RunError as e:
+        raise ExportError(str(e)) from None
+    if folder != run.final_dir and checkpoint is None:
+        print(f"note: no final/ folder; exporting {folder.name}")
+    return folder
 
 
 def trained_dtype(run: Run, profile: Profile) -> str:
@@ -92,17 +96,16 @@ def merge(run: Run, profile: Profile, src: Path, out: Path) -> int:
 
 
 def export(run_dir: Path, out: Path, merge_it: bool, gguf: str | None = None, ollama: bool = False,
-           force: bool = False) -> str:
+           force: bool = False, checkpoint: int | None = None) -> str:
     """Build the export in a folder beside `out`, then rename it into place; returns what was written."""
     run = Run(run_dir)
     run.check_contained()
     profile = load_profile(run.profile_path)
-    src = source_folder(run)
+    src = source_folder(run, checkpoint)
     is_adapter = (src / "adapter_config.json").is_file()
+    check_finite_weights(src)  # a diverged run ships nothing, whatever the format
     if gguf:
-        from studio.trainer.gguf_export import check_request
-
-        check_request(profile_model_type(run, profile, src, is_adapter), gguf)  # refused before any work
+        check_gguf_request(run, profile, src, is_adapter, gguf)  # refused before the merge starts
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
@@ -112,15 +115,56 @@ def export(run_dir: Path, out: Path, merge_it: bool, gguf: str | None = None, ol
 
         write_card(run, profile, staging, what)
         os.chmod(staging, 0o700)
+        (staging / EXPORT_MARKER).write_text(json.dumps({"run": run.id, "what": what}) + "\n", encoding="utf-8")
         if out.exists():
-            if not force and any(out.iterdir()):
-                raise ExportError(f"{out} is not empty; choose another --out or pass --force")
+            check_replaceable(out, force)
             shutil.rmtree(out)
         os.replace(staging, out)  # complete, or not there at all
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return what
+
+
+def check_replaceable(out: Path, force: bool) -> None:
+    """An existing --out is replaced only when --force is given and it holds an earlier export (its marker),
+    so that --force never deletes files studio did not write."""
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    if not force:
+        raise ExportError(f"{out} is not empty; choose another --out or pass --force")
+    if EXPORT_MARKER not in entries:
+        raise ExportError(f"--out {out} holds files studio did not write ({', '.join(entries[:3])}"
+                          f"{' ...' if len(entries) > 3 else ''}); --force replaces only an earlier studio export. "
+                          "Choose a new or empty folder")
+
+
+def check_finite_weights(src: Path) -> None:
+    """Every weight of the adapter or model being exported is a number: a run that diverged (NaN or inf) is
+    refused here, naming the tensor, before anything is merged or written."""
+    from safetensors import safe_open
+
+    for path in sorted(src.glob("*.safetensors")):
+        with safe_open(path, framework="pt") as f:
+            for key in f.keys():
+                tensor = f.get_tensor(key)
+                if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                    bad = int((~tensor.isfinite()).sum())
+                    raise ExportError(f"{path.name}: tensor {key} has {bad} non-finite value(s) (NaN or inf): the "
+                                      f"run diverged and this result is not a model. Export an earlier checkpoint "
+                                      "that is finite, or train again with a lower train.learning_rate and "
+                                      "train.max_grad_norm set (gradient clipping)")
+
+
+def check_gguf_request(run: Run, profile: Profile, src: Path, is_adapter: bool, quant: str) -> None:
+    """The family, the quantization, the RoPE type and the tokenizer, checked before the merge starts."""
+    from studio.trainer.gguf_export import check_model
+
+    base = Path(base_model(run, profile)) if is_adapter else src
+    tokenizer_folder = src if (src / "tokenizer.json").is_file() else base
+    check_model(base if base.is_dir() else str(base), tokenizer_folder if tokenizer_folder.is_dir() else None,
+                quant, revision=profile.model.revision)
 
 
 def remove_abandoned_staging(out: Path) -> None:
@@ -156,18 +200,6 @@ def export_at_work(pid: int, out: Path) -> bool:
     return "studio.trainer.export" in argv and str(out) in argv
 
 
-def profile_model_type(run: Run, profile: Profile, src: Path, is_adapter: bool) -> str:
-    import json
-
-    folder = Path(base_model(run, profile)) if is_adapter else src
-    try:
-        return str(json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type", "?"))
-    except (OSError, ValueError):
-        from transformers import AutoConfig
-
-        return AutoConfig.from_pretrained(str(folder), revision=profile.model.revision).model_type
-
-
 def build(run: Run, profile: Profile, src: Path, is_adapter: bool, staging: Path, merge_it: bool,
           gguf: str | None, ollama: bool) -> str:
     if gguf:
@@ -176,21 +208,53 @@ def build(run: Run, profile: Profile, src: Path, is_adapter: bool, staging: Path
                 merge(run, profile, src, Path(hf))
             else:
                 copy_result(src, Path(hf))
-            from studio.trainer.gguf_export import ollama_modelfile, write_gguf
+            from studio.trainer.gguf_export import write_gguf
 
             name = f"{run.id}-{gguf}.gguf"
             write_gguf(Path(hf), staging / name, gguf, name=run.id)
             if ollama:
-                from transformers import AutoTokenizer
-
-                tokenizer = AutoTokenizer.from_pretrained(hf)
-                (staging / "Modelfile").write_text(ollama_modelfile(name, tokenizer, 0.7, 0.9), encoding="utf-8")
+                write_modelfile(Path(hf), staging, name)
         return f"gguf:{gguf}:{name}"
     if not is_adapter or not merge_it:
         copy_result(src, staging)
         return "adapter" if is_adapter else "full"
     merge(run, profile, src, staging)
     return "merged"
+
+
+def write_modelfile(model_dir: Path, staging: Path, gguf_name: str) -> None:
+    """The Ollama Modelfile beside the GGUF; what a user must know about it is printed."""
+    from transformers import AutoTokenizer
+
+    from studio.trainer.gguf_vocab import adds_bos_eos
+    from studio.trainer.ollama import TemplateError, end_tokens, ollama_modelfile
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if not tokenizer.chat_template:
+        raise ExportError("--ollama: the model's tokenizer has no chat template, so there is no prompt format to "
+                          "write into the Modelfile; export without --ollama, or set tokenizer.chat_template")
+    try:
+        text, notes = ollama_modelfile(gguf_name, tokenizer, adds_bos_eos(tokenizer)[0],
+                                       end_tokens(model_dir, tokenizer), 0.7, 0.9)
+    except TemplateError as e:
+        raise ExportError(f"--ollama: {e}") from None
+    (staging / "Modelfile").write_text(text, encoding="utf-8")
+    for note in notes:
+        print(f"note: {note}")
+
+
+def disk_full(e: BaseException) -> bool:
+    text = str(e)
+    return "No space left on device" in text or "StorageFull" in text or "errno: 28" in text.lower()
+
+
+def quiet_hub_kernels() -> None:
+    """An export needs no kernels from the Hub: transformers is told so, and bitsandbytes' CPU probe for one
+    (on CPUs with AVX512-BF16) is kept from printing its failure into the export's output."""
+    import logging
+
+    os.environ.setdefault("USE_HUB_KERNELS", "NO")
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def main() -> int:
@@ -203,12 +267,14 @@ def main() -> int:
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--push", metavar="ORG/NAME")
     parser.add_argument("--private", action="store_true")
+    parser.add_argument("--checkpoint", type=int)
     args = parser.parse_args()
+    quiet_hub_kernels()
     out = args.out.resolve()
     from studio.trainer.gguf_export import GgufError
 
     try:
-        what = export(args.run_dir.resolve(), out, args.merge, args.gguf, args.ollama, args.force)
+        what = export(args.run_dir.resolve(), out, args.merge, args.gguf, args.ollama, args.force, args.checkpoint)
         kind, _, rest = what.partition(":")
         described = {"adapter": "the adapter", "full": "the full model", "merged": "the merged model"}.get(
             kind, f"a GGUF ({rest.split(':')[0]})")
@@ -238,6 +304,10 @@ def main() -> int:
 
         if isinstance(e, PushError):
             print(f"push failed (the export in {out} is complete): {e}", file=sys.stderr)
+            return 1
+        if disk_full(e):  # safetensors and torch report a full disk as their own errors, not OSError
+            print(f"export failed, nothing was written to {out}: No space left on device (free disk space and "
+                  "export again)", file=sys.stderr)
             return 1
         raise
     return 0

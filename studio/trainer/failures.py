@@ -22,6 +22,16 @@ class ConfigError(Exception):
     """The profile asks for something this machine or model cannot do."""
 
 
+class Diverged(Exception):
+    """The loss or the gradients became NaN or infinite: from this step on the weights are not a model."""
+
+    def __init__(self, step: int, what: str):
+        super().__init__(f"{what} at step {step}")
+        self.step, self.what = step, what
+        self.kept: str | None = None      # the checkpoint left to resume or export from
+        self.set_aside: list[str] = []    # checkpoints with non-finite weights, renamed *.nonfinite
+
+
 def _is_oom(e: BaseException) -> bool:
     if isinstance(e, (torch.OutOfMemoryError, MemoryError)):
         return True
@@ -53,6 +63,21 @@ def failure_record(e: BaseException, profile: Profile | None) -> End:
                rows=tuple(info.get("rows", ())))
 
 
+def diverged_message(e: Diverged) -> str:
+    kept = f"; {e.kept} is the last checkpoint with finite weights" if e.kept else "; no checkpoint has finite weights"
+    aside = f" ({', '.join(e.set_aside)} renamed *.nonfinite)" if e.set_aside else ""
+    return f"training diverged: {e.what} at step {e.step}{kept}{aside}"
+
+
+def diverged_advice(e: Diverged, profile: Profile | None) -> str:
+    lr = f" (it is {profile.train.learning_rate:g})" if profile else ""
+    clip = ""
+    if profile is None or not profile.train.max_grad_norm:
+        clip = " and set train.max_grad_norm = 1.0 (gradient clipping is off)"
+    return (f"lower train.learning_rate{lr}{clip}, then start a new run; resuming with the same settings "
+            "diverges again. Nothing of the diverged steps is kept as a result")
+
+
 def download_advice() -> str:
     """What to do after a failed download: offline mode is named when it is the cause."""
     import os
@@ -69,6 +94,8 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
     if _is_oom(e):
         need, advice = oom_advice(profile)
         return {"error_kind": "oom", "message": f"out of memory: {need}", "advice": advice}
+    if isinstance(e, Diverged):
+        return {"error_kind": "diverged", "message": diverged_message(e), "advice": diverged_advice(e, profile)}
     if isinstance(e, DataError):
         return {"error_kind": "data", "message": str(e), "rows": e.rows[:100],
                 "advice": "fix the dataset file and resume the run; or change the profile's data section "

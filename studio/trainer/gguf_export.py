@@ -146,18 +146,20 @@ def add_rope(writer: Any, config: Any) -> None:
                                                           config.max_position_embeddings)))
 
 
-def check_model(folder: Path, quant: str) -> None:
-    """Everything about the model in `folder` (its config and tokenizer) that would stop the GGUF, checked
-    before the merge starts: the family, the quantization, the RoPE type and the tokenizer."""
+def check_model(model: Path | str, tokenizer_folder: Path | None, quant: str, revision: str | None = None) -> None:
+    """Everything about a model (its config, a folder or a Hub id in the cache, and the folder of its
+    tokenizer) that would stop the GGUF, checked before the merge starts: the family, the quantization, the
+    RoPE type and the tokenizer. A tokenizer that is not in a local folder is checked after the merge."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(folder)
+    config = AutoConfig.from_pretrained(model, revision=None if isinstance(model, Path) else revision)
     check_request(config.model_type, quant)
     check_rope(config)
-    try:
-        tokenizer_kind(folder)
-    except VocabError as e:
-        raise GgufError(str(e)) from None
+    if tokenizer_folder is not None:
+        try:
+            tokenizer_kind(tokenizer_folder)
+        except VocabError as e:
+            raise GgufError(str(e)) from None
 
 
 def embedding_rows(model_dir: Path, fallback: int) -> int:
@@ -179,7 +181,7 @@ def write_gguf(model_dir: Path, out: Path, quant: str = "f16", name: str = "") -
     from safetensors import safe_open
     from transformers import AutoConfig, AutoTokenizer
 
-    check_model(model_dir, quant)
+    check_model(model_dir, model_dir, quant)
     config = AutoConfig.from_pretrained(model_dir)
     if quant in K_QUANTS:
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:

@@ -36,7 +36,7 @@ from studio.profiles.profile import with_changes
 from studio.trainer.dataset import bad_rows_record, load_data, preflight, probe_dataset, rows_for_loss, split_eval
 from studio.trainer.packing import packing_is_exact
 from studio.trainer.tokenize import columns, tokenize_rows
-from studio.trainer.failures import failure_record
+from studio.trainer.failures import Diverged, failure_record
 from studio.trainer.model import count_params, load_model, load_tokenizer, lora_config, model_folder
 from studio.trainer.stop import StopRequest
 from studio.trainer.telemetry import Telemetry
@@ -258,6 +258,8 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
         end = train(run, profile, writer, stop, resume, probe)
     except BaseException as e:  # noqa: BLE001 - every failure must end the log
         traceback.print_exc()
+        if isinstance(e, Diverged) and main:
+            set_aside_diverged(run, e)
         end = failure_record(e, profile)
         print(f"run failed ({end.error_kind}): {end.message}\n  what to do: {end.advice}", file=sys.stderr, flush=True)
         record_end(run, writer, end, main)
@@ -265,6 +267,31 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
     record_end(run, writer, end, main)
     print(f"run {end.status} at step {end.step}", flush=True)
     return 0
+
+
+def set_aside_diverged(run: Run, e: Diverged) -> None:
+    """After a divergence: the newest checkpoints whose weights are not finite are renamed *.nonfinite, so that
+    resume and export start from the last finite one; it is named in the failure."""
+    from safetensors import safe_open
+
+    def finite(folder: Path) -> bool:
+        for path in folder.glob("*.safetensors"):
+            with safe_open(path, framework="pt") as f:
+                if not all(bool(f.get_tensor(k).isfinite().all()) for k in f.keys()):
+                    return False
+        return True
+
+    for step in reversed(run.complete_checkpoints()):
+        folder = run.checkpoints_dir / f"checkpoint-{step}"
+        try:
+            if finite(folder):
+                e.kept = folder.name
+                return
+            folder.rename(folder.with_name(f"{folder.name}.nonfinite"))
+            e.set_aside.append(folder.name)
+        except (OSError, RuntimeError) as problem:
+            print(f"cannot check or set aside {folder.name}: {problem}", file=sys.stderr, flush=True)
+            return
 
 
 def hold_lock(run: Run) -> RunLock | None:

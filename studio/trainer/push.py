@@ -23,8 +23,8 @@ def push(folder: Path, repo_id: str, private: bool) -> str:
     if get_token() is None:
         raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token that can write")
     if not reachable(constants.ENDPOINT):
-        raise PushError(f"the Hub ({constants.ENDPOINT}) cannot be reached: connect to the network and push again "
-                        f"with `studio export ... --push {repo_id}`")
+        raise PushError(f"the Hub ({constants.ENDPOINT}) cannot be reached: connect to the network and push the "
+                        f"export again with `hf upload {repo_id} {folder}`")
     api = HfApi()
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
@@ -41,4 +41,7 @@ def push(folder: Path, repo_id: str, private: bool) -> str:
         if status == 409:
             raise PushError(f"the name {repo_id} is taken (409): choose another --push name") from None
         raise PushError(f"the Hub answered {status}: {e}") from None
+    except ValueError as e:  # huggingface_hub's answer to a 400 from the Hub's check of the card's metadata
+        raise PushError(f"the Hub refused the model card's metadata ({' '.join(str(e).split())}); fix README.md "
+                        f"in the export, then push again with `hf upload {repo_id} {folder}`") from None
     return f"{constants.ENDPOINT}/{repo_id}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import deque
@@ -15,6 +16,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from studio.hardware import GIB, PowerMeter
 from studio.runs.events import Checkpoint, Eval, EventWriter, Start, Step, Stopping
+from studio.trainer.failures import Diverged
 from studio.trainer.stop import StopRequest
 
 
@@ -89,6 +91,7 @@ class Telemetry(TrainerCallback):
                logs: dict[str, Any] | None = None, **kw: Any) -> None:
         if not logs or "loss" not in logs:
             return  # the summary log at train end has no "loss" (on every rank alike)
+        check_finite(state.global_step, logs)  # every rank sees the same (reduced) figures and stops alike
         memory = gather_memory(args, device_memory())  # every rank takes part
         if not state.is_world_process_zero:
             return
@@ -119,6 +122,10 @@ class Telemetry(TrainerCallback):
             self.writer.write(record)
             if record.eval_loss is not None:
                 print(f"eval at step {record.step}: loss {record.eval_loss:.4f}", flush=True)
+        if metrics and "eval_loss" in metrics:
+            value = _number(metrics["eval_loss"])
+            if value is not None and not math.isfinite(value):
+                raise Diverged(state.global_step, f"eval loss is {value}")
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         if state.is_world_process_zero:
@@ -149,6 +156,14 @@ class Telemetry(TrainerCallback):
                                            message="stop requested: saving a checkpoint at this step"))
             control.should_save = True
             control.should_training_stop = True
+
+
+def check_finite(step: int, logs: dict[str, Any]) -> None:
+    """A NaN or infinite loss or gradient norm ends the run at this step (before this step's checkpoint)."""
+    for key, label in (("loss", "loss"), ("grad_norm", "gradient norm")):
+        value = _number(logs.get(key))
+        if value is not None and not math.isfinite(value):
+            raise Diverged(step, f"{label} is {value}")
 
 
 def step_line(step: Step) -> str:
