@@ -80,9 +80,10 @@ def merge(run: Run, profile: Profile, src: Path, out: Path) -> int:
     """The adapter folded into its 16-bit base (a QLoRA adapter too: merging into 4-bit weights would lose
     precision), saved with the tokenizer; returns the parameter count."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from studio.trainer.config import TORCH_DTYPE
+    from studio.trainer.model import saved_tokenizer
 
     base_ref = base_model(run, profile)
     revision = None if Path(base_ref).is_dir() else profile.model.revision
@@ -91,7 +92,7 @@ def merge(run: Run, profile: Profile, src: Path, out: Path) -> int:
     merged = PeftModel.from_pretrained(base, str(src)).merge_and_unload()
     merged.save_pretrained(out)
     tokenizer_src = src if (src / "tokenizer_config.json").is_file() else base_ref
-    AutoTokenizer.from_pretrained(tokenizer_src, trust_remote_code=profile.model.trust_remote_code).save_pretrained(out)
+    saved_tokenizer(tokenizer_src, profile.model.trust_remote_code).save_pretrained(out)
     return sum(p.numel() for p in merged.parameters())
 
 
@@ -224,12 +225,11 @@ def build(run: Run, profile: Profile, src: Path, is_adapter: bool, staging: Path
 
 def write_modelfile(model_dir: Path, staging: Path, gguf_name: str) -> None:
     """The Ollama Modelfile beside the GGUF; what a user must know about it is printed."""
-    from transformers import AutoTokenizer
-
     from studio.trainer.gguf_vocab import adds_bos_eos
+    from studio.trainer.model import saved_tokenizer
     from studio.trainer.ollama import TemplateError, end_tokens, ollama_modelfile
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = saved_tokenizer(model_dir)
     if not tokenizer.chat_template:
         raise ExportError("--ollama: the model's tokenizer has no chat template, so there is no prompt format to "
                           "write into the Modelfile; export without --ollama, or set tokenizer.chat_template")

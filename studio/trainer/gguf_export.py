@@ -160,6 +160,14 @@ def check_model(model: Path | str, tokenizer_folder: Path | None, quant: str, re
             tokenizer_kind(tokenizer_folder)
         except VocabError as e:
             raise GgufError(str(e)) from None
+        from studio.trainer.model import saved_token_count
+
+        tokens = saved_token_count(tokenizer_folder)
+        if tokens is not None and tokens > config.vocab_size:
+            raise GgufError(f"the tokenizer ({tokenizer_folder}) has {tokens} tokens but the model's embedding has "
+                            f"{config.vocab_size} rows: llama.cpp cannot load a GGUF whose tokens have no "
+                            "embedding. Resize the embedding to the tokenizer (model.resize_token_embeddings("
+                            "len(tokenizer))) and train again, or export the merged model (--merge)")
 
 
 def embedding_rows(model_dir: Path, fallback: int) -> int:
@@ -179,7 +187,9 @@ def write_gguf(model_dir: Path, out: Path, quant: str = "f16", name: str = "") -
     import gguf
     import torch
     from safetensors import safe_open
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
+
+    from studio.trainer.model import saved_tokenizer
 
     check_model(model_dir, model_dir, quant)
     config = AutoConfig.from_pretrained(model_dir)
@@ -210,7 +220,7 @@ def write_gguf(model_dir: Path, out: Path, quant: str = "f16", name: str = "") -
     writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
                           "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[quant])
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = saved_tokenizer(model_dir)
     try:
         vocabulary = build_vocabulary(model_dir, tokenizer, embedding_rows(model_dir, config.vocab_size), family.pre)
     except VocabError as e:

@@ -54,13 +54,50 @@ def model_folder(profile: Profile, run: Run, rows: Rows, writer: EventWriter, pr
 
 def load_tokenizer(source: str | Path, profile: Profile, revision: str | None = None) -> Any:
     """The tokenizer from a model folder or hub id, with a pad token (the EOS token when it has none)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision,
-                                              trust_remote_code=profile.model.trust_remote_code)
+    tokenizer = saved_tokenizer(source, profile.model.trust_remote_code, revision)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def saved_tokenizer(source: str | Path, trust_remote_code: bool = False, revision: str | None = None) -> Any:
+    """The tokenizer as its files hold it. transformers picks the tokenizer class from the model type when
+    the files name the generic one, and a model type's class can split text its own way and add its own
+    special tokens (Qwen2Tokenizer splits digits and adds <|endoftext|>): files saved from a generic tokenizer
+    (studio's built-in models) are loaded as that, so training, merging and GGUF see the same tokens."""
+    import json
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    try:
+        saved_class = json.loads((Path(source) / "tokenizer_config.json").read_text(encoding="utf-8")).get(
+            "tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        saved_class = None
+    if saved_class in GENERIC_TOKENIZERS and (Path(source) / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    saved = saved_token_count(source)
+    if saved is not None and len(tokenizer) > saved:
+        # The model type's tokenizer class added its own default special tokens (Qwen2Tokenizer adds
+        # <|endoftext|>) that the saved files do not have and the embedding has no row for: load as saved.
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
+    return tokenizer
+
+
+def saved_token_count(source: str | Path) -> int | None:
+    """How many tokens a local folder's tokenizer.json holds (None when it is not a local fast tokenizer)."""
+    import json
+
+    try:
+        data = json.loads((Path(source) / "tokenizer.json").read_text(encoding="utf-8"))
+        ids = list((data.get("model") or {}).get("vocab", {}).values()) + [t["id"] for t in data.get("added_tokens", [])]
+        return max(ids) + 1 if ids and isinstance((data.get("model") or {}).get("vocab"), dict) else None
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def load_model(profile: Profile, folder: Path, device: str, dtype: str, sharded: bool, random_init: bool) -> Any:
