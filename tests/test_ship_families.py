@@ -225,3 +225,43 @@ def test_a_trained_run_exports_a_gguf_that_llama_cpp_runs_as_the_merged_model(tm
         # f16 of float32 weights: the same next token, or one tied with it within 0.05
         assert diff <= 0.1 and shortfall <= 0.05, (question, agree, steps, diff, shortfall)
     llm.close()
+
+
+def small_folder(tmp_path: Path, vocab_size: int, rope: dict | None = None, model_type: str = "llama") -> Path:
+    """A config and a byte-level BPE tokenizer of 7 tokens (no weights): what check_model reads."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    folder = tmp_path / "model"
+    folder.mkdir(parents=True)
+    config = {"model_type": model_type, "vocab_size": vocab_size, "hidden_size": 64, "num_attention_heads": 4,
+              "num_hidden_layers": 1, "intermediate_size": 128}
+    if rope:
+        config["rope_parameters"] = rope
+    (folder / "config.json").write_text(json.dumps(config))
+    tokenizer = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate("abcdefg")}, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel()
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def test_what_the_gguf_cannot_hold_is_refused_before_the_merge(tmp_path: Path) -> None:
+    """Each refusal names the cause and the way out: a family it does not write, a RoPE scaling it does not
+    write, a tokenizer of another kind, and a tokenizer with more tokens than the embedding has rows."""
+    from studio.trainer.gguf_export import GgufError, check_model
+
+    folder = small_folder(tmp_path, vocab_size=5)
+    with pytest.raises(GgufError, match="7 tokens but the model's embedding has 5 rows"):
+        check_model(folder, folder, "f16")
+    check_model(small_folder(tmp_path / "ok", vocab_size=9), tmp_path / "ok" / "model", "f16")  # padded: fine
+    with pytest.raises(GgufError, match="RoPE scaling is 'dynamic'.*convert_hf_to_gguf"):
+        check_model(small_folder(tmp_path / "rope", 7, {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e4}),
+                    None, "f16")
+    with pytest.raises(GgufError, match="covers the families.*'gemma'"):
+        check_model(small_folder(tmp_path / "gemma", 7, model_type="gemma"), None, "f16")
+    unigram = small_folder(tmp_path / "unigram", 7)
+    data = json.loads((unigram / "tokenizer.json").read_text())
+    data["model"] = {"type": "Unigram", "unk_id": 0, "vocab": [["a", 0.0]]}
+    (unigram / "tokenizer.json").write_text(json.dumps(data))
+    with pytest.raises(GgufError, match="the tokenizer is Unigram.*--merge"):
+        check_model(unigram, unigram, "f16")

@@ -66,6 +66,21 @@ def base_model(run: Run, profile: Profile) -> str:
     return run.base_model(profile.model)
 
 
+def check_not_prequantized(base_ref: str, revision: str | None) -> None:
+    """A base saved already quantized (a bnb-4bit or GPTQ checkpoint) has no 16-bit weights to fold the adapter
+    into: refused with what to do instead."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(base_ref, revision=revision)
+    quantized = getattr(config, "quantization_config", None)
+    if quantized:
+        method = quantized.get("quant_method", "?") if isinstance(quantized, dict) else getattr(quantized,
+                                                                                              "quant_method", "?")
+        raise ExportError(f"the base model {base_ref} is saved quantized ({method}): it has no 16-bit weights to "
+                          "merge the adapter into. Export the adapter alone (no --merge), or train on the "
+                          "unquantized model (QLoRA quantizes it while loading) to merge")
+
+
 def copy_result(src: Path, out: Path) -> None:
     for item in src.iterdir():
         if item.name in TRAINING_STATE or item.name.startswith("rng_state"):
@@ -87,6 +102,7 @@ def merge(run: Run, profile: Profile, src: Path, out: Path) -> int:
 
     base_ref = base_model(run, profile)
     revision = None if Path(base_ref).is_dir() else profile.model.revision
+    check_not_prequantized(base_ref, revision)
     base = AutoModelForCausalLM.from_pretrained(base_ref, dtype=TORCH_DTYPE[trained_dtype(run, profile)],
                                                 revision=revision, trust_remote_code=profile.model.trust_remote_code)
     merged = PeftModel.from_pretrained(base, str(src)).merge_and_unload()
@@ -249,12 +265,12 @@ def disk_full(e: BaseException) -> bool:
 
 
 def quiet_hub_kernels() -> None:
-    """An export needs no kernels from the Hub: transformers is told so, and bitsandbytes' CPU probe for one
-    (on CPUs with AVX512-BF16) is kept from printing its failure into the export's output."""
-    import logging
-
+    """An export needs no kernels from the Hub and no 4-bit code (a QLoRA adapter is merged into the 16-bit
+    base): transformers is told to use no Hub kernels, and bitsandbytes is kept out of this process, since on
+    importing it probes the Hub for a CPU kernel (on CPUs with AVX512-BF16) and prints its failure."""
     os.environ.setdefault("USE_HUB_KERNELS", "NO")
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    sys.modules.setdefault("bitsandbytes", None)  # type: ignore[arg-type] - `import bitsandbytes` then fails
+    # at once, and peft and transformers see it as not installed
 
 
 def main() -> int:
