@@ -51,18 +51,37 @@ def hf_prompt(tokenizer, system: str | None, chat: list[tuple[str, str]]) -> str
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-@pytest.mark.parametrize("tokenizer_name", ["qwen2", "llama3", "mistral-v0.1", "mistral-v0.3"])
+# Llama 2 Chat's and CodeLlama Instruct's template: the system prompt inside the first user turn, BOS before
+# every turn (as published with meta-llama/Llama-2-7b-chat-hf); tried with a SentencePiece tokenizer of its kind.
+LLAMA2_CHAT = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = "
+    "messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
+    "{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + "
+    "'\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}")
+TEMPLATES = {"qwen2": ("qwen2", None), "llama3": ("llama3", None), "mistral-v0.1": ("mistral-v0.1", None),
+             "mistral-v0.3": ("mistral-v0.3", None), "llama2-chat": ("mistral-v0.1", LLAMA2_CHAT)}
+
+
+@pytest.mark.parametrize("template", list(TEMPLATES))
 def test_the_modelfile_renders_the_prompt_the_chat_template_renders(tmp_path: Path, go_renderer: Path,
-                                                                    tokenizer_name: str) -> None:
+                                                                    template: str) -> None:
     """1-, 2- and 3-turn chats, with and without a system prompt: Ollama's prompt (plus the BOS llama.cpp adds
-    when the GGUF says so) is the Hugging Face template's, default system blocks included. A template that
-    refuses a system role (Mistral v0.1) gets a Modelfile that says it leaves SYSTEM out."""
+    when the GGUF says so) is the Hugging Face template's, default system blocks included, a system prompt
+    inside the first (Llama 2) or the last (Mistral v0.3) user turn too. A template that refuses a system role
+    (Mistral v0.1) gets a Modelfile that says it leaves SYSTEM out."""
     from transformers import AutoTokenizer
 
     from studio.trainer.gguf_vocab import adds_bos_eos
     from studio.trainer.ollama import end_tokens, ollama_modelfile
 
+    tokenizer_name, chat_template = TEMPLATES[template]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(tokenizer_name, tmp_path))
+    if chat_template:
+        tokenizer.chat_template = chat_template
     add_bos = adds_bos_eos(tokenizer)[0]
     modelfile, notes = ollama_modelfile("m.gguf", tokenizer, add_bos, end_tokens(tmp_path, tokenizer), 0.7, 0.9)
     compared = 0
@@ -79,7 +98,7 @@ def test_the_modelfile_renders_the_prompt_the_chat_template_renders(tmp_path: Pa
     assert compared >= 3
     stops = [line.split('"')[1] for line in modelfile.splitlines() if line.startswith("PARAMETER stop")]
     assert stops and all(len(tokenizer(s, add_special_tokens=False)["input_ids"]) == 1 for s in stops), stops
-    if tokenizer_name == "qwen2":  # the default system block is there without SYSTEM, replaced with it
+    if template == "qwen2":  # the default system block is there without SYSTEM, replaced with it
         assert "You are a helpful assistant." in ollama_prompt(go_renderer, modelfile, None, CHATS[0])
         assert "You are a helpful assistant." not in ollama_prompt(go_renderer, modelfile, "Be brief.", CHATS[0])
 

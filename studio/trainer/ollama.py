@@ -104,14 +104,15 @@ def system_part(tokenizer: Any, bos: str, default_system: str, user_prefix: str)
         block = before_user[:len(before_user) - len(user_prefix)]
         prefix, suffix = block.split(SYSTEM)
         return "block", prefix, suffix
-    # Inside a user turn: before its text. Which turn: the first or the last.
+    # Inside a user turn, before its text (Llama 2: "[INST] <<SYS>>\n...\n<</SYS>>\n\n" in the first one,
+    # Mistral v0.3: "[INST] ...\n\n" in the last one).
     inside = before_user[len(default_system):] if before_user.startswith(default_system) else before_user
     if not inside.startswith(user_prefix) or SYSTEM not in inside[len(user_prefix):]:
         raise TemplateError("the chat template puts the system prompt where the Modelfile cannot follow; "
                             "write its TEMPLATE by hand")
-    separator = inside[len(user_prefix):].split(SYSTEM, 1)[1]
+    prefix, separator = inside[len(user_prefix):].split(SYSTEM, 1)
     mode = "last-user" if two_turns.index(SYSTEM) > two_turns.index(ASSISTANT1) else "first-user"
-    return mode, "", separator
+    return mode, prefix, separator
 
 
 def stops(tokenizer: Any, stop_tokens: list[str], between: str) -> tuple[str, ...]:
@@ -142,10 +143,11 @@ def go_template(shape: ChatShape, add_bos: bool) -> str:
     answer_opening = go_text(s.user_suffix) if s.user_suffix == s.answered_suffix else \
         f"{{{{ if $last }}}}{go_text(s.user_suffix)}{{{{ else }}}}{go_text(s.answered_suffix)}{{{{ end }}}}"
     if s.system_mode == "last-user":
-        inside = f"{{{{ if and $.System $last }}}}{{{{ $.System }}}}" \
+        inside = f"{{{{ if and $.System $last }}}}{go_text(s.system_prefix)}{{{{ $.System }}}}" \
                  f"{go_text(s.system_suffix)}{{{{ end }}}}"
     elif s.system_mode == "first-user":
-        inside = f"{{{{ if and $.System (eq $i $first) }}}}{{{{ $.System }}}}{go_text(s.system_suffix)}{{{{ end }}}}"
+        inside = f"{{{{ if and $.System (eq $i $first) }}}}{go_text(s.system_prefix)}{{{{ $.System }}}}" \
+                 f"{go_text(s.system_suffix)}{{{{ end }}}}"
     else:
         inside = ""
     first = "{{ $first := -1 }}{{ range $j, $m := .Messages }}{{ if and (eq $m.Role \"user\") (lt $first 0) }}" \
