@@ -477,8 +477,80 @@ def read_head_and_tail(path: Path, head_bytes: int, tail_bytes: int, end: int | 
     return [r for r in (parse_line(line) for line in lines) if r is not None]
 
 
+WHOLE_FILE_BYTES = 4 << 20   # an events file up to this size is read whole
+CURVE_POINTS = 2000          # steps sampled through a longer file, for curves
+SCAN_CHUNK_BYTES = 16 << 20  # what a search through the file holds at a time
+# The records other than steps that a reader needs from anywhere in the file: every eval (curves, the best and
+# the last eval) and every start (a resumed run's settings). They are found by a byte search (C speed), not by
+# parsing each line; the writer puts "event" first, as json.dumps writes it.
+SEARCHED = (b'{"event": "eval"', b'{"event": "start"')
+
+
+def load_bounded_timeline(run_dir: Path, points: int = CURVE_POINTS) -> Timeline:
+    """A run's timeline in bounded time and memory, whatever the size of its events file: the whole file when
+    it is small; else its first and last records (the start and the preflight, the latest steps, the end),
+    every eval and start record, and `points` steps sampled at even offsets through the file (a thinned
+    curve: the steps in between are left out). Raises OSError when the file cannot be read."""
+    path = Path(run_dir) / EVENTS_FILE
+    if not path.exists():
+        return Timeline()
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size <= WHOLE_FILE_BYTES:
+            return Timeline().extend(read_head_and_tail(path, WHOLE_FILE_BYTES, 0, size))
+        found: dict[int, Event] = {}
+        found.update(records_at(fd, 0, SUMMARY_HEAD_BYTES, first_line_whole=True))
+        found.update(records_at(fd, size - SUMMARY_TAIL_BYTES, SUMMARY_TAIL_BYTES))
+        for offset in searched_lines(fd, size):
+            found.update(records_at(fd, offset, 4096, first_line_whole=True, first_only=True))
+        for i in range(1, points):
+            found.update(records_at(fd, size * i // points, 4096, first_only=True))
+    finally:
+        os.close(fd)
+    return Timeline().extend([found[offset] for offset in sorted(found)])
+
+
+def records_at(fd: int, offset: int, length: int, first_line_whole: bool = False,
+               first_only: bool = False) -> dict[int, Event]:
+    """The records of the complete lines in `length` bytes from `offset`, by the offset of each line (the
+    first line is taken only when `first_line_whole`: the offset is a line's start)."""
+    data = os.pread(fd, length, max(offset, 0))
+    start = 0 if first_line_whole or offset <= 0 else data.find(b"\n") + 1
+    if start <= 0 and not (first_line_whole or offset <= 0):
+        return {}
+    out: dict[int, Event] = {}
+    while True:
+        end = data.find(b"\n", start)
+        if end == -1:
+            return out  # the last line is cut (or still being written)
+        record = parse_line(data[start:end])
+        if record is not None:
+            out[max(offset, 0) + start] = record
+            if first_only:
+                return out
+        start = end + 1
+
+
+def searched_lines(fd: int, size: int) -> list[int]:
+    """Where the lines of the searched kinds start, found chunk by chunk."""
+    offsets: list[int] = []
+    overlap = max(len(s) for s in SEARCHED)
+    position = 0
+    while position < size:
+        data = os.pread(fd, SCAN_CHUNK_BYTES + overlap, position)
+        for needle in SEARCHED:
+            at = data.find(needle)
+            while at != -1 and at < SCAN_CHUNK_BYTES:
+                offsets.append(position + at)
+                at = data.find(needle, at + 1)
+        position += SCAN_CHUNK_BYTES
+    return offsets
+
+
 def load_timeline(run_dir: Path) -> Timeline:
-    """The timeline of a run folder; raises OSError when its events file cannot be read."""
+    """The timeline of a run folder, every record of it (the trainer's own reads); raises OSError when its
+    events file cannot be read. Readers that show a run use load_bounded_timeline."""
     path = Path(run_dir) / EVENTS_FILE
     if not path.exists():
         return Timeline()

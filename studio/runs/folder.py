@@ -176,10 +176,11 @@ class Run:
         return self.read_status_file().get("kind") == "probe"
 
     def timeline(self) -> Timeline:
-        from studio.runs.events import load_timeline  # the event types cost start-up time; loaded when read
+        """The run's records in bounded time and memory (a long run's steps thinned: events.
+        load_bounded_timeline); raises OSError when the events file cannot be read (a damaged run)."""
+        from studio.runs.events import load_bounded_timeline  # the event types cost start-up time; loaded when read
 
-        """Raises OSError when the events file cannot be read (a damaged run)."""
-        return load_timeline(self.dir)
+        return load_bounded_timeline(self.dir)
 
     def note(self) -> str:
         """The user's note on the run ("" when there is none or it cannot be read): `studio note`, t in the app."""

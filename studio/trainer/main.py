@@ -189,6 +189,8 @@ def progress_before(run: Run, checkpoint: Path | None) -> tuple[float, int]:
     if checkpoint is None:
         return 0.0, 0
     step = int(checkpoint.name.split("-")[1])
+    # bounded: exact when the checkpoint is among the last steps logged (the usual resume), else the nearest
+    # sampled step before it
     earlier = [s for s in run.timeline().ordered_steps() if s.step <= step]
     if not earlier:
         return 0.0, 0
