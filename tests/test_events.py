@@ -95,3 +95,29 @@ def test_steps_stay_in_order_when_a_resumed_run_replays_some() -> None:
     assert [s.step for s in tl.ordered_steps()] == [1, 2, 3, 4, 5, 6]
     assert tl.steps[3].loss == 0.5 and tl.ordered_steps()[2].loss == 0.5 and tl.last_step.step == 6
     assert [s.step for s in tl.recent_steps(2)] == [5, 6]
+
+
+def test_a_timeline_followed_for_days_holds_a_bounded_number_of_steps() -> None:
+    """The monitor thins what it holds: the latest half whole, the older steps evenly spaced, the first kept."""
+    tl = Timeline()
+    for step in range(1, 50_001):
+        tl.add(Step(step=step, max_steps=100_000, loss=1.0))
+        tl.thin(1000)
+    steps = [s.step for s in tl.ordered_steps()]
+    assert len(steps) <= 2000 and steps[0] == 1 and steps[-500:] == list(range(49_501, 50_001))
+    assert steps == sorted(steps) and set(tl.steps) == set(steps)
+
+
+def test_a_tail_far_behind_skips_to_the_latest_records(tmp_path) -> None:
+    """A reader given a limit reads at most that much of what was appended since it last looked: the latest
+    records, whole, and never the line the cut fell in."""
+    from studio.runs.events import to_record
+
+    path = tmp_path / "events.jsonl"
+    tail = EventTail(path)
+    with path.open("w") as f:
+        for step in range(1, 20_001):
+            f.write(json.dumps(to_record(Step(step=step, max_steps=20_000, loss=1.0))) + "\n")
+    records = tail.read_new(limit=64 << 10)
+    assert 0 < len(records) < 2000 and records[-1].step == 20_000
+    assert [r.step for r in records] == list(range(records[0].step, 20_001))

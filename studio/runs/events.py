@@ -26,6 +26,7 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO, Any, ClassVar, Union
 
 from studio.profiles.decision import Decision
@@ -198,50 +199,74 @@ def _hints(cls: type[Event]) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _coerce(value: Any, hint: Any) -> Any:
-    """`value` as type `hint`, or _BAD."""
+@lru_cache(maxsize=None)
+def _field_converters(cls: type[Event]) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    hints = _hints(cls)
+    return tuple((f.name, _converter(hints[f.name])) for f in fields(cls))
+
+
+@lru_cache(maxsize=None)
+def _converter(hint: Any) -> Callable[[Any], Any]:
+    """The function that reads a JSON value as type `hint` (or gives _BAD): built once per type, since a
+    listing reads thousands of records."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (Union, types.UnionType):
-        if value is None:
-            return None
-        for arg in (a for a in args if a is not type(None)):
-            out = _coerce(value, arg)
-            if out is not _BAD:
-                return out
-        return _BAD
+        options = [_converter(a) for a in args if a is not type(None)]
+
+        def union(value: Any) -> Any:
+            if value is None:
+                return None
+            for option in options:
+                out = option(value)
+                if out is not _BAD:
+                    return out
+            return _BAD
+        return union
     if origin is tuple:
-        if not isinstance(value, list):
-            return _BAD
-        items = [_coerce(v, args[0]) for v in value]
-        return tuple(None if v is _BAD else v for v in items) if type(None) in typing.get_args(args[0]) else \
-            tuple(v for v in items if v is not _BAD)
+        item, keep_missing = _converter(args[0]), type(None) in typing.get_args(args[0])
+
+        def sequence(value: Any) -> Any:
+            if not isinstance(value, list):
+                return _BAD
+            items = [item(v) for v in value]
+            return tuple(None if v is _BAD else v for v in items) if keep_missing else \
+                tuple(v for v in items if v is not _BAD)
+        return sequence
     if origin is dict or hint is dict:
-        return value if isinstance(value, dict) else _BAD
+        return lambda value: value if isinstance(value, dict) else _BAD
     if hint is Any:
-        return value
+        return lambda value: value
     if hint is Decision:
-        return Decision.from_dict(value) or _BAD
+        return lambda value: Decision.from_dict(value) or _BAD
     if hint is bool:
-        return value if isinstance(value, bool) else _BAD
+        return lambda value: value if isinstance(value, bool) else _BAD
     if hint is int:
-        if isinstance(value, bool):
-            return _BAD
-        if isinstance(value, int):
-            return value if abs(value) <= MAX_NUMBER else _BAD
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            return int(value)
-        return _BAD
+        return _to_int
     if hint is float:
-        if isinstance(value, bool):
-            return _BAD
-        if isinstance(value, (int, float)):
-            value = float(value)
-            # Non-finite numbers are real news (a NaN loss); a finite 1e308 is not: it reads as missing.
-            return value if not math.isfinite(value) or abs(value) <= MAX_NUMBER else _BAD
-        return _NONFINITE.get(value, _BAD) if isinstance(value, str) else _BAD
+        return _to_float
     if hint is str:
-        return value if isinstance(value, str) else _BAD
+        return lambda value: value if isinstance(value, str) else _BAD
+    return lambda value: _BAD
+
+
+def _to_int(value: Any) -> Any:
+    if isinstance(value, bool):
+        return _BAD
+    if isinstance(value, int):
+        return value if abs(value) <= MAX_NUMBER else _BAD
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
     return _BAD
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, bool):
+        return _BAD
+    if isinstance(value, (int, float)):
+        value = float(value)
+        # Non-finite numbers are real news (a NaN loss); a finite 1e308 is not: it reads as missing.
+        return value if not math.isfinite(value) or abs(value) <= MAX_NUMBER else _BAD
+    return _NONFINITE.get(value, _BAD) if isinstance(value, str) else _BAD
 
 
 def parse_record(raw: Any) -> Event | None:
@@ -251,14 +276,13 @@ def parse_record(raw: Any) -> Event | None:
     cls = KINDS.get(raw.get("event"))  # type: ignore[arg-type]
     if cls is None:
         return None
-    hints = _hints(cls)
     values: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name not in raw:
+    for name, convert in _field_converters(cls):
+        if name not in raw:
             continue
-        value = _coerce(raw[f.name], hints[f.name])
+        value = convert(raw[name])
         if value is not _BAD:
-            values[f.name] = value
+            values[name] = value
     if any(values.get(name) is None for name in cls.REQUIRED):
         return None
     return cls(**values)
@@ -287,9 +311,10 @@ class EventTail:
     def path(self) -> Path:
         return self.file.path
 
-    def read_new(self) -> list[Event]:
-        """New records; raises OSError when the file cannot be read (a folder, no permission)."""
-        return [r for r in (parse_line(line) for line in self.file.read_lines()) if r is not None]
+    def read_new(self, limit: int | None = None) -> list[Event]:
+        """New records (with `limit`, those of the last `limit` new bytes at most); raises OSError when the file
+        cannot be read (a folder, no permission)."""
+        return [r for r in (parse_line(line) for line in self.file.read_lines(limit)) if r is not None]
 
 
 def read_events(path: Path) -> list[Event]:
@@ -428,6 +453,17 @@ class Timeline:
 
     def ordered_steps(self) -> list[Step]:
         return list(self._ordered)
+
+    def thin(self, keep: int) -> None:
+        """At most about `keep` steps held, for a reader that follows a run for days: past 2 x `keep`, the
+        latest `keep` // 2 stay whole and the older ones are thinned to evenly spaced ones (the first kept)."""
+        if len(self._ordered) <= 2 * keep:
+            return
+        recent = self._ordered[-(keep // 2):]
+        older = self._ordered[:-(keep // 2)]
+        stride = max(1, len(older) // (keep - keep // 2))
+        self._ordered = older[::stride] + recent
+        self.steps = {s.step: s for s in self._ordered}
 
     def recent_steps(self, count: int | None) -> list[Step]:
         """The last `count` steps by number (all when None)."""

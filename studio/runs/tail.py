@@ -44,9 +44,10 @@ class FileTail:
     def read_text(self, limit: int | None = 256 * 1024) -> str:
         return self.read_bytes(limit).decode("utf-8", errors="replace")
 
-    def read_lines(self) -> list[bytes]:
-        """New complete lines; an unterminated last line waits for the rest of it."""
-        data = self._partial + self.read_bytes()
+    def read_lines(self, limit: int | None = None) -> list[bytes]:
+        """New complete lines; an unterminated last line waits for the rest of it. With `limit`, a reader far
+        behind skips to the last `limit` bytes (the line cut there is dropped by whoever parses it)."""
+        data = self._partial + self.read_bytes(limit)
         lines = data.split(b"\n")
         self._partial = lines.pop()
         return lines

@@ -43,6 +43,7 @@ from studio.ui.widgets import StepBar, memory_lines, spark, update_in_place
 
 FIRST_READ_HEAD = 256 << 10  # a long run's events as the monitor first reads them: the start of its story...
 FIRST_READ_TAIL = 8 << 20    # ...and its latest steps, evals and end
+MONITOR_STEPS = 10_000       # steps the monitor holds of a run it follows for days (older ones thinned)
 REFRESH_S = 1.0     # a step a second is as live as a person reads; less wakes the CPU less
 CHART_EVERY_S = 3.0   # plotting is the costly part of a repaint
 HEALTH_EVERY_S = 5.0  # how often a live run's alerts are judged again when no record arrives
@@ -192,7 +193,8 @@ class RunMonitor(RunActions, StudioScreen):
             return RunFiles([], "", False, 0.0, 0.0, error=f"folder deleted: what is on screen is all there was; "
                                                            f"esc goes back ({self.run.dir})")
         try:
-            records = self.first_records() if not self._loaded else self.events.read_new()
+            # bounded too when the file grew a lot since the last read (the tail skips ahead)
+            records = self.first_records() if not self._loaded else self.events.read_new(limit=FIRST_READ_TAIL)
             self._loaded = True
             text = self.log_tail.read_text()
         except OSError as e:  # the run folder is unreadable
@@ -238,6 +240,7 @@ class RunMonitor(RunActions, StudioScreen):
         self.launched_at = files.launched_at
         status = status_from(self.timeline.extend(files.records), files.alive, files.launched_at,
                              files.stop_requested_at)
+        self.timeline.thin(MONITOR_STEPS)
         for r in files.records:
             if r.KIND == "step":
                 self.peak_reserved = max([self.peak_reserved, *(p for p in r.gpu_mem_peak_reserved_gib if p is not None)])
