@@ -88,3 +88,22 @@ def test_describe_compare_and_runs_read_100_mb_runs_in_bounded_memory(tmp_path: 
     listed, peak = studio_measured(home, "runs", "--json")
     assert listed.returncode == 0 and peak <= MEMORY_BOUND_MB, (listed.stderr, peak)
     assert {r["id"] for r in json.loads(listed.stdout)} >= {r.id for r in runs}
+
+
+def test_studio_runs_lists_the_newest_runs_and_says_how_to_see_the_rest(tmp_path: Path, monkeypatch) -> None:
+    """At any number of runs `studio runs` reads only the runs it shows: the newest 200 unless --limit says
+    otherwise, with a line saying how many there are; --filter finds runs by id; --json lists them all."""
+    from studio.profiles.profile import load_profile
+    from studio.runs.folder import create_run
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    toml = load_profile(write_profile(tmp_path / "p.toml", DEMO_DATA)).to_toml()
+    ids = [create_run(toml, f"many-{i:03d}").id for i in range(205)]
+    listed, _ = studio_measured(home, "runs")
+    assert listed.returncode == 0 and "the newest 200 of 205 runs" in listed.stdout
+    assert ids[-1] in listed.stdout and ids[4] not in listed.stdout and ids[5] in listed.stdout
+    found, _ = studio_measured(home, "runs", "--filter", "many-1", "--limit", "0")
+    assert sum("-many-1" in line for line in found.stdout.splitlines()) == 100
+    everything, _ = studio_measured(home, "runs", "--json")
+    assert [r["id"] for r in json.loads(everything.stdout)] == sorted(ids)

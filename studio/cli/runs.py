@@ -183,16 +183,27 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _detach_or_follow(run, proc, tail, args)
 
 
+LISTED = 200  # runs `studio runs` shows unless --limit says otherwise: the newest
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
-    summaries = [summarize(r) for r in list_runs()]
-    problem = runs_folder_problem() if not summaries else None  # a folder that cannot be listed lists nothing
+    runs = [r for r in list_runs() if not args.filter or args.filter.lower() in r.id.lower()]
+    limit = args.limit if args.limit is not None else (0 if args.json else LISTED)
+    shown = runs[-limit:] if limit and limit > 0 else runs  # only the runs shown are read: bounded at any count
+    summaries = [summarize(r) for r in shown]
+    problem = runs_folder_problem() if not summaries and not args.filter else None  # a folder that cannot be
+    # listed lists nothing
     if problem:  # not "no runs yet": the runs may be there, unseen
         raise RunError(problem)
     if args.json:
         print(json.dumps([s.to_dict() for s in summaries], indent=2))
         return EXIT_OK
     if not summaries:
-        print("no runs yet; start one with `studio run tiny-demo`")
+        print(f"no run id contains {safe(args.filter)!r}" if args.filter else
+              "no runs yet; start one with `studio run tiny-demo`")
+    if len(shown) < len(runs):
+        print(f"the newest {len(shown)} of {len(runs):,} runs{' matching' if args.filter else ''}; --limit 0 lists "
+              "them all, --filter TEXT finds runs by id")
     for s in summaries:
         run_id = safe(s.id)  # a folder name can hold anything: a newline would fake a line of this list
         if s.problem:
@@ -390,6 +401,9 @@ def add_run_commands(sub: Any) -> None:
 
     p = sub.add_parser("runs", help="list runs and their status")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, metavar="N", help=f"the newest N runs (default {LISTED}; all with --json "
+                                                         "or 0)")
+    p.add_argument("--filter", metavar="TEXT", help="only runs whose id contains TEXT")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("describe", help="a run whole: its profile, the plan and why each auto was decided, devices")
