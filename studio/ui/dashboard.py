@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import events, on, work
@@ -261,13 +261,16 @@ class Dashboard(RunActions, StudioScreen):
         if self.in_view:
             self.read_lists()
         elif self.is_current:
-            watched = self.watched_run_ids()
-            self.app.run_worker(lambda: self.read_runs_hidden(watched), thread=True, exclusive=True,
-                                group="dashboard-hidden")
+            watched, app = self.watched_run_ids(), self.app
+            app.run_worker(lambda: self.read_runs_hidden(app, watched), thread=True, exclusive=True,
+                           group="dashboard-hidden")
 
-    def read_runs_hidden(self, watched: frozenset[str]) -> None:
+    def read_runs_hidden(self, app: Any, watched: frozenset[str]) -> None:
         summaries = self.read_runs_now(watched)
-        self.app.call_from_thread(self.runs_read_hidden, summaries)
+        try:  # the app it was read for (this screen's link to it is gone once the app has quit)
+            app.call_from_thread(self.runs_read_hidden, summaries)
+        except RuntimeError:
+            pass  # the app quit while the runs were read: nobody is left to tell
 
     def runs_read_hidden(self, summaries: list[RunSummary]) -> None:
         """Which runs ended; the table is rebuilt when it shows again (on_screen_resume)."""
@@ -279,7 +282,10 @@ class Dashboard(RunActions, StudioScreen):
         summaries = self.read_runs_now()
         # a runs folder that cannot be listed lists nothing: only then is there a reason to look for
         self.post_message(RunsRead(summaries, runs_folder_problem() if not summaries else None))
-        inventory = self.app.inventory  # one answer for every row (the poll may replace it meanwhile)
+        try:
+            inventory = self.app.inventory  # one answer for every row (the poll may replace it meanwhile)
+        except RuntimeError:
+            return  # the app quit while the runs were read (this screen's link to it is gone)
         stamp = (profiles_stamp(), gpus_stamp(inventory))
         if stamp != self._profiles_stamp:
             self.post_message(ProfilesRead([profile_row(e, inventory) for e in all_profiles()], stamp))
