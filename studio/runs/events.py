@@ -486,19 +486,27 @@ SUMMARY_HEAD_BYTES = 256 << 10  # the start of a run's story: preflight, plan, s
 SUMMARY_TAIL_BYTES = 1 << 20   # its latest steps (thousands), evals and its end; parsed records cost ~10x their bytes
 
 
+SUMMARY_STEPS = 64  # the steps a listing parses: the latest (its health check looks at the last 50)
+STEP_LINE = b'{"event": "step"'
+
+
 def load_summary_timeline(run_dir: Path) -> Timeline:
-    """The timeline a listing needs, in bounded time and memory whatever the file's size: the whole events file
-    when it is small, else its first and last megabytes (the start, the latest steps and the end; the steps in
-    between are left out). Raises OSError when the file cannot be read."""
+    """The timeline a listing needs, in bounded time and memory whatever the file's size: the records of the
+    whole events file when it is small, else of its first and last megabytes (the start, the latest steps and
+    the end; the steps in between are left out), of which only the latest steps are parsed. Raises OSError
+    when the file cannot be read."""
     path = Path(run_dir) / EVENTS_FILE
     if not path.exists():
         return Timeline()
-    return Timeline().extend(read_head_and_tail(path, SUMMARY_HEAD_BYTES, SUMMARY_TAIL_BYTES))
+    return Timeline().extend(read_head_and_tail(path, SUMMARY_HEAD_BYTES, SUMMARY_TAIL_BYTES,
+                                                latest_steps=SUMMARY_STEPS))
 
 
-def read_head_and_tail(path: Path, head_bytes: int, tail_bytes: int, end: int | None = None) -> list[Event]:
+def read_head_and_tail(path: Path, head_bytes: int, tail_bytes: int, end: int | None = None,
+                       latest_steps: int | None = None) -> list[Event]:
     """The records of a file's first `head_bytes` and last `tail_bytes` (up to `end`, default its size): the
-    whole file when it is that small. Bounded time and memory whatever the file's size; raises OSError."""
+    whole file when it is that small; with `latest_steps`, only that many of the step records, the latest.
+    Bounded time and memory whatever the file's size; raises OSError."""
     fd = open_regular(path)
     try:
         size = os.fstat(fd).st_size if end is None else end
@@ -510,6 +518,10 @@ def read_head_and_tail(path: Path, head_bytes: int, tail_bytes: int, end: int | 
             lines = head + tail
     finally:
         os.close(fd)
+    if latest_steps is not None:
+        steps = [i for i, line in enumerate(lines) if line.startswith(STEP_LINE)]
+        skipped = set(steps[:-latest_steps]) if latest_steps else set(steps)
+        lines = [line for i, line in enumerate(lines) if i not in skipped]
     return [r for r in (parse_line(line) for line in lines) if r is not None]
 
 

@@ -53,6 +53,9 @@ class RunError(Exception):
     """A run command that cannot be carried out; the message says why and what to do."""
 
 
+STATUS_READS: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}  # status.json by path, as last read
+
+
 @dataclass(frozen=True)
 class Run:
     dir: Path
@@ -155,7 +158,18 @@ class Run:
         return data if isinstance(data, dict) else {}
 
     def read_status_file(self) -> dict[str, Any]:
-        return self.read_json(STATUS_FILE)
+        """status.json as a dict ({} when missing or unreadable); read again only when the file changed (a
+        listing asks for it several times a run, and every write replaces the file: a new inode)."""
+        path = self.dir / STATUS_FILE
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return {}
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = STATUS_READS.get(path)
+        if cached is None or cached[0] != key:
+            cached = STATUS_READS[path] = (key, self.read_json(STATUS_FILE))
+        return dict(cached[1])
 
     def update_status_file(self, **fields: Any) -> None:
         data = self.read_status_file()
