@@ -6,7 +6,8 @@ A writer appends step records (an eval every 1,000 steps, a checkpoint every 5,0
 run that logs every step does, `--every-mb` at a time. The app runs in a pseudo-terminal (80x24) with that
 run's monitor open. At each size the CLI commands that read a run are timed (wall clock) and their peak
 memory taken (the child's own ru_maxrss): `studio runs`, `studio runs --json`, `studio describe RUN --json`,
-`studio compare RUN OTHER --json` (OTHER: a second run of 128 MB) and `studio logs RUN`; and the app's memory
+`studio compare RUN OTHER --json` (OTHER: a second run of 128 MB) and `studio logs RUN` (each in a process that
+reports its own VmHWM); and the app's memory
 and its CPU since the last size. The curve is printed and saved in bench/results/soak-cpu-*.json.
 Not a test: the README quotes its figures.
 """
@@ -54,16 +55,29 @@ def append_steps(path: Path, first_step: int, target_bytes: int) -> int:
     return step
 
 
+# The CLI in a process that says its own peak (VmHWM of its own memory map) as its last line: a child's
+# ru_maxrss also counts the memory of the process it was forked from.
+MEASURED = """
+import sys
+from studio.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    sys.stdout.flush()
+    peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0].split()[1]
+    print(f"peak-kb {peak}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
 def measured(env: dict[str, str], *args: str) -> dict[str, float]:
     """One CLI command: its wall time and its own peak memory."""
     t0 = time.perf_counter()
-    with subprocess.Popen([sys.executable, "-m", "studio", *args], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, env=env) as proc:
-        proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"s": round(time.perf_counter() - t0, 3), "peak_mb": round(usage.ru_maxrss / 1024, 1),
-            "rc": proc.returncode}
+    proc = subprocess.run([sys.executable, "-c", MEASURED, *args], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env=env)
+    seconds = time.perf_counter() - t0
+    peak_kb = int(proc.stderr.strip().splitlines()[-1].split()[1])
+    return {"s": round(seconds, 3), "peak_mb": round(peak_kb / 1024, 1), "rc": proc.returncode}
 
 
 def make_run(name: str) -> Path:
