@@ -57,7 +57,9 @@ class Models:
 
     def __init__(self, run: Run, checkpoint: int | None, mode: str):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
+
+        from studio.trainer.model import saved_tokenizer
 
         self.run, self.mode = run, mode
         self.profile = load_profile(run.profile_path)
@@ -69,8 +71,8 @@ class Models:
         trained = run.trained_weights(checkpoint) if mode != "base" else None
         self.adapter = str(trained) if trained else None
         tokenizer_from = trained if trained and (trained / "tokenizer_config.json").is_file() else base
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_from,
-                                                       trust_remote_code=self.profile.model.trust_remote_code)
+        # as the trainer read it, so that chat and eval tokenize what it trained on the same way
+        self.tokenizer = saved_tokenizer(tokenizer_from, self.profile.model.trust_remote_code)
         kwargs: dict[str, Any] = {"dtype": self.dtype, "trust_remote_code": self.profile.model.trust_remote_code}
         if self.profile.method.type == "qlora":
             from transformers import BitsAndBytesConfig
