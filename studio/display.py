@@ -6,6 +6,7 @@ import math
 
 from studio.runs.events import End, Preflight, Start, Step
 from studio.terminal import shell_arg
+from studio.runs.status import RunStatus
 
 
 def count(n: float | None) -> str:
@@ -107,7 +108,7 @@ RESUMABLE = ("oom", "data", "download", "disk", "crash")
 
 def end_lines(end: End, run_id: str) -> list[str]:
     """The end of a run for the terminal, with the commands that act on it."""
-    if end.status == "failed":
+    if end.status == RunStatus.FAILED:
         lines = [f"run {run_id} failed ({end.error_kind}): {end.message}", f"  what to do: {end.advice}"]
         if end.error_kind in RESUMABLE:
             lines.append(f"  then: studio resume {shell_arg(run_id)}   (its log: studio logs {shell_arg(run_id)})")
@@ -119,8 +120,8 @@ def end_lines(end: End, run_id: str) -> list[str]:
     if end.message:
         lines.append(f"  {end.message}")
     if end.advice:
-        lines.append(f"  next: {end.advice}" + (f" (studio resume {shell_arg(run_id)})" if end.status == "stopped"
+        lines.append(f"  next: {end.advice}" + (f" (studio resume {shell_arg(run_id)})" if end.status == RunStatus.STOPPED
                                                 else ""))
-    elif end.status == "completed" and end.final:
+    elif end.status == RunStatus.COMPLETED and end.final:
         lines.append(f"  result in {end.final}; export with `studio export {shell_arg(run_id)} --out DIR [--merge]`")
     return lines

@@ -15,6 +15,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from studio.cli.errors import EXIT_OK, EXIT_USAGE, UserError
+from studio.runs.status import RunStatus
 
 if TYPE_CHECKING:
     from studio.runs.folder import Run
@@ -35,7 +36,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     run = start_run(profile_path("tiny-demo"), args.max_steps).run
     if args.headless:
-        print(json.dumps({"id": run.id, "dir": str(run.dir), "status": "running"}))
+        print(json.dumps({"id": run.id, "dir": str(run.dir), "status": RunStatus.RUNNING}))
         return EXIT_OK
     return open_app(open_run=run)
 

@@ -23,6 +23,7 @@ from studio.profiles.vocabulary import METHODS, OPTIMIZERS, STRATEGIES
 from studio.runs.history import machine_corrections
 from studio.runs.launcher import events_tail
 from studio.runs.start import start_profile
+from studio.runs.status import RunStatus
 
 
 class PlanError(UserError):
@@ -277,8 +278,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
                               "measured": measured}
     if args.json:
         print(json.dumps(result, indent=2))
-        return EXIT_OK if status == "completed" else EXIT_FAILED
-    if status != "completed":
+        return EXIT_OK if status == RunStatus.COMPLETED else EXIT_FAILED
+    if status != RunStatus.COMPLETED:
         print(f"probe {status}: {end.message if end else ''}\n  {end.advice if end else ''}")
         return EXIT_FAILED
     print(f"probe of {path.stem}: {len(tl.steps)} steps ran ({profile.method.type}, batch {t.batch_size} x {d.max_length} tokens)")

@@ -24,6 +24,7 @@ from studio.runs.start import start_run
 from studio.runs.state import run_status, summarize
 from studio.runs.tail import FileTail
 from studio.terminal import safe, shell_arg
+from studio.runs.status import RunStatus
 
 
 class Follower:
@@ -97,7 +98,7 @@ def watch(run: Run, proc: subprocess.Popen[bytes] | None, quiet: bool, tail: Eve
         try:
             status = follow(run, printer, tail, proc=proc)
             printer.finish()
-            if status == "crashed":
+            if status == RunStatus.CRASHED:
                 print(f"run {run.id} crashed: the trainer exited without a final event; "
                       f"see `studio logs {shell_arg(run.id)}`; `studio resume {shell_arg(run.id)}` continues from the "
                       "last checkpoint",
@@ -115,21 +116,21 @@ def watch(run: Run, proc: subprocess.Popen[bytes] | None, quiet: bool, tail: Eve
                 pass
 
 
-def exit_code(status: str) -> int:
-    return {"completed": EXIT_OK, "stopped": EXIT_STOPPED, "running": EXIT_OK}.get(status, EXIT_FAILED)
+def exit_code(status: RunStatus) -> int:
+    return {RunStatus.COMPLETED: EXIT_OK, RunStatus.STOPPED: EXIT_STOPPED, RunStatus.RUNNING: EXIT_OK}.get(status, EXIT_FAILED)
 
 
-def _report(run: Run, status: str, as_json: bool) -> None:
+def _report(run: Run, status: RunStatus, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"id": run.id, "dir": str(run.dir), "status": status}))
-    elif status == "running":
+    elif status == RunStatus.RUNNING:
         print(f"run {run.id} started in the background (pid {run.pid})\n"
               f"  follow: studio logs {shell_arg(run.id)} --follow\n  stop:   studio stop {shell_arg(run.id)}")
 
 
 def _detach_or_follow(run: Run, proc: subprocess.Popen[bytes], tail: EventTail, args: argparse.Namespace) -> int:
     if args.detach:
-        _report(run, "running", args.json)
+        _report(run, RunStatus.RUNNING, args.json)
         return EXIT_OK
     try:
         status = watch(run, proc, args.json, tail)
@@ -161,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("# not submitted (drop --slurm-dry-run to submit)", file=sys.stderr)
             return EXIT_OK
         if args.json:
-            print(json.dumps({"id": run.id, "dir": str(run.dir), "status": "queued", "slurm_job": started.slurm}))
+            print(json.dumps({"id": run.id, "dir": str(run.dir), "status": RunStatus.QUEUED, "slurm_job": started.slurm}))
         else:
             print(f"run {run.id}: submitted to Slurm as job {started.slurm}; follow it with `studio runs`, "
                   f"`studio logs {shell_arg(run.id)} --follow`, stop it with `studio stop {shell_arg(run.id)}`")
@@ -275,25 +276,25 @@ def cmd_unarchive(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     run = find_run(args.run)
-    if not args.force and run_status(run) in ("running", "queued"):  # else stop_run says why there is nothing to stop
+    if not args.force and run_status(run).live:  # else stop_run says why there is nothing to stop
         print(f"asking run {run.id} to stop: it finishes its step and saves a checkpoint")
     status = stop_run(run, force=args.force, wait_s=0 if args.no_wait else args.timeout)
     try:
         end = run.timeline().end
     except OSError:
         end = None
-    if end and status != "stopping":
+    if end and status is not None:
         for line in display.end_lines(end, run.id):
             print(line)
     else:
-        print(f"run {run.id}: {status}")
+        print(f"run {run.id}: {status or 'stopping'}")
     return EXIT_OK
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     run = find_run(args.run)
     if not run.log_path.exists():
-        if not run.status_number("launched_at"):
+        if not run.status_file().launched_at:
             print(f"run {run.id} has no log yet")
             return EXIT_OK
         raise RunError(f"run {run.id}'s trainer.log was removed after its trainer started (a live trainer goes on "

@@ -14,6 +14,7 @@ from studio.planning.hub_models import HUB_ID
 from studio.profiles.profile import Profile
 from studio.runs.files import EVAL_FILE, PREFLIGHT_FILE
 from studio.runs.folder import Run
+from studio.runs.status import RunStatus
 
 
 def license_of(profile: Profile) -> str:
@@ -49,7 +50,7 @@ def training_figures(run: Run) -> dict[str, Any]:
 
 def incomplete(fig: dict[str, Any]) -> list[str]:
     """A warning at the top of a card whose run did not complete its training."""
-    if fig.get("status") in (None, "completed"):
+    if fig.get("status") in (None, RunStatus.COMPLETED):
         return []
     of = f" of {fig['max_steps']}" if fig.get("max_steps") else ""
     return ["", f"**Training did not complete:** the run {fig['status']} at step {fig.get('steps', '?')}{of}; this "

@@ -14,6 +14,7 @@ from studio.runs.files import NOTE_FILE, PROFILE_FILE
 from studio.runs.folder import Run, RunError
 from studio.runs.state import run_status, summarize
 from studio.safeopen import read_regular
+from studio.runs.status import RunStatus
 
 PROFILE_BYTES = 256 * 1024  # a profile is a page of TOML; more is not shown
 NOTE_CHARS = 2000           # a note is a line or a paragraph; a longer one is refused
@@ -54,7 +55,7 @@ def describe(run: Run) -> dict[str, Any]:
     summary = summarize(run)
     plan = run.plan()
     try:
-        start = run.timeline().start if summary.status != "damaged" else None
+        start = run.timeline().start if summary.status != RunStatus.DAMAGED else None
     except OSError:
         start = None
     try:
@@ -113,7 +114,7 @@ def delete_run(run: Run) -> None:
 
 def refuse_live(run: Run) -> None:
     status = run_status(run)
-    if status in ("running", "queued"):
+    if status.live:
         raise RunError(f"run {run.id} is {status}; stop it first (studio stop {run.id})")
 
 

@@ -34,7 +34,6 @@ from studio.runs.files import EVENTS_FILE
 from studio.safeopen import append_regular, open_regular
 from studio.runs.tail import FileTail
 
-END_STATUSES = ("completed", "stopped", "failed")
 MAX_LINE_BYTES = 1 << 20  # a longer line is not one of ours
 MAX_NUMBER = 1e15          # no loss, rate, byte count or time studio records is larger: beyond it, a number is absurd
 PerGpu = tuple[float | None, ...]  # one entry per GPU of the job, in rank order; None where unreadable

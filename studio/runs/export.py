@@ -10,6 +10,7 @@ from pathlib import Path
 from studio.runs.files import EXPORT_MARKER
 from studio.runs.folder import Run, RunError
 from studio.runs.state import run_status
+from studio.runs.status import RunStatus
 
 
 def check_exportable(run: Run, checkpoint: int | None = None) -> None:
@@ -17,7 +18,7 @@ def check_exportable(run: Run, checkpoint: int | None = None) -> None:
     diverged and no checkpoint was asked for)."""
     run.check_contained()
     status = run_status(run)
-    if status == "running":
+    if status == RunStatus.RUNNING:
         raise RunError(f"run {run.id} is still running; stop it first or wait until it ends")
     if checkpoint is not None:
         run.trained_weights(checkpoint)  # says which checkpoints there are when this one is not

@@ -4,7 +4,7 @@ A run is a folder under `<studio home>/runs/<id>/`, private to its owner (0700):
   profile.toml    the frozen profile the run trains with
   plan.json       what studio decided and estimated for it (studio.planning.plan)
   launch.json     the processes to start (and accelerate_config.yaml for several)
-  status.json     the trainer's pid and start time, attempts, stop requests
+  status.json     the trainer's pid and start time, attempts, stop requests, the Slurm job (status_file.py)
   events.jsonl    what happened (studio.runs.events)
   trainer.log     the trainer's stdout and stderr
   preflight.json  dataset statistics
@@ -18,10 +18,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from studio.paths import runs_dir
 from studio.runs.files import (BASE_MODEL, CHATS, CHAT_LOG, CHECKPOINTS, EVAL_FILE, EVENTS_FILE, FINAL, LAYOUT_FILE,
                                 LOCK_FILE, LOG_FILE, NOTE_FILE, ORIGINAL_PROFILE, PLAN_FILE, PREFLIGHT_FILE,
                                 PROFILE_FILE, SLURM_SCRIPT, STATUS_FILE)
+from studio.runs.status_file import StatusFile, status_from_dict
 from studio.safeopen import read_regular
 
 NOTE_BYTES = 8000  # a note is a line or a paragraph (runs/describe.py refuses more than 2,000 characters)
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from studio.runs.events import Timeline
 
 
-MAX_PID = 1 << 22          # Linux's pid_max ceiling; anything above is not a pid
 MAX_JSON_BYTES = 16 << 20  # status.json and its kin are small; anything bigger is not one of ours
 # What a run folder holds, and what kind each entry must be: a link or a special file in their place is refused.
 EXPECTED = {EVENTS_FILE: "file", LOG_FILE: "file", PROFILE_FILE: "file", STATUS_FILE: "file", PLAN_FILE: "file",
@@ -53,7 +52,7 @@ class RunError(Exception):
     """A run command that cannot be carried out; the message says why and what to do."""
 
 
-STATUS_READS: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}  # status.json by path, as last read
+STATUS_READS: dict[Path, tuple[tuple[int, int, int], StatusFile]] = {}  # status.json by path, as last read
 
 
 @dataclass(frozen=True)
@@ -157,37 +156,34 @@ class Run:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def read_status_file(self) -> dict[str, Any]:
-        """status.json as a dict ({} when missing or unreadable); read again only when the file changed (a
+    def status_file(self) -> StatusFile:
+        """status.json's record (empty when missing or unreadable); read again only when the file changed (a
         listing asks for it several times a run, and every write replaces the file: a new inode)."""
         path = self.dir / STATUS_FILE
         try:
             st = os.lstat(path)
         except OSError:
-            return {}
+            return StatusFile()
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         cached = STATUS_READS.get(path)
         if cached is None or cached[0] != key:
-            cached = STATUS_READS[path] = (key, self.read_json(STATUS_FILE))
-        return dict(cached[1])
+            cached = STATUS_READS[path] = (key, status_from_dict(self.read_json(STATUS_FILE)))
+        return cached[1]
 
-    def update_status_file(self, **fields: Any) -> None:
-        data = self.read_status_file()
-        data.update(fields)
-        write_json(self.dir / STATUS_FILE, data)
+    def update_status_file(self, **changes: Any) -> StatusFile:
+        """Write status.json with these fields changed (a name that is not a StatusFile field raises TypeError)."""
+        record = replace(self.status_file(), **changes)
+        write_json(self.dir / STATUS_FILE, record.to_dict())
+        return record
 
     @property
     def pid(self) -> int | None:
         """The trainer's pid as recorded; None unless it is a plausible process id (never 0, -1 or huge)."""
-        return valid_pid(self.read_status_file().get("pid"))
-
-    def status_number(self, key: str) -> float:
-        value = self.read_status_file().get(key)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+        return self.status_file().pid
 
     @property
     def is_probe(self) -> bool:
-        return self.read_status_file().get("kind") == "probe"
+        return self.status_file().is_probe
 
     def timeline(self) -> Timeline:
         """The run's records in bounded time and memory (a long run's steps thinned: events.
@@ -239,10 +235,6 @@ class Run:
             return self.final_dir.is_dir() and any(self.final_dir.iterdir())
         except OSError:
             return False
-
-
-def valid_pid(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and 1 < value < MAX_PID else None
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -370,8 +362,7 @@ def create_run(profile_text: str, profile_name: str, home_runs: Path | None = No
                            "make it writable or set STUDIO_HOME to a folder you can write") from None
         run = Run(base / run_id)
         write_text(run.profile_path, profile_text)
-        write_json(run.dir / STATUS_FILE, {"profile": profile_name, "created_at": time.time(), "kind": kind,
-                                           "host": socket.gethostname(), "attempts": 0})
+        write_json(run.dir / STATUS_FILE, StatusFile(profile=profile_name, created_at=time.time(), kind=kind).to_dict())
         return run
     raise RunError(f"cannot create a run folder under {base}: too many runs started this second")
 

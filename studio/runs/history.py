@@ -10,6 +10,7 @@ from pathlib import Path
 from studio.planning.corrections import Corrections, Evidence
 from studio.runs.files import PLAN_FILE
 from studio.runs.folder import Run, list_runs
+from studio.runs.status import RunStatus
 
 OLD_ESTIMATE_FILE = "estimate.json"  # what runs kept before plan.json (same keys)
 
@@ -46,7 +47,7 @@ def comparison(run: Run) -> Comparison | None:
         end = run.timeline().end
     except OSError:
         return None
-    if not end or end.status not in ("completed", "stopped") or end.forced:
+    if not end or end.status not in (RunStatus.COMPLETED, RunStatus.STOPPED) or end.forced:
         return None
     measured = [m for m in end.gpu_mem_peak_reserved_gib if m is not None and m > 0]
     if not measured:

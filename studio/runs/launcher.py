@@ -28,6 +28,7 @@ from studio.runs.liveness import TRAINER_MODULE, is_alive, process_start_time
 from studio.runs.lock import ENV_FD, LockError, RunLock
 from studio.safeopen import append_regular
 from studio.runs.state import run_status
+from studio.runs.status import RunStatus
 
 EXIT_WAIT_S = 30.0  # how long a trainer that wrote its `end` may take to exit before a resume
 
@@ -99,10 +100,8 @@ def _launch(run: Run, resume: bool, lock: RunLock) -> subprocess.Popen[bytes]:
     # PCI bus order makes CUDA's device indices agree with NVML's.
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", CUDA_DEVICE_ORDER="PCI_BUS_ID",
                **extra_env, **{ENV_FD: str(lock.fd)})
-    attempts = run.read_status_file().get("attempts", 0)
-    attempts = attempts + 1 if isinstance(attempts, int) and not isinstance(attempts, bool) else 1
     try:  # the record first: nothing is spawned that the run's files do not know of
-        run.update_status_file(attempts=attempts, state="launching", launched_at=time.time())
+        run.update_status_file(attempts=run.status_file().attempts + 1, launched_at=time.time())
         run.check_contained()
         with os.fdopen(append_regular(run.log_path), "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -111,8 +110,7 @@ def _launch(run: Run, resume: bool, lock: RunLock) -> subprocess.Popen[bytes]:
         raise RunError(f"cannot start run {run.id}: {e.strerror or e} ({run.dir}); check that the folder is "
                        "writable and has free space, and holds no links or special files") from None
     try:
-        run.update_status_file(pid=proc.pid, pid_started_at=process_start_time(proc.pid), pgid=proc.pid,
-                               state="running")
+        run.update_status_file(pid=proc.pid, pid_started_at=process_start_time(proc.pid), pgid=proc.pid)
     except OSError as e:  # a trainer nobody could find again must not run: undo the spawn
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -135,13 +133,13 @@ def resume_run(run: Run) -> subprocess.Popen[bytes]:
 
 
 def _resume(run: Run, lock: RunLock) -> subprocess.Popen[bytes]:
-    run.check_contained()  # names the link or special file, rather than "damaged"
+    run.check_contained()  # names the link or special file, rather than calling the run damaged
     status = run_status(run)
-    if status == "running":
+    if status == RunStatus.RUNNING:
         raise RunError(f"run {run.id} is still running; stop it first")
-    if status == "completed":
+    if status == RunStatus.COMPLETED:
         raise RunError(f"run {run.id} already completed; start a new run instead")
-    if status == "damaged":
+    if status == RunStatus.DAMAGED:
         raise RunError(f"run {run.id} is damaged (its events cannot be read); start a new run instead")
     # A trainer that has written its `end` may still be exiting: give it the time to.
     if not wait_gone(run, EXIT_WAIT_S):
@@ -159,10 +157,10 @@ def resume_note(run: Run) -> str:
     return f"resuming run {run.id} from {checkpoint.name}{skipped}"
 
 
-def stop_run(run: Run, force: bool = False, wait_s: float = 300.0) -> str:
+def stop_run(run: Run, force: bool = False, wait_s: float = 300.0) -> RunStatus | None:
     """Ask the trainer to stop (SIGTERM: it finishes the step and saves) or kill its whole job; a Slurm run
-    through scancel."""
-    if "slurm_job" in run.read_status_file() and run_status(run) in ("queued", "running"):
+    through scancel. The status it ended with, or None when asked not to wait (wait_s=0) and it is stopping."""
+    if run.status_file().slurm_job and run_status(run).live:
         return stop_slurm(run, force, wait_s)
     pid = run.pid
     if pid is None or not is_alive(run):
@@ -175,11 +173,10 @@ def stop_run(run: Run, force: bool = False, wait_s: float = 300.0) -> str:
             last = run.timeline().last_step
         except OSError:
             last = None
-        append_event(run.events_path, End(status="stopped", forced=True, step=last.step if last else None,
+        append_event(run.events_path, End(status=RunStatus.STOPPED, forced=True, step=last.step if last else None,
                                           message="killed at once; nothing was saved at the kill",
                                           advice=f"resume continues {where}"))
-        run.update_status_file(state="stopped")
-        return "stopped"
+        return RunStatus.STOPPED
     # Recorded first: a trainer that dies of the signal before its handler is in place still counts as stopped.
     run.update_status_file(stop_requested_at=time.time())
     for target in stop_targets(pid):
@@ -188,21 +185,21 @@ def stop_run(run: Run, force: bool = False, wait_s: float = 300.0) -> str:
         except ProcessLookupError:
             pass
     if wait_s <= 0:
-        return "stopping"
+        return None
     if not wait_gone(run, wait_s):
         raise RunError(f"run {run.id} did not stop within {wait_s:.0f} s; "
                        "a forced stop kills it (unsaved steps are lost)")
     return run_status(run)
 
 
-def stop_slurm(run: Run, force: bool, wait_s: float) -> str:
+def stop_slurm(run: Run, force: bool, wait_s: float) -> RunStatus:
     from studio.runs.slurm import cancel, record_ending
 
-    queued = run_status(run) == "queued"
+    queued = run_status(run) == RunStatus.QUEUED
     run.update_status_file(stop_requested_at=time.time())
     cancel(run, force or queued)  # a job still waiting has nothing to save
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and run_status(run) in ("queued", "running"):
+    while time.monotonic() < deadline and run_status(run).live:
         time.sleep(0.5)
     record_ending(run)
     return run_status(run)
@@ -211,7 +208,7 @@ def stop_slurm(run: Run, force: bool, wait_s: float) -> str:
 def kill_job(run: Run, pid: int) -> None:
     """SIGKILL the trainer and everything it started (a launcher's ranks run in sessions of their own)."""
     targets = job_processes(pid)  # collected first: once the launcher dies its ranks are re-parented
-    pgid = run.read_status_file().get("pgid")
+    pgid = run.status_file().pgid
     if pgid == pid:  # only the group studio itself created
         try:
             os.killpg(pid, signal.SIGKILL)

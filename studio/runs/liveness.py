@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from studio.runs.folder import Run, valid_pid
+from studio.runs.folder import Run
+from studio.runs.status_file import valid_pid
 
 TRAINER_MODULE = "studio.trainer"
 
@@ -48,5 +49,4 @@ def is_alive(run: Run) -> bool:
     pid = run.pid
     if pid is None:
         return False
-    started = run.read_status_file().get("pid_started_at")
-    return is_trainer_process(pid, run.dir, started if isinstance(started, (int, float)) else None)
+    return is_trainer_process(pid, run.dir, run.status_file().pid_started_at)

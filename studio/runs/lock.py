@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from studio.runs.files import LOCK_FILE, STATUS_FILE
+from studio.runs.files import LOCK_FILE
 
 ENV_FD = "STUDIO_RUN_LOCK_FD"  # the trainer finds its inherited lock here
 
@@ -25,15 +25,11 @@ def holder(run_dir: Path) -> str:
     """Who holds the lock: the trainer status.json names when that pid is this run's live trainer; else another
     studio process that is starting (or resuming) it, whose trainer is not recorded yet. A pid left from an
     earlier trainer is never named."""
-    import json
+    from studio.runs.folder import Run  # the run folder's reader and liveness: imported when asked
+    from studio.runs.liveness import is_trainer_process
 
-    from studio.runs.liveness import is_trainer_process  # liveness reads run folders: imported when asked
-
-    try:
-        pid = json.loads((run_dir / STATUS_FILE).read_text(encoding="utf-8")).get("pid")
-    except (OSError, ValueError, RecursionError, AttributeError):
-        pid = None
-    if isinstance(pid, int) and not isinstance(pid, bool) and is_trainer_process(pid, run_dir):
+    pid = Run(run_dir).pid
+    if pid is not None and is_trainer_process(pid, run_dir):
         return f"pid {pid}"
     return "another studio process is starting it"
 

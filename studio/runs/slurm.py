@@ -16,20 +16,21 @@ import sys
 import time
 from dataclasses import dataclass
 
-from studio.atomic import write_json, write_text
+from studio.atomic import write_text
 from studio.runs.events import End, append_event
-from studio.runs.files import PLAN_FILE, PROFILE_FILE, SLURM_SCRIPT
+from studio.runs.files import PLAN_FILE, PROFILE_FILE, SLURM_SCRIPT, STATUS_FILE
 from studio.runs.folder import Run, RunError
+from studio.runs.status import END_STATUSES, RunStatus
 
 SLURM_ENDINGS = {
-    "TIMEOUT": ("failed", "the job reached its time limit", "resume with more --time (or a longer partition)"),
-    "NODE_FAIL": ("failed", "a node of the job failed", "resume the run: Slurm places it on healthy nodes"),
-    "PREEMPTED": ("stopped", "the job was preempted", "resume the run"),
-    "OUT_OF_MEMORY": ("failed", "Slurm killed the job for using more memory than it asked for",
+    "TIMEOUT": (RunStatus.FAILED, "the job reached its time limit", "resume with more --time (or a longer partition)"),
+    "NODE_FAIL": (RunStatus.FAILED, "a node of the job failed", "resume the run: Slurm places it on healthy nodes"),
+    "PREEMPTED": (RunStatus.STOPPED, "the job was preempted", "resume the run"),
+    "OUT_OF_MEMORY": (RunStatus.FAILED, "Slurm killed the job for using more memory than it asked for",
                       "ask for more memory (--mem) or lower train.batch_size, then resume"),
-    "CANCELLED": ("stopped", "the job was cancelled", "resume the run"),
-    "BOOT_FAIL": ("failed", "a node failed to boot", "resume the run"),
-    "DEADLINE": ("failed", "the job missed its deadline", "resume the run"),
+    "CANCELLED": (RunStatus.STOPPED, "the job was cancelled", "resume the run"),
+    "BOOT_FAIL": (RunStatus.FAILED, "a node failed to boot", "resume the run"),
+    "DEADLINE": (RunStatus.FAILED, "the job missed its deadline", "resume the run"),
 }
 
 
@@ -76,18 +77,17 @@ def submit(run: Run, request: SlurmRequest, dry_run: bool = False) -> str:
     proc = subprocess.run(["sbatch", "--parsable", str(run.dir / SLURM_SCRIPT)], capture_output=True, text=True)
     if proc.returncode:
         why = proc.stderr.strip().removeprefix("sbatch: error: ") or "sbatch failed"
-        append_event(run.events_path, End(status="failed", error_kind="slurm", message=f"Slurm refused the job: {why}",
+        append_event(run.events_path, End(status=RunStatus.FAILED, error_kind="slurm", message=f"Slurm refused the job: {why}",
                                           advice="change the --partition, --time, --account or --nodes asked for "
                                                  "and start the run again"))
         raise RunError(f"Slurm refused the job: {why}")
     job = proc.stdout.strip().split(";")[0]
-    run.update_status_file(slurm_job=job, launched_at=time.time(), state="queued", attempts=1)
+    run.update_status_file(slurm_job=job, launched_at=time.time(), attempts=run.status_file().attempts + 1)
     return job
 
 
 def job_of(run: Run) -> str | None:
-    job = run.read_status_file().get("slurm_job")
-    return job if isinstance(job, str) and job.isdigit() else None
+    return run.status_file().slurm_job_id
 
 
 def job_state(job: str) -> tuple[str, str] | None:
@@ -106,7 +106,7 @@ def job_state(job: str) -> tuple[str, str] | None:
     return fields.get("JobState", "UNKNOWN"), fields.get("Reason", "None")
 
 
-def slurm_status(run: Run, events_status: str | None) -> tuple[str, str] | None:
+def slurm_status(run: Run, events_status: RunStatus | None) -> tuple[RunStatus, str] | None:
     """The status of a Slurm run, and what to say of it: queued (with Slurm's reason) while pending, running
     while Slurm runs it, else the events' word, or Slurm's ending when the trainer could not write one."""
     job = job_of(run)
@@ -120,11 +120,10 @@ def slurm_status(run: Run, events_status: str | None) -> tuple[str, str] | None:
         why = f"waiting for Slurm: {reason}"
         if reason == "PartitionTimeLimit":
             why += " (the job asks for more time than its partition allows: stop it and ask for less --time)"
-        return "queued", why
-    if name in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED") and events_status not in (
-            "completed", "stopped", "failed"):
-        return "running", f"Slurm job {job} {name.lower()}"
-    if events_status in ("completed", "stopped", "failed"):
+        return RunStatus.QUEUED, why
+    if name in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED") and events_status not in END_STATUSES:
+        return RunStatus.RUNNING, f"Slurm job {job} {name.lower()}"
+    if events_status in END_STATUSES:
         return events_status, ""
     ending = SLURM_ENDINGS.get(name.split()[0])
     if ending:
@@ -145,10 +144,10 @@ def record_ending(run: Run) -> None:
         tl = run.timeline()
     except OSError:
         return
-    if tl.end is not None and tl.end.time >= run.status_number("launched_at"):
+    if tl.end is not None and tl.end.time >= run.status_file().launched_at:
         return
     status, message, advice = ending
-    append_event(run.events_path, End(status=status, error_kind="slurm" if status == "failed" else None,
+    append_event(run.events_path, End(status=status, error_kind="slurm" if status == RunStatus.FAILED else None,
                                       message=f"{message} (Slurm job {job}, {state[0]})", advice=advice))
 
 
@@ -175,7 +174,6 @@ def node_folder(run: Run, rank: int) -> Run:
     for name in (PROFILE_FILE, PLAN_FILE):
         if not (node.dir / name).exists():
             shutil.copy2(run.dir / name, node.dir / name)
-    if not (node.dir / "status.json").exists():
-        write_json(node.dir / "status.json", {"profile": run.read_status_file().get("profile", ""),
-                                              "created_at": time.time(), "kind": "train", "attempts": 0})
+    if not (node.dir / STATUS_FILE).exists():
+        node.update_status_file(profile=run.status_file().profile, created_at=time.time())
     return node

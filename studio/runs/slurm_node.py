@@ -33,7 +33,7 @@ def run_node(run_dir: Path) -> int:
                                  rendezvous="c10d" if nodes > 1 else layout.rendezvous)
     write_layout(node, layout)
     resume = node.last_complete_checkpoint() is not None
-    node.update_status_file(slurm_job=os.environ.get("SLURM_JOB_ID", ""), node_rank=rank)
+    node.update_status_file(slurm_job=os.environ.get("SLURM_JOB_ID", ""))
     proc = launch(node, resume=resume)
 
     def graceful(signum: int, frame: object) -> None:

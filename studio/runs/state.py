@@ -1,12 +1,5 @@
-"""What state a run is in, from its files and its process: the one answer for every listing.
-
-queued      submitted to Slurm and waiting (the summary says Slurm's reason)
-running     the trainer process is alive
-completed, stopped, failed
-            its last attempt wrote that `end` (or was stopped before it could write one)
-crashed     the process is gone without an `end`: killed, or died; resume continues it
-damaged     its files cannot be read; the reason says which and why
-unreadable  this user may not look into its folder (another owner's, or mode 0700); the reason says whose
+"""What state a run is in, from its files, its process and Slurm: `run_status` is the one answer, for the CLI,
+the dashboard, the monitor and the launcher alike. The statuses and their meanings: runs/status.py.
 """
 
 from __future__ import annotations
@@ -14,60 +7,64 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from studio.runs.events import END_STATUSES, Timeline, load_summary_timeline
+from studio.runs.events import End, Timeline, load_summary_timeline
 from studio.runs.folder import Run
 from studio.runs.health import health_alerts
 from studio.runs.liveness import is_alive
+from studio.runs.status import END_STATUSES, RunStatus
 
-STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed", "damaged", "unreadable")
+STATUSES = tuple(RunStatus)
 
 
-def run_status(run: Run, timeline: Timeline | None = None, alive: bool | None = None) -> str:
-    """running, completed, stopped, failed, crashed, damaged or unreadable.
-
-    An `end` written after the latest launch counts even while the process is still
-    exiting; an older one (the attempt before a resume) does not. A trainer that dies
-    after a stop request (before it could save anything) counts as stopped, not crashed.
-    """
+def run_status(run: Run, timeline: Timeline | None = None, alive: bool | None = None) -> RunStatus:
+    """The run's status, reading what the caller has not (its events, its process): `status_of` decides."""
     if timeline is None:
         try:
             timeline = run.timeline()
         except PermissionError:
-            return "unreadable" if run.unreadable() else "damaged"
+            return RunStatus.UNREADABLE if run.unreadable() else RunStatus.DAMAGED
         except OSError:
-            return "damaged"
-    alive = is_alive(run) if alive is None else alive
-    status = status_from(timeline, alive, run.status_number("launched_at"), run.status_number("stop_requested_at"))
+            return RunStatus.DAMAGED
+    return status_of(run, timeline.end, is_alive(run) if alive is None else alive)
+
+
+def status_of(run: Run, end: End | None, alive: bool) -> RunStatus:
+    """The one rule, from the run's latest `end` record and whether its trainer lives (plus status.json's times
+    and, for a Slurm run, Slurm itself).
+
+    An `end` written after the latest launch counts even while the process is still exiting; an older one
+    (the attempt before a resume) does not. A trainer that dies after a stop request (before it could save
+    anything) counts as stopped, not crashed. A Slurm run is queued while Slurm holds it, and when its trainer
+    could write no `end` (a time limit, a dead node), Slurm's ending says what happened.
+    """
+    record = run.status_file()
+    ended = RunStatus.of(end.status) if end else None
+    if end and ended in END_STATUSES and (not alive or end.time >= record.launched_at):
+        status = ended
+    elif alive:
+        status = RunStatus.RUNNING
+    elif record.launched_at and record.stop_requested_at >= record.launched_at:
+        status = RunStatus.STOPPED
+    else:
+        status = RunStatus.CRASHED
     slurm = slurm_word(run, status)
     return slurm[0] if slurm else status
 
 
-def slurm_word(run: Run, status: str) -> tuple[str, str] | None:
+def slurm_word(run: Run, status: RunStatus) -> tuple[RunStatus, str] | None:
     """For a run submitted to Slurm: queued (and why) or running as Slurm sees it, or Slurm's own ending."""
-    if "slurm_job" not in run.read_status_file() or status == "running":
+    if not run.status_file().slurm_job or status == RunStatus.RUNNING:
         return None
     from studio.runs.slurm import slurm_status
 
     return slurm_status(run, status if status in END_STATUSES else None)
 
 
-def status_from(timeline: Timeline, alive: bool, launched_at: float, stop_requested_at: float) -> str:
-    """The status from what was read: the events, whether the process lives, and status.json's times."""
-    end = timeline.end
-    if end and end.status in END_STATUSES and (not alive or end.time >= launched_at):
-        return end.status
-    if alive:
-        return "running"
-    if launched_at and stop_requested_at >= launched_at:
-        return "stopped"
-    return "crashed"
-
-
 @dataclass(frozen=True)
 class RunSummary:
     id: str
     profile: str
-    status: str
+    status: RunStatus
     dir: str
     step: int
     max_steps: int | None
@@ -97,30 +94,28 @@ def start_model(start: Any) -> str | None:
 
 def summarize(run: Run) -> RunSummary:
     """A run's line in a listing; a damaged run gets one too, with the reason."""
-    status_file = run.read_status_file()
-    profile = status_file.get("profile") if isinstance(status_file.get("profile"), str) else ""
-    created = status_file.get("created_at")
-    started = float(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None
+    record = run.status_file()
+    profile, started = record.profile, record.created_at
     unreadable = run.unreadable()
     if unreadable:
-        return RunSummary(run.id, profile, "unreadable", str(run.dir), 0, None, None, started, None, None,
+        return RunSummary(run.id, profile, RunStatus.UNREADABLE, str(run.dir), 0, None, None, started, None, None,
                           problem=unreadable)
     problems = run.entry_problems()
     if problems:
-        return RunSummary(run.id, profile, "damaged", str(run.dir), 0, None, None, started, None, None,
+        return RunSummary(run.id, profile, RunStatus.DAMAGED, str(run.dir), 0, None, None, started, None, None,
                           problem="; ".join(problems))
     try:
         tl = load_summary_timeline(run.dir)  # bounded: a huge events file lists as fast as a small one
     except OSError as e:
-        return RunSummary(run.id, profile, "damaged", str(run.dir), 0, None, None, started, None, None,
+        return RunSummary(run.id, profile, RunStatus.DAMAGED, str(run.dir), 0, None, None, started, None, None,
                           problem=f"cannot read {run.events_path.name}: {e.strerror or e}")
     last, start, end = tl.last_step, tl.start, tl.end
     last_eval = tl.evals[max(tl.evals)] if tl.evals else None
     status = run_status(run, tl)
-    slurm = slurm_word(run, status) if status in ("queued", "failed", "stopped") else None
+    slurm = slurm_word(run, status) if status in (RunStatus.QUEUED, RunStatus.FAILED, RunStatus.STOPPED) else None
     return RunSummary(
         id=run.id, profile=profile, status=status, dir=str(run.dir),
-        problem=slurm[1] if slurm and status == "queued" else None,
+        problem=slurm[1] if slurm and status == RunStatus.QUEUED else None,
         step=last.step if last else 0,
         max_steps=(last.max_steps if last else None) or (start.max_steps if start else None),
         loss=last.loss if last else None, started_at=started, ended_at=end.time if end else None,
@@ -131,4 +126,4 @@ def summarize(run: Run) -> RunSummary:
         train_s=last.elapsed_s if last else None,
         method=start.method if start else None, model=start_model(start), note=run.note(),
         alert=next((a.message for a in health_alerts(tl, running=True, recent=50) if a.kind == "stall"), None)
-        if status == "running" else None)
+        if status == RunStatus.RUNNING else None)

@@ -13,6 +13,7 @@ from studio.planning.fixes import oom_advice as fixes_advice
 from studio.profiles.profile import Profile, ProfileError
 from studio.runs.events import End
 from studio.trainer.hub import DownloadError
+from studio.runs.status import RunStatus
 
 
 DISK_ERRNOS = (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM)
@@ -59,7 +60,7 @@ def oom_advice(profile: Profile | None) -> tuple[str, str]:
 def failure_record(e: BaseException, profile: Profile | None) -> End:
     """The `end` event of a failed run: what went wrong and what to do."""
     info = classify(e, profile)
-    return End(status="failed", error_kind=info["error_kind"], message=info["message"], advice=info["advice"],
+    return End(status=RunStatus.FAILED, error_kind=info["error_kind"], message=info["message"], advice=info["advice"],
                rows=tuple(info.get("rows", ())))
 
 

@@ -40,6 +40,7 @@ from studio.trainer.failures import Diverged, failure_record
 from studio.trainer.model import count_params, load_model, load_tokenizer, lora_config, model_folder
 from studio.trainer.stop import StopRequest
 from studio.trainer.telemetry import Telemetry
+from studio.runs.status import RunStatus
 
 def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, resume: bool, probe: bool) -> End:
     """Train the run's profile; returns its `end` record (completed or stopped)."""
@@ -116,7 +117,7 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
         resumed_from=str(checkpoint) if checkpoint else None, pid=os.getpid(), torch=torch.__version__,
         decisions=tuple(decisions), **job_of(plan))
     if stop.requested:
-        return End(status="stopped", step=0, message="stopped before training began")
+        return End(status=RunStatus.STOPPED, step=0, message="stopped before training began")
 
     # 5. Train; save the result; evaluate at the end when nobody did at this step.
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -214,7 +215,7 @@ def end_record(run: Run, trainer: Any, telemetry: Telemetry, metrics: dict[str, 
         where = run.last_complete_checkpoint()
         message = f"stopped at step {st.global_step}; saved {where.name if where else 'no checkpoint'} and the adapter in final/"
         advice = f"resume continues from step {st.global_step}"
-    return End(status="stopped" if stopped else "completed", step=st.global_step, max_steps=st.max_steps,
+    return End(status=RunStatus.STOPPED if stopped else RunStatus.COMPLETED, step=st.global_step, max_steps=st.max_steps,
                final=None if probe else str(run.final_dir),
                rss_peak_gib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB, 3),
                train_runtime_s=round(runtime, 3), train_tokens=tokens,
@@ -246,8 +247,6 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
     try:
         writer = EventWriter(run.events_path) if main else NullWriter()
         if main:
-            run.update_status_file(trainer_pid=os.getpid(), state="running", world_size=world_size(),
-                                   node_rank=node_rank())
             record_unrecorded_trainer(run)
     except OSError as e:
         print(f"cannot write to the run folder {run.dir}: {e}; make it writable and resume", file=sys.stderr)
@@ -264,9 +263,9 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
             set_aside_diverged(run, e)
         end = failure_record(e, profile)
         print(f"run failed ({end.error_kind}): {end.message}\n  what to do: {end.advice}", file=sys.stderr, flush=True)
-        record_end(run, writer, end, main)
+        record_end(run, writer, end)
         return 1
-    record_end(run, writer, end, main)
+    record_end(run, writer, end)
     print(f"run {end.status} at step {end.step}", flush=True)
     return 0
 
@@ -307,11 +306,9 @@ def hold_lock(run: Run) -> RunLock | None:
     return RunLock(run.dir).acquire()
 
 
-def record_end(run: Run, writer: EventWriter, end: End, main: bool) -> None:
+def record_end(run: Run, writer: EventWriter, end: End) -> None:
     """Write the `end` record; a folder that can no longer be written leaves the run `crashed` (resumable)."""
     try:
         writer.write(end)
-        if main:
-            run.update_status_file(state=end.status)
     except OSError as e:
         print(f"cannot record the end of the run in {run.dir}: {e}", file=sys.stderr, flush=True)

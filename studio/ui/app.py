@@ -30,6 +30,7 @@ from studio.paths import themes_dir
 from studio.settings import Settings
 from studio.ui.dashboard import Dashboard
 from studio.ui.screens import StudioScreen
+from studio.runs.status import RunStatus
 
 if TYPE_CHECKING:
     from studio.profiles.profile import Profile
@@ -144,7 +145,7 @@ class StudioApp(App[None]):
         from studio.runs.state import run_status
 
         run = Run(runs_dir() / run_id)
-        if "/" not in run_id and run.dir.is_dir() and not run.dir.is_symlink() and run_status(run) == "running":
+        if "/" not in run_id and run.dir.is_dir() and not run.dir.is_symlink() and run_status(run) == RunStatus.RUNNING:
             self.call_from_thread(self.open_run, run)
 
     @work(thread=True, exclusive=True, group="gpus")
@@ -314,7 +315,7 @@ class StudioApp(App[None]):
         from studio.ui.dialogs import Confirm
 
         status = run_status(run)
-        if status != "running":
+        if status != RunStatus.RUNNING:
             self.notify(f"run {run.id} is already {status}: nothing to stop", severity="warning")
             return
         question = (f"stop run {run.id}? it finishes its step and saves a checkpoint" if what == "stop"
@@ -504,7 +505,7 @@ class StudioApp(App[None]):
         """Leave at once: the runs still training are named from what the dashboard last read (in a worker)
         and from the monitors open. (No import here: quitting from the dashboard need not load the monitor.)"""
         dashboard = next((s for s in self.screen_stack if isinstance(s, Dashboard)), None)
-        running = [s.id for s in dashboard.last_summaries if s.status == "running"] if dashboard else []
+        running = [s.id for s in dashboard.last_summaries if s.status == RunStatus.RUNNING] if dashboard else []
         watched = [s.training_run_id() for s in self.screen_stack if isinstance(s, StudioScreen)]
         running += [run_id for run_id in watched if run_id and run_id not in running]
         front = (self.screen.training_run_id() if isinstance(self.screen, StudioScreen) else None) or ""

@@ -28,14 +28,15 @@ from studio.runs.folder import Run, list_runs, runs_folder_problem
 from studio.ui.actions import RunActions, run_action_commands, run_bindings
 from studio.ui.screens import StudioScreen
 from studio.ui.widgets import GpuPanel, fill_table, fit_label
+from studio.runs.status import RunStatus
 
 if TYPE_CHECKING:
     from studio.runs.state import RunSummary  # runs are read after the first frame, in a worker
 
 REFRESH_S = 2.0
 NARROW = 160  # columns below which the Profiles and Runs lists stack (side by side they need about 160)
-STATUS_STYLE = {"running": "green", "completed": "cyan", "stopped": "yellow", "failed": "red", "crashed": "red",
-                "damaged": "red", "unreadable": "red"}
+STATUS_STYLE = {RunStatus.RUNNING: "green", RunStatus.COMPLETED: "cyan", RunStatus.STOPPED: "yellow",
+                **{s: "red" for s in RunStatus if s.bad}}
 SORTS = ("newest", "status", "loss", "tokens/s")
 PROFILE_COLUMNS = ("profile", "method", "model", "fit")
 RUN_COLUMNS = ("run", "status", "method", "model", "steps", "loss", "tok/s", "train time", "age")
@@ -243,7 +244,7 @@ class Dashboard(RunActions, StudioScreen):
         except OSError:
             state = (-1, 0, 0, 0)
         cached = self._summaries.get(run.id)
-        if cached and (not reread_running or (cached[0] == state and cached[1].status != "running")):
+        if cached and (not reread_running or (cached[0] == state and cached[1].status != RunStatus.RUNNING)):
             return cached[1]
         from studio.runs.state import summarize
 
@@ -368,8 +369,8 @@ class Dashboard(RunActions, StudioScreen):
         before = {s.id: s.status for s in self.last_summaries}
         watched = self.watched_run_ids()
         for s in summaries:
-            if before.get(s.id) == "running" and s.status not in ("running", "queued") and s.id not in watched:
-                failed = s.status in ("failed", "crashed")
+            if before.get(s.id) == RunStatus.RUNNING and not s.status.live and s.id not in watched:
+                failed = s.status in (RunStatus.FAILED, RunStatus.CRASHED)
                 self.app.notify(f"run {s.id} {s.status}" + (f" ({s.error_kind})" if s.error_kind else ""),
                                 title=f"run {s.status}", severity="error" if failed else "information", timeout=8)
                 self.app.bell()
@@ -529,7 +530,7 @@ class Dashboard(RunActions, StudioScreen):
 
 def sort_runs(summaries: list[RunSummary], key: str) -> list[RunSummary]:
     if key == "status":
-        return sorted(summaries, key=lambda s: (s.status != "running", s.status, s.id))
+        return sorted(summaries, key=lambda s: (s.status != RunStatus.RUNNING, s.status, s.id))
     if key == "loss":
         return sorted(summaries, key=lambda s: (s.loss is None, s.loss or 0.0))
     if key == "tokens/s":

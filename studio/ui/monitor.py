@@ -29,17 +29,18 @@ from studio.hardware import Inventory
 from studio.planning.fixes import revised_for_oom
 from studio.profiles.profile import Profile, ProfileError, load_profile, profile_from_dict
 from studio.runs.files import EVAL_FILE
-from studio.runs.events import Event, EventTail, Timeline
+from studio.runs.events import End, Event, EventTail, Timeline
 from studio.runs.folder import Run
 from studio.runs.health import health_alerts
 from studio.runs.liveness import is_alive
-from studio.runs.state import status_from
+from studio.runs.state import status_of
 from studio.runs.tail import FileTail
 from studio.ui.actions import RunActions, run_action_commands, run_bindings
 from studio.ui.charts import LossChart
 from studio.ui.logs import LogView
 from studio.ui.screens import StudioScreen
 from studio.ui.widgets import StepBar, memory_lines, spark, update_in_place
+from studio.runs.status import ENDED, RunStatus
 
 FIRST_READ_HEAD = 256 << 10  # a long run's events as the monitor first reads them: the start of its story...
 FIRST_READ_TAIL = 8 << 20    # ...and its latest steps, evals and end
@@ -51,8 +52,7 @@ CHART_POINTS = 300    # longer histories are thinned to this many points (to twi
 WINDOW_STEPS = 200    # w narrows the chart to the latest steps
 CHART_VIEWS = ("loss", "learning rate", "tokens/s")  # v goes round them
 SPARK_WIDTH = 28      # the side pane is 30 columns at 80x24
-ENDED = ("completed", "stopped", "failed", "crashed")
-STATUS_COLOUR = {"running": "green", "completed": "cyan", "stopped": "yellow"}
+STATUS_COLOUR = {RunStatus.RUNNING: "green", RunStatus.COMPLETED: "cyan", RunStatus.STOPPED: "yellow"}
 KEY_HINT = {"oom": "f saves the revised profile below and resumes", "data": "u resumes the run",
             "download": "u resumes the run", "disk": "u resumes the run",
             "crash": "u resumes from the last checkpoint",
@@ -83,7 +83,7 @@ class RunFiles:
     log_text: str
     alive: bool
     launched_at: float
-    stop_requested_at: float
+    status: RunStatus | None = None            # runs/state.status_of, decided in the worker (Slurm asks squeue)
     error: str = ""
     evaluation: dict[str, Any] | None = None   # eval.json: `studio eval`'s before/after numbers
 
@@ -159,7 +159,7 @@ class RunMonitor(RunActions, StudioScreen):
         yield Footer()
 
     def training_run_id(self) -> str | None:
-        return self.run.id if self.status == "running" else None
+        return self.run.id if self.status == RunStatus.RUNNING else None
 
     def commands(self) -> Iterator[SystemCommand]:
         yield from run_action_commands(self, "this run")
@@ -190,7 +190,7 @@ class RunMonitor(RunActions, StudioScreen):
     def read_files(self) -> RunFiles:
         """New events and log text, and whether the trainer lives (file and process reads only)."""
         if not self.run.dir.is_dir():  # open files of a deleted folder still read: ask for the folder itself
-            return RunFiles([], "", False, 0.0, 0.0, error=f"folder deleted: what is on screen is all there was; "
+            return RunFiles([], "", False, 0.0, error=f"folder deleted: what is on screen is all there was; "
                                                            f"esc goes back ({self.run.dir})")
         try:
             # bounded too when the file grew a lot since the last read (the tail skips ahead)
@@ -198,9 +198,12 @@ class RunMonitor(RunActions, StudioScreen):
             self._loaded = True
             text = self.log_tail.read_text()
         except OSError as e:  # the run folder is unreadable
-            return RunFiles([], "", False, 0.0, 0.0, error=f"cannot read the run: {e.strerror or e}")
-        return RunFiles(records, text, is_alive(self.run), self.run.status_number("launched_at"),
-                        self.run.status_number("stop_requested_at"), evaluation=self.run.read_json(EVAL_FILE) or None)
+            return RunFiles([], "", False, 0.0, error=f"cannot read the run: {e.strerror or e}")
+        ends = [r for r in records if isinstance(r, End)]
+        end = ends[-1] if ends else self.timeline.end  # the monitor's timeline is folded in the app's thread
+        alive = is_alive(self.run)
+        return RunFiles(records, text, alive, self.run.status_file().launched_at, status_of(self.run, end, alive),
+                        evaluation=self.run.read_json(EVAL_FILE) or None)
 
     def first_records(self) -> list[Event]:
         """A long run's events, bounded: its first part (preflight, start) and its last 8 MiB (the latest
@@ -238,30 +241,30 @@ class RunMonitor(RunActions, StudioScreen):
         if files.evaluation != self.evaluation:
             self.evaluation, self._dirty = files.evaluation, True
         self.launched_at = files.launched_at
-        status = status_from(self.timeline.extend(files.records), files.alive, files.launched_at,
-                             files.stop_requested_at)
+        self.timeline.extend(files.records)
+        status = files.status
         self.timeline.thin(MONITOR_STEPS)
         for r in files.records:
             if r.KIND == "step":
                 self.peak_reserved = max([self.peak_reserved, *(p for p in r.gpu_mem_peak_reserved_gib if p is not None)])
         if files.log_text:
             self.log_view.feed(files.log_text)
-        if status == "running" and time.monotonic() - self._health_at >= HEALTH_EVERY_S:
+        if status == RunStatus.RUNNING and time.monotonic() - self._health_at >= HEALTH_EVERY_S:
             self._dirty = True  # a run that went quiet writes nothing: its health is judged on the clock too
-        if status == "running" and self.preparing:
+        if status == RunStatus.RUNNING and self.preparing:
             self._dirty = True  # the seconds of preparation count up
         if files.records or status != self.status or self._dirty:
             previous, self.status = self.status, status
             self._dirty = False
             self.repaint()
-            if previous == "running" and status in ENDED:
+            if previous == RunStatus.RUNNING and status in ENDED:
                 self.announce(status)
 
     def announce(self, status: str) -> None:
         """A toast and the terminal bell when the run being watched ends."""
         end = self.timeline.end
         text = f"run {self.run.id} {status}" + (f": {end.message}" if end and end.message else "")
-        self.app.notify(text, title=f"run {status}", severity="error" if status in ("failed", "crashed") else
+        self.app.notify(text, title=f"run {status}", severity="error" if status in (RunStatus.FAILED, RunStatus.CRASHED) else
                         "information", timeout=8)  # the status line and the error panel keep saying it
         self.app.bell()
 
@@ -275,7 +278,7 @@ class RunMonitor(RunActions, StudioScreen):
 
     def repaint(self) -> None:
         tl, status = self.timeline, self.status
-        running = status == "running"
+        running = status == RunStatus.RUNNING
         current = tl.current_step
         colour = STATUS_COLOUR.get(status, "red")
         head = Text.assemble(("● ", colour), (status, f"bold {colour}"), f"  {self.run.id}")
@@ -410,7 +413,7 @@ class RunMonitor(RunActions, StudioScreen):
                 parts.append(f"{(last.elapsed_s - first.elapsed_s) / (last.step - first.step):.2f} s/step")
         if tl.checkpoints:
             saved = tl.checkpoints[-1]
-            ago = f", {display.duration(time.time() - saved.time)} ago" if self.status == "running" and saved.time else ""
+            ago = f", {display.duration(time.time() - saved.time)} ago" if self.status == RunStatus.RUNNING and saved.time else ""
             parts.append(f"checkpoint step {saved.step}{ago}")
         return " · ".join(parts[:2]) + ("\n" + parts[2] if len(parts) > 2 else "")
 
@@ -472,12 +475,12 @@ class RunMonitor(RunActions, StudioScreen):
 
     def error_text(self) -> Text:
         end, status = self.timeline.end, self.status
-        if status == "crashed":
+        if status == RunStatus.CRASHED:
             return Text("The trainer exited without a final event (killed or crashed). Press u to resume "
                         "from the last checkpoint; the log below shows what happened.", style="bold red")
-        if not end or end.status != "failed":
-            if end and end.message and status != "running":
-                hint = " Press u to resume." if status == "stopped" else ""
+        if not end or end.status != RunStatus.FAILED:
+            if end and end.message and status != RunStatus.RUNNING:
+                hint = " Press u to resume." if status == RunStatus.STOPPED else ""
                 return Text(f"{end.message}.{hint}", style="yellow")
             return Text("")
         text = Text.assemble((f"failed ({end.error_kind}): ", "bold red"), end.message or "",
