@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+from studio.profiles.decision import Decision
 from studio.runs.events import End, Preflight, Start, Step
 from studio.terminal import shell_arg
 from studio.runs.status import RunStatus
@@ -95,12 +97,12 @@ def start_line(s: Start) -> str:
             f"{count(trainable)} trainable{share}, {s.max_steps} steps, optimizer {s.optimizer}{resumed}")
 
 
-def decision_lines(s: Start) -> list[str]:
-    """What the plan decided for this run, and why (one line each)."""
+def decision_lines(decisions: Sequence[Decision]) -> list[str]:
+    """What was decided for this run, and why (one line each)."""
     def shown(value: object) -> str:
         return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
-    return [f"  {d.key} = {shown(d.value)}: {d.reason}" for d in s.decisions]
+    return [f"  {d.key} = {shown(d.value)}: {d.reason}" for d in decisions]
 
 
 RESUMABLE = ("oom", "data", "download", "disk", "crash")

@@ -56,8 +56,8 @@ def test_wrong_types_read_as_missing_never_crash() -> None:
     assert parse_record({"event": "step", "step": "three"}) is None  # a step without its number is no step
     assert parse_record({"event": "end"}) is None and parse_record({"event": "nope"}) is None
     assert parse_record(["event", "step"]) is None
-    start = parse_record({"event": "start", "config": "not a table", "devices": ["cpu", 3]})
-    assert start == Start(devices=("cpu",)) and start.method == "?"
+    start = parse_record({"event": "start", "method": {"type": "lora"}, "devices": ["cpu", 3]})
+    assert start == Start(devices=("cpu",)) and start.method is None
 
 
 def test_hostile_lines_are_skipped() -> None:
@@ -69,8 +69,8 @@ def test_hostile_lines_are_skipped() -> None:
 
 def test_writer_values_are_json(tmp_path: Path) -> None:
     w = EventWriter(tmp_path / "e.jsonl")
-    w.write(Start(config={"path": tmp_path}))  # type: ignore[dict-item]
-    assert json.loads((tmp_path / "e.jsonl").read_text())["config"]["path"] == str(tmp_path)
+    w.write(Start(model=tmp_path))  # type: ignore[arg-type]
+    assert json.loads((tmp_path / "e.jsonl").read_text())["model"] == str(tmp_path)
 
 
 def test_steady_tokens_per_s_leaves_out_the_warm_up() -> None:

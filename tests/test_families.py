@@ -18,6 +18,7 @@ from conftest import DEMO_DATA, studio, write_profile
 from studio.planning.catalog import catalog_models, lookup_model
 from studio.planning.estimate import lora_params
 from studio.planning.plan import plan_run
+from studio.planning.record import read_plan
 from studio.profiles.profile import load_profile
 from studio.runs.events import End, Start, read_events
 from studio.runs.folder import create_run
@@ -81,8 +82,7 @@ def test_a_short_run_of_each_family_then_preview_export_and_chat(tmp_path: Path,
     data = json.loads(studio("run", str(path), "--json").stdout.strip().splitlines()[-1])
     assert data["status"] == "completed", data
     run_dir = Path(data["dir"])
-    start = [e for e in read_events(run_dir / "events.jsonl") if isinstance(e, Start)][-1]
-    packing = next(d for d in start.decisions if d.key == "data.packing")
+    packing = read_plan(run_dir / "plan.json").trained.decision("data.packing")  # what the trainer trained
     assert packing.reason and not packing.pending  # decided, and checked on the real model when on
     preview = studio("profile", "preview", str(path), "--rows", "1")
     assert preview.returncode == 0 and "trained" in preview.stdout.lower(), preview.stdout + preview.stderr

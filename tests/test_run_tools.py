@@ -4,11 +4,16 @@ why each auto was decided, devices and versions), delete one (never a running on
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from textual.widgets import DataTable
 
 from conftest import studio
+from studio.planning.plan import plan_run
+from studio.planning.record import Trained
+from studio.profiles.decision import Decision
+from studio.profiles.profile import load_profile
 from studio.runs.folder import Run
 from studio.ui.app import StudioApp
 from studio.ui.dialogs import Confirm
@@ -21,9 +26,11 @@ def test_describe_prints_the_profile_the_decisions_and_the_devices(studio_env: P
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     for e in events:  # what a trainer's start record also holds
         if e["event"] == "start":
-            e.update(torch="2.13.0", decisions=[{"key": "data.packing", "value": True,
-                                                 "reason": "rows average 19.3 tokens"}])
+            e.update(torch="2.13.0")
     (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    plan = plan_run(load_profile(run_dir / "profile.toml"), fake_inventory()).record()
+    trained = Trained(plan.resolved, (Decision("data.packing", True, "rows average 19.3 tokens"),))
+    Run(run_dir).write_plan(replace(plan, trained=trained))  # what the trainer writes when it starts
     proc = studio("describe", run_dir.name)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import demo_rows, studio, write_jsonl, write_profile
+from studio.planning.record import read_plan
 from studio.runs.events import Start, Step, load_timeline, read_events
 from studio.runs.folder import Run, create_run, find_run
 from studio.runs.launcher import launch
@@ -67,7 +68,9 @@ def test_lora_run_completes_then_exports(tmp_path: Path, chat_data: Path) -> Non
     tl = load_timeline(run_dir)
     assert tl.start and 0 < tl.start.trainable_params < tl.start.total_params
     assert tl.start.max_steps == 16 and tl.start.device == "cpu"
-    decided = {d.key: d for d in tl.start.decisions}  # every auto, decided for this run, with its reason
+    trained = read_plan(run_dir / "plan.json").trained  # the trainer's record of what it trains
+    decided = {d.key: d for d in trained.decisions}  # every auto, decided for this run, with its reason
+    assert trained.profile.data.packing is True and tl.start.method == "lora"
     assert {"train.gradient_checkpointing", "train.liger_kernel", "data.packing"} <= set(decided)
     assert decided["train.liger_kernel"].value is False and "GPU" in decided["train.liger_kernel"].reason
     assert decided["data.packing"].value is True and "exact" not in decided["data.packing"].reason

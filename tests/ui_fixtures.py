@@ -51,7 +51,7 @@ def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: 
          "train_rows": 11880, "eval_rows": 120, "truncated_rows": 14, "max_length": 2048, "loss_on": "assistant turns"},
         {"event": "start", "time": t0 + 40, "total_params": 8_030_261_248, "trainable_params": 41_943_040,
          "devices": ["NVIDIA A100-SXM4-80GB"], "device": "cuda", "dtype": "bf16", "optimizer": "paged_adamw_8bit",
-         "max_steps": 40, "config": {"model": {"name": "meta-llama/Llama-3.1-8B"}, "method": {"type": "qlora"}}},
+         "max_steps": 40, "method": "qlora", "model": "meta-llama/Llama-3.1-8B"},
     ]
     for step in range(1, 41):
         events.append({"event": "step", "time": t0 + 40 + step * 9.5, "step": step, "max_steps": 40,

@@ -70,7 +70,8 @@ class Follower:
                 self._line(line)
         elif isinstance(e, Start):
             self._line(display.start_line(e))
-            for line in display.decision_lines(e):
+            plan = self.run.plan()  # the trainer wrote what it trains before this record
+            for line in display.decision_lines(plan.final.decisions if plan else ()):
                 self._line(line)
         elif isinstance(e, Eval):
             self._line(f"eval loss {e.eval_loss:.4f} at step {e.step}")

@@ -95,7 +95,7 @@ def evaluate(run: Run, compare: bool, k: int) -> dict[str, Any]:
     t0 = time.monotonic()
     models = Models(run, None, "compare" if compare else "tuned")
     plan = run.plan()
-    profile = plan.profile if plan else run.profile()
+    profile = plan.final.profile if plan else run.profile()
     tokenized, rows, source = eval_rows(run, profile, models.tokenizer)
     result: dict[str, Any] = {"run": run.id, "rows": len(tokenized), "source": source, "adapter": models.adapter,
                               "device": models.device, "time": time.time()}

@@ -86,7 +86,7 @@ class Plan:
         estimate with what the run measured)."""
         mem = self.memory
         return PlanRecord(
-            profile=self.resolved or self.profile, decisions=self.decisions, layout=self.layout,
+            resolved=self.resolved or self.profile, decisions=self.decisions, layout=self.layout,
             model=self.model.id if self.model else self.profile.model.name, method=self.profile.method.type,
             gpu=self.gpu.name if self.gpu else None, gpus=tuple(g.name for g in self.gpus),
             peak_vram_gib=self.peak_vram_gib, peak_reserved_gib=mem.peak_reserved_gib if mem else None,

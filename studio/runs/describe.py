@@ -62,17 +62,19 @@ def describe(run: Run) -> dict[str, Any]:
         profile_text = read_regular(run.dir / PROFILE_FILE, PROFILE_BYTES).decode("utf-8", errors="replace")
     except OSError as e:
         profile_text = f"(cannot read {PROFILE_FILE}: {e.strerror or e})"
-    decisions = list(start.decisions) if start and start.decisions else list(plan.decisions) if plan else []
+    decisions = list(plan.final.decisions) if plan else []
+    record = run.status_file()
+    slurm = {"job": record.slurm_job, "request": record.slurm_request or {}} if record.slurm_job else None
     return {
         "id": run.id, "dir": str(run.dir), "status": summary.status, "problem": summary.problem,
         "profile_name": summary.profile, "step": summary.step, "max_steps": summary.max_steps,
-        "model": plan.model if plan else None, "method": plan.method if plan else None,
+        "model": plan.model if plan else None, "method": plan.final.profile.method.type if plan else None,
         "layout": plan.layout.to_dict() if plan else None, "gpus": list(plan.gpus) if plan else [],
         "estimate": {"peak_vram_gib": plan.peak_vram_gib, "tokens_per_s": plan.tokens_per_s} if plan else None,
         "decisions": [d.to_dict() for d in decisions],
         "devices": list(start.devices) if start else [], "dtype": start.dtype if start else None,
         "optimizer": start.optimizer if start else None, "torch": start.torch if start else None,
-        "profile": profile_text, "note": summary.note,
+        "profile": profile_text, "note": summary.note, "slurm": slurm, "attempts": record.attempts,
     }
 
 
@@ -87,6 +89,9 @@ def describe_lines(info: dict[str, Any]) -> list[str]:
         lines.append(f"note: {info['note']}")
     if info["problem"]:
         lines.append(f"problem: {info['problem']}")
+    if info.get("slurm"):
+        asked = ", ".join(f"{k} {v}" for k, v in info["slurm"]["request"].items() if v)
+        lines.append(f"Slurm job {info['slurm']['job']}" + (f" ({asked})" if asked else ""))
     if info["model"]:
         layout = info["layout"] or {}
         lines.append(f"model {info['model']} · {info['method']} · {layout.get('processes', 1)} process(es), "

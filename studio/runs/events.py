@@ -86,7 +86,8 @@ class Start(Event):
     DURABLE = True
     step: int = 0
     max_steps: int | None = None
-    config: dict[str, Any] = field(default_factory=dict)
+    method: str | None = None              # lora, qlora, full (what was trained, whole: plan.json's `trained`)
+    model: str | None = None               # the base model as the profile names it
     total_params: int | None = None
     trainable_params: int | None = None
     dataset: dict[str, Any] = field(default_factory=dict)
@@ -97,14 +98,8 @@ class Start(Event):
     resumed_from: str | None = None
     pid: int | None = None
     torch: str | None = None
-    decisions: tuple[Decision, ...] = ()   # what the plan settled, and the trainer decided, with reasons
     node_rank: int | None = None           # this machine's rank in a multi-machine job
     job: str | None = None                 # the job a multi-machine run belongs to (machines, main address)
-
-    @property
-    def method(self) -> str:
-        method = self.config.get("method")
-        return str(method.get("type", "?")) if isinstance(method, dict) else "?"
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,10 @@ class Run:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def write_plan(self, record: PlanRecord) -> None:
+        """plan.json: written when the run is started or revised, and by the trainer with what it trains."""
+        write_json(self.dir / PLAN_FILE, record.to_dict())
+
     def status_file(self) -> StatusFile:
         """status.json's record (empty when missing or unreadable); read again only when the file changed (a
         listing asks for it several times a run, and every write replaces the file: a new inode)."""

@@ -22,7 +22,7 @@ from studio.atomic import write_json, write_text
 from studio.planning.layout import Layout, accelerate_config
 from studio.planning.record import PlanRecord
 from studio.runs.events import End, Event, EventTail, append_event
-from studio.runs.files import ACCELERATE_CONFIG, LAYOUT_FILE, PLAN_FILE
+from studio.runs.files import ACCELERATE_CONFIG, LAYOUT_FILE
 from studio.runs.folder import Run, RunError, skipped_checkpoints
 from studio.runs.liveness import TRAINER_MODULE, is_alive, process_start_time
 from studio.runs.lock import ENV_FD, LockError, RunLock
@@ -36,7 +36,7 @@ EXIT_WAIT_S = 30.0  # how long a trainer that wrote its `end` may take to exit b
 def write_plan_files(run: Run, plan: PlanRecord) -> None:
     """plan.json (the typed record of what was decided and estimated), launch.json (read by every launch and
     resume) and, for several processes, the accelerate config the user can also reuse."""
-    write_json(run.dir / PLAN_FILE, plan.to_dict())
+    run.write_plan(plan)
     write_layout(run, plan.layout)
 
 

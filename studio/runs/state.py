@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from studio.runs.events import End, Timeline, load_summary_timeline
+from studio.runs.events import End, Start, Timeline, load_summary_timeline
 from studio.runs.folder import Run
 from studio.runs.health import health_alerts
 from studio.runs.liveness import is_alive
@@ -85,11 +85,15 @@ class RunSummary:
         return asdict(self)
 
 
-def start_model(start: Any) -> str | None:
-    """The model a start record's profile names (None without one)."""
-    model = start.config.get("model") if start else None
-    name = model.get("name") if isinstance(model, dict) else None
-    return name if isinstance(name, str) else None
+def trained_by(run: Run, start: Start | None) -> dict[str, str | None]:
+    """The method and model of a run that started training: its `start` record says (a run started by an
+    older studio says so only in plan.json, read then)."""
+    if start is None:
+        return {"method": None, "model": None}
+    if start.method is None:
+        plan = run.plan()
+        return {"method": plan.final.profile.method.type if plan else None, "model": plan.model if plan else None}
+    return {"method": start.method, "model": start.model}
 
 
 def summarize(run: Run) -> RunSummary:
@@ -124,6 +128,6 @@ def summarize(run: Run) -> RunSummary:
                       (last.tokens_per_s if last else None)),
         eval_loss=last_eval.eval_loss if last_eval else None,
         train_s=last.elapsed_s if last else None,
-        method=start.method if start else None, model=start_model(start), note=run.note(),
+        **trained_by(run, start), note=run.note(),
         alert=next((a.message for a in health_alerts(tl, running=True, recent=50) if a.kind == "stall"), None)
         if status == RunStatus.RUNNING else None)

@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -30,7 +31,7 @@ from studio.runs.lock import LockError, RunLock, inherited
 from studio.trainer.config import check_requirements, is_machine_main, node_rank, resolve_dtype, sft_config, world_size
 from studio.planning.decisions import data_shape
 from studio.planning.decisions import packing as packing_rule
-from studio.planning.record import PlanRecord
+from studio.planning.record import PlanRecord, Trained
 from studio.profiles.decision import Decision
 from studio.profiles.profile import with_changes
 from studio.trainer.dataset import bad_rows_record, load_data, preflight, probe_dataset, rows_for_loss, split_eval
@@ -42,15 +43,15 @@ from studio.trainer.stop import StopRequest
 from studio.trainer.telemetry import Telemetry
 from studio.runs.status import RunStatus
 
-def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, resume: bool, probe: bool) -> End:
-    """Train the run's profile; returns its `end` record (completed or stopped)."""
+def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe: bool) -> End:
+    """Train the run's plan; returns its `end` record (completed or stopped)."""
     from datasets import Dataset as HFDataset
     from trl import SFTTrainer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    plan = run_plan(run)
+    profile, decisions = plan.resolved, list(plan.decisions)  # every auto as the plan settled it for this machine
     dtype = resolve_dtype(profile, device)
-    plan = run_plan(run, profile)
-    profile, decisions = plan.profile, list(plan.decisions)  # every auto as the plan settled it for this machine
     check_requirements(profile, device)
 
     # 1. Data: rows, an eval split, malformed rows refused or skipped.
@@ -111,11 +112,13 @@ def train(run: Run, profile: Profile, writer: EventWriter, stop: StopRequest, re
     total, trainable = count_params(trainer.model)
     devices = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if device == "cuda"
                else ["cpu"] * world_size())
+    if is_machine_main():  # what this attempt trains, every decision made: the run's one record of it
+        run.write_plan(replace(plan, trained=Trained(profile, tuple(decisions))))
     telemetry.start_record = Start(
-        config=profile.to_dict(), total_params=total, trainable_params=trainable, dataset=to_record(stats),
+        method=profile.method.type, model=profile.model.name, total_params=total, trainable_params=trainable, dataset=to_record(stats),
         devices=tuple(devices), device=device, dtype=dtype, optimizer=profile.optimizer,
         resumed_from=str(checkpoint) if checkpoint else None, pid=os.getpid(), torch=torch.__version__,
-        decisions=tuple(decisions), **job_of(plan))
+        **job_of(plan))
     if stop.requested:
         return End(status=RunStatus.STOPPED, step=0, message="stopped before training began")
 
@@ -140,22 +143,22 @@ def job_of(plan: PlanRecord) -> dict[str, Any]:
                    f"{layout.main_address}:{layout.main_port}; this is machine {node_rank()}"}
 
 
-def run_plan(run: Run, profile: Profile) -> PlanRecord:
+def run_plan(run: Run) -> PlanRecord:
     """The run's plan record; a run folder made without one (by hand, or by an older studio) is planned here,
-    on this machine, through the same planner."""
+    on this machine, through the same planner, from its profile.toml."""
     record = run.plan()
     if record is not None:
         return record
     from studio.planning.inventory import current_inventory
     from studio.planning.plan import plan_run
 
-    return plan_run(profile, current_inventory()).record()
+    return plan_run(load_profile(run.profile_path), current_inventory()).record()
 
 
 def overrule(profile: Profile, decisions: list[Decision], key: str, value: bool,
              why: str) -> tuple[Profile, list[Decision]]:
-    """Settle a decision the trainer makes itself (from the data or the real model), and say why in the
-    `start` record."""
+    """Settle a decision the trainer makes itself (from the data or the real model), and say why (in the
+    trainer's log, and in plan.json's `trained` record)."""
     print(f"{key} = {str(value).lower()}: {why}", flush=True)
     kept = [d for d in decisions if d.key != key]
     return with_changes(profile, {key: value}), kept + [Decision(key, value, why)]
@@ -255,8 +258,8 @@ def train_run(run_dir: Path, resume: bool = False, probe: bool = False, stop: St
     print(f"studio trainer pid {os.getpid()} run {run.dir} resume={resume} probe={probe}", flush=True)
     profile = None
     try:
-        profile = load_profile(run.profile_path)
-        end = train(run, profile, writer, stop, resume, probe)
+        profile = load_profile(run.profile_path)  # for the failure's advice; the trainer trains the plan
+        end = train(run, writer, stop, resume, probe)
     except BaseException as e:  # noqa: BLE001 - every failure must end the log
         traceback.print_exc()
         if isinstance(e, Diverged) and main:

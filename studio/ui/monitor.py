@@ -27,7 +27,7 @@ from textual.widgets import Footer, Header, Input, RichLog, Static
 from studio import display
 from studio.hardware import Inventory
 from studio.planning.fixes import revised_for_oom
-from studio.profiles.profile import Profile, ProfileError, load_profile, profile_from_dict
+from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.runs.files import EVAL_FILE
 from studio.runs.events import End, Event, EventTail, Timeline
 from studio.runs.folder import Run
@@ -283,7 +283,7 @@ class RunMonitor(RunActions, StudioScreen):
         colour = STATUS_COLOUR.get(status, "red")
         head = Text.assemble(("● ", colour), (status, f"bold {colour}"), f"  {self.run.id}")
         if tl.start:
-            head.append(f"  ·  {tl.start.method} on {', '.join(tl.start.devices or ('?',))} "
+            head.append(f"  ·  {tl.start.method or '?'} on {', '.join(tl.start.devices or ('?',))} "
                         f"({tl.start.dtype or '?'}), {display.count(tl.start.trainable_params)} trainable")
         elif tl.download and not tl.download.done:
             head.append(f"  ·  downloading {tl.download.name}: {display.size_bytes(tl.download.bytes)}"
@@ -437,7 +437,7 @@ class RunMonitor(RunActions, StudioScreen):
         """The run's settings in one line, from its plan (the resolved profile): what it trains and how."""
         if self.plan is None:
             return ""
-        p = self.plan.profile
+        p = self.plan.final.profile
         parts = [self.plan.model.rsplit("/", 1)[-1]]
         if p.method.type != "full":
             parts.append(f"{p.method.type} r{p.method.rank}")
@@ -495,16 +495,9 @@ class RunMonitor(RunActions, StudioScreen):
         return text
 
     def trained_profile(self, profile: Profile) -> Profile:
-        """The profile as the run trained it, every auto settled: the trainer's (its `start` record), else the
-        plan's, else the profile as written."""
-        start = self.timeline.start
-        if start and start.config:
-            try:
-                return profile_from_dict(start.config, "the run's start record")
-            except ProfileError:
-                pass
+        """The profile as the run trained it, every auto settled (plan.json's `final`), else as written."""
         plan = self.run.plan()
-        return plan.profile if plan else profile
+        return plan.final.profile if plan else profile
 
     def oom_diff(self) -> str:
         try:
