@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.data import check_bad_rows, estimated_tokens, load_local
+from studio.data import DataError, check_bad_rows, estimated_tokens, load_local
 from studio.hardware import Inventory
 from studio.paths import is_local
 from studio.planning.inventory import current_inventory
@@ -61,17 +61,18 @@ def shape_of(profile: Profile, lengths: list[int]) -> DataShape:
     return data_shape(lengths, t.batch_size, profile.data.max_length, t.seed)
 
 
-def start_profile(profile: Profile, name: str, probe: bool = False, inventory: Inventory | None = None,
-                  slurm: SlurmRequest | None = None, slurm_dry_run: bool = False) -> Started:
-    """Check what the profile asks of this machine, its model and its data; plan the run; make its
-    folder and launch the trainer (or submit it to Slurm). Nothing is written before every check has passed."""
-    inventory = inventory or current_inventory()
+# What a start or a revision raises when it cannot go ahead; each names what to change. The CLI and the app
+# catch these, and nothing else, from `start_profile`, `start_run` and `revise_run`.
+START_ERRORS = (ProfileError, DataError, RunError, OSError)
+
+
+def checked_plan(profile: Profile, name: str, inventory: Inventory, shape: DataShape | None) -> Plan:
+    """The one path to a run's plan, for a start and a revision alike: what the profile asks of this machine
+    and of the files it names, the plan (with this machine's corrections), a layout this machine can launch,
+    and what the model allows. Raises ProfileError (with every problem) or RunError; writes nothing."""
     problems = machine_problems(profile, inventory) + reference_problems(profile)
     if problems:
         raise ProfileError(name, problems)
-    # A probe trains on synthetic rows filled to max_length.
-    n = profile.data.max_length
-    shape = DataShape(rows=0, mean_tokens=n, p95_tokens=n, fill=1.0, exact=True) if probe else check_data(profile)
     try:
         plan = plan_run(profile, inventory, machine_corrections(), shape)
         check_launchable(plan.layout, inventory)
@@ -80,6 +81,17 @@ def start_profile(profile: Profile, name: str, probe: bool = False, inventory: I
     problems = model_problems(profile, plan.model)
     if problems:
         raise ProfileError(name, problems)
+    return plan
+
+
+def start_profile(profile: Profile, name: str, probe: bool = False, inventory: Inventory | None = None,
+                  slurm: SlurmRequest | None = None, slurm_dry_run: bool = False) -> Started:
+    """Check what the profile asks of this machine, its model and its data; plan the run; make its
+    folder and launch the trainer (or submit it to Slurm). Nothing is written before every check has passed."""
+    # A probe trains on synthetic rows filled to max_length.
+    n = profile.data.max_length
+    shape = DataShape(rows=0, mean_tokens=n, p95_tokens=n, fill=1.0, exact=True) if probe else check_data(profile)
+    plan = checked_plan(profile, name, inventory or current_inventory(), shape)
     run = create_run(profile.to_toml(), name, kind="probe" if probe else "train")
     write_plan_files(run, plan.record())
     if slurm is not None:
@@ -92,15 +104,7 @@ def revise_run(run: Run, revised: Profile, inventory: Inventory | None = None) -
     """Give a run that failed a revised profile (an out-of-memory fix), planned like any start: checked, a new
     plan.json and launch.json, so that the resumed trainer trains it and the history compares its peak with
     its own estimate. The profile it first started with is kept once, as profile.orig.toml."""
-    inventory = inventory or current_inventory()
-    problems = machine_problems(revised, inventory) + reference_problems(revised)
-    if problems:
-        raise ProfileError(run.id, problems)
-    try:
-        plan = plan_run(revised, inventory, machine_corrections(), check_data(revised))
-        check_launchable(plan.layout, inventory)
-    except LayoutError as e:
-        raise RunError(str(e)) from None
+    plan = checked_plan(revised, run.id, inventory or current_inventory(), check_data(revised))
     original = run.dir / ORIGINAL_PROFILE
     try:
         if not original.exists():

@@ -10,6 +10,7 @@ import torch
 from studio.data import DataError
 from studio.hardware import GIB
 from studio.planning.fixes import oom_advice as fixes_advice
+from studio.planning.hub_models import offline
 from studio.profiles.profile import Profile, ProfileError
 from studio.runs.events import End
 from studio.trainer.hub import DownloadError
@@ -81,9 +82,8 @@ def diverged_advice(e: Diverged, profile: Profile | None) -> str:
 
 def download_advice() -> str:
     """What to do after a failed download: offline mode is named when it is the cause."""
-    import os
 
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if offline():
         return ("HF_HUB_OFFLINE is set, so nothing is downloaded: unset it (or fill the Hugging Face cache on a "
                 "machine that is online and copy it here), then resume the run")
     return ("check the id; for a gated or private model set HF_TOKEN (or `hf auth login`) and accept its licence "

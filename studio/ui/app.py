@@ -274,23 +274,22 @@ class StudioApp(App[None]):
             self.call_from_thread(lambda: self.starting.discard(path))
 
     def start_and_open(self, path: Path) -> None:
-        from studio.data import DataError
-        from studio.planning.layout import LayoutError
-        from studio.profiles.profile import ProfileError
-        from studio.runs.folder import RunError
-        from studio.runs.start import start_run
+        from studio.runs.start import START_ERRORS, start_run
 
         try:
             run = start_run(path).run
-        except ProfileError as e:
-            self.call_from_thread(self.notify, "; ".join(e.problems[:3]), title="profile problems", severity="error",
-                                  timeout=10)
-            return
-        except (DataError, RunError, LayoutError, OSError) as e:
-            self.call_from_thread(self.notify, str(e), title="cannot start", severity="error", timeout=10)
+        except START_ERRORS as e:
+            self.call_from_thread(self.tell_start_failure, e, "cannot start")
             return
         self.call_from_thread(self.notify, f"started run {run.id}")
         self.call_from_thread(self.open_run, run)
+
+    def tell_start_failure(self, e: Exception, title: str) -> None:
+        """Why a start or a revision did not go ahead (a profile's problems, the first three of them)."""
+        from studio.profiles.profile import ProfileError
+
+        text = "; ".join(e.problems[:3]) if isinstance(e, ProfileError) else str(e)
+        self.notify(text, title=title, severity="error", timeout=10)
 
     def open_run(self, run: Run) -> None:
         from studio.ui.monitor import RunMonitor
@@ -348,19 +347,14 @@ class StudioApp(App[None]):
     @work(thread=True, group="resume")
     def revise_and_resume(self, run: Run, revised: Profile) -> None:
         """After an out-of-memory failure: the revised profile planned like any start, then resumed."""
-        from studio.profiles.profile import ProfileError
-        from studio.runs.folder import RunError
         from studio.runs.launcher import resume_run
-        from studio.runs.start import revise_run
+        from studio.runs.start import START_ERRORS, revise_run
 
         try:
             revise_run(run, revised)
             resume_run(run)
-        except ProfileError as e:
-            self.call_from_thread(self.notify, "; ".join(e.problems), title="cannot revise the run", severity="error")
-            return
-        except RunError as e:
-            self.call_from_thread(self.notify, str(e), title="cannot revise the run", severity="error")
+        except START_ERRORS as e:
+            self.call_from_thread(self.tell_start_failure, e, "cannot revise the run")
             return
         self.call_from_thread(self.notify, "saved the revised profile and planned it again (the original is "
                                            "profile.orig.toml); resuming")
