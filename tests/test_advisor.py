@@ -58,8 +58,8 @@ def test_review_names_the_fix_and_its_saving() -> None:
     profile = load_profile(bundled_profiles_dir() / "llama-3.1-8b-lora-24gb.toml")
     small = review_profile(profile, planning_inventory("RTX 3060"))
     assert not small.fits and small.message.startswith("will run out of memory at ~")
-    assert "switch to QLoRA" in small.message and small.fixes[0]["fits"]
-    assert small.fixes[0]["set"] == {"method.type": "qlora", "train.optimizer": "auto"}
+    assert "switch to QLoRA" in small.message and small.fixes[0].fits
+    assert small.fixes[0].changes == {"method.type": "qlora", "train.optimizer": "auto"}
     big = review_profile(profile, planning_inventory("RTX 4090"))
     assert big.fits and re.match(r"fits with \d+\.\d GiB to spare", big.message)
 

@@ -93,16 +93,14 @@ async def test_bad_value_is_shown_next_to_the_field_and_not_saved(studio_env: Pa
 async def test_apply_the_suggestion_that_makes_it_fit(studio_env: Path) -> None:
     async with app().run_test(size=(120, 40)) as pilot:
         pilot.app.edit_profile(bundled_profiles_dir() / "llama-3.1-8b-lora-24gb.toml")
-        await pilot.pause(0.3)
-        editor = pilot.app.screen
+        editor = await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled
+                             and pilot.app.screen, "the editor")
         editor.query_one("#advice-gpu", Select).value = "RTX 3060 12GB"
-        await pilot.pause(0.4)
-        assert "does not fit" in str(editor.query_one("#advice-body").render())
-        assert editor.suggestion and "profile" in editor.suggestion
+        advice = lambda: str(editor.query_one("#advice-body").render())  # noqa: E731
+        await until(pilot, lambda: "does not fit" in advice() and "F4 applies" in advice(), "advice with a fix")
         await pilot.press("f4")
-        await pilot.pause(0.5)
-        assert editor.query_one("#f-method-type", Select).value == "qlora"
-        assert "does not fit" not in str(editor.query_one("#advice-body").render())
+        await until(pilot, lambda: editor.query_one("#f-method-type", Select).value == "qlora", "the fix applied")
+        await until(pilot, lambda: "does not fit" not in advice(), "the advice for the fixed profile")
         await pilot.press("ctrl+s")  # a bundled template is saved as the user's copy
         await pilot.pause(0.3)
     assert load_profile(studio_env / "profiles" / "llama-3.1-8b-lora-24gb.toml").method.type == "qlora"

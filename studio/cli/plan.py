@@ -175,19 +175,19 @@ def _review(args: argparse.Namespace) -> int:
     corrections = machine_corrections()
     try:
         review = review_profile(profile, inventory, corrections)
-        fitted = None if review.fits or any(f["fits"] for f in review.fixes) else make_it_fit(profile, inventory,
-                                                                                              corrections)
+        fitted = None if review.fits or any(f.fits for f in review.fixes) else make_it_fit(profile, inventory,
+                                                                                           corrections)
     except (EstimateError, LayoutError) as e:
         raise PlanError(str(e)) from None
     if args.json:
-        print(json.dumps({**review.to_dict(), "combined": fitted[1] if fitted else None}, indent=2))
+        print(json.dumps({**review.to_dict(), "combined": fitted.to_dict() if fitted else None}, indent=2))
         return EXIT_OK if review.fits else EXIT_FAILED
     print(f"{args.profile}: {review.message}")
     for f in review.fixes:
-        print(f"  - {f['change']}: -{f['saves_gib']:.1f} GiB -> {f['peak_vram_gib']:.1f} GiB"
-              f" ({'fits' if f['fits'] else 'still too big'})")
+        print(f"  - {f.reason}: -{f.saves_gib:.1f} GiB -> {f.peak_vram_gib:.1f} GiB"
+              f" ({'fits' if f.fits else 'still too big'})")
     if fitted:
-        print("  together, these make it fit: " + "; then ".join(fitted[1]))
+        print("  together, these make it fit: " + fitted.reason)
     return EXIT_OK if review.fits else EXIT_FAILED
 
 

@@ -14,7 +14,7 @@ from studio.planning.corrections import NONE, Corrections
 from studio.planning.decisions import DataShape
 from studio.planning.estimate import EstimateError, Setup, estimate_memory
 from studio.planning.speed import estimate_speed
-from studio.planning.fixes import FIXES, applicable
+from studio.planning.fixes import FIXES, Fix, applicable
 from studio.planning.inventory import spec_for
 from studio.planning.plan import SAFETY, Plan, plan_run
 from studio.profiles.profile import Profile
@@ -214,11 +214,12 @@ class Review:
     free_gib: float
     gpu: str
     message: str
-    fixes: list[dict[str, Any]]
+    fixes: list[Fix]                       # single changes that lower the peak; the gentlest that fits first
     plan: Plan | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "plan"}
+        return {"fits": self.fits, "peak_vram_gib": self.peak_vram_gib, "free_gib": self.free_gib, "gpu": self.gpu,
+                "message": self.message, "fixes": [f.to_dict() for f in self.fixes]}
 
 
 def changed_keys(before: Profile, after: Profile) -> dict[str, Any]:
@@ -248,19 +249,19 @@ def review_profile(profile: Profile, inventory: Inventory, corrections: Correcti
     assert gpu is not None
     gb = lambda x: f"{x:.1f} GiB"  # noqa: E731
     fixes = []
-    for fix, changed in applicable(profile):
+    for rule, changed in applicable(profile):
         after = plan_run(changed, inventory, corrections, data).peak_vram_gib
         if after is None or peak - after <= 0.05:
             continue
-        fixes.append({"fix": fix.name, "change": fix.describe(profile), "saves_gib": round(peak - after, 2),
-                      "peak_vram_gib": after, "fits": after <= limit, "set": changed_keys(profile, changed)})
-    fixes.sort(key=lambda f: not f["fits"])  # stable: the gentlest fix that fits comes first
+        fixes.append(Fix(changed_keys(profile, changed), (rule.describe(profile),), after,
+                         saves_gib=round(peak - after, 2), fits=after <= limit))
+    fixes.sort(key=lambda f: not f.fits)  # stable: the gentlest fix that fits comes first
     per = " per GPU" if plan.layout.processes > 1 else ""
     if peak <= limit:
         message = (f"fits with {gb(gpu.memory_free_gib - peak)} to spare (estimated peak {gb(peak)}{per} of "
                    f"{gb(gpu.memory_free_gib)} free on {gpu.name})")
     else:
-        shown = [f"{f['change']} (-{gb(f['saves_gib'])})" for f in fixes[:3]]
+        shown = [f"{f.reason} (-{gb(f.saves_gib)})" for f in fixes[:3]]
         message = (f"will run out of memory at ~{gb(peak)}{per} on a {gb(gpu.memory_total_gib)} card "
                    f"({gpu.name}, {gb(gpu.memory_free_gib)} free); " + (" or ".join(shown) if shown else
                                                                         "no single change is enough: use a bigger GPU"))
@@ -269,13 +270,17 @@ def review_profile(profile: Profile, inventory: Inventory, corrections: Correcti
 
 
 def make_it_fit(profile: Profile, inventory: Inventory, corrections: Corrections = NONE,
-                data: DataShape | None = None) -> tuple[Profile, list[str]] | None:
-    """Fixes applied one after another, gentlest first, until the profile fits; None if even all do not."""
+                data: DataShape | None = None) -> Fix | None:
+    """Fixes applied one after another, gentlest first, until the profile fits, as one Fix (its changes set all
+    at once give the same profile); None if even all do not."""
     current, steps = profile, []
+    first = planned(profile, inventory, corrections, data).peak_vram_gib or 0.0
     for _ in range(len(FIXES) * 4):
         plan = planned(current, inventory, corrections, data)
         if plan.fits:
-            return current, steps
+            peak = plan.peak_vram_gib
+            return Fix(changed_keys(profile, current), tuple(steps), peak,
+                       saves_gib=round(first - (peak or 0.0), 2), fits=True)
         options = applicable(current)
         if not options:
             return None

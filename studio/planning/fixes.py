@@ -10,12 +10,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from studio.profiles.profile import Profile, with_changes
 
 
 @dataclass(frozen=True)
 class Fix:
+    """Advice that lowers the peak: the profile changes (dotted keys, applied through `with_changes`), why,
+    one line per step ("switch to QLoRA ..."), and the peak it leads to. The CLI prints it, the editor applies
+    it; neither reads the other's text."""
+
+    changes: dict[str, Any]
+    reasons: tuple[str, ...]
+    peak_vram_gib: float | None
+    saves_gib: float = 0.0
+    fits: bool = False
+
+    @property
+    def reason(self) -> str:
+        return "; then ".join(self.reasons)
+
+    def apply(self, profile: Profile) -> Profile:
+        return with_changes(profile, self.changes, source="the fix")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"change": self.reason, "steps": list(self.reasons), "set": self.changes, "saves_gib": self.saves_gib,
+                "peak_vram_gib": self.peak_vram_gib, "fits": self.fits}
+
+
+@dataclass(frozen=True)
+class FixRule:
     """A named change to a profile; `changes` gives the dotted keys to set, or None when it does not apply."""
 
     name: str
@@ -54,20 +79,20 @@ def _shorter(p: Profile) -> dict[str, object] | None:
     return {"data.max_length": p.data.max_length // 2} if p.data.max_length > 256 else None
 
 
-FIXES: tuple[Fix, ...] = (
-    Fix("checkpointing", _checkpointing, lambda p: "set train.gradient_checkpointing = true"),
-    Fix("halve_batch", _halve_batch,
+FIXES: tuple[FixRule, ...] = (
+    FixRule("checkpointing", _checkpointing, lambda p: "set train.gradient_checkpointing = true"),
+    FixRule("halve_batch", _halve_batch,
         lambda p: f"set train.batch_size = {p.train.batch_size // 2} and train.grad_accum = {p.train.grad_accum * 2} "
                   "(same effective batch)"),
-    Fix("8bit_optimizer", _eight_bit_optimizer, lambda p: "set train.optimizer = \"paged_adamw_8bit\""),
-    Fix("lora", _lora, lambda p: "switch method.type to \"lora\""),
-    Fix("qlora", _qlora, lambda p: "switch to QLoRA (method.type = \"qlora\", a 4-bit base)"),
-    Fix("shorter", _shorter, lambda p: f"set data.max_length = {p.data.max_length // 2} "
+    FixRule("8bit_optimizer", _eight_bit_optimizer, lambda p: "set train.optimizer = \"paged_adamw_8bit\""),
+    FixRule("lora", _lora, lambda p: "switch method.type to \"lora\""),
+    FixRule("qlora", _qlora, lambda p: "switch to QLoRA (method.type = \"qlora\", a 4-bit base)"),
+    FixRule("shorter", _shorter, lambda p: f"set data.max_length = {p.data.max_length // 2} "
                                        f"(now {p.data.max_length}; longer rows are truncated)"),
 )
 
 
-def applicable(profile: Profile, trained: Profile | None = None) -> list[tuple[Fix, Profile]]:
+def applicable(profile: Profile, trained: Profile | None = None) -> list[tuple[FixRule, Profile]]:
     """Each fix that changes this profile, with the changed profile, gentlest first.
 
     `trained` is the profile with its autos settled as the run had them (what needs changing is

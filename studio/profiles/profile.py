@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -38,13 +39,26 @@ REPORT_TO = ("none", "tensorboard", "wandb")
 BAD_ROWS = ("error", "skip")
 
 
-class ProfileError(Exception):
-    """A profile that cannot be used; `problems` holds one line per bad key."""
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one key of a profile ("" when no single key is to blame), and what to do."""
 
-    def __init__(self, source: str, problems: list[str]):
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+class ProfileError(Exception):
+    """A profile that cannot be used: `found` holds the problems, each with its key; `problems` the same as
+    lines for people. A check that knows no single key passes its line as a string."""
+
+    def __init__(self, source: str, problems: Sequence[Problem | str]):
         self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems))
+        self.found = tuple(p if isinstance(p, Problem) else Problem("", p) for p in problems)
+        self.problems = [str(p) for p in self.found]
+        super().__init__(f"{source}: " + "; ".join(self.problems))
 
 
 def _spec(default: Any, help: str, **rules: Any) -> Any:
@@ -208,62 +222,62 @@ def _did_you_mean(key: str, options: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(options)}"
 
 
-def check_value(key: str, value: Any, ftype: str, meta: dict[str, Any]) -> tuple[Any, str | None]:
+def check_value(key: str, value: Any, ftype: str, meta: dict[str, Any]) -> tuple[Any, Problem | None]:
     """Coerce `value` to the field's type and check its rules; returns (value, problem)."""
     if meta.get("switch"):
         if not (isinstance(value, bool) or value == "auto"):
-            return value, f"{key}: must be true, false or \"auto\", got {value!r}"
+            return value, Problem(key, f"must be true, false or \"auto\", got {value!r}")
         return value, None
     if ftype == "bool":
         if not isinstance(value, bool):
-            return value, f"{key}: must be true or false, got {value!r}"
+            return value, Problem(key, f"must be true or false, got {value!r}")
     elif ftype == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            return value, f"{key}: must be an integer, got {value!r}"
+            return value, Problem(key, f"must be an integer, got {value!r}")
     elif ftype == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return value, f"{key}: must be a number, got {value!r}"
+            return value, Problem(key, f"must be a number, got {value!r}")
         try:
             value = float(value)
         except OverflowError:
-            return value, f"{key}: {value} is too large"
+            return value, Problem(key, f"{value} is too large")
         if not math.isfinite(value):
-            return value, f"{key}: must be a finite number, got {value}"
+            return value, Problem(key, f"must be a finite number, got {value}")
     elif ftype == "str":
         if not isinstance(value, str):
-            return value, f"{key}: must be a string, got {value!r}"
+            return value, Problem(key, f"must be a string, got {value!r}")
     elif ftype == "list[str]":
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            return value, f"{key}: must be a list of strings, got {value!r}"
+            return value, Problem(key, f"must be a list of strings, got {value!r}")
     if ftype in ("str", "list[str]"):
         for text in ([value] if ftype == "str" else value):
             if has_unsafe(text):
-                return value, (f"{key}: contains a control or invisible character ({safe(text)}); retype the value "
-                               "(copying from a terminal or a web page can carry them)")
+                return value, Problem(key, f"contains a control or invisible character ({safe(text)}); retype the value "
+                                            "(copying from a terminal or a web page can carry them)")
     if "choices" in meta and value not in meta["choices"]:
         close = difflib.get_close_matches(str(value), list(meta["choices"]), n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        return value, f"{key}: must be one of {', '.join(meta['choices'])}, got {value!r}{hint}"
+        return value, Problem(key, f"must be one of {', '.join(meta['choices'])}, got {value!r}{hint}")
     if meta.get("nonempty") and len(value) == 0:
-        return value, f"{key}: must not be empty ({meta['help']})"
+        return value, Problem(key, f"must not be empty ({meta['help']})")
     for rule, test, word in (("min", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
                              ("max", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<")):
         if rule in meta and not test(value, meta[rule]):
-            return value, f"{key}: must be {word} {meta[rule]:g}, got {value:g}"
+            return value, Problem(key, f"must be {word} {meta[rule]:g}, got {value:g}")
     return value, None
 
 
-def _build_section(name: str, cls: type, raw: Any, problems: list[str]) -> Any:
+def _build_section(name: str, cls: type, raw: Any, problems: list[Problem]) -> Any:
     if not isinstance(raw, dict):
-        problems.append(f"{name}: must be a table ([{name}]), got {raw!r}")
+        problems.append(Problem(name, f"must be a table ([{name}]), got {raw!r}"))
         return cls()
     known = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known:
-            problems.append(f"{name}.{key}: unknown key{_did_you_mean(key, list(known))}")
+            problems.append(Problem(f"{name}.{key}", f"unknown key{_did_you_mean(key, list(known))}"))
             continue
         f = known[key]
         value, problem = check_value(f"{name}.{key}", value, str(f.type), dict(f.metadata))
@@ -274,38 +288,38 @@ def _build_section(name: str, cls: type, raw: Any, problems: list[str]) -> Any:
     return cls(**values)
 
 
-def _cross_checks(p: Profile, problems: list[str]) -> None:
+def _cross_checks(p: Profile, problems: list[Problem]) -> None:
     if p.method.type == "full" and p.method.use_dora:
-        problems.append("method.use_dora: DoRA needs method.type = \"lora\" or \"qlora\", not \"full\"")
+        problems.append(Problem("method.use_dora", "DoRA needs method.type = \"lora\" or \"qlora\", not \"full\""))
     try:
         parse_gpus(p.hardware.gpus)
     except ValueError:
-        problems.append(f"hardware.gpus: must be auto, a count like \"2\" or indices like \"0,1\", "
-                        f"got {p.hardware.gpus!r}")
+        problems.append(Problem("hardware.gpus", f"must be auto, a count like \"2\" or indices like \"0,1\", "
+                                                 f"got {p.hardware.gpus!r}"))
     if p.hardware.num_machines > 1 and not p.hardware.main_address:
-        problems.append("hardware.main_address: set the main machine's address for a multi-node job")
+        problems.append(Problem("hardware.main_address", "set the main machine's address for a multi-node job"))
     if p.hardware.machine_rank >= p.hardware.num_machines:
-        problems.append(f"hardware.machine_rank: must be < hardware.num_machines ({p.hardware.num_machines})")
+        problems.append(Problem("hardware.machine_rank", f"must be < hardware.num_machines ({p.hardware.num_machines})"))
     if p.data.eval_split and p.data.eval_fraction > 0:
-        problems.append("data.eval_fraction: set either data.eval_split or data.eval_fraction, not both")
+        problems.append(Problem("data.eval_fraction", "set either data.eval_split or data.eval_fraction, not both"))
 
 
 def profile_from_dict(raw: dict[str, Any], source: str = "<profile>") -> Profile:
     """Validate a parsed TOML document and fill defaults; raises ProfileError."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     parts: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "description":
             if isinstance(value, str):
                 parts["description"] = value
             else:
-                problems.append(f"description: must be a string, got {value!r}")
+                problems.append(Problem("description", f"must be a string, got {value!r}"))
         elif key in SECTIONS:
             parts[key] = _build_section(key, SECTIONS[key], value, problems)
         else:
-            problems.append(f"{key}: unknown key{_did_you_mean(key, list(TOP_LEVEL))}")
+            problems.append(Problem(key, f"unknown key{_did_you_mean(key, list(TOP_LEVEL))}"))
     if "data" not in raw or not isinstance(raw.get("data"), dict) or "path" not in raw["data"]:
-        problems.append("data.path: missing; set it to a .jsonl/.json/.csv/.parquet file or a hub dataset id")
+        problems.append(Problem("data.path", "missing; set it to a .jsonl/.json/.csv/.parquet file or a hub dataset id"))
     profile = Profile(**parts)
     _cross_checks(profile, problems)
     if problems:
@@ -382,7 +396,7 @@ def with_changes(profile: Profile, changes: dict[str, Any], source: str = "the c
     (a file's, the editor's, a command-line flag's, a fix's). Each value passes its field's rules and the
     result the cross-field checks, or ProfileError names the field; KeyError for an unknown key."""
     sections: dict[str, Any] = {}
-    problems: list[str] = []
+    problems: list[Problem] = []
     for dotted, value in changes.items():
         section, _, key = dotted.partition(".")
         known = {f.name: f for f in fields(SECTIONS[section])} if section in SECTIONS else {}

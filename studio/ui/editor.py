@@ -22,12 +22,12 @@ from textual.widgets import Collapsible, Footer, Header, Input, Label, Select, S
 
 from studio.hardware import Inventory
 from studio.data import DataError
-from studio.planning.advisor import changed_keys, make_it_fit, review_profile
+from studio.planning.advisor import Review, changed_keys, make_it_fit, review_profile
+from studio.planning.fixes import Fix
 from studio.planning.decisions import DataShape
 from studio.planning.duration import run_duration
 from studio.planning.catalog import CatalogError, catalog_gpus, catalog_match, lookup_model
 from studio.planning.estimate import EstimateError
-from studio.planning.fixes import FIXES
 from studio.planning.inventory import described_inventory
 from studio.planning.layout import LayoutError
 from studio.planning.plan import SETTLED_KEYS
@@ -113,7 +113,7 @@ class ProfileEditor(StudioScreen):
         self.general_problems: list[str] = []
         self.dirty = new_path is not None and path is None
         self.initial: dict[str, Any] | None = None
-        self.suggestion: dict[str, Any] | None = None
+        self.suggestion: Fix | None = None  # what F4 applies
         self.gpu_names = gpu_names or []
         self._advice_timer: Any = None
         self._lengths: dict[tuple, list[int] | str | None] = {}  # rows' token counts (or why none) per data file
@@ -237,10 +237,10 @@ class ProfileEditor(StudioScreen):
         value = self._raw_value(section, key, str(f.type))
         _, problem = check_value(f"{section}.{key}", value, str(f.type), dict(f.metadata))
         label = self.query_one(f"#e-{section}-{key}", Static)
-        label.update(problem or "")
+        label.update(str(problem or ""))
         label.display = bool(problem)
         if problem:
-            self.problems[f"{section}.{key}"] = problem
+            self.problems[f"{section}.{key}"] = str(problem)
         else:
             self.problems.pop(f"{section}.{key}", None)
 
@@ -248,7 +248,7 @@ class ProfileEditor(StudioScreen):
         try:
             profile = profile_from_dict(self.form_dict(), "form")
         except ProfileError as e:
-            self.general_problems = [p for p in e.problems if p.split(":")[0] not in self.problems]
+            self.general_problems = [str(p) for p in e.found if p.key not in self.problems]
             self.query_one("#general-problems", Static).update("\n".join(self.general_problems))
             return None
         self.general_problems = []
@@ -479,17 +479,16 @@ class ProfileEditor(StudioScreen):
                 text.append(f"auto {d.key.split('.')[-1]} → {d.value}: {d.reason}\n", style="dim")
         body.update(text)
 
-    def add_suggestion(self, text: Text, review: Any, profile: Profile, inventory: Inventory,
+    def add_suggestion(self, text: Text, review: Review, profile: Profile, inventory: Inventory,
                        data: DataShape | None) -> None:
         """The gentlest single change that makes it fit; else several together; else say so."""
         if review.fits:
             return
-        fitting = [f for f in review.fixes if f["fits"]]
+        fitting = [f for f in review.fixes if f.fits]
         if fitting:
-            fix = fitting[0]
-            changed = next(f for f in FIXES if f.name == fix["fix"]).apply(profile)
-            self.suggestion = {"profile": changed, "change": fix["change"]}
-            text.append(f"F4 applies: {fix['change']} ({fix['peak_vram_gib']:.1f} GiB peak)\n", style="bold cyan")
+            self.suggestion = fitting[0]
+            text.append(f"F4 applies: {fitting[0].reason} ({fitting[0].peak_vram_gib:.1f} GiB peak)\n",
+                        style="bold cyan")
             return
         try:
             together = make_it_fit(profile, inventory, data=data)
@@ -498,11 +497,9 @@ class ProfileEditor(StudioScreen):
         if together is None:
             text.append("no change to the profile fits this card; pick a bigger GPU (or several)\n", style="yellow")
             return
-        fixed, steps = together
-        after = review_profile(fixed, inventory, data=data).peak_vram_gib
-        self.suggestion = {"profile": fixed, "change": " + ".join(steps)}
-        text.append(f"F4 applies these together ({after:.1f} GiB peak):\n", style="bold cyan")
-        for step in steps:
+        self.suggestion = together
+        text.append(f"F4 applies these together ({together.peak_vram_gib or 0:.1f} GiB peak):\n", style="bold cyan")
+        for step in together.reasons:
             text.append(f"  • {step}\n", style="cyan")
 
     async def action_apply_suggestion(self) -> None:
@@ -510,10 +507,13 @@ class ProfileEditor(StudioScreen):
         if not self.suggestion or profile is None:
             self.notify("nothing to apply: the profile fits (or no change makes it fit)")
             return
-        changed: Profile = self.suggestion["profile"]
+        try:
+            changed = self.suggestion.apply(profile)
+        except ProfileError as e:  # the form changed since the advice: it no longer takes this fix
+            self.notify("; ".join(e.problems[:2]), title="cannot apply the fix", severity="error")
+            return
         await self.show_values(changed, list(changed_keys(profile, changed)))
-        changes = self.suggestion["change"].split(" + ")
-        self.notify("applied:\n" + "\n".join(f"• {c}" for c in changes) + "\n(ctrl+s saves)")
+        self.notify("applied:\n" + "\n".join(f"• {c}" for c in self.suggestion.reasons) + "\n(ctrl+s saves)")
         self.refresh_advice()
 
     async def show_values(self, profile: Profile, keys: list[str]) -> None:
