@@ -89,3 +89,26 @@ def test_the_advisor_uses_the_machine_corrections(capsys) -> None:
     lora_corrected = corrected["peak_vram_gib"] if corrected["method"] == "lora" else next(
         a["peak_vram_gib"] for a in corrected["alternatives"] if a["method"] == "lora")
     assert lora_corrected > lora_plain
+
+
+def test_every_judgement_of_fit_asks_the_one_rule_with_the_machines_correction() -> None:
+    """Defect: the layout and checkpointing's auto judged the estimate as it is, the plan's verdict the corrected
+    one; with runs on this card measuring 30% over the estimate, checkpointing stayed off for a run the plan
+    itself said would not fit."""
+    name = "NVIDIA GeForce RTX 4090"
+    base = {"model": {"name": "llama-3.2-1b"}, "data": {"path": "x.jsonl", "max_length": 2048},
+            "train": {"batch_size": 4}}
+    without = profile_from_dict({**base, "train": {"batch_size": 4, "gradient_checkpointing": False}})
+    roomy = Inventory([GpuInfo(index=0, name=name, memory_total_gib=80, memory_free_gib=80, bf16=True)])
+    peak = plan_run(without, roomy).memory.peak_vram_gib
+    free = peak / 0.9 * 1.1  # fits as estimated; 30% more does not
+    inv = Inventory([GpuInfo(index=0, name=name, memory_total_gib=free, memory_free_gib=free, bf16=True)])
+    auto = profile_from_dict(base)
+    plain = plan_run(auto, inv)
+    assert plain.decision("train.gradient_checkpointing").value is False and plain.fits
+    for _ in range(MIN_RUNS):
+        fake_gpu_run(10.0, 13.0, gpu=name)
+    corrected = plan_run(auto, inv, machine_corrections())
+    assert corrected.correction is not None and corrected.correction.vram_factor == 1.3
+    assert corrected.decision("train.gradient_checkpointing").value is True  # the rule said off would not fit
+    assert plan_run(without, inv, machine_corrections()).fits is False

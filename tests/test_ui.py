@@ -209,17 +209,19 @@ async def test_broken_events_and_deleted_run_do_not_crash(studio_env: Path) -> N
         assert sum("folder deleted" in t for t in texts) == 1 and pilot.app.is_running
 
 
-async def test_every_action_is_in_the_command_palette(studio_env: Path) -> None:
-    record_run(studio_env)
+async def test_the_palette_offers_every_action_that_applies_to_the_run(studio_env: Path) -> None:
+    record_run(studio_env)  # a completed run: nothing to stop, kill or resume
     async with app().run_test(size=(100, 30)) as pilot:
-        await pilot.pause(0.2)
+        await until(pilot, lambda: pilot.app.screen.last_summaries, "the runs listed")
         titles = {c.title for c in pilot.app.get_system_commands(pilot.app.screen)}
-        assert {"New profile", "Edit profile", "Run profile", "Open run", "Stop run", "Kill run", "Resume run",
-                "Export run", "Help", "Quit", "GPU processes", "Compare runs"} <= titles
+        assert {"New profile", "Edit profile", "Run profile", "Open run", "Export run", "Describe run", "Help", "Quit",
+                "GPU processes", "Compare runs"} <= titles
+        assert not {"Stop run", "Kill run", "Resume run"} & titles
         await pilot.press("tab", "o")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor) and pilot.app.screen.status, "the monitor")
         titles = {c.title for c in pilot.app.get_system_commands(pilot.app.screen)}
-        assert {"Stop run", "Kill run", "Resume run", "Export run", "Back"} <= titles
+        assert {"Export run", "Chat with run", "Describe run", "Back"} <= titles
+        assert not {"Stop run", "Kill run", "Resume run"} & titles
 
 
 async def test_editor_advice_plans_for_every_gpu_the_profile_asks_for(studio_env: Path) -> None:

@@ -234,19 +234,22 @@ async def test_a_resumed_run_drops_the_old_banner_and_alert_text_is_whole(studio
 
 # 9 ------------------------------------------------------------------ status and wording
 
-async def test_finished_runs_show_no_live_parts_and_refuse_stop_without_asking(studio_env: Path) -> None:
+async def test_finished_runs_show_no_live_parts_and_offer_no_stop(studio_env: Path) -> None:
     run_dir = record_run(studio_env, status="oom")
     async with app(open_run=Run(run_dir)).run_test(size=(100, 30)) as pilot:
-        await pilot.pause(0.5)
-        screen = pilot.app.screen
+        screen = await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor) and pilot.app.screen.status
+                             and pilot.app.screen, "the monitor of the failed run")
         assert not screen.query_one("#progress").display
         assert "waiting for the first step" not in str(screen.query_one("#memory-text").render())
         assert "ETA" not in str(screen.query_one("#progress-text").render())
+        footer = lambda: screen_text(pilot.app).splitlines()[-1]  # noqa: E731
+        await until(pilot, lambda: "u Resume" in footer(), "the footer of a failed run")
+        assert "Stop" not in footer() and "Kill" not in footer(), footer()
         texts = notifications(pilot.app)
         for key in ("s", "K"):
             await pilot.press(key)
-            await until(pilot, lambda: any("already" in t and "nothing to stop" in t for t in texts), "the notice")
-            assert isinstance(pilot.app.screen, RunMonitor), f"{key} asked to stop a finished run"
+            await pilot.pause()
+            assert pilot.app.screen is screen and not texts, f"{key} did something on a finished run"
 
 
 async def test_the_monitor_names_the_apps_keys_not_cli_commands(studio_env: Path) -> None:
@@ -654,7 +657,7 @@ async def test_at_120_columns_the_dashboard_help_fits_on_one_screen_in_two_colum
         await pilot.pause(0.3)
         assert pilot.app.screen.query_one(VerticalScroll).max_scroll_y == 0, "the help scrolls at 120x40"
         text = " ".join(screen_text(pilot.app).split())
-        run_actions = {a.action: a.help for a in RUN_ACTIONS}
+        run_actions = {a.name: a.help for a in RUN_ACTIONS}
         for binding in [*Dashboard.BINDINGS, *StudioApp.BINDINGS]:
             said = run_actions.get(binding.action.split(".")[-1], binding.tooltip or binding.description)
             words = " ".join(said.split()[:2])

@@ -16,7 +16,8 @@ from studio.planning.catalog import CatalogError, catalog_gpus, lookup_model, se
 from studio.planning.estimate import GIB, EstimateError
 from studio.planning.inventory import current_inventory, planning_inventory
 from studio.planning.layout import LayoutError
-from studio.planning.plan import SAFETY, Plan, plan_run
+from studio.planning.fit import SAFETY
+from studio.planning.plan import Plan, plan_run
 from studio.profiles.library import new_profile, profile_path
 from studio.profiles.profile import Profile, load_profile, with_changes
 from studio.profiles.vocabulary import METHODS, OPTIMIZERS, STRATEGIES
@@ -219,7 +220,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     print("  settings: " + ", ".join(f"{k} = {v}" for k, v in s.settings.items()))
     for r in s.reasons:
         print(f"  - {r}")
-    corrected = {m: f for t in targets for m, f in t.vram_factor.items()}
+    corrected = {m: c.vram_factor for t in targets for m in METHODS
+                 if (c := t.corrections.lookup(t.name, m)) is not None}
     if corrected:
         print("  - estimates corrected by runs measured on this machine: "
               + ", ".join(f"{m} x{f:.2f}" for m, f in sorted(corrected.items())))

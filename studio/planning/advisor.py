@@ -16,7 +16,8 @@ from studio.planning.estimate import EstimateError, Setup, estimate_memory
 from studio.planning.speed import estimate_speed
 from studio.planning.fixes import FIXES, Fix, applicable
 from studio.planning.inventory import spec_for
-from studio.planning.plan import SAFETY, Plan, plan_run
+from studio.planning.fit import SAFETY, FitRule
+from studio.planning.plan import Plan, plan_run
 from studio.profiles.profile import Profile
 from studio.profiles.vocabulary import EIGHT_BIT_OPTIMIZERS, default_optimizer, default_strategy, auto_dtype
 TARGET_EFFECTIVE_BATCH = 16
@@ -38,8 +39,7 @@ class Target:
     total_gib: float
     spec: GpuSpec | None = None
     index: int | None = None
-    # measured/estimated peak of earlier runs on this card, per method (studio/history.py)
-    vram_factor: dict[str, float] = field(default_factory=dict)
+    corrections: Corrections = NONE  # this machine's measurements (the fit rule corrects for this card with them)
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Option:
 
 def targets_from(inventory: Inventory, corrections: Corrections = NONE) -> list[Target]:
     """The inventory's GPUs as planning targets, with this machine's corrections for each."""
-    return [Target(g.name, g.memory_free_gib, g.memory_total_gib, spec_for(g), g.index, corrections.factors(g.name))
+    return [Target(g.name, g.memory_free_gib, g.memory_total_gib, spec_for(g), g.index, corrections)
             for g in inventory.gpus]
 
 
@@ -84,8 +84,9 @@ def default_rank(spec: ModelSpec, rows: int | None) -> tuple[int, str]:
 
 def _evaluate(spec: ModelSpec, setup: Setup, target: Target) -> Option:
     mem = estimate_memory(spec, setup)
-    peak = round(mem.peak_vram_gib * target.vram_factor.get(setup.method, 1.0), 3)
-    fits = peak <= SAFETY * target.free_gib
+    rule = FitRule(setup.method, target.corrections)
+    peak = rule.expected_gib(mem.peak_vram_gib, target.name)
+    fits = bool(rule.fits(mem.peak_vram_gib, target.name, target.free_gib))
     speed = estimate_speed(spec, setup, target.spec).tokens_per_s if target.spec else None
     return Option(setup.method, fits, peak, setup, speed, mem.breakdown)
 

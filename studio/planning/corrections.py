@@ -66,14 +66,5 @@ class Corrections:
             return None
         return Correction(gpu, method, round(statistics.median(e.factor for e in rows), 4), rows)
 
-    def factors(self, gpu: str | None) -> dict[str, float]:
-        """method -> factor for one GPU, only where a correction applies."""
-        out = {}
-        for method in sorted({e.method for e in self.evidence}):
-            c = self.lookup(gpu, method)
-            if c:
-                out[method] = c.vram_factor
-        return out
-
 
 NONE = Corrections()

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from studio.hardware import Inventory
+from studio.hardware import GpuInfo, Inventory
+from studio.planning.fit import FitRule
 from studio.profiles.profile import HardwareSection
 from studio.profiles.vocabulary import default_strategy, strategy_reason
 
@@ -60,7 +61,7 @@ class Layout:
         return layout
 
 
-def choose_gpus(hw: HardwareSection, inv: Inventory, peak: PeakFn, safety: float) -> tuple[tuple[int, ...], str]:
+def choose_gpus(hw: HardwareSection, inv: Inventory, peak: PeakFn, rule: FitRule) -> tuple[tuple[int, ...], str]:
     """The GPU indices the job uses on this machine, and why."""
     available = [g.index for g in inv.gpus]
     request = hw.gpu_request
@@ -73,7 +74,7 @@ def choose_gpus(hw: HardwareSection, inv: Inventory, peak: PeakFn, safety: float
         # The smallest cards that hold the job, so the big ones stay free; else the biggest.
         by_size = sorted(inv.gpus, key=lambda g: (g.memory_free_gib, g.index))
         need = peak(count, "auto")
-        fitting = [g for g in by_size if need is not None and need <= safety * g.memory_free_gib]
+        fitting = [g for g in by_size if rule.fits(need, g.name, g.memory_free_gib)]
         if len(fitting) >= count:
             chosen, why = fitting[:count], f"the {count} smallest GPU(s) that hold the job"
         else:
@@ -86,32 +87,32 @@ def choose_gpus(hw: HardwareSection, inv: Inventory, peak: PeakFn, safety: float
     return request, f"hardware.gpus = \"{hw.gpus}\""
 
 
-def choose_strategy(method: str, hw: HardwareSection, world: int, per_gpu_free_gib: float | None,
-                    peak: PeakFn, safety: float) -> tuple[str, str]:
+def choose_strategy(method: str, hw: HardwareSection, world: int, tightest: GpuInfo | None,
+                    peak: PeakFn, rule: FitRule) -> tuple[str, str]:
     """The parallel strategy for `world` processes, and why."""
     if world <= 1:
         return "none", "one process"
     if hw.strategy != "auto":
         return hw.strategy, f"hardware.strategy = \"{hw.strategy}\""
-    one = peak(1, "none") if per_gpu_free_gib is not None else None
-    fits_one = None if one is None or per_gpu_free_gib is None else one <= safety * per_gpu_free_gib
+    one = peak(1, "none") if tightest is not None else None
+    fits_one = rule.fits(one, tightest.name, tightest.memory_free_gib) if tightest is not None else None
     return default_strategy(method, fits_one), strategy_reason(method, fits_one)
 
 
 def layout_for(hw: HardwareSection, method: str, inv: Inventory, peak: PeakFn,
-               safety: float) -> tuple[Layout, list[tuple[str, Any, str]]]:
+               rule: FitRule) -> tuple[Layout, list[tuple[str, Any, str]]]:
     """The processes of a run on this machine, with the decisions behind them (key, value, why)."""
     if inv.gpus:
-        indices, why_gpus = choose_gpus(hw, inv, peak, safety)
+        indices, why_gpus = choose_gpus(hw, inv, peak, rule)
         processes = max(1, len(indices))
-        free = min((g.memory_free_gib for g in inv.gpus if g.index in indices), default=None)
+        tightest = min((g for g in inv.gpus if g.index in indices), key=lambda g: g.memory_free_gib, default=None)
     else:
         # No GPU: a count still starts that many CPU processes (gloo); useful for testing a DDP job.
         indices = ()
         processes = hw.gpu_request if isinstance(hw.gpu_request, int) and hw.gpu_request > 0 else 1
-        free = None
+        tightest = None
         why_gpus = "no GPU here: the CPU" + (f", {processes} processes" if processes > 1 else "")
-    strategy, why_strategy = choose_strategy(method, hw, processes * hw.num_machines, free, peak, safety)
+    strategy, why_strategy = choose_strategy(method, hw, processes * hw.num_machines, tightest, peak, rule)
     layout = Layout(processes=processes, strategy=strategy, gpu_indices=indices, num_machines=hw.num_machines,
                     machine_rank=hw.machine_rank, main_address=hw.main_address, main_port=hw.main_port,
                     offload_optimizer=hw.offload_optimizer, offload_params=hw.offload_params)

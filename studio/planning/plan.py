@@ -16,6 +16,7 @@ from studio.planning.catalog import CatalogError, GpuSpec, ModelSpec, lookup_mod
 from studio.planning.checks import model_notes
 from studio.planning import decisions as rules
 from studio.planning.corrections import NONE, Correction, Corrections
+from studio.planning import fit
 from studio.planning.estimate import EstimateError, MemoryEstimate, Setup, estimate_memory
 from studio.planning.speed import SpeedEstimate, estimate_speed
 from studio.planning.inventory import spec_for
@@ -25,7 +26,7 @@ from studio.profiles.decision import DECIDED, PENDING, Decision
 from studio.profiles.profile import Profile, with_changes
 from studio.profiles.vocabulary import default_strategy, auto_dtype
 
-SAFETY = 0.90  # studio never plans a run above this share of a GPU's free memory
+SAFETY = fit.SAFETY  # the share of a GPU's free memory studio plans within (planning/fit.py)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Plan:
     resolved: Profile | None = None      # the profile the trainer trains with
     data: rules.DataShape | None = None
     notes: tuple[str, ...] = ()          # what this model does differently (checks.model_notes)
+    rule: fit.FitRule | None = None      # the fit rule it was judged by (method, this machine's corrections)
 
     @property
     def gpu(self) -> GpuInfo | None:
@@ -53,11 +55,15 @@ class Plan:
         return spec_for(self.gpu) if self.gpu else None
 
     @property
+    def fit_rule(self) -> fit.FitRule:
+        return self.rule or fit.FitRule(self.profile.method.type)
+
+    @property
     def peak_vram_gib(self) -> float | None:
+        """Per GPU, on the tightest GPU: the estimate, corrected by this machine's history."""
         if self.memory is None:
             return None
-        factor = self.correction.vram_factor if self.correction else 1.0
-        return round(self.memory.peak_vram_gib * factor, 3)
+        return self.fit_rule.expected_gib(self.memory.peak_vram_gib, self.gpu.name if self.gpu else None)
 
     @property
     def free_gib(self) -> float | None:
@@ -65,14 +71,15 @@ class Plan:
 
     @property
     def limit_gib(self) -> float | None:
-        return SAFETY * self.free_gib if self.free_gib is not None else None
+        return self.fit_rule.limit_gib(self.free_gib) if self.free_gib is not None else None
 
     @property
     def fits(self) -> bool | None:
-        """None when there is nothing to compare (no GPU, or no estimate)."""
-        if self.peak_vram_gib is None or self.limit_gib is None:
+        """None when there is nothing to compare (no GPU, or no estimate): the one rule, with the correction
+        this plan was made with."""
+        if self.memory is None or self.gpu is None:
             return None
-        return self.peak_vram_gib <= self.limit_gib
+        return self.fit_rule.fits(self.memory.peak_vram_gib, self.gpu.name, self.gpu.memory_free_gib)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -146,7 +153,8 @@ def plan_run(profile: Profile, inventory: Inventory, corrections: Corrections = 
         except EstimateError:
             return None
 
-    layout, layout_decisions = layout_for(profile.hardware, method, inventory, peak, SAFETY)
+    rule = fit.FitRule(method, corrections)
+    layout, layout_decisions = layout_for(profile.hardware, method, inventory, peak, rule)
     gpus = tuple(g for g in inventory.gpus if g.index in layout.gpu_indices)
     bf16 = all(g.bf16 for g in gpus) if gpus else True
     decisions = [Decision(k, v, why) for k, v, why in layout_decisions]
@@ -154,7 +162,7 @@ def plan_run(profile: Profile, inventory: Inventory, corrections: Corrections = 
         decisions.append(Decision("train.optimizer", profile.optimizer,
                                   f"auto: {profile.optimizer} for {method}"))
     gpu = tightest(gpus)
-    resolved, speed_decisions = resolve_speed_settings(profile, model, gpus, data, bf16, layout)
+    resolved, speed_decisions = resolve_speed_settings(profile, model, gpus, data, bf16, layout, rule)
     decisions += speed_decisions
     setup = memory = speed = None
     if model is not None:
@@ -169,14 +177,15 @@ def plan_run(profile: Profile, inventory: Inventory, corrections: Corrections = 
     correction = corrections.lookup(gpu.name if gpu else None, method)
     return Plan(profile=profile, layout=layout, gpus=gpus, model=model, setup=setup, memory=memory, speed=speed,
                 correction=correction, decisions=tuple(decisions), no_estimate=no_estimate, resolved=resolved,
-                data=data, notes=tuple(model_notes(profile, model)))
+                data=data, notes=tuple(model_notes(profile, model)), rule=rule)
 
 
 SETTLED_KEYS = ("train.gradient_checkpointing", "train.liger_kernel", "data.packing")
 
 
 def resolve_speed_settings(profile: Profile, model: ModelSpec | None, gpus: tuple[GpuInfo, ...],
-                           data: rules.DataShape | None, bf16: bool, layout: Layout) -> tuple[Profile, list[Decision]]:
+                           data: rules.DataShape | None, bf16: bool, layout: Layout,
+                           rule: fit.FitRule) -> tuple[Profile, list[Decision]]:
     """Liger, packing and checkpointing for this run, in that order (checkpointing weighs the others)."""
     t = profile.train
     liger, why_liger = rules.liger(t.liger_kernel, model, gpus)
@@ -188,7 +197,7 @@ def resolve_speed_settings(profile: Profile, model: ModelSpec | None, gpus: tupl
         why_packing += " (estimated from characters: the trainer decides again from the token counts)"
     settled = with_changes(profile, {"train.liger_kernel": liger, "data.packing": packed})
     gpu = tightest(gpus)
-    limit = SAFETY * gpu.memory_free_gib if gpu else None
+    limit = rule.estimate_limit_gib(gpu.name, gpu.memory_free_gib) if gpu else None
 
     def peak_without() -> float | None:
         if model is None:

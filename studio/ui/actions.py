@@ -1,118 +1,330 @@
-"""The run actions (stop, kill, resume, export): listed once, for key bindings, the
-command palette and the help screen alike."""
+"""The run actions (stop, kill, resume, export, ...): one table of typed entries, each with its key, when it
+applies and what it does (calling studio.runs itself), for key bindings, the footer, the command palette and
+the help screen alike. The app only hosts the screens and dialogs these open."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from textual.app import SystemCommand
 from textual.binding import Binding
 
+from studio.runs.status import RunStatus
+
 if TYPE_CHECKING:
     from studio.runs.folder import Run
 
 
+def always(status: RunStatus | None) -> bool:
+    return True
+
+
+def live(status: RunStatus | None) -> bool:
+    return status is not None and status.live
+
+
+def resumable(status: RunStatus | None) -> bool:
+    return status is not None and status.resumable
+
+
+def has_result(status: RunStatus | None) -> bool:
+    """Over and readable: what it saved can be exported or chatted with (the action says when nothing was)."""
+    return status is not None and not status.live and status not in (RunStatus.DAMAGED, RunStatus.UNREADABLE)
+
+
 @dataclass(frozen=True)
 class RunAction:
+    """One run action: its key, its palette title, its help, when it applies (from the run's status: the
+    footer offers it only then, and the key does nothing otherwise) and what it does (`do(screen, run)`)."""
+
     key: str
-    action: str        # the screen's action_<name>
+    name: str          # the screen's action_<name>, made from this table
     title: str         # the palette's command
     help: str
-    show: bool = True  # in the footer
+    applies: Callable[[RunStatus | None], bool]
+    do: Callable[[RunActions, Run], None]
+
+
+# ----------------------------------------------------------------- what each action does (runs/, then a toast)
+
+def stop(screen: RunActions, run: Run) -> None:
+    ask_then_stop(screen, run, force=False)
+
+
+def kill(screen: RunActions, run: Run) -> None:
+    ask_then_stop(screen, run, force=True)
+
+
+def ask_then_stop(screen: RunActions, run: Run, force: bool) -> None:
+    from studio.runs.folder import RunError
+    from studio.runs.launcher import stop_run
+    from studio.ui.dialogs import Confirm
+
+    question = (f"kill run {run.id} now? steps since the last checkpoint are lost" if force
+                else f"stop run {run.id}? it finishes its step and saves a checkpoint")
+
+    def done(yes: bool | None) -> None:
+        if not yes:
+            return
+        try:
+            stop_run(run, force=force, wait_s=0)
+        except RunError as e:
+            screen.notify(str(e), severity="warning")
+            return
+        screen.notify(f"killed run {run.id}" if force else f"stopping run {run.id}: it saves a checkpoint first")
+
+    screen.app.push_screen(Confirm(question), done)
+
+
+def resume(screen: RunActions, run: Run) -> None:
+    """In a worker: a trainer that wrote its end may take seconds to exit first."""
+    from studio.runs.folder import RunError
+    from studio.runs.launcher import resume_note, resume_run
+
+    def work() -> None:
+        try:
+            resume_run(run)
+        except RunError as e:
+            screen.app.call_from_thread(screen.notify, str(e), severity="warning")
+            return
+        screen.app.call_from_thread(screen.notify, resume_note(run))
+
+    screen.run_worker(work, thread=True, group="resume")
+    screen.resumed()
+
+
+def export(screen: RunActions, run: Run) -> None:
+    """Ask where to, when the run has something to export (else say why, without a dialog); export in a worker."""
+    from studio.runs.export import check_exportable, export_target
+    from studio.runs.folder import RunError
+    from studio.ui.dialogs import ExportDialog
+
+    try:
+        check_exportable(run)
+    except RunError as e:
+        screen.notify(str(e), title="cannot export", severity="warning", timeout=10)
+        return
+
+    def done(answer: tuple[str, bool] | None) -> None:
+        if not answer:
+            return
+        try:
+            out = export_target(run, Path(answer[0]))
+        except RunError as e:
+            screen.notify(str(e), title="cannot export", severity="error", timeout=10)
+            return
+        screen.run_worker(lambda: export_in_background(screen, run, out, answer[1]), thread=True, group="export")
+
+    screen.app.push_screen(ExportDialog(run.id, str(Path.home() / f"{run.id}-adapter")), done)
+
+
+def export_in_background(screen: RunActions, run: Run, out: Path, merge: bool) -> None:
+    import subprocess
+
+    from studio.runs.export import export_command
+
+    tell = screen.app.call_from_thread
+    tell(screen.app.notify, f"exporting run {run.id} to {out}" + (" (merging)" if merge else ""))
+    proc = subprocess.run(export_command(run, out, merge), capture_output=True, text=True)
+    if proc.returncode == 0:
+        tell(screen.app.notify, proc.stdout.strip().splitlines()[-1])
+    else:
+        tell(screen.app.notify, (proc.stderr or proc.stdout).strip()[-300:], title="export failed", severity="error",
+             timeout=10)
+
+
+def chat(screen: RunActions, run: Run) -> None:
+    screen.app.open_chat(run)
+
+
+def describe(screen: RunActions, run: Run) -> None:
+    """The run whole, in a scrollable dialog (what `studio describe` prints)."""
+    from rich.text import Text
+
+    from studio.runs.describe import describe as description, describe_lines
+    from studio.terminal import safe
+    from studio.ui.dialogs import Help
+
+    screen.app.push_screen(Help(Text("\n".join(safe(line) for line in describe_lines(description(run))))))
+
+
+def copy_id(screen: RunActions, run: Run) -> None:
+    screen.app.copy_to_clipboard(run.id)
+    screen.notify(f"copied {run.id}")
+
+
+def copy_path(screen: RunActions, run: Run) -> None:
+    screen.app.copy_to_clipboard(str(run.dir))
+    screen.notify(f"copied {run.dir}")
+
+
+def shell(screen: RunActions, run: Run) -> None:
+    """$SHELL in the run folder with the app suspended (over SSH too); the app comes back when it exits."""
+    import os
+    import subprocess
+
+    from textual.app import SuspendNotSupported
+
+    program = os.environ.get("SHELL") or "/bin/sh"
+    try:
+        with screen.app.suspend():
+            print(f"studio: a shell in {run.dir}; exit comes back to studio", flush=True)
+            subprocess.call([program], cwd=run.dir)
+    except SuspendNotSupported:
+        screen.notify(f"this terminal cannot hand over to a shell; cd {run.dir} outside the app", severity="warning")
+    except OSError as e:
+        screen.notify(f"cannot run {program}: {e.strerror or e}; set $SHELL", severity="error")
+
+
+def note(screen: RunActions, run: Run) -> None:
+    from studio.runs.describe import write_note
+    from studio.runs.folder import RunError
+    from studio.ui.dialogs import NoteDialog
+
+    def done(text: str | None) -> None:
+        if text is None:
+            return
+        try:
+            write_note(run, text)
+        except RunError as e:
+            screen.notify(str(e), title="note not kept", severity="error", timeout=10)
+            return
+        screen.notify(f"noted on run {run.id}" if text.strip() else f"removed the note of run {run.id}")
+        screen.app.refresh_dashboards()
+
+    screen.app.push_screen(NoteDialog(run.id, run.note()), done)
+
+
+def archive(screen: RunActions, run: Run) -> None:
+    from studio.paths import archive_dir
+    from studio.runs.describe import archive_run
+
+    confirm_then(screen, run, f"archive run {run.id}? It leaves the list, whole, for {archive_dir()}; "
+                              f"`studio unarchive {run.id}` brings it back", archive_run,
+                 lambda dest: f"archived run {run.id} to {dest}; `studio unarchive {run.id}` brings it back",
+                 "not archived")
+
+
+def delete(screen: RunActions, run: Run) -> None:
+    from studio.runs.describe import delete_run
+
+    confirm_then(screen, run, f"delete run {run.id} and everything in it (checkpoints, final weights, logs)? "
+                              "This cannot be undone.", delete_run, lambda _: f"deleted run {run.id}", "not deleted")
+
+
+def confirm_then(screen: RunActions, run: Run, question: str, act: Callable[[Run], Any],
+                 said: Callable[[Any], str], failed: str) -> None:
+    """Archive or delete: refused at once for a run still going (naming the key that stops it), else asked."""
+    from studio.runs.folder import RunError
+    from studio.ui.dialogs import Confirm
+
+    status = screen.acting_status()
+    if status is not None and status.live:
+        screen.notify(f"run {run.id} is {status}: stop it first (s), then try again", title=failed,
+                      severity="warning", timeout=8)
+        return
+
+    def done(yes: bool | None) -> None:
+        if not yes:
+            return
+        try:
+            result = act(run)
+        except (RunError, OSError) as e:
+            screen.notify(str(e), title=failed, severity="error", timeout=10)
+            return
+        screen.notify(said(result), timeout=8)
+        screen.app.leave_monitor_of(run)
+        screen.app.refresh_dashboards()
+
+    screen.app.push_screen(Confirm(question), done)
 
 
 RUN_ACTIONS = (
-    RunAction("s", "stop", "Stop run", "gracefully stop: finish the step, save a checkpoint and the adapter"),
-    RunAction("K", "kill", "Kill run", "kill now (shift+k, so it is never a slip); steps since the last checkpoint are lost"),
-    RunAction("u", "resume", "Resume run", "continue a stopped or crashed run from its last checkpoint"),
-    RunAction("x", "export", "Export run", "write the adapter, or a merged model, to a folder"),
-    RunAction("c", "chat", "Chat with run", "talk to what the run trained, side by side with the base model"),
+    RunAction("s", "stop", "Stop run", "gracefully stop: finish the step, save a checkpoint and the adapter", live,
+              stop),
+    RunAction("K", "kill", "Kill run", "kill now (shift+k, so it is never a slip); steps since the last checkpoint "
+                                       "are lost", live, kill),
+    RunAction("u", "resume", "Resume run", "continue a stopped or crashed run from its last checkpoint", resumable,
+              resume),
+    RunAction("x", "export", "Export run", "write the adapter, or a merged model, to a folder", has_result, export),
+    RunAction("c", "chat", "Chat with run", "talk to what the run trained, side by side with the base model",
+              has_result, chat),
     RunAction("d", "describe", "Describe run", "the run whole: its profile, the plan and why each auto was decided, "
-                                               "devices and versions"),
-    RunAction("y", "copy_id", "Copy run id", "copy the run's id to the clipboard (OSC 52: works over SSH too)"),
-    RunAction("P", "copy_path", "Copy run folder", "copy the run folder's path to the clipboard (OSC 52)"),
+                                               "devices and versions", always, describe),
+    RunAction("y", "copy_id", "Copy run id", "copy the run's id to the clipboard (OSC 52: works over SSH too)",
+              always, copy_id),
+    RunAction("P", "copy_path", "Copy run folder", "copy the run folder's path to the clipboard (OSC 52)", always,
+              copy_path),
     RunAction("exclamation_mark", "shell", "Shell in run folder", "a shell ($SHELL) in the run folder, the app "
-                                                                  "suspended; exit comes back"),
+                                                                  "suspended; exit comes back", always, shell),
     RunAction("t", "note", "Note on run", "your note on the run (why it ran, what it showed); the runs filter finds "
-                                          "it, describe shows it"),
+                                          "it, describe shows it", always, note),
     RunAction("A", "archive", "Archive run", "move a run that is over out of the list, whole, into the archive "
-                                             "(studio unarchive brings it back; asks first)"),
-    RunAction("D", "delete", "Delete run", "delete a run that is over, with everything in it (asks first)"),
+                                             "(studio unarchive brings it back; asks first)", always, archive),
+    RunAction("D", "delete", "Delete run", "delete a run that is over, with everything in it (asks first)", always,
+              delete),
 )
+BY_NAME = {a.name: a for a in RUN_ACTIONS}
 
 
 class RunActions:
-    """The run actions of a screen, each forwarded to the app for the run `acting_run` names (the Runs
-    list's cursor on the dashboard, the watched run in the monitor). Mixed into a Screen."""
+    """The run actions of a screen, for the run `acting_run` names (the Runs list's cursor on the dashboard, the
+    watched run in the monitor), each done by its entry in RUN_ACTIONS. Mixed into a Screen: `check_action`
+    offers an action (footer, key, palette) only where it applies to the run's status, and the screen calls
+    `refresh_bindings()` when that status changes."""
 
     app: Any
+    notify: Callable[..., None]
+    run_worker: Callable[..., Any]
 
     def acting_run(self) -> Run | None:
         raise NotImplementedError
 
-    def action_stop(self) -> None:
-        if run := self.acting_run():
-            self.app.confirm_run_action(run, "stop")
+    def acting_status(self) -> RunStatus | None:
+        """The acting run's status as the screen last read it (None: not known yet, or no run)."""
+        raise NotImplementedError
 
-    def action_kill(self) -> None:
-        if run := self.acting_run():
-            self.app.confirm_run_action(run, "kill")
+    def resumed(self) -> None:
+        """Called after a resume is asked for (the monitor repaints)."""
 
-    def action_resume(self) -> None:
-        if run := self.acting_run():
-            self.app.resume_run(run)
+    def applies(self, name: str) -> bool:
+        action = BY_NAME.get(name)
+        return action is None or action.applies(self.acting_status())
 
-    def action_export(self) -> None:
-        if run := self.acting_run():
-            self.app.export_run(run)
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.applies(action)
 
-    def action_chat(self) -> None:
-        if run := self.acting_run():
-            self.app.open_chat(run)
+    def act(self, name: str) -> None:
+        if self.applies(name) and (run := self.acting_run()):
+            BY_NAME[name].do(self, run)
 
-    def action_describe(self) -> None:
-        if run := self.acting_run():
-            self.app.describe_run(run)
 
-    def action_copy_id(self) -> None:
-        if run := self.acting_run():
-            self.app.copy_to_clipboard(run.id)
-            self.app.notify(f"copied {run.id}")
+def _action_method(name: str) -> Callable[[RunActions], None]:
+    def method(self: RunActions) -> None:
+        self.act(name)
+    method.__name__ = f"action_{name}"
+    method.__doc__ = BY_NAME[name].help
+    return method
 
-    def action_copy_path(self) -> None:
-        if run := self.acting_run():
-            self.app.copy_to_clipboard(str(run.dir))
-            self.app.notify(f"copied {run.dir}")
 
-    def action_shell(self) -> None:
-        if run := self.acting_run():
-            self.app.shell_in(run.dir)
-
-    def action_note(self) -> None:
-        if run := self.acting_run():
-            self.app.edit_note(run)
-
-    def action_archive(self) -> None:
-        if run := self.acting_run():
-            self.app.confirm_archive(run)
-
-    def action_delete(self) -> None:
-        if run := self.acting_run():
-            self.app.confirm_delete(run)
+for _action in RUN_ACTIONS:  # every entry is a screen action; no action exists without its entry
+    setattr(RunActions, f"action_{_action.name}", _action_method(_action.name))
 
 
 def run_action_commands(screen: RunActions, which: str) -> Iterator[SystemCommand]:
-    """The palette's commands for the run actions of `screen` ("the selected run", "this run")."""
+    """The palette's commands for the run actions that apply now ("the selected run", "this run")."""
     for a in RUN_ACTIONS:
-        yield SystemCommand(a.title, f"{which}: {a.help}", getattr(screen, f"action_{a.action}"))
+        if screen.applies(a.name):
+            yield SystemCommand(a.title, f"{which}: {a.help}", getattr(screen, f"action_{a.name}"))
 
 
 def run_bindings(shown: tuple[str, ...] = ("s",)) -> list[Binding]:
-    """Key bindings for the run actions; `shown` are the keys the footer lists."""
-    return [Binding(a.key, a.action, a.title.split()[0], show=a.key in shown) for a in RUN_ACTIONS]
+    """Key bindings for the run actions; `shown` are the keys the footer lists (when they apply)."""
+    return [Binding(a.key, a.name, a.title.split()[0], show=a.key in shown) for a in RUN_ACTIONS]
 
 
 GENERAL_KEYS = (("tab / shift+tab", "move between the lists, fields and buttons"),
@@ -125,7 +337,7 @@ def help_table(bindings: list[Binding], display: Callable[[Binding], str],
     """`key  description` for each binding of a screen, the keys as they are typed ("/", "?", "^p"; keys
     bound together joined by " / "); descriptions wrap in their own column. With `columns=2` (a wide terminal)
     the rows are laid out in two halves side by side, so that a screen of many keys fits without scrolling."""
-    titles = {a.action: a.help for a in RUN_ACTIONS}
+    titles = {a.name: a.help for a in RUN_ACTIONS}
     rows = list(general)
     for b in bindings:
         action = b.action.split(".")[-1].split("(")[0]

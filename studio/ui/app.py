@@ -33,7 +33,6 @@ from studio.ui.screens import StudioScreen
 from studio.runs.status import RunStatus
 
 if TYPE_CHECKING:
-    from studio.profiles.profile import Profile
     from studio.runs.folder import Run
 
 # Only what the first frame needs is imported above (the first frame is a start-up target:
@@ -307,124 +306,6 @@ class StudioApp(App[None]):
 
         self.push_screen(ChatScreen(run))
 
-    def confirm_run_action(self, run: Run, what: str) -> None:
-        from studio.runs.folder import RunError
-        from studio.runs.launcher import stop_run
-        from studio.runs.state import run_status
-        from studio.ui.dialogs import Confirm
-
-        status = run_status(run)
-        if status != RunStatus.RUNNING:
-            self.notify(f"run {run.id} is already {status}: nothing to stop", severity="warning")
-            return
-        question = (f"stop run {run.id}? it finishes its step and saves a checkpoint" if what == "stop"
-                    else f"kill run {run.id} now? steps since the last checkpoint are lost")
-
-        def done(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                stop_run(run, force=what == "kill", wait_s=0)
-                self.notify(f"stopping run {run.id}: it saves a checkpoint first" if what == "stop"
-                            else f"killed run {run.id}")
-            except RunError as e:
-                self.notify(str(e), severity="warning")
-
-        self.push_screen(Confirm(question), done)
-
-    @work(thread=True, group="resume")
-    def resume_run(self, run: Run) -> None:
-        """Resume in a worker: a trainer that wrote its end may take seconds to exit first."""
-        from studio.runs.folder import RunError
-        from studio.runs.launcher import resume_note, resume_run
-
-        try:
-            resume_run(run)
-            self.call_from_thread(self.notify, resume_note(run))
-        except RunError as e:
-            self.call_from_thread(self.notify, str(e), severity="warning")
-
-    @work(thread=True, group="resume")
-    def revise_and_resume(self, run: Run, revised: Profile) -> None:
-        """After an out-of-memory failure: the revised profile planned like any start, then resumed."""
-        from studio.runs.launcher import resume_run
-        from studio.runs.start import START_ERRORS, revise_run
-
-        try:
-            revise_run(run, revised)
-            resume_run(run)
-        except START_ERRORS as e:
-            self.call_from_thread(self.tell_start_failure, e, "cannot revise the run")
-            return
-        self.call_from_thread(self.notify, "saved the revised profile and planned it again (the original is "
-                                           "profile.orig.toml); resuming")
-
-    def describe_run(self, run: Run) -> None:
-        """The run whole, in a scrollable dialog (what `studio describe` prints)."""
-        from rich.text import Text
-
-        from studio.runs.describe import describe, describe_lines
-        from studio.terminal import safe
-        from studio.ui.dialogs import Help
-
-        self.push_screen(Help(Text("\n".join(safe(line) for line in describe_lines(describe(run))))))
-
-    def shell_in(self, folder: Path) -> None:
-        """$SHELL in `folder` with the app suspended (over SSH too); the app comes back when it exits."""
-        import os
-        import subprocess
-
-        from textual.app import SuspendNotSupported
-
-        shell = os.environ.get("SHELL") or "/bin/sh"
-        try:
-            with self.suspend():
-                print(f"studio: a shell in {folder}; exit comes back to studio", flush=True)
-                subprocess.call([shell], cwd=folder)
-        except SuspendNotSupported:
-            self.notify(f"this terminal cannot hand over to a shell; cd {folder} outside the app", severity="warning")
-        except OSError as e:
-            self.notify(f"cannot run {shell}: {e.strerror or e}; set $SHELL", severity="error")
-
-    def edit_note(self, run: Run) -> None:
-        from studio.runs.describe import write_note
-        from studio.runs.folder import RunError
-        from studio.ui.dialogs import NoteDialog
-
-        def done(text: str | None) -> None:
-            if text is None:
-                return
-            try:
-                write_note(run, text)
-            except RunError as e:
-                self.notify(str(e), title="note not kept", severity="error", timeout=10)
-                return
-            self.notify(f"noted on run {run.id}" if text.strip() else f"removed the note of run {run.id}")
-            self.refresh_dashboards()
-
-        self.push_screen(NoteDialog(run.id, run.note()), done)
-
-    def confirm_archive(self, run: Run) -> None:
-        from studio.paths import archive_dir
-        from studio.runs.describe import archive_run
-        from studio.runs.folder import RunError
-        from studio.ui.dialogs import Confirm
-
-        def done(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                dest = archive_run(run)
-            except RunError as e:
-                self.notify(str(e), title="not archived", severity="error", timeout=10)
-                return
-            self.notify(f"archived run {run.id} to {dest}; `studio unarchive {run.id}` brings it back", timeout=8)
-            self.leave_monitor_of(run)
-            self.refresh_dashboards()
-
-        self.push_screen(Confirm(f"archive run {run.id}? It leaves the list, whole, for {archive_dir()}; "
-                                 f"`studio unarchive {run.id}` brings it back"), done)
-
     def leave_monitor_of(self, run: Run) -> None:
         """Back from the monitor of a run that left the runs folder (deleted, archived)."""
         from studio.ui.monitor import RunMonitor
@@ -436,64 +317,6 @@ class StudioApp(App[None]):
         for screen in self.screen_stack:
             if isinstance(screen, Dashboard):
                 screen.refresh_lists()
-
-    def confirm_delete(self, run: Run) -> None:
-        from studio.runs.describe import delete_run
-        from studio.runs.folder import RunError
-        from studio.ui.dialogs import Confirm
-
-        def done(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                delete_run(run)
-            except (RunError, OSError) as e:
-                self.notify(str(e), title="not deleted", severity="error", timeout=10)
-                return
-            self.notify(f"deleted run {run.id}")
-            self.leave_monitor_of(run)
-            self.refresh_dashboards()
-
-        self.push_screen(Confirm(f"delete run {run.id} and everything in it (checkpoints, final weights, logs)? "
-                                 "This cannot be undone."), done)
-
-    def export_run(self, run: Run) -> None:
-        """Ask where to, when the run has something to export (else say why, without a dialog)."""
-        from studio.runs.export import check_exportable, export_target
-        from studio.runs.folder import RunError
-        from studio.ui.dialogs import ExportDialog
-
-        try:
-            check_exportable(run)
-        except RunError as e:
-            self.notify(str(e), title="cannot export", severity="warning", timeout=10)
-            return
-
-        def done(answer: tuple[str, bool] | None) -> None:
-            if not answer:
-                return
-            try:
-                out = export_target(run, Path(answer[0]))
-            except RunError as e:
-                self.notify(str(e), title="cannot export", severity="error", timeout=10)
-                return
-            self.run_export(run, out, answer[1])
-
-        self.push_screen(ExportDialog(run.id, str(Path.home() / f"{run.id}-adapter")), done)
-
-    @work(thread=True, group="export")
-    def run_export(self, run: Run, out: Path, merge: bool) -> None:
-        import subprocess
-
-        from studio.runs.export import export_command
-
-        self.call_from_thread(self.notify, f"exporting run {run.id} to {out}" + (" (merging)" if merge else ""))
-        proc = subprocess.run(export_command(run, out, merge), capture_output=True, text=True)
-        if proc.returncode == 0:
-            self.call_from_thread(self.notify, proc.stdout.strip().splitlines()[-1])
-        else:
-            self.call_from_thread(self.notify, (proc.stderr or proc.stdout).strip()[-300:], title="export failed",
-                                  severity="error", timeout=10)
 
     def action_quit(self) -> None:
         """Leave at once: the runs still training are named from what the dashboard last read (in a worker)

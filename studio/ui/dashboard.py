@@ -329,6 +329,8 @@ class Dashboard(RunActions, StudioScreen):
 
     def show_runs(self, summaries: list[RunSummary]) -> None:
         self.announce_ended(summaries)
+        if [(s.id, s.status) for s in summaries] != [(s.id, s.status) for s in self.last_summaries]:
+            self.refresh_bindings()
         self.last_summaries = summaries
         self.all_run_dirs = {s.id: Path(s.dir) for s in summaries}  # marks outlive a filter that hides them
         table = self.query_one("#runs", DataTable)
@@ -413,6 +415,15 @@ class Dashboard(RunActions, StudioScreen):
 
     def acting_run(self) -> Run | None:
         return self._need_run()
+
+    def acting_status(self) -> RunStatus | None:
+        """The selected run's status as the list last read it."""
+        run_id = self.selected_run_id()
+        return next((s.status for s in self.last_summaries if s.id == run_id), None)
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def run_highlighted(self) -> None:
+        self.refresh_bindings()  # the footer offers what applies to the run under the cursor
 
     def _need_run(self) -> Run | None:
         """The selected run, when the Runs list has the focus (run keys never act from the Profiles list)."""

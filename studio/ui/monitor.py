@@ -124,7 +124,7 @@ class RunMonitor(RunActions, StudioScreen):
         self.events = EventTail(run.events_path)
         self._loaded = False  # the first read is bounded (first_records)
         self.log_tail = FileTail(run.log_path)
-        self.status = "?"
+        self.status: RunStatus | None = None  # as last read (runs/state.status_of)
         self.gpu_totals: list[float] = []
         self.plan = run.plan()
         self._dirty = True
@@ -253,12 +253,15 @@ class RunMonitor(RunActions, StudioScreen):
             self._dirty = True  # a run that went quiet writes nothing: its health is judged on the clock too
         if status == RunStatus.RUNNING and self.preparing:
             self._dirty = True  # the seconds of preparation count up
-        if files.records or status != self.status or self._dirty:
+        changed = status != self.status
+        if files.records or changed or self._dirty:
             previous, self.status = self.status, status
             self._dirty = False
             self.repaint()
             if previous == RunStatus.RUNNING and status in ENDED:
                 self.announce(status)
+        if changed:
+            self.refresh_bindings()  # the footer offers what applies to the new status
 
     def announce(self, status: str) -> None:
         """A toast and the terminal bell when the run being watched ends."""
@@ -573,9 +576,26 @@ class RunMonitor(RunActions, StudioScreen):
     def acting_run(self) -> Run:
         return self.run
 
-    def action_resume(self) -> None:
-        super().action_resume()
+    def acting_status(self) -> RunStatus | None:
+        return self.status
+
+    def resumed(self) -> None:
         self._dirty = True
+
+    @work(thread=True, group="resume")
+    def revise_and_resume(self, revised: Profile) -> None:
+        """After an out-of-memory failure: the revised profile planned like any start, then resumed."""
+        from studio.runs.launcher import resume_run
+        from studio.runs.start import START_ERRORS, revise_run
+
+        try:
+            revise_run(self.run, revised)
+            resume_run(self.run)
+        except START_ERRORS as e:
+            self.app.call_from_thread(self.app.tell_start_failure, e, "cannot revise the run")
+            return
+        self.app.call_from_thread(self.notify, "saved the revised profile and planned it again (the original is "
+                                               "profile.orig.toml); resuming")
 
     def action_fix_oom(self) -> None:
         end = self.timeline.end
@@ -587,5 +607,5 @@ class RunMonitor(RunActions, StudioScreen):
         except ProfileError as e:
             self.notify(f"the run's profile does not load: {'; '.join(e.problems)}", severity="error")
             return
-        self.app.revise_and_resume(self.run, revised_for_oom(profile, self.trained_profile(profile)))
+        self.revise_and_resume(revised_for_oom(profile, self.trained_profile(profile)))
         self._dirty = True
