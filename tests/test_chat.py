@@ -111,10 +111,9 @@ async def test_the_app_streams_both_answers_and_switches_modes_without_a_reload(
 
     app = StudioApp(open_run=Run(home_of), inventory=fake_inventory())
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.3)
+        await until(pilot, lambda: getattr(pilot.app.screen, "status", None) is not None, "the monitor's run read")
         await pilot.press("c")
-        screen = pilot.app.screen
-        assert isinstance(screen, ChatScreen)
+        screen = await until(pilot, lambda: isinstance(pilot.app.screen, ChatScreen) and pilot.app.screen, "the chat")
         await until(pilot, lambda: screen.session is not None, "the model to load")
         assert "the final result" in str(screen.query_one("#chat-status").render())
         screen.query_one("#set-temperature", Input).value = "0"

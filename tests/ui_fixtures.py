@@ -9,10 +9,47 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from conftest import DEMO_DATA
 from studio.hardware import GpuInfo, Inventory
 
+if TYPE_CHECKING:
+    from studio.ui.app import StudioApp
+
 RECORDED_AT = 1_790_000_000.0  # a fixed "now" for ages
+
+
+def studio_app(**kw) -> StudioApp:
+    """The app on the described GPUs (no NVML polling: what the tests show does not depend on this machine)."""
+    from studio.ui.app import StudioApp
+
+    return StudioApp(**{"inventory": fake_inventory(), **kw})
+
+
+GOOD = f'# my notes\n[data]\npath = "{DEMO_DATA}"\n[train]\nbatch_size = 2  # small\n'
+
+
+def write(home: Path, name: str, text: str) -> Path:
+    """A profile file in the studio home."""
+    path = home / "profiles" / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def long_profile(home: Path) -> Path:
+    """A profile of the tiny model that trains for a long time (5,000 steps): a run to watch and stop."""
+    import tomli_w
+
+    path = home / "profiles" / "long.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps({
+        "model": {"name": "builtin:tiny-llama"}, "method": {"type": "lora", "rank": 8},
+        "data": {"path": str(DEMO_DATA), "max_length": 64},
+        "train": {"max_steps": 5000, "batch_size": 4, "grad_accum": 1, "learning_rate": 3e-3,
+                  "gradient_checkpointing": False, "logging_steps": 1, "save_steps": 100000}}))
+    return path
 
 
 def fake_inventory() -> Inventory:

@@ -42,3 +42,16 @@ async def until(pilot: Any, check: Callable[[], Any], what: str = "condition", t
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; the screen:\n{screen_text(pilot.app)}")
         await pilot.pause(0.05)
+
+
+async def front(pilot: Any, kind: type, what: str = "") -> Any:
+    """The screen in front, once it is a `kind` ready for keys: an editor settled (its form built and advised),
+    a monitor that has read its run, the dashboard with its profiles listed."""
+    def ready() -> Any:
+        screen = pilot.app.screen
+        if not isinstance(screen, kind) or not screen.is_mounted or not getattr(screen, "settled", True):
+            return None
+        if getattr(screen, "status", "") is None or getattr(screen, "profile_paths", True) == {}:
+            return None
+        return screen
+    return await until(pilot, ready, what or f"the {kind.__name__}, ready")

@@ -1,0 +1,335 @@
+"""The dashboard: the Profiles and Runs lists, their keys, the GPU pane and the GPU processes screen."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input
+from ui_fixtures import (
+    GOOD,
+    eight_gpus,
+    fake_inventory,
+    notifications,
+    record_run,
+    screen_text,
+    write,
+)
+from ui_fixtures import studio_app as app
+from waiting import front, until
+
+from studio.data import DataError
+from studio.runs.folder import Run
+from studio.runs.status import RunStatus
+from studio.ui.app import StudioApp
+from studio.ui.dashboard import Dashboard
+from studio.ui.dialogs import Confirm
+from studio.ui.editor import ProfileEditor
+from studio.ui.monitor import RunMonitor
+
+
+async def test_run_keys_do_nothing_to_runs_while_the_profiles_list_has_focus(studio_env: Path) -> None:
+    run_dir = record_run(studio_env, status="crashed")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    async with app().run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: getattr(pilot.app.screen.focused, "id", None) == "profiles", "the profiles list")
+        for key in ("s", "K", "u", "x"):  # stop, kill, resume, export: each would ask, act or open a dialog
+            await pilot.press(key)
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+            assert isinstance(pilot.app.screen, Dashboard), f"{key} opened {type(pilot.app.screen).__name__}"
+            after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+            assert after == before, f"{key} changed the run folder"
+            assert Run(run_dir).pid is None, f"{key} started a trainer"
+
+
+async def test_starting_a_run_checks_its_data_in_the_background(studio_env: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import studio.runs.start as start
+
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_check(profile):  # a 100 MB dataset: the check goes on until the test lets it end
+        started.set()
+        release.wait(timeout=60)
+        finished.set()
+        raise DataError("data.path: checked slowly")
+
+    monkeypatch.setattr(start, "check_data", slow_check)
+    write(studio_env, "big", GOOD)
+    async with app().run_test(size=(100, 30)) as pilot:
+        texts = notifications(pilot.app)
+        await pilot.pause()
+        await pilot.press("r")
+        await until(pilot, started.is_set, "the data check to start")
+        await pilot.press("question_mark")  # the app answers keys while the data is checked
+        await until(pilot, lambda: "Help" in type(pilot.app.screen).__name__, "the help screen")
+        assert not finished.is_set(), "the app answered only once the data check had ended"
+        release.set()
+        await pilot.press("escape")
+        await until(pilot, lambda: any("checked slowly" in t for t in texts), "the data check's answer")
+        assert pilot.app.is_running
+
+
+async def test_enter_opens_and_vim_keys_move(studio_env: Path) -> None:
+    record_run(studio_env, "20260911-090000-a")
+    record_run(studio_env, "20260911-090000-b")
+    async with app().run_test(size=(120, 40)) as pilot:
+        dash = await front(pilot, Dashboard)
+        profiles = dash.query_one("#profiles", DataTable)
+        await until(pilot, lambda: dash.query_one("#runs", DataTable).row_count == 2, "both runs listed")
+        await pilot.press("j", "j")
+        assert profiles.cursor_row == 2
+        await pilot.press("k")
+        assert profiles.cursor_row == 1
+        await pilot.press("G")
+        assert profiles.cursor_row == profiles.row_count - 1
+        await pilot.press("g")
+        assert profiles.cursor_row == 0
+        await pilot.press("enter")
+        await front(pilot, ProfileEditor)
+        await pilot.press("escape")
+        await front(pilot, Dashboard)
+        await pilot.press("tab", "enter")
+        await front(pilot, RunMonitor)
+
+
+async def test_80x24_keeps_the_words_whole(studio_env: Path) -> None:
+    record_run(studio_env, status="completed")
+    async with app().run_test(size=(80, 24)) as pilot:
+        runs = (await front(pilot, Dashboard)).query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.row_count, "the run listed")
+        assert str(runs.get_row_at(0)[1]) == "completed"
+        await until(pilot, lambda: "completed" in screen_text(pilot.app), "the status drawn whole")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: "reattach" in screen_text(pilot.app), "the help's last words on screen")  # the help's last words are on screen
+
+
+async def test_the_cursor_stays_on_the_saved_profile_and_new_files_appear(studio_env: Path) -> None:
+    for name in ("a", "b", "c"):
+        write(studio_env, name, GOOD)
+    async with app().run_test(size=(120, 40)) as pilot:
+        await front(pilot, Dashboard)
+        await pilot.press("j", "j", "e")
+        editor = await front(pilot, ProfileEditor)
+        editor.query_one("#f-train-learning_rate", Input).value = "0.001"
+        await until(pilot, lambda: editor.dirty, "the edit")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not editor.dirty, "the save")
+        await pilot.press("escape")
+        table = (await front(pilot, Dashboard)).query_one("#profiles", DataTable)
+        await until(pilot, lambda: table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == "user:c",
+                    "the cursor on the saved profile")
+        write(studio_env, "made-by-cli", GOOD)
+        await until(pilot, lambda: "user:made-by-cli" in pilot.app.screen.profile_paths, "the new file listed")
+
+
+async def test_marked_runs_compare_even_when_the_filter_hides_one_and_esc_clears_the_filter(studio_env: Path) -> None:
+    from studio.ui.compare import Comparison
+
+    record_run(studio_env, "20260911-090000-llama-qlora", rank=16)
+    record_run(studio_env, "20260912-090000-mistral-lora", rank=8, floor=0.9)
+    async with app().run_test(size=(120, 40)) as pilot:
+        runs = pilot.app.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.row_count == 2, "both runs listed")
+        runs.focus()
+        await pilot.press("m", "down", "m")
+        await until(pilot, lambda: "2 marked" in screen_text(pilot.app), "two marks")
+        await pilot.press("slash", *"mistral")
+        await until(pilot, lambda: runs.row_count == 1, "the filter to hide one")
+        await pilot.press("escape")
+        await until(pilot, lambda: runs.row_count == 2 and runs.has_focus, "esc to clear the filter")
+        await pilot.press("slash", *"mistral", "enter")
+        await until(pilot, lambda: runs.row_count == 1, "the filter again")
+        await pilot.press("C")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Comparison), "the comparison of both marks")
+
+
+async def test_r_heeds_the_focus_and_asks_before_starting_what_does_not_fit(studio_env: Path) -> None:
+    from studio.ui.dialogs import Confirm
+
+    record_run(studio_env, status="completed")
+    async with app().run_test(size=(120, 40)) as pilot:
+        profiles = pilot.app.screen.query_one("#profiles", DataTable)
+        runs = pilot.app.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: profiles.row_count and runs.row_count, "both lists")
+        said = notifications(pilot.app)
+        runs.focus()
+        await until(pilot, lambda: runs.has_focus, "the Runs list's focus")
+        await pilot.press("r")
+        await until(pilot, lambda: any("u resumes this run" in t for t in said), "the hint")
+        profiles.focus()
+        key = "bundled:llama-3.1-8b-full-80gb"  # 8B full fine-tuning: too big for the 18.8 GiB free here
+        await until(pilot, lambda: pilot.app.screen.profile_fits, "the fit of each profile")
+        profiles.move_cursor(row=profiles.get_row_index(key))
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Confirm), "a question before an out-of-memory run")
+        assert "does not fit" in screen_text(pilot.app)
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(pilot.app.screen, Confirm), "the answer")
+    assert [p.name for p in (studio_env / "runs").iterdir()] == ["20260911-090000-llama-qlora"]  # nothing started
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+async def test_an_eight_gpu_box_shows_every_gpu(studio_env: Path, size) -> None:
+    async with StudioApp(inventory=eight_gpus()).run_test(size=size) as pilot:
+        await until(pilot, lambda: all(f"[{i}]" in screen_text(pilot.app) for i in range(8)), "every GPU shown")
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+async def test_the_dashboard_tables_use_the_width_and_show_every_column(studio_env: Path, size) -> None:
+    record_run(studio_env, "20260911-090000-a-profile-with-a-really-long-descriptive-name")
+    long_name = "my-qwen2.5-coder-32b-instruct-qlora-with-a-long-name"
+    write(studio_env, long_name, GOOD)
+    async with app().run_test(size=size) as pilot:
+        profiles = pilot.app.screen.query_one("#profiles", DataTable)
+        runs = pilot.app.screen.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.row_count and pilot.app.screen.profile_fits, "both lists and the fits")
+        await pilot.pause()  # the tables laid out at this width
+        for table in (profiles, runs):
+            needed = sum(c.get_render_width(table) for c in table.ordered_columns)
+            assert needed <= table.size.width, f"#{table.id} needs {needed} columns of {table.size.width}"
+        text = screen_text(pilot.app)
+        assert "age" in text and "tok/s" in text and "fit" in text, text
+        if size[0] >= 120:  # room for each run's method and model
+            row = [str(c) for c in runs.get_row("20260911-090000-a-profile-with-a-really-long-descriptive-name")]
+            assert row[2] == "qlora" and row[3].startswith("Llama-3"), row
+        assert "too big" in text, text  # the fit column is shown, not cut
+        key = next(k for k in pilot.app.screen.profile_paths if long_name in k)
+        shown = str(profiles.get_row(key)[0])
+        if size[0] >= 120:
+            assert shown == long_name  # room enough: whole
+        else:
+            assert shown.startswith("my-qwen2.5-coder") and shown.endswith("…"), shown  # shortened, visibly
+
+
+async def test_back_from_a_runs_monitor_the_runs_list_has_the_focus_on_that_run_and_shows_it(studio_env: Path) -> None:
+    record_run(studio_env, "20260911-090000-llama-qlora")
+    watched = record_run(studio_env, "20260912-090000-other")
+    async with app(open_run=Run(watched)).run_test(size=(120, 40)) as pilot:
+        await front(pilot, RunMonitor)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Dashboard), "the dashboard")
+        dash = pilot.app.screen
+        runs = dash.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.has_focus and dash.selected_run_id() == watched.name,
+                    "the focus on the watched run")
+        focused_title = dash.query_one("#runs-title").styles.background
+        other_title = dash.query_one("#profiles-box .section").styles.background
+        assert focused_title != other_title  # which list has the focus shows in its title
+
+
+async def test_the_dashboard_tells_when_any_run_ends(studio_env: Path) -> None:
+    from dataclasses import replace
+
+    run_dir = record_run(studio_env, status="completed")
+    async with app().run_test(size=(120, 40)) as pilot:
+        dash = pilot.app.screen
+        await until(pilot, lambda: dash.last_summaries, "the runs read")
+        said = notifications(pilot.app)
+        ended = dash.last_summaries[0]
+        dash.show_runs([replace(ended, status=RunStatus.RUNNING)])  # a read while it trained...
+        dash.show_runs([ended])                               # ...and the next, once it ended
+        await until(pilot, lambda: any(run_dir.name in t and "completed" in t for t in said), "the notice")
+        dash.show_runs([ended])
+        await pilot.pause()  # a second toast would be posted by now: show_runs announces as it reads
+        assert sum(run_dir.name in t for t in said) == 1  # said once
+
+
+async def test_the_gpu_processes_screen_lists_each_process_and_kills_one_after_a_confirm(studio_env: Path) -> None:
+    import getpass
+    import signal
+    import subprocess
+    import sys
+    from dataclasses import replace
+
+    from studio.hardware import GpuProcess
+    from studio.ui.processes import GpuProcesses
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        inv = fake_inventory()
+        gpus = [replace(inv.gpus[0], processes=[GpuProcess(sleeper.pid, 3.25)]), inv.gpus[1]]
+        async with StudioApp(inventory=replace(inv, gpus=gpus)).run_test(size=(120, 40)) as pilot:
+            await pilot.press("p")
+            await until(pilot, lambda: isinstance(pilot.app.screen, GpuProcesses), "the processes screen")
+            table = pilot.app.screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 1, "the process")
+            row = [str(c) for c in table.get_row_at(0)]
+            assert row[:4] == ["0", str(sleeper.pid), getpass.getuser(), "3.2 GiB"] and "time.sleep" in row[5], row
+            await pilot.press("K")
+            await until(pilot, lambda: isinstance(pilot.app.screen, Confirm), "the confirm")
+            assert f"kill pid {sleeper.pid}" in screen_text(pilot.app)
+            await pilot.press("y")
+            assert sleeper.wait(timeout=60) == -signal.SIGTERM
+            await pilot.press("question_mark")
+            await until(pilot, lambda: "SIGTERM, after a confirm" in screen_text(pilot.app), "K in the help")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+async def test_the_gpu_pane_shows_the_hosts_cpu_and_ram_and_each_gpus_recent_utilisation(studio_env: Path) -> None:
+    from dataclasses import replace
+
+    from studio.hardware import HostLoad
+    from studio.ui.widgets import SPARKS
+
+    inv = fake_inventory()
+    async with StudioApp(inventory=inv).run_test(size=(120, 40)) as pilot:
+        pilot.app.host = HostLoad(cpu_pct=37.0, cpus=16, ram_used_gib=50.5, ram_total_gib=125.0)
+        await until(pilot, lambda: "37% of 16 cores" in screen_text(pilot.app), "the host's CPU")
+        assert "50.5/125 GiB" in screen_text(pilot.app)
+        for util in (10, 90, 40, 100):  # four samples of GPU 0, as the poll brings them
+            pilot.app.inventory = replace(inv, gpus=[replace(inv.gpus[0], utilization_pct=util), inv.gpus[1]])
+            await pilot.pause()
+
+        def gpu0() -> str:
+            return next(line for line in screen_text(pilot.app).splitlines() if "[0]" in line)
+
+        await until(pilot, lambda: sum(c in SPARKS for c in gpu0()) >= 4, "GPU 0's utilisation history")
+        # 97% (the first sample), 10, 90, 40 and 100%, on a 0-100% scale: full, floor, full, half, full
+        assert gpu0().rstrip("│ ").endswith("█▁█▄█"), gpu0()
+
+
+async def test_the_fits_are_judged_again_when_the_gpus_are_found_after_the_lists_were_read(studio_env: Path) -> None:
+    """The first read of the lists can beat NVML's first answer: the profiles were then judged for a machine
+    without GPUs ("cpu"), and stayed so, all or some of them, until a profile file changed."""
+    def fits() -> list[str]:
+        table = pilot.app.screen.query_one("#profiles", DataTable)
+        return [str(table.get_row_at(i)[-1]) for i in range(table.row_count)]
+
+    async with StudioApp(poll_gpus=False).run_test(size=(120, 40)) as pilot:  # no GPU answer yet
+        await until(pilot, lambda: fits() and all(f == "cpu" for f in fits()), "the fits of a machine without GPUs")
+        pilot.app.inventory = fake_inventory()  # NVML answers
+        await until(pilot, lambda: "cpu" not in fits(), "the fits judged again for the GPUs found")
+        assert "fits" in fits()
+
+
+async def test_the_gpu_pane_shows_what_was_sampled_while_a_monitor_covered_it(studio_env: Path) -> None:
+    """Under a monitor the dashboard's pane samples without painting (a hidden screen's repaint costs a
+    repaint of the whole terminal); back on the dashboard, the host's load and each GPU's history are the
+    latest ones."""
+    from dataclasses import replace
+
+    from studio.hardware import HostLoad
+
+    inv = fake_inventory()
+    run_dir = record_run(studio_env)
+    async with StudioApp(inventory=inv).run_test(size=(120, 40)) as pilot:
+        pilot.app.host = HostLoad(cpu_pct=11.0, cpus=16, ram_used_gib=20.0, ram_total_gib=125.0)
+        await until(pilot, lambda: "11% of 16 cores" in screen_text(pilot.app), "the host's CPU")
+        pilot.app.open_run(Run(run_dir))
+        await front(pilot, RunMonitor)
+        pilot.app.host = HostLoad(cpu_pct=64.0, cpus=16, ram_used_gib=70.5, ram_total_gib=125.0)
+        for util in (10, 90, 40, 100):  # GPU 0 sampled while the monitor is in front
+            pilot.app.inventory = replace(inv, gpus=[replace(inv.gpus[0], utilization_pct=util), inv.gpus[1]])
+            await pilot.pause()
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Dashboard), "the dashboard")
+        await until(pilot, lambda: "64% of 16 cores" in screen_text(pilot.app), "the host's CPU sampled meanwhile")
+        assert "70.5/125 GiB" in screen_text(pilot.app)
+        gpu0 = next(line for line in screen_text(pilot.app).splitlines() if "[0]" in line)
+        assert gpu0.rstrip("│ ").endswith("█▁█▄█"), gpu0  # 97% at the start, then the four samples
+        assert "100%" in gpu0
