@@ -256,7 +256,7 @@ def test_resume_waits_for_a_trainer_that_already_wrote_its_end(tmp_path: Path, m
 
     launched = []
     monkeypatch.setattr(launcher, "launch", lambda r, resume=False, lock=None: launched.append((r, resume)) or "proc")
-    assert resume_run(run) == "proc" and launched == [(run, True)]
+    assert resume_run(run).proc == "proc" and launched == [(run, True)]
     assert exiting.poll() is not None  # it waited for the old process to go
 
 

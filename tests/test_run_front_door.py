@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 
-from conftest import studio
+from conftest import DEMO_DATA, studio, write_profile
 from studio.planning.plan import plan_run
 from studio.planning.record import Trained, read_plan
 from studio.profiles.decision import Decision
@@ -101,3 +102,16 @@ def test_describe_names_the_slurm_job_and_what_was_asked(studio_env: Path) -> No
     assert out.returncode == 0, out.stderr
     assert "Slurm job 4711 (nodes 2, partition gpu)" in out.stdout
     assert json.loads(studio("describe", run_dir.name, "--json").stdout)["slurm"]["job"] == "4711"
+
+
+def test_a_slurm_run_without_sbatch_leaves_no_run_folder(studio_env: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect: a missing sbatch left a `crashed` run folder behind."""
+    bare = tmp_path / "bin"  # a PATH with python and nothing of Slurm's
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(bare))
+    profile = write_profile(tmp_path / "s.toml", DEMO_DATA)
+    out = studio("run", str(profile), "--slurm")
+    assert out.returncode == 2 and "sbatch is not on the PATH" in out.stderr, out.stderr
+    assert not (studio_env / "runs").exists() or not any((studio_env / "runs").iterdir())

@@ -82,3 +82,34 @@ def test_the_dry_run_prints_the_script_and_leaves_nothing(tmp_path: Path) -> Non
                  "#SBATCH --time=2:00:00", "scontrol show hostnames", "-m studio.runs.slurm_node"):
         assert line in out.stdout
     assert runs() == {}
+
+
+def squeue(job: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+
+
+def test_a_stopped_slurm_run_resumes_as_a_new_slurm_job_that_stop_stops(tmp_path: Path) -> None:
+    """Defect: `studio resume` of a stopped Slurm run trained on the submitting node, outside Slurm, and
+    `studio stop` then tried to cancel the old job."""
+    job = submit(tmp_path, steps=100000)
+    run_id = job["id"]
+    wait_for(lambda: (runs()[run_id]["step"] or 0) >= 6, what="a checkpoint's worth of steps",
+             state=lambda: json.dumps(runs()[run_id]))
+    assert studio("stop", run_id).returncode == 0
+    wait_for(lambda: runs()[run_id]["status"] == "stopped", what="the stop")
+    stopped_at = runs()[run_id]["step"]
+    out = studio("resume", run_id, "--json")
+    assert out.returncode == 0, out.stderr
+    again = json.loads(out.stdout)
+    assert again["status"] == "queued" and again["slurm_job"].isdigit() and again["slurm_job"] != job["slurm_job"]
+    assert squeue(again["slurm_job"]) in ("PENDING", "RUNNING", "CONFIGURING")  # Slurm holds it, not this shell
+    assert runs()[run_id]["slurm_job"] == again["slurm_job"]
+    wait_for(lambda: runs()[run_id]["status"] == "running" and runs()[run_id]["step"] > stopped_at,
+             what="the new job training past the stop", state=lambda: json.dumps(runs()[run_id]))
+    starts = [json.loads(line) for line in (Path(job["dir"]) / "events.jsonl").read_text().splitlines()
+              if '"event": "start"' in line]
+    assert starts[-1].get("resumed_from", "").endswith(f"checkpoint-{starts[-1]['step']}")  # from its checkpoint
+    assert "Slurm job " + again["slurm_job"] in studio("runs").stdout
+    assert studio("stop", run_id).returncode == 0  # the new job, through scancel
+    wait_for(lambda: runs()[run_id]["status"] == "stopped", what="the second stop")
+    wait_for(lambda: squeue(again["slurm_job"]) == "", what="the job gone from squeue")

@@ -179,10 +179,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     run = find_run(args.run)
     tail = events_tail(run, from_start=False)
-    proc = resume_run(run)
+    resumed = resume_run(run, here=args.here)
+    if resumed.proc is None:  # through Slurm: a new job
+        if args.json:
+            print(json.dumps({"id": run.id, "dir": str(run.dir), "status": RunStatus.QUEUED,
+                              "slurm_job": resumed.slurm_job}))
+        else:
+            print(f"{resume_note(run)}\nrun {run.id}: resubmitted to Slurm as job {resumed.slurm_job} (the same "
+                  f"request); `studio stop {shell_arg(run.id)}` cancels it; `--here` trains on this machine instead")
+        return EXIT_OK
     if not args.json:
         print(resume_note(run))
-    return _detach_or_follow(run, proc, tail, args)
+    return _detach_or_follow(run, resumed.proc, tail, args)
 
 
 LISTED = 200  # runs `studio runs` shows unless --limit says otherwise: the newest
@@ -208,11 +216,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
               "them all, --filter TEXT finds runs by id")
     for s in summaries:
         run_id = safe(s.id)  # a folder name can hold anything: a newline would fake a line of this list
+        job = f"  Slurm job {s.slurm_job}" if s.slurm_job else ""
         if s.problem:
-            print(f"{run_id:40} {s.status:9} {safe(s.problem)}")
+            print(f"{run_id:40} {s.status:9} {safe(s.problem)}{job}")
             continue
         loss = f"{s.loss:.4f}" if s.loss is not None else "-"
-        print(f"{run_id:40} {s.status:9} step {s.step}/{s.max_steps or '?':<6} loss {loss}")
+        print(f"{run_id:40} {s.status:9} step {s.step}/{s.max_steps or '?':<6} loss {loss}{job}")
         if s.alert:
             print(f"{'':40} ⚠ {s.alert}")
     return EXIT_OK
@@ -440,6 +449,8 @@ def add_run_commands(sub: Any) -> None:
 
     p = sub.add_parser("resume", help="continue a stopped or crashed run from its last complete checkpoint")
     p.add_argument("run")
+    p.add_argument("--here", action="store_true",
+                   help="a run submitted to Slurm: train it on this machine instead of submitting a new job")
     p.add_argument("--detach", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_resume)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -122,21 +123,38 @@ def _launch(run: Run, resume: bool, lock: RunLock) -> subprocess.Popen[bytes]:
     return proc
 
 
-def resume_run(run: Run) -> subprocess.Popen[bytes]:
-    """Start the trainer again from the last complete checkpoint (`resume_note` says from where). The run's
-    lock is taken before its status is read and held until the trainer holds it: two resumes at once
-    start one trainer."""
+@dataclass(frozen=True)
+class Resumed:
+    proc: subprocess.Popen[bytes] | None   # the trainer started here; None for a Slurm job
+    slurm_job: str = ""                    # the new Slurm job that resumes it
+
+
+def resume_run(run: Run, here: bool = False) -> Resumed:
+    """Start the trainer again from the last complete checkpoint (`resume_note` says from where). A run that
+    was submitted to Slurm is resumed through Slurm: a new job with the same request, recorded as the run's
+    job (stop, kill and the monitor follow it); `here` trains it on this machine instead, as a plain run. The
+    run's lock is taken before its status is read and held until the trainer holds it (or the job is
+    submitted): two resumes at once start one trainer."""
     if not run.dir.is_dir():
         raise RunError(f"run {run.id}: its folder {run.dir} no longer exists; start a new run of its profile")
     with locked(run) as lock:
-        return _resume(run, lock)
+        check_resumable(run)
+        record = run.status_file()
+        if record.slurm_job and not here:
+            from studio.runs.slurm import SlurmRequest, request_from, submit
+
+            request = request_from(record.slurm_request) if record.slurm_request else SlurmRequest()
+            return Resumed(None, submit(run, request))
+        if record.slurm_job:
+            run.update_status_file(slurm_job="", slurm_request=None)  # a plain run from now on
+        return Resumed(launch(run, resume=True, lock=lock))
 
 
-def _resume(run: Run, lock: RunLock) -> subprocess.Popen[bytes]:
+def check_resumable(run: Run) -> None:
     run.check_contained()  # names the link or special file, rather than calling the run damaged
     status = run_status(run)
-    if status == RunStatus.RUNNING:
-        raise RunError(f"run {run.id} is still running; stop it first")
+    if status.live:
+        raise RunError(f"run {run.id} is still {status}; stop it first")
     if status == RunStatus.COMPLETED:
         raise RunError(f"run {run.id} already completed; start a new run instead")
     if status == RunStatus.DAMAGED:
@@ -145,7 +163,6 @@ def _resume(run: Run, lock: RunLock) -> subprocess.Popen[bytes]:
     if not wait_gone(run, EXIT_WAIT_S):
         raise RunError(f"run {run.id} wrote its end but its process has not exited after {EXIT_WAIT_S:.0f} s; "
                        "a forced stop ends it")
-    return launch(run, resume=True, lock=lock)
 
 
 def resume_note(run: Run) -> str:

@@ -14,7 +14,8 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from studio.atomic import write_text
 from studio.runs.events import End, append_event
@@ -41,6 +42,15 @@ class SlurmRequest:
     time: str = ""
     account: str = ""
     gpus_per_node: int = 0
+
+
+def request_from(raw: dict[str, Any]) -> SlurmRequest:
+    """The request recorded in status.json (what the run was submitted with); a key of the wrong type reads as
+    its default."""
+    defaults = SlurmRequest()
+    values = {f.name: raw[f.name] for f in fields(SlurmRequest)
+              if f.name in raw and type(raw[f.name]) is type(getattr(defaults, f.name))}
+    return SlurmRequest(**values)
 
 
 def available() -> bool:

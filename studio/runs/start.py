@@ -26,6 +26,7 @@ from studio.runs.folder import Run, RunError, create_run
 from studio.runs.history import machine_corrections
 from studio.runs.launcher import launch, write_plan_files
 from studio.runs.slurm import SlurmRequest, submit
+from studio.runs.slurm import available as slurm_available
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ def start_profile(profile: Profile, name: str, probe: bool = False, inventory: I
     n = profile.data.max_length
     shape = DataShape(rows=0, mean_tokens=n, p95_tokens=n, fill=1.0, exact=True) if probe else check_data(profile)
     plan = checked_plan(profile, name, inventory or current_inventory(), shape)
+    if slurm is not None and not slurm_dry_run and not slurm_available():
+        raise RunError("sbatch is not on the PATH: run this on a Slurm login node (or drop --slurm)")
     run = create_run(profile.to_toml(), name, kind="probe" if probe else "train")
     write_plan_files(run, plan.record())
     if slurm is not None:

@@ -80,6 +80,7 @@ class RunSummary:
     model: str | None = None      # the base model's name, as its profile names it
     problem: str | None = None   # why a damaged or unreadable run cannot be read
     note: str = ""               # the user's own note on the run
+    slurm_job: str = ""          # the Slurm job of its latest submission ("" for a run on this machine)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,7 +100,7 @@ def trained_by(run: Run, start: Start | None) -> dict[str, str | None]:
 def summarize(run: Run) -> RunSummary:
     """A run's line in a listing; a damaged run gets one too, with the reason."""
     record = run.status_file()
-    profile, started = record.profile, record.created_at
+    profile, started, job = record.profile, record.created_at, record.slurm_job
     unreadable = run.unreadable()
     if unreadable:
         return RunSummary(run.id, profile, RunStatus.UNREADABLE, str(run.dir), 0, None, None, started, None, None,
@@ -128,6 +129,6 @@ def summarize(run: Run) -> RunSummary:
                       (last.tokens_per_s if last else None)),
         eval_loss=last_eval.eval_loss if last_eval else None,
         train_s=last.elapsed_s if last else None,
-        **trained_by(run, start), note=run.note(),
+        **trained_by(run, start), note=run.note(), slurm_job=job,
         alert=next((a.message for a in health_alerts(tl, running=True, recent=50) if a.kind == "stall"), None)
         if status == RunStatus.RUNNING else None)

@@ -87,11 +87,12 @@ def resume(screen: RunActions, run: Run) -> None:
 
     def work() -> None:
         try:
-            resume_run(run)
+            resumed = resume_run(run)
         except RunError as e:
             screen.app.call_from_thread(screen.notify, str(e), severity="warning")
             return
-        screen.app.call_from_thread(screen.notify, resume_note(run))
+        job = f"; resubmitted to Slurm as job {resumed.slurm_job}" if resumed.slurm_job else ""
+        screen.app.call_from_thread(screen.notify, resume_note(run) + job)
 
     screen.run_worker(work, thread=True, group="resume")
     screen.resumed()

@@ -84,6 +84,7 @@ class RunFiles:
     alive: bool
     launched_at: float
     status: RunStatus | None = None            # runs/state.status_of, decided in the worker (Slurm asks squeue)
+    slurm_job: str = ""                        # the run's Slurm job, when it was submitted to Slurm
     error: str = ""
     evaluation: dict[str, Any] | None = None   # eval.json: `studio eval`'s before/after numbers
 
@@ -125,6 +126,7 @@ class RunMonitor(RunActions, StudioScreen):
         self._loaded = False  # the first read is bounded (first_records)
         self.log_tail = FileTail(run.log_path)
         self.status: RunStatus | None = None  # as last read (runs/state.status_of)
+        self.slurm_job = ""
         self.gpu_totals: list[float] = []
         self.plan = run.plan()
         self._dirty = True
@@ -202,8 +204,9 @@ class RunMonitor(RunActions, StudioScreen):
         ends = [r for r in records if isinstance(r, End)]
         end = ends[-1] if ends else self.timeline.end  # the monitor's timeline is folded in the app's thread
         alive = is_alive(self.run)
-        return RunFiles(records, text, alive, self.run.status_file().launched_at, status_of(self.run, end, alive),
-                        evaluation=self.run.read_json(EVAL_FILE) or None)
+        record = self.run.status_file()
+        return RunFiles(records, text, alive, record.launched_at, status_of(self.run, end, alive),
+                        slurm_job=record.slurm_job, evaluation=self.run.read_json(EVAL_FILE) or None)
 
     def first_records(self) -> list[Event]:
         """A long run's events, bounded: its first part (preflight, start) and its last 8 MiB (the latest
@@ -241,6 +244,7 @@ class RunMonitor(RunActions, StudioScreen):
         if files.evaluation != self.evaluation:
             self.evaluation, self._dirty = files.evaluation, True
         self.launched_at = files.launched_at
+        self.slurm_job = files.slurm_job
         self.timeline.extend(files.records)
         status = files.status
         self.timeline.thin(MONITOR_STEPS)
@@ -293,6 +297,8 @@ class RunMonitor(RunActions, StudioScreen):
                         f" of {display.size_bytes(tl.download.total_bytes)}")
         elif running:
             head.append(f"  ·  preparing (data, tokenizer, model) for {self.preparing_s():.0f} s")
+        if self.slurm_job:
+            head.append(f"  ·  Slurm job {self.slurm_job}")
         if running and tl.start and self.preparing:
             head = Text.assemble(("● ", colour), ("resuming", f"bold {colour}"), f"  {self.run.id}  ·  loading the "
                                  f"model and its last checkpoint for {self.preparing_s():.0f} s")
