@@ -410,3 +410,25 @@ async def test_the_monitor_says_the_runs_settings_in_one_line(studio_env: Path) 
         side = str(pilot.app.screen.query_one("#plan-text").render())
         # max_length's default; the optimizer the trainer made; gradient_checkpointing = true in its profile
         assert "len 1024 · paged_adamw_8bit · checkpointing" in side, side
+
+
+async def test_a_figure_the_trainer_could_not_read_shows_as_a_dash_not_zero(studio_env: Path) -> None:
+    """Issue 36 #9: "RAM (process RSS): 0.00 GiB" where the value was unreadable."""
+    run_dir = record_run(studio_env, status="completed")
+    events = run_dir / "events.jsonl"
+    kept = []
+    for line in events.read_text().splitlines():  # a CPU run whose RSS and epoch were not read
+        e = json.loads(line)
+        if e["event"] == "step":
+            for key in ("rss_gib", "epoch", "gpu_mem_allocated_gib", "gpu_mem_reserved_gib", "gpu_mem_peak_gib",
+                        "nvml_mem_used_gib"):
+                e.pop(key, None)
+        kept.append(json.dumps(e))
+    events.write_text("\n".join(kept) + "\n")
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        monitor = await front(pilot, RunMonitor)
+        await until(pilot, lambda: "RAM (process RSS)" in str(monitor.query_one("#memory-text").render()),
+                    "the memory pane")
+        memory = str(monitor.query_one("#memory-text").render())
+        assert "0.00 GiB" not in memory and "RAM (process RSS): -" in memory, memory
+        assert "epoch -" in str(monitor.query_one("#progress-text").render())

@@ -67,3 +67,5 @@ async def test_every_offered_run_action_does_something_and_no_other_shows(
             assert Run(run_dir).dir.is_dir()  # nothing was deleted, archived or stopped without a yes
             if status == RunStatus.RUNNING:
                 assert not any("stopping" in s or "killed" in s for s in said)
+                # delete and archive refuse a live run at once, naming the key that stops it (issue 36 #8)
+                assert sum("stop it first (s)" in s for s in said) == 2, said

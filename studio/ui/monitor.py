@@ -372,7 +372,8 @@ class RunMonitor(RunActions, StudioScreen):
         if not current:
             self._show("#progress-text", " waiting for the first step" if running else " no step was logged")
             return
-        text = f" step {current.step}/{max_steps or '?'} · epoch {current.epoch or 0:.2f}"
+        epoch = f"{current.epoch:.2f}" if current.epoch is not None else "-"
+        text = f" step {current.step}/{max_steps or '?'} · epoch {epoch}"
         if running and self.preparing:
             text += f" · resuming: no step of this attempt yet ({self.preparing_s():.0f} s)"
         elif running and current.eta_s is not None:

@@ -187,9 +187,9 @@ def memory_lines(step: Step | None, totals: list[float]) -> Text:
     peaks = [p or 0.0 for p in step.gpu_mem_peak_gib]
     used = list(step.nvml_mem_used_gib)
     if not peaks and not used:
-        out.append(f"RAM (process RSS): {step.rss_gib or 0:.2f} GiB", style="bold")
+        rss = f"{step.rss_gib:.2f} GiB" if step.rss_gib is not None else "- (not read)"
+        out.append(f"RAM (process RSS): {rss}", style="bold")
         return out
-    alloc = [a or 0.0 for a in step.gpu_mem_allocated_gib]
     reserved = [r or 0.0 for r in step.gpu_mem_reserved_gib]
     for i in range(max(len(peaks), len(used))):
         peak = peaks[i] if i < len(peaks) else 0.0
@@ -199,7 +199,9 @@ def memory_lines(step: Step | None, totals: list[float]) -> Text:
         if peak > 0:
             res = reserved[i] if i < len(reserved) else peak
             out.append_text(meter(res, total, 10))
-            out.append(f" {res:.1f}/{total:.0f} GiB\n  alloc {alloc[i] if i < len(alloc) else 0:.1f} · peak {peak:.1f}\n")
+            allocated = step.gpu_mem_allocated_gib[i] if i < len(step.gpu_mem_allocated_gib) else None
+            shown = f"{allocated:.1f}" if allocated is not None else "-"
+            out.append(f" {res:.1f}/{total:.0f} GiB\n  alloc {shown} · peak {peak:.1f}\n")
         elif nvml is not None:
             out.append_text(meter(nvml, total, 10))
             out.append(f" {nvml:.1f}/{total:.0f} GiB (NVML)\n")
