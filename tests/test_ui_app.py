@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,18 @@ async def test_at_120_columns_the_dashboard_help_fits_on_one_screen_in_two_colum
             said = run_actions.get(binding.action.split(".")[-1], binding.tooltip or binding.description)
             words = " ".join(said.split()[:2])
             assert words in text, (words, text)
+
+
+async def test_the_dashboards_help_says_what_its_marks_mean(studio_env: Path) -> None:
+    """Issue 36 #11: no legend for the bracketed eval loss, the `·` after template names or the `cpu` badge."""
+    from studio.ui.dialogs import Help
+
+    async with app().run_test(size=(120, 40)) as pilot:
+        await front(pilot, Dashboard)
+        await pilot.press("question_mark")
+        help_screen = await until(pilot, lambda: isinstance(pilot.app.screen, Help) and pilot.app.screen, "the help")
+        assert help_screen is pilot.app.screen
+        text = " ".join(re.sub(r"[│█▌▐▀▄]", " ", screen_text(pilot.app)).split())  # the words, not the frame
+        for mark in ("What the marks mean", "4.525 (4.577)", "train loss (eval loss)", "a bundled template",
+                     "trains on the CPU"):
+            assert mark in text, mark

@@ -344,7 +344,13 @@ def help_table(bindings: list[Binding], display: Callable[[Binding], str],
         action = b.action.split(".")[-1].split("(")[0]
         keys = " / ".join(display(Binding(k.strip(), b.action, b.description)) for k in b.key.split(","))
         rows.append((keys, titles.get(action, b.tooltip or b.description)))  # a tooltip says more than the footer
-    if columns < 2 or len(rows) < 8:
+    return laid_out(rows, columns)
+
+
+def laid_out(rows: list[tuple[str, str]], columns: int = 1) -> Table:
+    """Rows of (key or mark, what it means) in one column, or with `columns=2` and enough rows, in two halves
+    side by side."""
+    if columns < 2 or len(rows) < 6:
         return key_table(rows)
     # Split where the wrapped heights balance (a description of ~40 characters takes a line in either half).
     heights = [1 + len(what) // 40 for _, what in rows]

@@ -191,6 +191,12 @@ class StudioApp(App[None]):
         if screen is not None:
             parts += [Text(screen.HELP_TITLE, style="bold"),
                       help_table(list(type(screen).BINDINGS), self.get_key_display, columns=columns), Text("")]
+            if screen.LEGEND:  # one paragraph: the keys above must still fit a 120x40 terminal
+                legend = Text("What the marks mean: ", style="bold")
+                for i, (mark, meaning) in enumerate(screen.LEGEND):
+                    legend.append(("; " if i else "") + mark, style="bold")
+                    legend.append(f" {meaning}", style="")
+                parts += [legend, Text("")]
         parts += [Text("Anywhere", style="bold"), help_table(list(StudioApp.BINDINGS), self.get_key_display,
                                                             general=GENERAL_KEYS, columns=columns)]
         self.push_screen(Help(Group(*parts), wide=columns == 2))

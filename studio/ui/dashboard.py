@@ -124,6 +124,13 @@ def fit_of(profile: Profile, inventory: Inventory) -> tuple[str, str]:
 
 class Dashboard(RunActions, StudioScreen):
     HELP_TITLE = "Dashboard"
+    LEGEND = (
+        ("name ·", "a bundled template (read-only)"),
+        ("fits / tight / too big", "peak <=75% / <=90% / >90% of free"),
+        ("cpu", "no GPU here: it trains on the CPU"),
+        ("invalid", "does not load: enter shows why"),
+        ("4.525 (4.577)", "train loss (eval loss)"),
+    )
 
     clock = staticmethod(time.time)  # tests pin it for stable ages
     BINDINGS = [

@@ -13,6 +13,8 @@ class StudioScreen(Screen):
     """A full screen (not a dialog). The app asks the screen in front for both; it tests for no class."""
 
     HELP_TITLE: ClassVar[str] = ""   # the help's heading over this screen's keys
+    # What the marks and badges on this screen mean, (mark, meaning): the help shows them under its keys.
+    LEGEND: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     @property
     def in_view(self) -> bool:
