@@ -128,11 +128,12 @@ def studio_side(tmp: Path, model: Path, data: Path, job: dict, speed: dict, labe
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     end = [e for e in events if e["event"] == "end"][-1]
     first_step = next(e["time"] for e in events if e["event"] == "step")
-    start = next(e for e in events if e["event"] == "start")
+    trained = json.loads((run_dir / "plan.json").read_text()).get("trained") or {}  # what the trainer trained
+    decisions = trained.get("decisions") or []
     return {"run_dir": str(run_dir), "runtime": end["train_runtime_s"], "tokens": end["train_tokens"],
             "peak_gib": max(end.get("gpu_mem_peak_gib") or [0]) or None, "to_first_step_s": first_step - t0,
-            "decisions": {d["key"]: d["value"] for d in start.get("decisions", [])},
-            "reasons": {d["key"]: d.get("reason") for d in start.get("decisions", [])}}
+            "decisions": {d["key"]: d["value"] for d in decisions},
+            "reasons": {d["key"]: d.get("reason") for d in decisions}}
 
 
 def trl_side(tmp: Path, model: Path, data: Path, job: dict, settings: dict, label: str) -> dict:
