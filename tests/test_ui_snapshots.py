@@ -3,6 +3,7 @@ Update after an intended change with: python -m pytest tests/test_ui_snapshots.p
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from studio.runs.folder import Run
 from studio.ui.app import StudioApp
 from studio.ui.dashboard import Dashboard
 from ui_fixtures import RECORDED_AT, eight_gpus, fake_inventory, record_run, screen_text
+from waiting import POLL_S
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -30,7 +32,7 @@ async def settle(pilot, ready=lambda app: True) -> None:
     for _ in range(300):
         for field in pilot.app.screen.query("Input, TextArea"):
             field.cursor_blink = False  # a blinking cursor is a different picture every half second
-        await pilot.pause(0.05)
+        await asyncio.sleep(POLL_S)  # look again: the loop ends on three identical screens, not on the clock
         shot = pilot.app.export_screenshot()
         same = same + 1 if shot == previous and ready(pilot.app) else 0
         if same >= 3:

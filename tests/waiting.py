@@ -8,12 +8,14 @@ short enough that one hung test cannot run CI past its limit) sets the bound for
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 DEADLINE_S = float(os.environ.get("STUDIO_TEST_DEADLINE", "600"))
+POLL_S = 0.05  # how often a wait looks again: not a wait of its own
 
 
 def wait_for(check: Callable[[], Any], what: str = "condition", state: Callable[[], str] | None = None,
@@ -41,7 +43,7 @@ async def until(pilot: Any, check: Callable[[], Any], what: str = "condition", t
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; the screen:\n{screen_text(pilot.app)}")
-        await pilot.pause(0.05)
+        await asyncio.sleep(POLL_S)  # the app runs meanwhile (same event loop); the check is the wait
 
 
 async def front(pilot: Any, kind: type, what: str = "") -> Any:
