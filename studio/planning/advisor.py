@@ -5,7 +5,7 @@ Never suggests a setup whose estimated peak is above 90% of the free memory.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from studio.hardware import Inventory
@@ -17,9 +17,9 @@ from studio.planning.speed import estimate_speed
 from studio.planning.fixes import FIXES, Fix, applicable
 from studio.planning.inventory import spec_for
 from studio.planning.fit import SAFETY, FitRule
-from studio.planning.plan import Plan, plan_run
-from studio.profiles.profile import Profile
-from studio.profiles.vocabulary import EIGHT_BIT_OPTIMIZERS, default_optimizer, default_strategy, auto_dtype
+from studio.planning.plan import Plan, plan_run, setup_for
+from studio.profiles.profile import Profile, with_changes
+from studio.profiles.vocabulary import EIGHT_BIT_OPTIMIZERS, default_optimizer, default_strategy
 TARGET_EFFECTIVE_BATCH = 16
 QUALITY = {
     "full": "full fine-tuning: every weight trains; the highest quality ceiling, the most memory and the largest checkpoints",
@@ -50,16 +50,18 @@ class Option:
     setup: Setup
     tokens_per_s: float | None = None
     breakdown: dict[str, float] = field(default_factory=dict)
+    profile: Profile = field(default_factory=Profile)  # the candidate, made through with_changes
 
     def settings(self) -> dict[str, Any]:
         """The suggestion as dotted profile keys: `with_changes` applies them to a profile."""
-        s = self.setup
-        out: dict[str, Any] = {"method.type": s.method, "train.batch_size": s.batch,
-                               "train.grad_accum": max(1, TARGET_EFFECTIVE_BATCH // s.batch),
-                               "train.gradient_checkpointing": s.grad_ckpt, "train.optimizer": s.optimizer,
-                               "data.max_length": s.seq_len}
-        if s.method != "full":
-            out.update({"method.rank": s.rank, "method.alpha": 2.0 * s.rank, "method.target_modules": list(s.targets)})
+        p = self.profile
+        out: dict[str, Any] = {"method.type": p.method.type, "train.batch_size": p.train.batch_size,
+                               "train.grad_accum": p.train.grad_accum,
+                               "train.gradient_checkpointing": p.train.gradient_checkpointing,
+                               "train.optimizer": p.train.optimizer, "data.max_length": p.data.max_length}
+        if p.method.type != "full":
+            out.update({"method.rank": p.method.rank, "method.alpha": p.method.alpha,
+                        "method.target_modules": list(p.method.target_modules)})
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -82,13 +84,33 @@ def default_rank(spec: ModelSpec, rows: int | None) -> tuple[int, str]:
     return 16, "the usual rank for this size"
 
 
-def _evaluate(spec: ModelSpec, setup: Setup, target: Target) -> Option:
+def candidate(spec: ModelSpec, method: str, rank: int, batch: int, seq_len: int, ckpt: bool, optimizer: str,
+              bf16: bool, n_gpus: int) -> tuple[Profile, Setup]:
+    """A suggestion as a profile, through the one door every change passes (`with_changes`: the field rules
+    and the cross-checks), and the estimator's view of it (`setup_for`, as for any run)."""
+    profile = with_changes(Profile(), {
+        "model.name": spec.id, "method.type": method, "method.rank": rank, "method.alpha": 2.0 * rank,
+        "train.batch_size": batch, "train.grad_accum": max(1, TARGET_EFFECTIVE_BATCH // batch),
+        "train.gradient_checkpointing": ckpt, "train.optimizer": optimizer, "data.max_length": seq_len},
+        source="the advisor")
+    strategy = default_strategy(method, fits_one_gpu=False) if n_gpus > 1 else "none"
+    return profile, setup_for(profile, bf16, n_gpus, strategy)
+
+
+def _evaluate(spec: ModelSpec, setup: Setup, target: Target, profile: Profile | None = None) -> Option:
     mem = estimate_memory(spec, setup)
     rule = FitRule(setup.method, target.corrections)
     peak = rule.expected_gib(mem.peak_vram_gib, target.name)
     fits = bool(rule.fits(mem.peak_vram_gib, target.name, target.free_gib))
     speed = estimate_speed(spec, setup, target.spec).tokens_per_s if target.spec else None
-    return Option(setup.method, fits, peak, setup, speed, mem.breakdown)
+    return Option(setup.method, fits, peak, setup, speed, mem.breakdown, profile or Profile())
+
+
+def fits_without_checkpointing(spec: ModelSpec, option: Option, target: Target) -> bool:
+    profile, setup = candidate(spec, option.method, option.setup.rank, option.setup.batch, option.setup.seq_len,
+                               False, option.setup.optimizer, target.spec is None or target.spec.bf16,
+                               option.setup.n_gpus)
+    return _evaluate(spec, setup, target, profile).fits
 
 
 def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, rows: int | None,
@@ -97,15 +119,13 @@ def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, 
     rank, _ = default_rank(spec, rows)
     # Full fine-tuning may trade precision of its optimizer states for memory; adapters are small.
     optimizers = (default_optimizer(method), *EIGHT_BIT_OPTIMIZERS) if method == "full" else (default_optimizer(method),)
-    dtype = auto_dtype("auto", gpu=True, bf16=target.spec is None or target.spec.bf16)
+    bf16 = target.spec is None or target.spec.bf16
     candidates = []
     for optimizer in optimizers:
         for ckpt in (False, True):
             for batch in (8, 4, 2, 1):
-                setup = Setup(method=method, rank=rank, batch=batch, seq_len=seq_len, grad_ckpt=ckpt,
-                              optimizer=optimizer, dtype=dtype, dropout=0.05, n_gpus=n_gpus,
-                              strategy=default_strategy(method, fits_one_gpu=False) if n_gpus > 1 else "none")
-                candidates.append(_evaluate(spec, setup, target))
+                profile, setup = candidate(spec, method, rank, batch, seq_len, ckpt, optimizer, bf16, n_gpus)
+                candidates.append(_evaluate(spec, setup, target, profile))
     fitting = [c for c in candidates if c.fits]
     if not fitting:
         return min(candidates, key=lambda c: c.peak_vram_gib)
@@ -180,7 +200,7 @@ def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, 
         reasons.append(f"micro-batch {s.batch} x {accum} accumulation steps = effective batch {s.batch * accum}")
         if not s.grad_ckpt:
             reasons.append("gradient checkpointing is off: it is not needed to fit, and skipping it saves ~25% compute")
-        elif _evaluate(spec, replace(s, grad_ckpt=False), gpu).fits:
+        elif fits_without_checkpointing(spec, chosen, gpu):
             reasons.append(f"gradient checkpointing is on: it lets a micro-batch of {s.batch} fit, which the speed "
                            "model rates faster than a smaller batch without it")
         else:
