@@ -7,16 +7,19 @@ import pytest
 
 from studio.cli import main
 from studio.paths import bundled_profiles_dir
-from studio.planning.advisor import Target, review_profile, suggest_method
+from studio.hardware import GpuInfo
+from studio.planning.advisor import review_profile, suggest_method
 from studio.planning.catalog import lookup_gpu, lookup_model
 from studio.planning.inventory import planning_inventory
 from studio.planning.plan import SAFETY
 from studio.profiles.profile import load_profile
 
 
-def target(name: str, free: float | None = None, index: int | None = None) -> Target:
+def target(name: str, free: float | None = None, index: int = 0) -> GpuInfo:
+    """A GPU of the catalog as the inventory would list it (all its memory free, unless `free` says)."""
     spec = lookup_gpu(name)
-    return Target(spec.name, free if free is not None else spec.memory_gib, spec.memory_gib, spec, index)
+    return GpuInfo(index=index, name=spec.name, memory_total_gib=spec.memory_gib,
+                   memory_free_gib=free if free is not None else spec.memory_gib, bf16=spec.bf16)
 
 
 def test_suggestion_never_exceeds_the_safety_margin() -> None:
@@ -25,7 +28,7 @@ def test_suggestion_never_exceeds_the_safety_margin() -> None:
             t = target(gpu)
             s = suggest_method(lookup_model(model), [t], seq_len=1024)
             if s.fits:
-                assert s.peak_vram_gib <= SAFETY * t.free_gib, (model, gpu)
+                assert s.peak_vram_gib <= SAFETY * t.memory_free_gib, (model, gpu)
 
 
 def test_bigger_cards_get_better_methods() -> None:

@@ -79,11 +79,12 @@ def test_the_advisor_uses_the_machine_corrections(capsys) -> None:
     corrected = json.loads(capsys.readouterr().out)
     assert main(["suggest", "--model", "llama-3.1-8b", "--gpu", "RTX 4090"]) == 0
     assert "corrected by runs measured on this machine: lora x1.30" in capsys.readouterr().out
-    from studio.planning.advisor import Target, suggest_method
+    from studio.planning.advisor import suggest_method
     from studio.planning.catalog import lookup_gpu, lookup_model
 
     gpu = lookup_gpu("RTX 4090")
-    plain = suggest_method(lookup_model("llama-3.1-8b"), [Target(gpu.name, gpu.memory_gib, gpu.memory_gib, gpu)])
+    plain = suggest_method(lookup_model("llama-3.1-8b"), [GpuInfo(index=0, name=gpu.name, memory_total_gib=gpu.memory_gib,
+                                                                  memory_free_gib=gpu.memory_gib, bf16=gpu.bf16)])
     lora_plain = plain.peak_vram_gib if plain.method == "lora" else next(
         a["peak_vram_gib"] for a in plain.alternatives if a["method"] == "lora")
     lora_corrected = corrected["peak_vram_gib"] if corrected["method"] == "lora" else next(

@@ -11,7 +11,7 @@ from studio import display
 from studio.cli.errors import EXIT_FAILED, EXIT_OK, UserError
 from studio.cli.runs import watch
 from studio.hardware import Inventory
-from studio.planning.advisor import make_it_fit, review_profile, suggest_method, targets_from
+from studio.planning.advisor import make_it_fit, review_profile, suggest_method
 from studio.planning.catalog import CatalogError, catalog_gpus, lookup_model, search_models
 from studio.planning.estimate import GIB, EstimateError
 from studio.planning.inventory import current_inventory, planning_inventory
@@ -200,9 +200,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     inventory = inventory_from_args(args, Profile())
     if not inventory.gpus:
         raise PlanError(f"no GPU to plan for ({inventory.reason}); pass --gpu NAME (e.g. \"RTX 4090\") or --vram GB")
-    targets = targets_from(inventory, machine_corrections())
+    corrections = machine_corrections()
     try:
-        s = suggest_method(lookup_model(args.model), targets, seq_len=args.seq_len or 1024, rows=args.rows)
+        s = suggest_method(lookup_model(args.model), inventory.gpus, seq_len=args.seq_len or 1024, rows=args.rows,
+                           corrections=corrections)
     except (CatalogError, EstimateError) as e:
         raise PlanError(str(e)) from None
     if args.save:
@@ -220,8 +221,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     print("  settings: " + ", ".join(f"{k} = {v}" for k, v in s.settings.items()))
     for r in s.reasons:
         print(f"  - {r}")
-    corrected = {m: c.vram_factor for t in targets for m in METHODS
-                 if (c := t.corrections.lookup(t.name, m)) is not None}
+    corrected = {m: c.vram_factor for g in inventory.gpus for m in METHODS
+                 if (c := corrections.lookup(g.name, m)) is not None}
     if corrected:
         print("  - estimates corrected by runs measured on this machine: "
               + ", ".join(f"{m} x{f:.2f}" for m, f in sorted(corrected.items())))

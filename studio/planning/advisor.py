@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from studio.hardware import Inventory
-from studio.planning.catalog import GpuSpec, ModelSpec
+from collections.abc import Sequence
+
+from studio.hardware import GpuInfo, Inventory
+from studio.planning.catalog import ModelSpec
 from studio.planning.corrections import NONE, Corrections
 from studio.planning.decisions import DataShape
 from studio.planning.estimate import EstimateError, Setup, estimate_memory
@@ -28,18 +30,6 @@ QUALITY = {
     "qlora": "QLoRA: LoRA on a 4-bit NF4 base; within about a point of 16-bit LoRA in the QLoRA paper "
              "(Dettmers et al. 2023), slower per step from dequantizing",
 }
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the run would go: a name, the memory it may use, and the catalog spec for speed."""
-
-    name: str
-    free_gib: float
-    total_gib: float
-    spec: GpuSpec | None = None
-    index: int | None = None
-    corrections: Corrections = NONE  # this machine's measurements (the fit rule corrects for this card with them)
 
 
 @dataclass
@@ -69,12 +59,6 @@ class Option:
                 "tokens_per_s": self.tokens_per_s, "settings": self.settings()}
 
 
-def targets_from(inventory: Inventory, corrections: Corrections = NONE) -> list[Target]:
-    """The inventory's GPUs as planning targets, with this machine's corrections for each."""
-    return [Target(g.name, g.memory_free_gib, g.memory_total_gib, spec_for(g), g.index, corrections)
-            for g in inventory.gpus]
-
-
 def default_rank(spec: ModelSpec, rows: int | None) -> tuple[int, str]:
     """The LoRA rank to suggest, and why."""
     if spec.total_params >= 30e9:
@@ -97,35 +81,35 @@ def candidate(spec: ModelSpec, method: str, rank: int, batch: int, seq_len: int,
     return profile, setup_for(profile, bf16, n_gpus, strategy)
 
 
-def _evaluate(spec: ModelSpec, setup: Setup, target: Target, profile: Profile | None = None) -> Option:
+def _evaluate(spec: ModelSpec, setup: Setup, gpu: GpuInfo, corrections: Corrections,
+              profile: Profile | None = None) -> Option:
     mem = estimate_memory(spec, setup)
-    rule = FitRule(setup.method, target.corrections)
-    peak = rule.expected_gib(mem.peak_vram_gib, target.name)
-    fits = bool(rule.fits(mem.peak_vram_gib, target.name, target.free_gib))
-    speed = estimate_speed(spec, setup, target.spec).tokens_per_s if target.spec else None
+    rule = FitRule(setup.method, corrections)
+    peak = rule.expected_gib(mem.peak_vram_gib, gpu.name)
+    fits = bool(rule.fits(mem.peak_vram_gib, gpu.name, gpu.memory_free_gib))
+    card = spec_for(gpu)
+    speed = estimate_speed(spec, setup, card).tokens_per_s if card else None
     return Option(setup.method, fits, peak, setup, speed, mem.breakdown, profile or Profile())
 
 
-def fits_without_checkpointing(spec: ModelSpec, option: Option, target: Target) -> bool:
+def fits_without_checkpointing(spec: ModelSpec, option: Option, gpu: GpuInfo, corrections: Corrections) -> bool:
     profile, setup = candidate(spec, option.method, option.setup.rank, option.setup.batch, option.setup.seq_len,
-                               False, option.setup.optimizer, target.spec is None or target.spec.bf16,
-                               option.setup.n_gpus)
-    return _evaluate(spec, setup, target, profile).fits
+                               False, option.setup.optimizer, gpu.bf16, option.setup.n_gpus)
+    return _evaluate(spec, setup, gpu, corrections, profile).fits
 
 
-def best_for_method(spec: ModelSpec, method: str, target: Target, seq_len: int, rows: int | None,
-                    n_gpus: int = 1) -> Option:
+def best_for_method(spec: ModelSpec, method: str, gpu: GpuInfo, seq_len: int, rows: int | None,
+                    n_gpus: int = 1, corrections: Corrections = NONE) -> Option:
     """The fastest setup of `method` that fits, or the smallest one if none does."""
     rank, _ = default_rank(spec, rows)
     # Full fine-tuning may trade precision of its optimizer states for memory; adapters are small.
     optimizers = (default_optimizer(method), *EIGHT_BIT_OPTIMIZERS) if method == "full" else (default_optimizer(method),)
-    bf16 = target.spec is None or target.spec.bf16
     candidates = []
     for optimizer in optimizers:
         for ckpt in (False, True):
             for batch in (8, 4, 2, 1):
-                profile, setup = candidate(spec, method, rank, batch, seq_len, ckpt, optimizer, bf16, n_gpus)
-                candidates.append(_evaluate(spec, setup, target, profile))
+                profile, setup = candidate(spec, method, rank, batch, seq_len, ckpt, optimizer, gpu.bf16, n_gpus)
+                candidates.append(_evaluate(spec, setup, gpu, corrections, profile))
     fitting = [c for c in candidates if c.fits]
     if not fitting:
         return min(candidates, key=lambda c: c.peak_vram_gib)
@@ -152,17 +136,21 @@ class Suggestion:
         return asdict(self)
 
 
-def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, rows: int | None = None) -> Suggestion:
-    """The best method that fits on the smallest card that holds it; alternatives and reasons."""
-    if not targets:
+def suggest_method(spec: ModelSpec, gpus: Sequence[GpuInfo], seq_len: int = 1024, rows: int | None = None,
+                   corrections: Corrections = NONE) -> Suggestion:
+    """The best method that fits on the smallest card that holds it (of the inventory's GPUs, judged with this
+    machine's corrections); alternatives and reasons."""
+    if not gpus:
         raise ValueError("no GPU to plan for")
-    biggest = max(targets, key=lambda t: t.free_gib)
-    options = [best_for_method(spec, m, biggest, seq_len, rows) for m in ("full", "lora", "qlora")]
+    targets = list(gpus)
+    biggest = max(targets, key=lambda t: t.memory_free_gib)
+    options = [best_for_method(spec, m, biggest, seq_len, rows, corrections=corrections)
+               for m in ("full", "lora", "qlora")]
     chosen = next((o for o in options if o.fits), None)
     reasons: list[str] = []
     gpu = biggest
     if chosen is None and len(targets) > 1:
-        sharded = shard_across(spec, targets, seq_len, rows)
+        sharded = shard_across(spec, targets, seq_len, rows, corrections)
         if sharded is not None:
             option, used = sharded
             reasons.append(f"no single GPU holds it; {option.method} sharded with FSDP over {len(used)} GPUs "
@@ -175,15 +163,15 @@ def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, 
                               tokens_per_s=option.tokens_per_s, breakdown=option.breakdown)
     if chosen is None:
         smallest = min(options, key=lambda o: o.peak_vram_gib)
-        reasons.append(f"nothing fits on {biggest.name} ({biggest.free_gib:.1f} GiB free): the smallest setup, "
+        reasons.append(f"nothing fits on {biggest.name} ({biggest.memory_free_gib:.1f} GiB free): the smallest setup, "
                        f"{smallest.method} with batch 1 and gradient checkpointing, needs about "
                        f"{smallest.peak_vram_gib:.1f} GiB; use a bigger GPU, several GPUs, or a shorter max_length "
                        f"(now {seq_len})")
         chosen = smallest
     else:
         # The smallest card that holds the chosen method, so the big ones stay free.
-        for t in sorted(targets, key=lambda t: t.free_gib):
-            o = best_for_method(spec, chosen.method, t, seq_len, rows)
+        for t in sorted(targets, key=lambda t: t.memory_free_gib):
+            o = best_for_method(spec, chosen.method, t, seq_len, rows, corrections=corrections)
             if o.fits:
                 chosen, gpu = o, t
                 break
@@ -191,16 +179,16 @@ def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, 
             reasons.append(f"{gpu.name} (GPU {gpu.index}) is the smallest card that holds it; the larger ones stay free")
         worse = [o.method for o in options[:options.index(next(o for o in options if o.method == chosen.method))]]
         if worse:
-            reasons.append(f"{' and '.join(worse)} would not fit in {SAFETY:.0%} of {biggest.free_gib:.1f} GiB")
+            reasons.append(f"{' and '.join(worse)} would not fit in {SAFETY:.0%} of {biggest.memory_free_gib:.1f} GiB")
         reasons.append(QUALITY[chosen.method])
         s = chosen.setup
-        reasons.append(f"estimated peak {chosen.peak_vram_gib:.1f} GiB of {gpu.free_gib:.1f} GiB free "
-                       f"({gpu.free_gib - chosen.peak_vram_gib:.1f} GiB to spare)")
+        reasons.append(f"estimated peak {chosen.peak_vram_gib:.1f} GiB of {gpu.memory_free_gib:.1f} GiB free "
+                       f"({gpu.memory_free_gib - chosen.peak_vram_gib:.1f} GiB to spare)")
         accum = chosen.settings()["train.grad_accum"]
         reasons.append(f"micro-batch {s.batch} x {accum} accumulation steps = effective batch {s.batch * accum}")
         if not s.grad_ckpt:
             reasons.append("gradient checkpointing is off: it is not needed to fit, and skipping it saves ~25% compute")
-        elif fits_without_checkpointing(spec, chosen, gpu):
+        elif fits_without_checkpointing(spec, chosen, gpu, corrections):
             reasons.append(f"gradient checkpointing is on: it lets a micro-batch of {s.batch} fit, which the speed "
                            "model rates faster than a smaller batch without it")
         else:
@@ -215,14 +203,15 @@ def suggest_method(spec: ModelSpec, targets: list[Target], seq_len: int = 1024, 
                       tokens_per_s=chosen.tokens_per_s, breakdown=chosen.breakdown)
 
 
-def shard_across(spec: ModelSpec, targets: list[Target], seq_len: int, rows: int | None) -> tuple[Option, list[Target]] | None:
+def shard_across(spec: ModelSpec, targets: list[GpuInfo], seq_len: int, rows: int | None,
+                 corrections: Corrections = NONE) -> tuple[Option, list[GpuInfo]] | None:
     """The fewest GPUs (largest first) over which full, LoRA or QLoRA fits with FSDP."""
-    ordered = sorted(targets, key=lambda t: -t.free_gib)
+    ordered = sorted(targets, key=lambda t: -t.memory_free_gib)
     for n in range(2, len(ordered) + 1):
         used = ordered[:n]
-        weakest = min(used, key=lambda t: t.free_gib)
+        weakest = min(used, key=lambda t: t.memory_free_gib)
         for method in ("full", "lora", "qlora"):
-            option = best_for_method(spec, method, weakest, seq_len, rows, n_gpus=n)
+            option = best_for_method(spec, method, weakest, seq_len, rows, n_gpus=n, corrections=corrections)
             if option.fits:
                 return option, used
     return None
