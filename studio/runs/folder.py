@@ -52,7 +52,13 @@ class RunError(Exception):
     """A run command that cannot be carried out; the message says why and what to do."""
 
 
-STATUS_READS: dict[Path, tuple[tuple[int, int, int], StatusFile]] = {}  # status.json by path, as last read
+STATUS_READS: dict[Path, tuple[tuple[int, ...], StatusFile]] = {}  # status.json by path, as last read
+
+
+def status_key(st: os.stat_result) -> tuple[int, ...]:
+    """What tells one status.json from the next: every write replaces the file (a new inode, though a freed
+    inode number can come back, and a coarse clock can give two writes one mtime), so all of these."""
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_dev)
 
 
 @dataclass(frozen=True)
@@ -168,7 +174,7 @@ class Run:
             st = os.lstat(path)
         except OSError:
             return StatusFile()
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        key = status_key(st)
         cached = STATUS_READS.get(path)
         if cached is None or cached[0] != key:
             cached = STATUS_READS[path] = (key, status_from_dict(self.read_json(STATUS_FILE)))
@@ -177,7 +183,9 @@ class Run:
     def update_status_file(self, **changes: Any) -> StatusFile:
         """Write status.json with these fields changed (a name that is not a StatusFile field raises TypeError)."""
         record = replace(self.status_file(), **changes)
-        write_json(self.dir / STATUS_FILE, record.to_dict())
+        path = self.dir / STATUS_FILE
+        write_json(path, record.to_dict())
+        STATUS_READS.pop(path, None)  # read again next time, whatever the file system's clock granularity
         return record
 
     @property
