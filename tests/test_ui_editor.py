@@ -389,3 +389,14 @@ async def test_the_editor_folds_advanced_fields_jumps_to_a_field_undoes_and_show
     text = path.read_text()
     assert "batch_size = 8" in text and "# my notes" in text and 'main_address = "10.0.0.1"' in text
     assert "seed" not in text and "random_init" not in text  # folded fields nobody touched stay out of the file
+
+
+async def test_a_hub_dataset_offline_says_so_instead_of_reading_forever(studio_env: Path) -> None:
+    """Issue 36 #7: "data: reading..." never resolved for a Hub dataset with the hub offline."""
+    path = write(studio_env, "hubdata", '[data]\npath = "someone/chat-data"\n')  # HF_HUB_OFFLINE=1 in the tests
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(path)
+        editor = await front(pilot, ProfileEditor)
+        advice = lambda: " ".join(str(editor.query_one("#advice-body").render()).split())  # noqa: E731
+        await until(pilot, lambda: "HF_HUB_OFFLINE" in advice(), "what the editor can say of the dataset")
+        assert "reading..." not in advice() and "someone/chat-data is a Hub dataset" in advice()

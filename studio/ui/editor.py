@@ -81,6 +81,16 @@ def advice_inventory(gpu_name: str, machine: Inventory, profile: Profile) -> Inv
     return described_inventory(f"{profile.hardware.gpu_count}x {gpu_name}", source="the editor")
 
 
+def hub_data_note(name: str) -> str:
+    """What the editor can say of a Hub dataset without downloading it."""
+    from studio.planning.hub_models import offline
+
+    if offline():
+        return (f"{name} is a Hub dataset and HF_HUB_OFFLINE is set: the run can only use a copy already in the "
+                "Hugging Face cache (the trainer says so at once if there is none)")
+    return f"{name} is a Hub dataset: the trainer downloads and checks its rows when the run starts"
+
+
 class ProfileEditor(StudioScreen):
     HELP_TITLE = "Editor"
 
@@ -359,6 +369,8 @@ class ProfileEditor(StudioScreen):
                 lengths = row_lengths(profile)
             except (DataError, ProfileError, OSError) as e:
                 lengths = "; ".join(e.problems[:2]) if isinstance(e, ProfileError) else str(e)
+            if lengths is None:  # a Hub dataset: its rows are not read here
+                lengths = hub_data_note(profile.data.path)
         shape = shape_of(profile, lengths) if isinstance(lengths, list) else lengths
         self.app.call_from_thread(self.data_shape_read, file_key, lengths, key, shape)
 
