@@ -394,7 +394,9 @@ class Dashboard(RunActions, StudioScreen):
         took = display.duration(s.train_s) if s.train_s else "-"  # as the comparison counts it
         mark = "✓ " if s.id in self.marked else ""
         model = (s.model or "-").split("/")[-1]
-        return (f"{mark}{s.id}", Text(s.status, style=STATUS_STYLE.get(s.status, "")), s.method or "-", model,
+        status = (Text("stalled", style="bold yellow") if s.alert  # running, but no step for much longer than usual
+                  else Text(s.status, style=STATUS_STYLE.get(s.status, "")))
+        return (f"{mark}{s.id}", status, s.method or "-", model,
                 steps, loss, f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-", took,
                 age(now - s.started_at if s.started_at else None))
 

@@ -303,7 +303,8 @@ class RunMonitor(RunActions, StudioScreen):
             head = Text.assemble(("● ", colour), ("resuming", f"bold {colour}"), f"  {self.run.id}  ·  loading the "
                                  f"model and its last checkpoint for {self.preparing_s():.0f} s")
         self._show("#run-status", head)
-        self.paint_progress(current, running)
+        alerts = health_alerts(tl, running=running, recent=500)
+        self.paint_progress(current, running, stalled=any(a.kind == "stall" for a in alerts))
         now = time.monotonic()
         if now - self._charted_at >= CHART_EVERY_S or not running:
             self._charted_at = now
@@ -312,7 +313,6 @@ class RunMonitor(RunActions, StudioScreen):
         self._show("#memory-text", self.memory_text(current))
         self._show("#plan-text", self.plan_text())
         self._health_at = time.monotonic()
-        alerts = health_alerts(tl, running=running, recent=500)
         self._show("#alerts", Text("\n".join(f"⚠ {a.message}" for a in alerts), style="bold yellow") if alerts else "")
         self._show("#error-panel", self.error_text())
 
@@ -362,7 +362,7 @@ class RunMonitor(RunActions, StudioScreen):
     def preparing_s(self) -> float:
         return max(0.0, time.time() - self.launched_at) if self.launched_at else 0.0
 
-    def paint_progress(self, current: Any, running: bool) -> None:
+    def paint_progress(self, current: Any, running: bool, stalled: bool = False) -> None:
         tl = self.timeline
         bar = self.query_one("#progress", StepBar)
         max_steps = (current.max_steps if current else None) or (tl.start.max_steps if tl.start else None)
@@ -376,6 +376,8 @@ class RunMonitor(RunActions, StudioScreen):
         text = f" step {current.step}/{max_steps or '?'} · epoch {epoch}"
         if running and self.preparing:
             text += f" · resuming: no step of this attempt yet ({self.preparing_s():.0f} s)"
+        elif running and stalled:  # a run gone quiet has no finish time to promise
+            text += " · ETA unknown: no step lately (see the alert)"
         elif running and current.eta_s is not None:
             finish = datetime.fromtimestamp(time.time() + current.eta_s).strftime("%H:%M")
             text += f" · ETA {display.duration(current.eta_s)} (done ~{finish})"
