@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from textual.widgets import DataTable, Input
 from ui_fixtures import (
     GOOD,
     eight_gpus,
+    live_trainer,
     fake_inventory,
     notifications,
     record_run,
@@ -333,3 +336,28 @@ async def test_the_gpu_pane_shows_what_was_sampled_while_a_monitor_covered_it(st
         gpu0 = next(line for line in screen_text(pilot.app).splitlines() if "[0]" in line)
         assert gpu0.rstrip("│ ").endswith("█▁█▄█"), gpu0  # 97% at the start, then the four samples
         assert "100%" in gpu0
+
+
+async def test_a_run_that_ended_in_its_monitor_is_not_announced_again_on_the_dashboard(studio_env: Path) -> None:
+    """Issue 36 #6: a late duplicate "run completed" toast after the monitor had said it."""
+    run_dir = record_run(studio_env, status="completed")
+    with live_trainer(run_dir, launched_at=time.time()) as trainer:  # running again, as after a resume
+        async with app().run_test(size=(120, 40)) as pilot:
+            said = notifications(pilot.app)
+            dash = await front(pilot, Dashboard)
+            await until(pilot, lambda: dash.last_summaries and dash.last_summaries[0].status == RunStatus.RUNNING,
+                        "the run listed as running")
+            pilot.app.open_run(Run(run_dir))
+            monitor = await front(pilot, RunMonitor)
+            trainer.kill()
+            trainer.wait()
+            with (run_dir / "events.jsonl").open("a") as f:
+                f.write(json.dumps({"event": "end", "time": time.time(), "status": "completed", "step": 40}) + "\n")
+            await until(pilot, lambda: monitor.status == RunStatus.COMPLETED, "the monitor to see the end")
+            await until(pilot, lambda: any(run_dir.name in t for t in said), "the monitor's toast")
+            await pilot.press("escape")
+            await front(pilot, Dashboard)
+            # the read that would announce it again is the one that lists it completed
+            await until(pilot, lambda: dash.last_summaries[0].status == RunStatus.COMPLETED, "the list re-read")
+            await pilot.pause()
+        assert sum(run_dir.name in t for t in said) == 1, said

@@ -86,6 +86,7 @@ class StudioApp(App[None]):
         self.first_run = open_run
         self.watched_run_id: str | None = None
         self.starting: set[Path] = set()  # profiles whose start is on its way
+        self.told_endings: set[tuple[str, float | None]] = set()  # (run id, end time): each ending toasted once
         self.fixed_inventory = inventory
         self.poll_gpus = poll_gpus
         if inventory is not None:

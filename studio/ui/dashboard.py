@@ -378,7 +378,10 @@ class Dashboard(RunActions, StudioScreen):
         before = {s.id: s.status for s in self.last_summaries}
         watched = self.watched_run_ids()
         for s in summaries:
-            if before.get(s.id) == RunStatus.RUNNING and not s.status.live and s.id not in watched:
+            told = (s.id, s.ended_at)
+            if before.get(s.id) == RunStatus.RUNNING and not s.status.live and s.id not in watched \
+                    and told not in self.app.told_endings:
+                self.app.told_endings.add(told)  # a monitor that watched it may have said it already
                 failed = s.status in (RunStatus.FAILED, RunStatus.CRASHED)
                 self.app.notify(f"run {s.id} {s.status}" + (f" ({s.error_kind})" if s.error_kind else ""),
                                 title=f"run {s.status}", severity="error" if failed else "information", timeout=8)
