@@ -372,3 +372,26 @@ def test_chat_talks_to_a_checkpoint_newer_than_the_final_result(tmp_path: Path) 
     assert run.trained_weights() == newer
     assert weights_label(run, str(newer)) == "the checkpoint of step 80"
     assert weights_label(run, None) == "the base model"
+
+
+def test_resume_waits_for_the_lock_of_a_trainer_that_wrote_its_end_and_is_still_exiting(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    """Defect (seen under load, after a stop, for a two-machine run and a Slurm run alike): the resume took the
+    run's lock before waiting for the old trainer to exit; a trainer that has written its `end` still holds the
+    lock while it exits, so the resume failed with "already running" instead of waiting for it."""
+    run = create_run(write_profile(tmp_path / "p.toml", DEMO_DATA).read_text(), "exiting")
+    ready = tmp_path / "locked"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, pathlib; from studio.runs.lock import RunLock; lock = RunLock(pathlib.Path(sys.argv[1]))"
+        ".acquire(); pathlib.Path(sys.argv[2]).touch(); time.sleep(2)"), str(run.dir.resolve()), str(ready),
+        "studio.trainer"])
+    wait_for(ready.exists, what="the old trainer to hold the lock")
+    run.update_status_file(pid=holder.pid, launched_at=time.time() - 5)
+    append_event(run.events_path, End(status="stopped", step=3))
+    assert run_status(run) == "stopped" and is_alive(run)
+    import studio.runs.launcher as launcher
+
+    launched = []
+    monkeypatch.setattr(launcher, "launch", lambda r, resume=False, lock=None: launched.append((r, resume)) or "proc")
+    assert resume_run(run).proc == "proc" and launched == [(run, True)]
+    assert holder.poll() is not None  # it waited for the old trainer to go, lock and all

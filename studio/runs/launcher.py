@@ -137,7 +137,7 @@ def resume_run(run: Run, here: bool = False) -> Resumed:
     submitted): two resumes at once start one trainer."""
     if not run.dir.is_dir():
         raise RunError(f"run {run.id}: its folder {run.dir} no longer exists; start a new run of its profile")
-    with locked(run) as lock:
+    with locked_once_exited(run) as lock:
         check_resumable(run)
         record = run.status_file()
         if record.slurm_job and not here:
@@ -148,6 +148,23 @@ def resume_run(run: Run, here: bool = False) -> Resumed:
         if record.slurm_job:
             run.update_status_file(slurm_job="", slurm_request=None)  # a plain run from now on
         return Resumed(launch(run, resume=True, lock=lock))
+
+
+def locked_once_exited(run: Run) -> RunLock:
+    """The run's lock for a resume. A trainer that has written its `end` still holds the lock while it exits
+    (saving, freeing the GPU, its launcher tearing down): wait for it, up to EXIT_WAIT_S, as a resume waits
+    for its process anyway. A run still going (no `end` of this attempt) is refused at once."""
+    deadline = time.monotonic() + EXIT_WAIT_S
+    while True:
+        try:
+            return locked(run)
+        except RunError:
+            if run_status(run).live:
+                raise  # still going: there is nothing to wait for
+            if time.monotonic() > deadline:
+                raise RunError(f"run {run.id} wrote its end but its process has not exited after "
+                               f"{EXIT_WAIT_S:.0f} s; a forced stop ends it") from None
+        time.sleep(0.2)
 
 
 def check_resumable(run: Run) -> None:
