@@ -399,4 +399,4 @@ async def test_a_hub_dataset_offline_says_so_instead_of_reading_forever(studio_e
         editor = await front(pilot, ProfileEditor)
         advice = lambda: " ".join(str(editor.query_one("#advice-body").render()).split())  # noqa: E731
         await until(pilot, lambda: "HF_HUB_OFFLINE" in advice(), "what the editor can say of the dataset")
-        assert "reading..." not in advice() and "someone/chat-data is a Hub dataset" in advice()
+        assert "reading..." not in advice() and "someone/chat-data: a Hub dataset" in advice()

@@ -86,9 +86,8 @@ def hub_data_note(name: str) -> str:
     from studio.planning.hub_models import offline
 
     if offline():
-        return (f"{name} is a Hub dataset and HF_HUB_OFFLINE is set: the run can only use a copy already in the "
-                "Hugging Face cache (the trainer says so at once if there is none)")
-    return f"{name} is a Hub dataset: the trainer downloads and checks its rows when the run starts"
+        return f"{name}: a Hub dataset; offline (HF_HUB_OFFLINE), so only a cached copy can be used"
+    return f"{name}: a Hub dataset, read by the trainer when the run starts"
 
 
 class ProfileEditor(StudioScreen):
