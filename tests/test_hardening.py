@@ -235,31 +235,6 @@ def test_a_stop_in_the_first_second_ends_as_stopped(tmp_path: Path) -> None:
     assert summarize(Run(run_dir)).status == "stopped"
 
 
-def is_alive_pid(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def test_resume_waits_for_a_trainer_that_already_wrote_its_end(tmp_path: Path, monkeypatch) -> None:
-    run = create_run(write_profile(tmp_path / "p.toml", DEMO_DATA).read_text(), "exiting")
-    exiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)", str(run.dir.resolve()),
-                                "studio.trainer"])
-    wait_for(lambda: is_alive_pid(exiting.pid), what="the old trainer to start")
-    run.update_status_file(pid=exiting.pid, launched_at=time.time() - 5)
-    append_event(run.events_path, End(status="stopped", step=3))
-    assert run_status(run) == "stopped" and is_alive(run)
-    import studio.runs.launcher as launcher
-
-    launched = []
-    monkeypatch.setattr(launcher, "launch", lambda r, resume=False, lock=None: launched.append((r, resume)) or "proc")
-    assert resume_run(run).proc == "proc" and launched == [(run, True)]
-    assert exiting.poll() is not None  # it waited for the old process to go
-
-
 # ---------------------------------------------------------------- 7. folders that cannot be written
 
 def test_unwritable_runs_and_profiles_folders_are_messages(tmp_path: Path, capsys) -> None:
@@ -374,19 +349,19 @@ def test_chat_talks_to_a_checkpoint_newer_than_the_final_result(tmp_path: Path) 
     assert weights_label(run, None) == "the base model"
 
 
-def test_resume_waits_for_the_lock_of_a_trainer_that_wrote_its_end_and_is_still_exiting(tmp_path: Path,
-                                                                                       monkeypatch) -> None:
-    """Defect (seen under load, after a stop, for a two-machine run and a Slurm run alike): the resume took the
-    run's lock before waiting for the old trainer to exit; a trainer that has written its `end` still holds the
-    lock while it exits, so the resume failed with "already running" instead of waiting for it."""
+@pytest.mark.parametrize("holds_lock", [False, True], ids=["process", "process-and-lock"])
+def test_resume_waits_for_a_trainer_that_already_wrote_its_end(tmp_path: Path, monkeypatch, holds_lock: bool) -> None:
+    """A trainer that has written its `end` may still be exiting; a real one still holds the run's lock too.
+    Defect (seen under load, after a stop, for a two-machine run and a Slurm run alike): the resume took the
+    lock before waiting for the old trainer, and failed with "already running" instead of waiting for it."""
     run = create_run(write_profile(tmp_path / "p.toml", DEMO_DATA).read_text(), "exiting")
-    ready = tmp_path / "locked"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time, pathlib; from studio.runs.lock import RunLock; lock = RunLock(pathlib.Path(sys.argv[1]))"
-        ".acquire(); pathlib.Path(sys.argv[2]).touch(); time.sleep(2)"), str(run.dir.resolve()), str(ready),
-        "studio.trainer"])
-    wait_for(ready.exists, what="the old trainer to hold the lock")
-    run.update_status_file(pid=holder.pid, launched_at=time.time() - 5)
+    ready = tmp_path / "ready"
+    take_lock = "RunLock(pathlib.Path(sys.argv[1])).acquire(); " if holds_lock else ""
+    exiting = subprocess.Popen([sys.executable, "-c", (
+        f"import sys, time, pathlib; from studio.runs.lock import RunLock; {take_lock}"
+        "pathlib.Path(sys.argv[2]).touch(); time.sleep(2)"), str(run.dir.resolve()), str(ready), "studio.trainer"])
+    wait_for(ready.exists, what="the old trainer to start" + (" and hold the lock" if holds_lock else ""))
+    run.update_status_file(pid=exiting.pid, launched_at=time.time() - 5)
     append_event(run.events_path, End(status="stopped", step=3))
     assert run_status(run) == "stopped" and is_alive(run)
     import studio.runs.launcher as launcher
@@ -394,4 +369,4 @@ def test_resume_waits_for_the_lock_of_a_trainer_that_wrote_its_end_and_is_still_
     launched = []
     monkeypatch.setattr(launcher, "launch", lambda r, resume=False, lock=None: launched.append((r, resume)) or "proc")
     assert resume_run(run).proc == "proc" and launched == [(run, True)]
-    assert holder.poll() is not None  # it waited for the old trainer to go, lock and all
+    assert exiting.poll() is not None  # it waited for the old trainer to go (lock and all, when it held it)

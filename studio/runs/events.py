@@ -29,7 +29,6 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import IO, Any, ClassVar, Union
 
-from studio.profiles.decision import Decision
 from studio.runs.files import EVENTS_FILE
 from studio.safeopen import append_regular, open_regular
 from studio.runs.tail import FileTail
@@ -230,8 +229,6 @@ def _converter(hint: Any) -> Callable[[Any], Any]:
         return lambda value: value if isinstance(value, dict) else _BAD
     if hint is Any:
         return lambda value: value
-    if hint is Decision:
-        return lambda value: Decision.from_dict(value) or _BAD
     if hint is bool:
         return lambda value: value if isinstance(value, bool) else _BAD
     if hint is int:
@@ -340,8 +337,6 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
-    if isinstance(value, Decision):
-        return _jsonable(value.to_dict())
     return str(value)
 
 
