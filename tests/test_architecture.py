@@ -18,8 +18,8 @@ ALLOWED = {
     "planning": {BASE, "profiles"},
     "runs": {BASE, "profiles", "planning"},
     "anatomy": {BASE, "profiles", "planning"},
-    "trainer": {BASE, "profiles", "planning", "runs"},
-    "generate": {BASE, "profiles", "planning", "runs", "trainer"},  # it reads data as the trainer did
+    "trainer": {BASE, "profiles", "planning", "runs", "anatomy"},  # the anatomy's rules: which class, which targets
+    "generate": {BASE, "profiles", "planning", "runs", "anatomy", "trainer"},  # it reads data as the trainer did
     "display": {BASE, "profiles", "planning", "runs"},
     "ui": {BASE, "profiles", "planning", "runs", "display"},
     "cli": {BASE, "profiles", "planning", "runs", "display", "ui"},

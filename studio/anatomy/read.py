@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from studio.anatomy.lora_targets import ALL_LINEAR, LoraTargets, lora_targets, wrap
+from studio.anatomy.model_class import model_class
 from studio.planning.anatomy import FORMAT, NON_TEXT_MODULES
 
 NON_TEXT = re.compile(NON_TEXT_MODULES)
@@ -28,17 +30,30 @@ def load_config(config_path: Path, trust_remote_code: bool) -> Any:
 
 
 def build(config: Any, trust_remote_code: bool) -> nn.Module:
-    """The model's skeleton on the meta device, as AutoModelForCausalLM (or the image-text class) makes it."""
-    from transformers import AutoModelForCausalLM
-
+    """The model's skeleton on the meta device, as the trainer loads it (`model_class`)."""
     with torch.device("meta"):
-        try:
-            return AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, trust_remote_code=trust_remote_code)
-        except ValueError:
-            from transformers import AutoModelForImageTextToText
+        return model_class(config).from_config(config, dtype=torch.bfloat16, trust_remote_code=trust_remote_code)
 
-            return AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16,
-                                                           trust_remote_code=trust_remote_code)
+
+def setting(config: Any, key: str) -> Any:
+    """A config attribute, or None. transformers raises on a global read of a per-layer attribute (Gemma 4's
+    head_dim, which differs between sliding and global layers): then the largest of the layers' values."""
+    try:
+        return getattr(config, key, None)
+    except Exception:  # noqa: BLE001 - AmbiguousGlobalPerLayerAttributeError and its kin
+        layers = getattr(config, "per_layer_config", None) or []
+        values = [v for i in range(len(layers)) if (v := getattr(layers[i], key, None)) is not None]
+        return max(values) if values else None
+
+
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)  # 3-D weights that are not experts (Mamba's and LFM2's mixers)
+
+
+def fused_experts(module: nn.Module) -> list[nn.Parameter]:
+    """The module's own 3-D parameters when they are fused expert weights (one slice per expert)."""
+    if isinstance(module, CONVOLUTIONS):
+        return []
+    return [p for p in module.parameters(recurse=False) if p.dim() == 3]
 
 
 def is_linear(module: nn.Module) -> bool:
@@ -113,8 +128,8 @@ def describe_block(block: nn.Module, experts_count: int) -> dict[str, Any]:
             entry = {"name": name, "d_in": int(d_in), "d_out": int(d_out), "bias": module.bias is not None}
             (routers if experts_count and d_out == experts_count and name.rsplit(".", 1)[-1] in ("gate", "router")
              else linears).append(entry)
-        elif any(p.dim() == 3 for p in own.values()):
-            experts.append({"name": name, "count": int(next(p.shape[0] for p in own.values() if p.dim() == 3)),
+        elif fused_experts(module):
+            experts.append({"name": name, "count": int(fused_experts(module)[0].shape[0]),
                             "params": {k: list(p.shape) for k, p in own.items()}})
         elif "weight" in own and own["weight"].dim() == 2 and experts_count and own["weight"].shape[0] == experts_count:
             routers.append({"name": name, "d_in": int(own["weight"].shape[1]), "d_out": int(own["weight"].shape[0]),
@@ -138,7 +153,7 @@ def text_settings(config: Any) -> dict[str, Any]:
 
     def get(*keys: str, default: Any = None) -> Any:
         for key in keys:
-            value = getattr(text, key, None)
+            value = setting(text, key)
             if value is not None:
                 return value
         return default
@@ -174,17 +189,13 @@ def quantized_linears(config: Any, trust_remote_code: bool) -> set[str]:
     return {name for name, module in model.named_modules() if type(module).__name__ == "Linear4bit"}
 
 
-def lora_per_rank(config: Any, trust_remote_code: bool) -> dict[str, int]:
+def lora_per_rank(config: Any, trust_remote_code: bool, targets: LoraTargets) -> dict[str, int]:
     """Trainable parameters PEFT adds per unit of rank to each module it targets for "all-linear" (vision and
     audio towers excluded, as studio's trainer does)."""
-    from peft import LoraConfig, get_peft_model
-
     counts = []
     for rank in (1, 2):
-        model = build(config, trust_remote_code)
         with torch.device("meta"):
-            peft = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear",
-                                                    exclude_modules=NON_TEXT_MODULES, task_type="CAUSAL_LM"))
+            peft = wrap(build(config, trust_remote_code), rank, targets.modules)
         per_module: Counter[str] = Counter()
         for name, param in peft.named_parameters():
             if param.requires_grad and ".lora_" in name:
@@ -210,12 +221,11 @@ def describe(config: Any, trust_remote_code: bool = False) -> dict[str, Any]:
             towers[match.group(1)] += p.numel()
     stack_name, stack = decoder_layers(model)
     experts_count = 0
-    for module in stack[0].modules():
-        for p in module.parameters(recurse=False):
-            if p.dim() == 3:
-                experts_count = max(experts_count, p.shape[0])
+    for module in stack.modules():
+        for p in fused_experts(module):
+            experts_count = max(experts_count, p.shape[0])
     for key in ("num_experts", "num_local_experts", "n_routed_experts"):
-        experts_count = experts_count or int(getattr(config.get_text_config(), key, 0) or 0)
+        experts_count = experts_count or int(setting(config.get_text_config(), key) or 0)
     blocks: list[dict[str, Any]] = []
     signatures: dict[str, int] = {}
     for layer in stack:
@@ -229,7 +239,11 @@ def describe(config: Any, trust_remote_code: bool = False) -> dict[str, Any]:
     quantized = quantized_linears(config, trust_remote_code)
     quantized_params = sum(m.in_features * m.out_features if isinstance(m, nn.Linear) else m.weight.numel()
                            for name, m in model.named_modules() if name in quantized)
-    lora = lora_per_rank(config, trust_remote_code)
+    try:  # the layout stands whatever PEFT makes of the model: full fine-tuning needs no LoRA
+        targets = lora_targets(lambda: build(config, trust_remote_code))
+        lora, lora_error = lora_per_rank(config, trust_remote_code, targets), ""
+    except Exception as e:  # noqa: BLE001 - said in the anatomy, refused for LoRA and QLoRA by the planner
+        targets, lora, lora_error = LoraTargets(ALL_LINEAR), {}, f"{type(e).__name__}: {e}"
     prefix = stack_name + "."
     block_lora: Counter[str] = Counter()
     outside_lora = 0
@@ -256,4 +270,5 @@ def describe(config: Any, trust_remote_code: bool = False) -> dict[str, Any]:
         "blocks": blocks,
         "quantized_params": int(quantized_params),
         "lora_per_rank": {"total": int(sum(lora.values())), "blocks": dict(block_lora), "outside": int(outside_lora)},
+        "lora_targets": targets.modules, "lora_refused": targets.refused, "lora_error": lora_error,
     }

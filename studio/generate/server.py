@@ -57,8 +57,8 @@ class Models:
 
     def __init__(self, run: Run, checkpoint: int | None, mode: str):
         import torch
-        from transformers import AutoModelForCausalLM
 
+        from studio.anatomy.model_class import load_pretrained
         from studio.trainer.model import saved_tokenizer
 
         self.run, self.mode = run, mode
@@ -83,11 +83,11 @@ class Models:
         full = self.profile.method.type == "full"
         self.base = None
         if trained is not None and full:
-            self.tuned = AutoModelForCausalLM.from_pretrained(trained, **kwargs)
+            self.tuned = load_pretrained(trained, **kwargs)
             if mode == "compare":
-                self.base = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+                self.base = load_pretrained(base, **kwargs)
         else:
-            model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+            model = load_pretrained(base, **kwargs)
             if trained is not None:
                 from peft import PeftModel
 

@@ -18,9 +18,10 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from studio.atomic import write_json
 from studio.paths import studio_home
@@ -128,6 +129,15 @@ class Anatomy:
     final_softcap: float | None = None
     sliding_window: int | None = None
     sliding_layers: int = 0         # blocks that attend within a window (the rest attend to everything)
+    lora_targets: tuple[str, ...] = ()  # what all-linear is where PEFT refuses some linears (else empty)...
+    lora_refused: dict[str, str] = field(default_factory=dict)  # ...the linears it refuses, and its reason
+    lora_error: str = ""            # PEFT cannot put LoRA on this model at all (full fine-tuning still can)
+
+    @property
+    def all_linear_note(self) -> str:
+        """What all-linear leaves out on this model, and why ("" when it is PEFT's all-linear as is)."""
+        return all_linear_note(self.lora_targets, self.lora_refused)
+
 
     @property
     def q_dim(self) -> int:
@@ -149,6 +159,20 @@ class Anatomy:
     def experts_targeted(self) -> bool:
         """PEFT's all-linear LoRA reaches the fused expert weights (PEFT >= 0.17 wraps them as parameters)."""
         return any(b.experts_targeted for b in self.blocks)
+
+
+def all_linear_note(targets: Sequence[str], refused: Mapping[str, str]) -> str:
+    """"all-linear is q_proj, ...: PEFT cannot wrap out_proj on this model (its reason)", or "" when PEFT
+    refuses nothing."""
+    if not refused:
+        return ""
+    reason = peft_reason(next(iter(refused.values())))
+    return f"all-linear is {', '.join(targets)}: PEFT cannot wrap {', '.join(sorted(refused))} on this model ({reason})"
+
+
+def peft_reason(message: str) -> str:
+    """The first sentence of PEFT's refusal, without its "[PEFT:...]" tag."""
+    return re.sub(r"^\[PEFT:[^\]]*\]\s*", "", message).split(". ")[0].rstrip(".")
 
 
 def _int(raw: dict[str, Any], key: str, minimum: int = 0) -> int:
@@ -250,7 +274,10 @@ def anatomy_from_dict(raw: Any) -> Anatomy:
         experts=_int(raw, "experts"), blocks=tuple(blocks), quantized_params=_int(raw, "quantized_params"),
         lora_per_rank_total=_int(lora, "total"), lora_per_rank_outside=_int(lora, "outside"),
         attn_softcap=optional_number("attn_softcap"), final_softcap=optional_number("final_softcap"),
-        sliding_window=optional_number("sliding_window"), sliding_layers=_int(raw, "sliding_layers") if "sliding_layers" in raw else 0)
+        sliding_window=optional_number("sliding_window"), sliding_layers=_int(raw, "sliding_layers") if "sliding_layers" in raw else 0,
+        lora_targets=tuple(str(t) for t in targets) if isinstance(targets := raw.get("lora_targets"), list) else (),
+        lora_refused={str(k): str(v) for k, v in refused.items()} if isinstance(refused := raw.get("lora_refused"), dict) else {},
+        lora_error=raw["lora_error"] if isinstance(raw.get("lora_error"), str) else "")
 
 
 # ------------------------------------------------------------------------------------------- the process

@@ -7,9 +7,12 @@ Each problem names its key and says what to do, like the profile check's.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from studio.hardware import Inventory
 from studio.data import data_file_problem
 from studio.paths import is_local
+from studio.planning.anatomy import peft_reason
 from studio.planning.catalog import CatalogError, ModelSpec, lookup_model
 from studio.profiles.profile import Profile
 
@@ -17,14 +20,21 @@ OTHER_TARGETS = ("lm_head", "embed_tokens", "wte", "all-linear", "all")
 
 
 def targets_problem(spec: ModelSpec, targets: tuple[str, ...] | list[str]) -> str | None:
-    """Why LoRA cannot wrap `targets` in this model, or None when it can."""
+    """Why LoRA cannot wrap `targets` in this model, or None when it can: a layer it does not have, or one
+    PEFT refuses on it (the model's own layer names are suggested, those PEFT refuses left out)."""
     full = [lin.name for lin in spec.linears()]
+    refused = spec.anatomy.lora_refused if spec.anatomy else {}
+    names = ", ".join(sorted({n.rsplit(".", 1)[-1] for n in full} - refused.keys()))
+    wrapped = [t for t in targets if t in refused]
+    if wrapped:
+        return (f"method.target_modules: PEFT cannot wrap {', '.join(wrapped)} on {spec.id} "
+                f"({peft_reason(refused[wrapped[0]])}); "
+                f"its layers LoRA can wrap are {names} (or use [\"all-linear\"])")
     unknown = [t for t in targets if t not in OTHER_TARGETS and not any(n == t or n.endswith("." + t) for n in full)]
     if not unknown:
         return None
-    names = sorted({n.rsplit(".", 1)[-1] for n in full})
     return (f"method.target_modules: {', '.join(unknown)} not in {spec.id}; its linear layers are "
-            f"{', '.join(names)} (or use [\"all-linear\"])")
+            f"{names} (or use [\"all-linear\"])")
 
 
 def experts_wrapped(profile: Profile, spec: ModelSpec) -> bool:
@@ -42,6 +52,9 @@ def reference_problems(profile: Profile) -> list[str]:
         lookup_model(m.name, trust_remote_code=m.trust_remote_code, revision=m.revision, read_code=False)
     except CatalogError as e:
         problems.append(f"model.name: {e}")
+    problem = tokenizer_files_problem(profile)
+    if problem:
+        problems.append(problem)
     if is_local(profile.data.path):
         problem = data_file_problem(profile.data.path)
         if problem:
@@ -49,10 +62,31 @@ def reference_problems(profile: Profile) -> list[str]:
     return problems
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json", "spiece.model")
+
+
+def tokenizer_files_problem(profile: Profile) -> str | None:
+    """A local model folder with no tokenizer file at all (a config-only folder), when the profile names no
+    other tokenizer: said before a run folder is made, with the two ways on."""
+    m = profile.model
+    folder = Path(m.name).expanduser()
+    if m.tokenizer or m.name.startswith("builtin:") or not folder.is_dir():
+        return None
+    if any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    train = "set model.tokenizer = \"train\" to train one on the data" if m.random_init else \
+        "set model.random_init = true and model.tokenizer = \"train\" to train one on the data with random weights"
+    return (f"model.tokenizer: {folder} has no tokenizer ({', '.join(TOKENIZER_FILES[:3])}, ...); name one (a hub id "
+            f"or a folder) in model.tokenizer, or {train}")
+
+
 def model_problems(profile: Profile, spec: ModelSpec | None) -> list[str]:
     """LoRA targets the model does not have, and what PEFT cannot do on this model's layers."""
     if spec is None or profile.method.type == "full":
         return []
+    if spec.anatomy and spec.anatomy.lora_error:
+        return [f"method.type: PEFT cannot put LoRA on {spec.id} ({spec.anatomy.lora_error}); "
+                "set method.type = \"full\" to train it whole"]
     problem = targets_problem(spec, profile.method.target_modules)
     problems = [problem] if problem else []
     if experts_wrapped(profile, spec) and profile.method.dropout > 0:
@@ -80,6 +114,8 @@ def model_notes(profile: Profile, spec: ModelSpec | None) -> list[str]:
             what = "its experts are fused 3-D weights" if anatomy.expert_params else "its linear layers are not plain Linear modules"
             notes.append(f"QLoRA: bitsandbytes quantizes plain linear layers only; {what}, so {kept / 1e9:.2f}B of "
                          f"{anatomy.total_params / 1e9:.2f}B parameters stay in 16 bits (counted in the estimate)")
+    if method != "full" and profile.method.target_modules == ["all-linear"] and anatomy.all_linear_note:
+        notes.append(f"LoRA: {anatomy.all_linear_note}")
     if method != "full" and anatomy.experts:
         if experts_wrapped(profile, spec):
             notes.append("LoRA on all-linear also trains the experts (PEFT wraps their fused weights); name "

@@ -207,7 +207,9 @@ def spec_from_config(config: dict[str, Any], model_id: str, source: str = "confi
     try:
         hidden = int(get("hidden_size", "n_embd", "d_model"))
         heads = int(get("num_attention_heads", "n_head", "num_heads"))
-        layers = int(get("num_hidden_layers", "n_layer", "num_layers"))
+        # hybrids may give only their blocks' kinds (Nemotron-H's layers_block_type, or its pattern string)
+        kinds = get("layers_block_type", "hybrid_override_pattern", "layer_types")
+        layers = int(get("num_hidden_layers", "n_layer", "num_layers", default=len(kinds) if kinds else None))
         vocab = int(get("vocab_size", "padded_vocab_size", default=262208 if model_type == "gemma3" else None))
         if min(hidden, heads, layers, vocab) < 1:
             raise ValueError

@@ -164,6 +164,8 @@ def plan_run(profile: Profile, inventory: Inventory, corrections: Corrections = 
     gpu = tightest(gpus)
     resolved, speed_decisions = resolve_speed_settings(profile, model, gpus, data, bf16, layout, rule)
     decisions += speed_decisions
+    resolved, target_decisions = resolve_all_linear(resolved, model)
+    decisions += target_decisions
     setup = memory = speed = None
     if model is not None:
         setup = setup_for(resolved, bf16, layout.world_size, layout.strategy, data.fill if data else 1.0)
@@ -178,6 +180,18 @@ def plan_run(profile: Profile, inventory: Inventory, corrections: Corrections = 
     return Plan(profile=profile, layout=layout, gpus=gpus, model=model, setup=setup, memory=memory, speed=speed,
                 correction=correction, decisions=tuple(decisions), no_estimate=no_estimate, resolved=resolved,
                 data=data, notes=tuple(model_notes(profile, model)), rule=rule)
+
+
+def resolve_all_linear(profile: Profile, model: ModelSpec | None) -> tuple[Profile, list[Decision]]:
+    """all-linear on a model where PEFT refuses some linears: the ones it accepts, named (as the anatomy
+    found them, and as the trainer would narrow it on the real model)."""
+    anatomy = model.anatomy if model else None
+    if profile.method.type == "full" or profile.method.target_modules != ["all-linear"] or not anatomy \
+            or not anatomy.lora_refused:
+        return profile, []
+    targets = list(anatomy.lora_targets)
+    return (with_changes(profile, {"method.target_modules": targets}),
+            [Decision("method.target_modules", targets, anatomy.all_linear_note)])
 
 
 SETTLED_KEYS = ("train.gradient_checkpointing", "train.liger_kernel", "data.packing")

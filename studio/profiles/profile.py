@@ -69,6 +69,9 @@ def _spec(default: Any, help: str, **rules: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
+TRAIN_TOKENIZER = "train"  # model.tokenizer: train one on the data
+
+
 @dataclass(frozen=True)
 class ModelSection:
     name: str = _spec(TINY_MODEL, "hub id (org/name), local directory, or a built-in tiny model (builtin:tiny-llama, "
@@ -79,6 +82,8 @@ class ModelSection:
     trust_remote_code: bool = _spec(False, "run modelling code shipped with the model (off unless you trust it)")
     random_init: bool = _spec(False, "build the model from its config with random weights (probing memory and "
                               "speed without downloading weights)")
+    tokenizer: str = _spec("", "empty: the model's own tokenizer; a hub id or folder: that one; \"train\": one "
+                           "trained on the data (with random_init only: the ids must fit the embedding)")
 
     @property
     def builds_in_run(self) -> bool:
@@ -289,6 +294,10 @@ def _build_section(name: str, cls: type, raw: Any, problems: list[Problem]) -> A
 
 
 def _cross_checks(p: Profile, problems: list[Problem]) -> None:
+    if p.model.tokenizer == TRAIN_TOKENIZER and not p.model.builds_in_run:
+        problems.append(Problem("model.tokenizer", "\"train\" makes new token ids, which only a model built with "
+                                "random weights can take; set model.random_init = true, or name a tokenizer "
+                                "(a hub id or folder), or leave it empty for the model's own"))
     if p.method.type == "full" and p.method.use_dora:
         problems.append(Problem("method.use_dora", "DoRA needs method.type = \"lora\" or \"qlora\", not \"full\""))
     try:

@@ -110,6 +110,10 @@ def preflight(tokenized: Tokenized, eval_tokenized: Tokenized | None, ds: Datase
     """
     lengths = tokenized.lengths
     max_len = profile.data.max_length
+    if lengths and all(min(n, max_len) < 2 for n in lengths):  # a token is learnt from the one before it
+        raise DataError(f"data: the {len(lengths)} rows tokenize to {sum(lengths)} token(s) in all, at most "
+                        f"{max(lengths)} a row: nothing to predict. Look at the rows' text and at the tokenizer "
+                        "(`studio profile preview` shows both; model.tokenizer names another one)")
     without_loss = 0
     if loss.assistant_only or loss.completion_only:
         without_loss = sum(1 for n in tokenized.first_trained() if n >= max_len)

@@ -95,16 +95,16 @@ def merge(run: Run, profile: Profile, src: Path, out: Path) -> int:
     """The adapter folded into its 16-bit base (a QLoRA adapter too: merging into 4-bit weights would lose
     precision), saved with the tokenizer; returns the parameter count."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
+    from studio.anatomy.model_class import load_pretrained
     from studio.trainer.config import TORCH_DTYPE
     from studio.trainer.model import saved_tokenizer
 
     base_ref = base_model(run, profile)
     revision = None if Path(base_ref).is_dir() else profile.model.revision
     check_not_prequantized(base_ref, revision)
-    base = AutoModelForCausalLM.from_pretrained(base_ref, dtype=TORCH_DTYPE[trained_dtype(run, profile)],
-                                                revision=revision, trust_remote_code=profile.model.trust_remote_code)
+    base = load_pretrained(base_ref, profile.model.trust_remote_code, revision,
+                           dtype=TORCH_DTYPE[trained_dtype(run, profile)])
     merged = PeftModel.from_pretrained(base, str(src)).merge_and_unload()
     merged.save_pretrained(out)
     tokenizer_src = src if (src / "tokenizer_config.json").is_file() else base_ref

@@ -18,6 +18,9 @@ from studio.runs.status import RunStatus
 
 
 DISK_ERRNOS = (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM)
+# Raised by code on the settings it was given, the same way every time: resuming cannot help. (A RuntimeError
+# may be the device's or the network's, which a resume can outlive.)
+REPEATING_ERRORS = (ValueError, TypeError, NotImplementedError, ImportError, AttributeError, KeyError)
 
 
 class ConfigError(Exception):
@@ -135,5 +138,10 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
                            f"(killed, crashed, or its network dropped): {text.split('. This is')[0]}",
                 "advice": "look at the other machine's run (`studio runs` there); when every machine is ready, "
                           "resume the run on each of them"}
+    if isinstance(e, REPEATING_ERRORS):
+        return {"error_kind": "crash", "message": f"{type(e).__name__}: {e}",
+                "advice": "the trainer's log has the traceback. This kind of error comes from the code and its "
+                          "settings, so resuming repeats it: change what it names (in the profile, or the "
+                          "installed packages) and start a new run"}
     return {"error_kind": "crash", "message": f"{type(e).__name__}: {e}",
             "advice": "the trainer's log has the traceback; resuming continues from the last checkpoint"}

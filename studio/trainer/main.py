@@ -38,7 +38,7 @@ from studio.trainer.dataset import bad_rows_record, load_data, preflight, probe_
 from studio.trainer.packing import packing_is_exact
 from studio.trainer.tokenize import columns, tokenize_rows
 from studio.trainer.failures import Diverged, failure_record
-from studio.trainer.model import count_params, load_model, load_tokenizer, lora_config, model_folder
+from studio.trainer.model import count_params, load_model, load_tokenizer, lora_config, lora_modules, model_folder
 from studio.trainer.stop import StopRequest
 from studio.trainer.telemetry import Telemetry
 from studio.runs.status import RunStatus
@@ -93,6 +93,9 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
         usable, why = liger_usable(model)
         if not usable:
             profile, decisions = overrule(profile, decisions, "train.liger_kernel", False, why)
+    targets = lora_modules(profile, model)
+    if targets.refused:  # all-linear, narrowed to what PEFT accepts on this model
+        profile, decisions = overrule(profile, decisions, "method.target_modules", targets.modules, targets.note)
     checkpoint = run.last_complete_checkpoint() if resume else None
     if resume:
         for name, why in skipped_checkpoints(run.checkpoints_dir):  # said, then passed over
@@ -106,7 +109,7 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
         train_dataset=HFDataset.from_dict(columns(tokenized)),
         eval_dataset=HFDataset.from_dict(columns(eval_tokenized)) if eval_tokenized else None,
         processing_class=tokenizer,
-        peft_config=lora_config(profile, model),
+        peft_config=lora_config(profile, model, targets.modules),
         callbacks=[telemetry],
     )
     total, trainable = count_params(trainer.model)
@@ -155,11 +158,11 @@ def run_plan(run: Run) -> PlanRecord:
     return plan_run(load_profile(run.profile_path), current_inventory()).record()
 
 
-def overrule(profile: Profile, decisions: list[Decision], key: str, value: bool,
+def overrule(profile: Profile, decisions: list[Decision], key: str, value: Any,
              why: str) -> tuple[Profile, list[Decision]]:
     """Settle a decision the trainer makes itself (from the data or the real model), and say why (in the
     trainer's log, and in plan.json's `trained` record)."""
-    print(f"{key} = {str(value).lower()}: {why}", flush=True)
+    print(f"{key} = {str(value).lower() if isinstance(value, bool) else value}: {why}", flush=True)
     kept = [d for d in decisions if d.key != key]
     return with_changes(profile, {key: value}), kept + [Decision(key, value, why)]
 

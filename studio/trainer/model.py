@@ -7,9 +7,10 @@ from typing import Any
 
 import torch
 
+from studio.anatomy.lora_targets import ALL_LINEAR, LoraTargets, lora_targets, tower_exclusion
+from studio.anatomy.model_class import model_class
 from studio.paths import looks_local
-from studio.planning.anatomy import NON_TEXT_MODULES
-from studio.profiles.profile import Profile
+from studio.profiles.profile import TRAIN_TOKENIZER, Profile
 from studio.runs.events import EventWriter
 from studio.runs.folder import Run
 from studio.trainer.config import TORCH_DTYPE
@@ -40,7 +41,8 @@ def model_folder(profile: Profile, run: Run, rows: Rows, writer: EventWriter, pr
 
             # A probe measures and is thrown away; a real run keeps its random weights, so that resume,
             # chat and export see the base it trained on.
-            prepare_random_model(profile, folder, rows, weights=not probe or profile.method.type == "qlora")
+            prepare_random_model(profile, folder, rows, weights=not probe or profile.method.type == "qlora",
+                                 probe=probe)
         return folder
     local = Path(name).expanduser()
     if local.is_dir():
@@ -52,9 +54,35 @@ def model_folder(profile: Profile, run: Run, rows: Rows, writer: EventWriter, pr
     return fetch_model(name, profile.model.revision, writer)
 
 
+TOKENIZER_PROBE = "The quick brown fox jumps over the lazy dog, 12 times."
+
+
+def tokenizer_problem(tokenizer: Any) -> str | None:
+    """What makes a tokenizer unusable for training, or None. transformers 5 makes a tokenizer of a folder
+    holding only config.json: one token, turning every text into nothing."""
+    size = len(tokenizer)
+    ids = tokenizer(TOKENIZER_PROBE, add_special_tokens=False)["input_ids"]
+    if size < 32:
+        return f"has a tokenizer of {size} token{'s' if size != 1 else ''}"
+    if len(ids) < 2 or len(set(ids)) < 2:
+        return f"has a tokenizer that turns text into {len(set(ids))} distinct token(s)"
+    return None
+
+
 def load_tokenizer(source: str | Path, profile: Profile, revision: str | None = None) -> Any:
-    """The tokenizer from a model folder or hub id, with a pad token (the EOS token when it has none)."""
+    """The tokenizer from a model folder or hub id (or the one model.tokenizer names), with a pad token (the
+    EOS token when it has none); a tokenizer that cannot train is refused with the choices."""
+    named = profile.model.tokenizer and profile.model.tokenizer != TRAIN_TOKENIZER and \
+        not profile.model.builds_in_run  # a model built in the run saved the chosen one with it
+    if named:
+        source, revision = profile.model.tokenizer, None
     tokenizer = saved_tokenizer(source, profile.model.trust_remote_code, revision)
+    problem = tokenizer_problem(tokenizer)
+    if problem:
+        key = "model.tokenizer" if named else "model.name"
+        raise ConfigError(f"{key}: {source} {problem}; name a tokenizer (a hub id or a folder with "
+                          "tokenizer.json) in model.tokenizer, or set model.random_init = true and "
+                          "model.tokenizer = \"train\" to train one on the data with random weights")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -101,9 +129,12 @@ def saved_token_count(source: str | Path) -> int | None:
 
 
 def load_model(profile: Profile, folder: Path, device: str, dtype: str, sharded: bool, random_init: bool) -> Any:
-    """The base model on the device; `sharded` when FSDP or ZeRO-3 will split it over GPUs."""
-    from transformers import AutoModelForCausalLM
+    """The base model on the device, whole (`model_class`); `sharded` when FSDP or ZeRO-3 will split it over
+    GPUs."""
+    from transformers import AutoConfig
 
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=profile.model.trust_remote_code)
+    auto = model_class(config)
     kwargs: dict[str, Any] = {"trust_remote_code": profile.model.trust_remote_code}
     if profile.model.attn_implementation != "auto":
         kwargs["attn_implementation"] = profile.model.attn_implementation
@@ -118,7 +149,7 @@ def load_model(profile: Profile, folder: Path, device: str, dtype: str, sharded:
         kwargs["dtype"] = TORCH_DTYPE[dtype]
         if device == "cuda":
             kwargs["device_map"] = {"": torch.cuda.current_device()}
-        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+        model = auto.from_pretrained(folder, **kwargs)
         # k-bit preparation: freeze the quantized base. PEFT's prepare_model_for_kbit_training
         # would also upcast embeddings, LM head and norms to fp32 (+2 bytes a parameter: +2.1 GB
         # on Llama 3 8B) for no measured gain; TRL enables input gradients for checkpointing.
@@ -129,32 +160,42 @@ def load_model(profile: Profile, folder: Path, device: str, dtype: str, sharded:
         load_dtype = "fp32" if (profile.method.type == "full" and dtype == "fp16") else dtype
         kwargs["dtype"] = TORCH_DTYPE[load_dtype]
         if random_init and not any(folder.glob("*.safetensors")):
-            from transformers import AutoConfig
-
-            config = AutoConfig.from_pretrained(folder, trust_remote_code=profile.model.trust_remote_code)
             with torch.device("cuda" if device == "cuda" else "cpu"):
-                model = AutoModelForCausalLM.from_config(config, **kwargs)
+                model = auto.from_config(config, **kwargs)
         else:
-            model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+            model = auto.from_pretrained(folder, **kwargs)
     model.config.use_cache = False
     return model
 
 
-def lora_config(profile: Profile, model: Any) -> Any:
-    """PEFT's LoraConfig for lora and qlora; None for full fine-tuning."""
+def lora_config(profile: Profile, model: Any, modules: str | list[str]) -> Any:
+    """PEFT's LoraConfig for lora and qlora on `modules` (see `lora_modules`); None for full fine-tuning."""
     if profile.method.type == "full":
         return None
-    import re
-
     from peft import LoraConfig
 
     m = profile.method
     # A multimodal checkpoint's vision and audio towers stay frozen and untargeted when text is trained.
-    towers = re.compile(NON_TEXT_MODULES)
-    exclude = NON_TEXT_MODULES if any(towers.fullmatch(name) for name, _ in model.named_modules()) else None
-    return LoraConfig(r=m.rank, lora_alpha=m.alpha, lora_dropout=m.dropout,
-                      target_modules="all-linear" if m.target_modules == ["all-linear"] else m.target_modules,
-                      exclude_modules=exclude, use_dora=m.use_dora, task_type="CAUSAL_LM")
+    return LoraConfig(r=m.rank, lora_alpha=m.alpha, lora_dropout=m.dropout, target_modules=modules,
+                      exclude_modules=tower_exclusion(model), use_dora=m.use_dora, task_type="CAUSAL_LM")
+
+
+def lora_modules(profile: Profile, model: Any) -> LoraTargets:
+    """What LoRA wraps: the profile's names, or all-linear as PEFT takes it on this model (the linears it
+    accepts where it refuses some, as the estimate counted them), decided on a skeleton of the model."""
+    if profile.method.target_modules != [ALL_LINEAR]:
+        return LoraTargets(list(profile.method.target_modules))
+    import copy
+
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the skeleton is only looked at: nothing to quantize
+
+    def skeleton() -> Any:
+        with torch.device("meta"):
+            return model_class(config).from_config(config, trust_remote_code=profile.model.trust_remote_code)
+
+    return lora_targets(skeleton)
 
 
 def count_params(model: Any) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.planning.catalog import CatalogError, ModelSpec, lookup_model
-from studio.profiles.profile import Profile
+from studio.profiles.profile import TRAIN_TOKENIZER, Profile
 from studio.trainer.failures import ConfigError
 
 PROBE_WORDS = ("the quick brown fox jumps over a lazy dog while seven small birds sing about rain "
@@ -75,37 +75,53 @@ def load_config(profile: Profile) -> Any:
     return AutoConfig.from_pretrained(Path(path).parent, trust_remote_code=trust)
 
 
-def tokenizer_for(profile: Profile, rows: list[dict[str, Any]], vocab_size: int) -> Any:
-    """The model's own tokenizer when it can be had; otherwise one trained on the rows (ids stay in range)."""
+def tokenizer_for(profile: Profile, rows: list[dict[str, Any]], vocab_size: int, probe: bool) -> Any:
+    """The tokenizer a model built with random weights gets: the one model.tokenizer names, one trained on
+    the rows ("train"), or the model's own. A folder without a usable one is a choice for the user (a probe,
+    which only measures, trains one); a Hub model that cannot be fetched (offline, gated) gets one trained on
+    the rows, as the weights are random anyway."""
     from transformers import AutoTokenizer
 
-    name = profile.model.name
-    try:
-        return AutoTokenizer.from_pretrained(name, revision=profile.model.revision,
-                                             trust_remote_code=profile.model.trust_remote_code)
-    except Exception:  # offline, gated or not on the hub: the weights are random anyway
-        from studio.trainer.tiny import train_tokenizer
+    from studio.trainer.model import tokenizer_problem
+    from studio.trainer.tiny import train_tokenizer
 
+    choice, name = profile.model.tokenizer, profile.model.name
+    if choice == TRAIN_TOKENIZER:
         return train_tokenizer(rows, min(vocab_size, 4096))
+    source = choice or name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=None if choice else profile.model.revision,
+                                                  trust_remote_code=profile.model.trust_remote_code)
+        problem = tokenizer_problem(tokenizer)
+    except Exception as e:  # noqa: BLE001 - whatever transformers makes of a folder or id without one
+        tokenizer, problem = None, f"has no tokenizer transformers can load ({type(e).__name__})"
+    if problem is None:
+        return tokenizer
+    if probe or (not choice and not Path(name).expanduser().is_dir()):
+        return train_tokenizer(rows, min(vocab_size, 4096))
+    key = "model.tokenizer" if choice else "model.name"
+    raise ConfigError(f"{key}: {source} {problem}; set model.tokenizer = \"train\" to train one on the data, "
+                      "or name a tokenizer (a hub id or a folder with tokenizer.json) in model.tokenizer")
 
 
-def prepare_random_model(profile: Profile, folder: Path, rows: list[dict[str, Any]], weights: bool) -> None:
+def prepare_random_model(profile: Profile, folder: Path, rows: list[dict[str, Any]], weights: bool,
+                         probe: bool = False) -> None:
     """Write config and tokenizer into `folder`, and with `weights` the random weights themselves (a run that
     resumes, chats or exports needs the same base again; bitsandbytes quantizes only while loading)."""
     config = load_config(profile)
     folder.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(folder)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    tokenizer_for(profile, rows, text.vocab_size).save_pretrained(folder)
+    tokenizer_for(profile, rows, text.vocab_size, probe).save_pretrained(folder)
     if weights:
         import torch
-        from transformers import AutoModelForCausalLM
 
+        from studio.anatomy.model_class import model_class
         from studio.trainer.tiny import save_machine_copy
 
         torch.manual_seed(profile.train.seed)
         with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # random init is fast on a GPU
-            save_machine_copy(AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16), folder)
+            save_machine_copy(model_class(config).from_config(config, dtype=torch.bfloat16), folder)
 
 
 def probe_rows(max_length: int, count: int, seed: int) -> list[dict[str, Any]]:

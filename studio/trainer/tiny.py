@@ -72,7 +72,9 @@ def build_tiny_model(out_dir: Path, rows: list[dict[str, Any]], seed: int, vocab
                      name: str = TINY_MODEL) -> None:
     """Train a tokenizer on `rows`, build the built-in model `name` with random weights, save both to `out_dir`."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
+
+    from studio.anatomy.model_class import model_class
 
     hf_tok = train_tokenizer(rows, vocab_size) if vocab_size else tiny_tokenizer(rows, name)
     fields = tiny_config(name)
@@ -86,7 +88,7 @@ def build_tiny_model(out_dir: Path, rows: list[dict[str, Any]], seed: int, vocab
         fields.setdefault("image_token_index", len(hf_tok) - 1)  # a multimodal config's image token: in range
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
+    model = model_class(config).from_config(config)
     save_machine_copy(model, out_dir)
     hf_tok.save_pretrained(out_dir)
 

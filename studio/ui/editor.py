@@ -41,7 +41,7 @@ from studio.ui.widgets import meter
 ADVICE_DELAY_S = 0.2
 # Fields most runs leave alone: folded under "more" in their section, and built only when it is opened
 # (the editor opens faster), unless the profile already sets one of them.
-ADVANCED = {"model": ("revision", "attn_implementation", "trust_remote_code", "random_init"),
+ADVANCED = {"model": ("revision", "attn_implementation", "trust_remote_code", "random_init", "tokenizer"),
             "method": ("dropout", "use_dora", "quant_type", "double_quant"),
             "data": ("split", "eval_split", "completion_only_loss", "on_bad_rows"),
             "train": ("scheduler", "warmup_ratio", "weight_decay", "max_grad_norm", "seed", "logging_steps",
