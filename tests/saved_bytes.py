@@ -3,7 +3,8 @@ studio's catalog (builtin:tiny-<family>), built as studio's trainer builds it: P
 all-linear (vision towers excluded), TRL's fused LM head, bf16 under autocast. Prints one JSON line.
 
 One block's bytes are what a 3-block model saves beyond a 2-block one (the weights and whatever does
-not grow with tokens cancel), at 128, 256 and 512 tokens: a block saves `linear` bytes per token, plus
+not grow with tokens cancel), at 128, 256 and 512 tokens, for each kind of block a hybrid has (all three
+blocks of that kind): a block saves `linear` bytes per token, plus
 `quadratic` bytes per token and per token it attends to (eager attention keeps its scores). Run by tests/test_estimate.py in its own
 process (it imports the training stack):
 
@@ -25,40 +26,63 @@ METHODS = ("full", "lora", "qlora")
 TOKENS = (128, 256, 512)
 
 
-def with_layers(config: dict, layers: int) -> dict:
+KIND_KEYS = ("layer_types", "layers_block_type")  # a hybrid's blocks by kind (Nemotron-H names them its own way)
+
+
+def kinds(config: dict) -> list[str | None]:
+    """The kinds of block a hybrid model has, in order (attention, linear attention, Mamba, convolution...);
+    [None] for a model of one kind."""
+    text = config.get("text_config", config)
+    found = next((text[k] for k in KIND_KEYS if isinstance(text.get(k), list)), None) or []
+    unique = list(dict.fromkeys(found))
+    return unique if len(unique) > 1 else [None]
+
+
+def with_layers(config: dict, layers: int, kind: str | None) -> dict:
+    """The config with `layers` blocks, all of `kind` (a hybrid's), or all of the first block's kind."""
     config = copy.deepcopy(config)
     text = config.get("text_config", config)
     text["num_hidden_layers"] = layers
-    for key in ("layer_types", "mlp_only_layers"):
-        text.pop(key, None)
+    for key in ("layer_types", "mlp_only_layers", "layers_block_type"):
+        if kind is not None and key in text:
+            text[key] = [kind] * layers
+        else:
+            text.pop(key, None)
+    if "first_k_dense_replace" in text:  # DeepSeek: every block alike (the first's kind)
+        text["first_k_dense_replace"] = layers
     return config
 
 
 def build(config: dict, method: str):
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoConfig, BitsAndBytesConfig
     from trl.trainer.utils import add_fused_lm_head
 
-    from studio.planning.anatomy import NON_TEXT_MODULES
+    from studio.anatomy.lora_targets import lora_targets, wrap
+    from studio.anatomy.model_class import model_class
 
     fields = dict(config)
     hf_config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    auto = model_class(hf_config)  # as studio's trainer loads it
     torch.manual_seed(0)
     if method == "qlora":
         folder = tempfile.mkdtemp()
-        AutoModelForCausalLM.from_config(hf_config, dtype=torch.bfloat16).save_pretrained(folder)
+        auto.from_config(hf_config, dtype=torch.bfloat16).save_pretrained(folder)
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                    bnb_4bit_compute_dtype=torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, quantization_config=quant)
+        model = auto.from_pretrained(folder, dtype=torch.bfloat16, quantization_config=quant)
     else:
-        model = AutoModelForCausalLM.from_config(hf_config, dtype=torch.bfloat16)
+        model = auto.from_config(hf_config, dtype=torch.bfloat16)
     model.config.use_cache = False
     add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
     if method != "full":
         for p in model.parameters():
             p.requires_grad = False
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
-                                                 exclude_modules=NON_TEXT_MODULES, task_type="CAUSAL_LM"))
+
+        def skeleton():
+            with torch.device("meta"):
+                return auto.from_config(hf_config)
+
+        model = wrap(model, 16, lora_targets(skeleton).modules, lora_dropout=0.0)  # what studio's trainer wraps
         model.enable_input_require_grads()
     model.train()
     return model
@@ -78,21 +102,26 @@ def saved(model, vocab: int, tokens: int) -> int:
     return sum(seen.values())
 
 
-def totals(config: dict, method: str, layers: int) -> list[int]:
-    model = build(with_layers(config, layers), method)
+def totals(config: dict, method: str, layers: int, kind: str | None) -> tuple[list[int], int]:
+    """Saved bytes at each token count, and the parameters of the model's last block."""
+    from studio.anatomy.read import decoder_layers
+
+    model = build(with_layers(config, layers, kind), method)
     vocab = (config.get("text_config") or config)["vocab_size"]
-    return [saved(model, vocab, n) for n in TOKENS]
+    last = decoder_layers(model)[1][-1]
+    return [saved(model, vocab, n) for n in TOKENS], sum(p.numel() for p in last.parameters())
 
 
-def block_bytes(config: dict, method: str) -> dict:
+def block_bytes(config: dict, method: str, kind: str | None) -> dict:
     """One block's saved bytes at each token count, fitted as linear * T + quadratic * T^2 (the constant
     part, if any, cancels between the first two)."""
-    block = [c - b for b, c in zip(totals(config, method, 2), totals(config, method, 3))]
+    (two, _), (three, params) = totals(config, method, 2, kind), totals(config, method, 3, kind)
+    block = [c - b for b, c in zip(two, three)]
     (t0, t1, t2), (s0, s1, s2) = TOKENS, block
     # Differences remove a constant: s1 - s0 = a (t1 - t0) + q (t1^2 - t0^2), likewise s2 - s1.
     q = ((s2 - s1) / (t2 - t1) - (s1 - s0) / (t1 - t0)) / ((t2 + t1) - (t1 + t0))
     a = (s1 - s0) / (t1 - t0) - q * (t1 + t0)
-    return {"linear": a, "quadratic": q, "saved": dict(zip(map(str, TOKENS), block))}
+    return {"linear": a, "quadratic": q, "saved": dict(zip(map(str, TOKENS), block)), "params": params}
 
 
 def main(families: list[str]) -> None:
@@ -103,11 +132,14 @@ def main(families: list[str]) -> None:
     result = {}
     for family in families:
         # PEFT's 4-bit layer skips the fp32 cast when CUDA autocast is on; make the CPU take that path for QLoRA.
-        result[family] = {}
+        result[family] = []
         config = lookup_model(f"builtin:tiny-{family}").config
-        for method in METHODS:
-            torch.is_autocast_enabled = (lambda *a: True) if method == "qlora" else real_autocast
-            result[family][method] = block_bytes(config, method)
+        for kind in kinds(config):
+            measured = {}
+            for method in METHODS:
+                torch.is_autocast_enabled = (lambda *a: True) if method == "qlora" else real_autocast
+                measured[method] = block_bytes(config, method, kind)
+            result[family].append({"kind": kind, "params": measured["full"]["params"], "methods": measured})
     print(json.dumps({"saved_per_token": result}))
 
 

@@ -113,24 +113,45 @@ def autograd_saves() -> dict:
     return json.loads(measured.stdout.strip().splitlines()[-1])["saved_per_token"]
 
 
+# Blocks the estimator does not count exactly yet: what it misses, and the band of counted / saved it was
+# measured in on the CPU (all three methods, 128 to 512 tokens). The band holds the figures as they are: a
+# change that moves one out of it fails here, and the note of issue 37 gives them.
+NOT_MODELLED = {
+    ("lfm2", "conv"): ("the short convolution's gated input and its output", 0.65, 0.85),
+    ("qwen3.5", "linear_attention"): ("the gated delta rule's chunked state (torch's fallback kernel)", 0.28, 0.42),
+    ("nemotron-h", "mamba"): ("the Mamba-2 scan's chunked states (torch's fallback kernel)", 0.15, 0.30),
+    ("nemotron-h", "moe"): ("nothing: frozen, untargeted ungated experts are counted as if trained", 0.90, 1.50),
+    ("deepseek-v3", None): ("multi-head latent attention's low-rank norms and split RoPE parts", 0.80, 0.97),
+    ("gemma4", "full_attention"): ("the per-layer inputs, and global layers wider than the sliding ones", 0.88, 1.03),
+    ("gemma4", "sliding_attention"): ("the per-layer inputs", 0.97, 1.06),
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_counted_block_bytes_match_what_autograd_saves(autograd_saves: dict, family: str) -> None:
     """What the estimator counts for one decoder block, against the tensors autograd really saves (hooks, on
-    the CPU), in every family studio trains: its tiny model through PEFT and TRL's fused LM head, like
-    studio's trainer builds it: bytes per token at 128, 256 and 512 tokens (what grows with the tokens; the
-    weights, which every matmul saves too, are no extra memory). Dropout is 0 (the CPU's dropout mask is a
-    float, CUDA's a bool); QLoRA runs the adapters as under CUDA autocast."""
+    the CPU), in every family studio trains, and in each kind of block a hybrid has: its tiny model through
+    PEFT and TRL's fused LM head, like studio's trainer builds it: bytes per token at 128, 256 and 512 tokens
+    (what grows with the tokens; the weights, which every matmul saves too, are no extra memory). Dropout is
+    0 (the CPU's dropout mask is a float, CUDA's a bool); QLoRA runs the adapters as under CUDA autocast."""
     from studio.planning.estimate import block_saved_bytes
 
     spec = lookup_model(f"builtin:tiny-{family}")
     assert spec.exact, spec.approximate
-    for method, measured in autograd_saves[family].items():
-        for tokens in map(int, measured["saved"]):
-            saved = measured["linear"] + measured["quadratic"] * tokens
-            setup = Setup(method=method, dropout=0.0, rank=16, batch=1, seq_len=tokens, grad_ckpt=False)
-            counted = block_saved_bytes(spec, spec.blocks()[0], setup)
-            assert counted == pytest.approx(saved, rel=0.03), (family, method, tokens, counted, saved)
+    for entry in autograd_saves[family]:
+        block = next((b for b in spec.blocks() if b.params == entry["params"]), None)
+        assert block is not None, (family, entry["kind"], entry["params"], [b.params for b in spec.blocks()])
+        for method, measured in entry["methods"].items():
+            for tokens in map(int, measured["saved"]):
+                saved = measured["linear"] + measured["quadratic"] * tokens
+                setup = Setup(method=method, dropout=0.0, rank=16, batch=1, seq_len=tokens, grad_ckpt=False)
+                counted = block_saved_bytes(spec, block, setup)
+                if (family, entry["kind"]) in NOT_MODELLED:
+                    _, low, high = NOT_MODELLED[family, entry["kind"]]
+                    assert low <= counted / saved <= high, (family, entry["kind"], method, tokens, counted, saved)
+                else:
+                    assert counted == pytest.approx(saved, rel=0.03), (family, entry["kind"], method, tokens, counted, saved)
 
 
 def test_lora_parameter_count_matches_peft_exactly() -> None:

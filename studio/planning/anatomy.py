@@ -32,6 +32,10 @@ FORMAT = 1
 NON_TEXT_MODULES = (r"(?:.*\.)?(vision\w*|visual\w*|audio\w*|speech\w*|image\w*|embed_vision|embed_audio"
                     r"|multi_modal_projector|mm_projector)(?:\..*)?")
 ATTENTION_WORDS = ("attn", "attention")
+# Projections only attention has: a module holding one is attention, whatever it is called (Nemotron-H's
+# blocks call every mixer `mixer`, attention included).
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "qkv_proj", "c_attn", "query_key_value", "Wqkv", "q_a_proj",
+                         "kv_a_proj_with_mqa")
 OUTPUT_PROJECTIONS = ("o_proj", "dense", "out_proj", "c_proj", "wo", "o")
 DOWN_PROJECTIONS = ("down_proj", "fc2", "w2", "c_proj", "dense_4h_to_h", "wo")
 
@@ -99,6 +103,11 @@ class Block:
     @property
     def experts_targeted(self) -> bool:
         return self.experts is not None and any(name == self.experts.name for name, _ in self.lora)
+
+    @property
+    def has_attention(self) -> bool:
+        """A hybrid's blocks may mix tokens otherwise (Mamba, a convolution) or not at all (an MLP block)."""
+        return any(lin.part == "attn" for lin in self.linears)
 
 
 @dataclass(frozen=True)
@@ -209,9 +218,13 @@ def linear_role(name: str, d_in: int, d_out: int, hidden: int, in_attention: boo
 
 def block_from(raw: dict[str, Any], hidden: int, lora: dict[str, Any]) -> Block:
     linears = []
-    for item in raw.get("linears") or []:
+    items = raw.get("linears") or []
+    attention_scopes = {str(item.get("name", "")).rpartition(".")[0] for item in items
+                        if str(item.get("name", "")).rpartition(".")[2] in ATTENTION_PROJECTIONS}
+    for item in items:
         name, d_in, d_out = _str(item, "name"), _int(item, "d_in", 1), _int(item, "d_out", 1)
-        in_attention = any(w in part for part in name.split(".")[:-1] for w in ATTENTION_WORDS)
+        in_attention = any(w in part for part in name.split(".")[:-1] for w in ATTENTION_WORDS) or \
+            name.rpartition(".")[0] in attention_scopes
         part, reads = linear_role(name, d_in, d_out, hidden, in_attention)
         linears.append(Linear(name, d_in, d_out, part, 1, reads, bool(item.get("bias"))))
     for item in raw.get("routers") or []:

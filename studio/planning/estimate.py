@@ -247,16 +247,18 @@ def attention_bytes(spec: ModelSpec, block: Block, setup: Setup) -> float:
 
 
 def mlp_bytes(spec: ModelSpec, block: Block, setup: Setup) -> float:
-    """The dense MLP's gate, act(gate) and up (two for an ungated one); the routed experts' gathered inputs,
-    projections and outputs for each of the k experts a token visits, and the router's scores."""
+    """The dense MLP's gate, act(gate) and up (an ungated one: the activation's input); the routed experts'
+    gathered inputs, projections and outputs for each of the k experts a token visits, and the router's
+    scores. (What the down projection reads is counted with the linears' inputs.)"""
     b = compute_bytes(setup.dtype)
     total = 0.0
     if block.intermediate:
-        total += b * ((2 if setup.liger else 3) if block.gated else 2) * block.intermediate
+        total += b * ((2 if setup.liger else 3) if block.gated else 1) * block.intermediate
     if block.experts is not None:
         k = spec.experts_per_token or 1
         e, h, i = block.experts, spec.hidden, block.experts.intermediate
-        routed = 2 * b * h + 4 * b * i + 28  # input gathered, gate_up, act, act*up, output; indices and weight
+        # input gathered, gate_up, act, act*up (ungated: up, act), output; indices and weight
+        routed = 2 * b * h + (4 if e.gated else 2) * b * i + 28
         if e.biased:
             routed += b * i * (3 if setup.method == "full" else 1)  # the clamped SwiGLU's extra saves
         total += k * routed + 4 * e.count + 12 * k + 4
@@ -280,7 +282,8 @@ def block_saved_bytes(spec: ModelSpec, block: Block, setup: Setup) -> float:
             total += b * elements if full else 0.0  # Liger's RMSNorm keeps no fp32 copy
         else:
             total += (norm.trained if full else norm.frozen) * elements + 4 * vectors
-    total += attention_bytes(spec, block, setup)
+    if block.has_attention:
+        total += attention_bytes(spec, block, setup)
     total += mlp_bytes(spec, block, setup)
     routers = [lin for lin in block.linears if lin.part == "router"]
     router_trained = full or any(lin.part == "router" for lin in targeted_in(block, setup.targets))

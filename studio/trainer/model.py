@@ -15,6 +15,7 @@ from studio.runs.events import EventWriter
 from studio.runs.folder import Run
 from studio.trainer.config import TORCH_DTYPE
 from studio.trainer.failures import ConfigError
+from studio.trainer.tokenizer_check import tokenizer_problem
 from studio.trainer.hub import fetch_model
 
 Rows = list[dict[str, Any]]
@@ -52,21 +53,6 @@ def model_folder(profile: Profile, run: Run, rows: Rows, writer: EventWriter, pr
     if looks_local(name):
         raise ConfigError(f"model.name: folder {local} does not exist")
     return fetch_model(name, profile.model.revision, writer)
-
-
-TOKENIZER_PROBE = "The quick brown fox jumps over the lazy dog, 12 times."
-
-
-def tokenizer_problem(tokenizer: Any) -> str | None:
-    """What makes a tokenizer unusable for training, or None. transformers 5 makes a tokenizer of a folder
-    holding only config.json: one token, turning every text into nothing."""
-    size = len(tokenizer)
-    ids = tokenizer(TOKENIZER_PROBE, add_special_tokens=False)["input_ids"]
-    if size < 32:
-        return f"has a tokenizer of {size} token{'s' if size != 1 else ''}"
-    if len(ids) < 2 or len(set(ids)) < 2:
-        return f"has a tokenizer that turns text into {len(set(ids))} distinct token(s)"
-    return None
 
 
 def load_tokenizer(source: str | Path, profile: Profile, revision: str | None = None) -> Any:

@@ -82,7 +82,7 @@ def tokenizer_for(profile: Profile, rows: list[dict[str, Any]], vocab_size: int,
     the rows, as the weights are random anyway."""
     from transformers import AutoTokenizer
 
-    from studio.trainer.model import tokenizer_problem
+    from studio.trainer.tokenizer_check import tokenizer_problem
     from studio.trainer.tiny import train_tokenizer
 
     choice, name = profile.model.tokenizer, profile.model.name
