@@ -98,20 +98,23 @@ class Run:
         """Entries that are links, or not the kind of file or folder studio keeps there: studio refuses to read
         or write through them (they could lead out of the run folder, or hang a reader)."""
         problems = []
-        for name, kind in EXPECTED.items():
+        try:  # one read of the folder (its entries' kinds come with it), not a stat per expected name
+            entries = {e.name: e for e in os.scandir(self.dir) if e.name in EXPECTED}
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            return [f"{self.dir.name}: {e.strerror or e}"]
+        for name, entry in entries.items():
+            kind = EXPECTED[name]
             try:
-                mode = (self.dir / name).lstat().st_mode
-            except FileNotFoundError:
-                continue
+                if entry.is_symlink():
+                    problems.append(f"{name} is a link (studio does not follow links out of a run folder)")
+                elif kind == "file" and not entry.is_file(follow_symlinks=False):
+                    problems.append(f"{name} is not a regular file")
+                elif kind == "dir" and not entry.is_dir(follow_symlinks=False):
+                    problems.append(f"{name} is not a folder")
             except OSError as e:
                 problems.append(f"{name}: {e.strerror or e}")
-                continue
-            if stat.S_ISLNK(mode):
-                problems.append(f"{name} is a link (studio does not follow links out of a run folder)")
-            elif kind == "file" and not stat.S_ISREG(mode):
-                problems.append(f"{name} is not a regular file")
-            elif kind == "dir" and not stat.S_ISDIR(mode):
-                problems.append(f"{name} is not a folder")
         return problems
 
     def unreadable(self) -> str | None:
