@@ -119,3 +119,43 @@ def test_studio_runs_lists_the_newest_runs_and_says_how_to_see_the_rest(tmp_path
     assert sum("-many-1" in line for line in found.stdout.splitlines()) == 100
     everything, _ = studio_measured(home, "runs", "--json")
     assert [r["id"] for r in json.loads(everything.stdout)] == sorted(ids)
+
+
+def test_a_listing_keeps_finished_runs_lines_only_while_their_files_are_unchanged(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """The second listing of a home reads finished runs from studio's summary cache, and anything that
+    changes a run's files (a note, a resume's status, more events), a damaged cache or a deleted run is
+    seen by the next listing as if there were no cache."""
+    import shutil
+
+    from conftest import studio
+    from ui_fixtures import record_run
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    done = record_run(home, "20260911-090000-done")
+    other = record_run(home, "20260912-090000-other")
+
+    def listed() -> dict[str, dict]:
+        proc = studio("runs", "--json")
+        assert proc.returncode == 0, proc.stderr
+        return {r["id"]: r for r in json.loads(proc.stdout)}
+
+    first = listed()
+    cache = home / "cache" / "run-summaries.json"
+    assert set(json.loads(cache.read_text())["runs"]) == {done.name, other.name}
+    assert listed() == first  # from the cache, the same lines
+
+    assert studio("note", done.name, "the good one").returncode == 0
+    assert listed()[done.name]["note"] == "the good one"
+    with (done / "events.jsonl").open("a") as f:  # a resumed attempt that is training again
+        f.write(json.dumps(to_record(Start(max_steps=80, pid=os.getpid()))) + "\n")
+    status = json.loads((done / "status.json").read_text())
+    (done / "status.json").write_text(json.dumps({**status, "pid": os.getpid(), "launched_at": 2e9}))
+    assert listed()[done.name]["status"] != "completed"
+
+    cache.write_text('{"format": 1, "runs": {"20260912-090000-other": {"key": 1, "summary": "\\u001b[2J"}}}')
+    assert listed()[other.name] == first[other.name]
+    shutil.rmtree(other)
+    assert set(listed()) == {done.name}
+    assert other.name not in json.loads(cache.read_text())["runs"]

@@ -21,7 +21,8 @@ from studio.runs.folder import Run, RunError, find_run, list_runs, runs_folder_p
 from studio.runs.launcher import events_tail, follow, resume_note, resume_run, stop_run
 from studio.runs.liveness import is_alive
 from studio.runs.start import start_run
-from studio.runs.state import run_status, summarize
+from studio.runs.state import run_status
+from studio.runs.summary_cache import listed_summaries
 from studio.runs.tail import FileTail
 from studio.terminal import safe, shell_arg
 from studio.runs.status import RunStatus
@@ -197,10 +198,11 @@ LISTED = 200  # runs `studio runs` shows unless --limit says otherwise: the newe
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    runs = [r for r in list_runs() if not args.filter or args.filter.lower() in r.id.lower()]
+    every = list_runs()
+    runs = [r for r in every if not args.filter or args.filter.lower() in r.id.lower()]
     limit = args.limit if args.limit is not None else (0 if args.json else LISTED)
     shown = runs[-limit:] if limit and limit > 0 else runs  # only the runs shown are read: bounded at any count
-    summaries = [summarize(r) for r in shown]
+    summaries = listed_summaries(shown, every)
     problem = runs_folder_problem() if not summaries and not args.filter else None  # a folder that cannot be
     # listed lists nothing
     if problem:  # not "no runs yet": the runs may be there, unseen

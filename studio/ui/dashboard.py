@@ -25,6 +25,7 @@ from studio.hardware import HostLoad, Inventory
 from studio.profiles.library import ProfileEntry, all_profiles
 from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.runs.folder import Run, list_runs, runs_folder_problem
+from studio.runs.summary_cache import SummaryCache, folder_key
 from studio.ui.actions import RunActions, run_action_commands, run_bindings
 from studio.ui.screens import StudioScreen
 from studio.ui.widgets import GpuPanel, fill_table, fit_label
@@ -161,7 +162,7 @@ class Dashboard(RunActions, StudioScreen):
         self.sort = SORTS[0]
         self.run_filter = ""
         self.runs_total = 0  # run folders in the home (the list shows the newest DASHBOARD_RUNS)
-        self._summaries: dict[str, tuple[tuple[int, int, int], RunSummary]] = {}  # run id -> (file state, summary)
+        self._summaries: dict[str, tuple[list[int] | None, RunSummary]] = {}  # run id -> (its files' key, summary)
         self._profiles_stamp: tuple | None = None
         self.last_summaries: list[RunSummary] = []
         self._profile_rows: list[ProfileRow] = []
@@ -243,22 +244,21 @@ class Dashboard(RunActions, StudioScreen):
 
     # ----------------------------------------------------------- reading (workers)
 
-    def _summary(self, run: Run, reread_running: bool = True) -> RunSummary:
+    def _summary(self, run: Run, cache: SummaryCache, reread_running: bool = True) -> RunSummary:
         """A run's summary, re-read only when its events or status file changed, or its folder (a note), or
-        while it runs (unless `reread_running` is false: a monitor in front reads that run already)."""
-        try:
-            events = run.events_path.stat()
-            state = (events.st_size, events.st_mtime_ns, (run.dir / "status.json").stat().st_mtime_ns,
-                     run.dir.stat().st_mtime_ns)
-        except OSError:
-            state = (-1, 0, 0, 0)
+        while it runs (unless `reread_running` is false: a monitor in front reads that run already); a
+        finished run not yet read by this app comes from studio's summary cache while its files are unchanged."""
+        key = folder_key(run)
         cached = self._summaries.get(run.id)
-        if cached and (not reread_running or (cached[0] == state and cached[1].status != RunStatus.RUNNING)):
+        if cached and (not reread_running or (cached[0] == key and cached[1].status != RunStatus.RUNNING)):
             return cached[1]
-        from studio.runs.state import summarize
+        summary = cache.get(run, key)
+        if summary is None:
+            from studio.runs.state import summarize
 
-        summary = summarize(run)
-        self._summaries[run.id] = (state, summary)
+            summary = summarize(run)
+            cache.put(run, key, summary)
+        self._summaries[run.id] = (key, summary)
         return summary
 
     def read_runs_now(self, watched: frozenset[str] = frozenset()) -> list[RunSummary]:
@@ -270,7 +270,10 @@ class Dashboard(RunActions, StudioScreen):
         kept = {run.id for run in page}
         for gone in [key for key in self._summaries if key not in kept]:  # older runs leave the page's cache
             del self._summaries[gone]
-        return [self._summary(run, reread_running=run.id not in watched) for run in reversed(page)]
+        cache = SummaryCache()
+        summaries = [self._summary(run, cache, reread_running=run.id not in watched) for run in reversed(page)]
+        cache.save()
+        return summaries
 
     def refresh_lists(self) -> None:
         """Read the lists again: to show them, or under a full screen (a monitor, the editor) only to say which
