@@ -26,7 +26,10 @@ FORMAT_COLUMNS = {
     "alpaca": "instruction, output and optional input",
     "prompt_completion": "prompt and completion",
     "text": "text",
+    "preference": "chosen and rejected (strings or conversations), and prompt unless they share it",
+    "unpaired": "prompt, completion and label (true for a good answer, false for a bad one)",
 }
+PREFERENCE_FORMATS = ("preference", "unpaired")
 FORMATS_HINT = ("each row is an object such as {\"messages\": [...]}, {\"prompt\": ..., \"completion\": ...} "
                 "or {\"text\": ...}")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -199,6 +202,10 @@ def _read_parquet(p: Path) -> Iterator[tuple[int, Any]]:
 
 def detect_format(columns: Iterable[str]) -> str | None:
     cols = set(columns)
+    if {"chosen", "rejected"} <= cols:
+        return "preference"
+    if {"prompt", "completion", "label"} <= cols:
+        return "unpaired"
     if "messages" in cols:
         return "messages"
     if "conversations" in cols:
@@ -273,7 +280,70 @@ def normalise_row(fmt: str, raw: Any) -> dict[str, Any]:
         return {"prompt": _text(raw, "prompt", may_be_empty=True), "completion": _text(raw, "completion")}
     if fmt == "text":
         return {"text": _text(raw, "text")}
+    if fmt == "preference":
+        return preference_row(raw)
+    if fmt == "unpaired":
+        return {"prompt": _side(raw, "prompt", may_be_empty=True), "completion": _side(raw, "completion"),
+                "label": _label(raw.get("label"))}
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def _side(raw: dict[str, Any], key: str, may_be_empty: bool = False) -> str | list[dict[str, str]]:
+    """One side of a preference row: text, or a conversation (turns of role and content)."""
+    value = raw.get(key)
+    if isinstance(value, list):
+        turns = []
+        for i, turn in enumerate(value, start=1):
+            if not isinstance(turn, dict) or turn.get("role") not in CHAT_ROLES or not isinstance(turn.get("content"), str):
+                raise ValueError(f"has a '{key}' whose turn {i} is not {{role, content}} with a role of "
+                                 f"{', '.join(sorted(CHAT_ROLES))}")
+            turns.append({"role": turn["role"], "content": turn["content"]})
+        if not turns and not may_be_empty:
+            raise ValueError(f"has an empty '{key}'")
+        return turns
+    return _text(raw, key, may_be_empty)
+
+
+def _label(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1) and not isinstance(value, float):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"has a 'label' of {str(value)[:40]!r}; it must be true (a good answer) or false (a bad one)")
+
+
+def preference_row(raw: dict[str, Any]) -> dict[str, Any]:
+    """prompt, chosen and rejected as TRL takes them. Without a prompt the two sides must share one (an implicit
+    prompt, as Anthropic HH and UltraFeedback give it): the turns before the last answer, or for text the
+    common beginning up to its last whitespace."""
+    chosen, rejected = _side(raw, "chosen"), _side(raw, "rejected")
+    if type(chosen) is not type(rejected):
+        raise ValueError("has a 'chosen' and a 'rejected' of different kinds (one text, one conversation)")
+    if chosen == rejected:
+        raise ValueError("has the same 'chosen' and 'rejected': nothing to prefer")
+    if raw.get("prompt") is not None:
+        prompt = _side(raw, "prompt", may_be_empty=True)
+        if type(prompt) is not type(chosen):
+            raise ValueError("has a 'prompt' of another kind than 'chosen' (one text, one conversation)")
+        return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    if isinstance(chosen, list):
+        shared = 0
+        while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+            shared += 1
+        if shared == 0 or chosen[shared - 1]["role"] == "assistant":
+            raise ValueError("has no 'prompt', and its 'chosen' and 'rejected' do not begin with the same turns; "
+                             "give the prompt in a 'prompt' column")
+        return {"prompt": chosen[:shared], "chosen": chosen[shared:], "rejected": rejected[shared:]}
+    common = 0
+    while common < min(len(chosen), len(rejected)) and chosen[common] == rejected[common]:
+        common += 1
+    cut = max(chosen.rfind(" ", 0, common + 1), chosen.rfind("\n", 0, common + 1)) + 1
+    if cut <= 0 or cut >= len(chosen) or cut >= len(rejected):
+        raise ValueError("has no 'prompt', and its 'chosen' and 'rejected' texts do not begin alike; give the "
+                         "prompt in a 'prompt' column")
+    return {"prompt": chosen[:cut], "chosen": chosen[cut:], "rejected": rejected[cut:]}
 
 
 def build_dataset(numbered_rows: Iterable[tuple[int, Any]], fmt: str = "auto", source: str = "the dataset") -> Dataset:
@@ -315,7 +385,8 @@ def build_dataset(numbered_rows: Iterable[tuple[int, Any]], fmt: str = "auto", s
 
 def _has_columns(fmt: str, raw: dict[str, Any]) -> bool:
     needed = {"messages": {"messages"}, "sharegpt": {"conversations"}, "alpaca": {"instruction", "output"},
-              "prompt_completion": {"prompt", "completion"}, "text": {"text"}}[fmt]
+              "prompt_completion": {"prompt", "completion"}, "text": {"text"}, "preference": {"chosen", "rejected"},
+              "unpaired": {"prompt", "completion", "label"}}[fmt]
     return needed <= set(raw)
 
 
@@ -345,9 +416,17 @@ def estimated_tokens(row: dict[str, Any]) -> int:
     a few more for each chat turn's markers)."""
     if "messages" in row:
         return sum(len(m["content"]) for m in row["messages"]) // 4 + 4 * len(row["messages"]) + 1
+    if "chosen" in row:  # a pair: the prompt with the longer answer (the sides are padded to one length)
+        return _side_tokens(row["prompt"]) + max(_side_tokens(row["chosen"]), _side_tokens(row["rejected"]))
     if "prompt" in row:
-        return (len(row["prompt"]) + len(row["completion"])) // 4 + 2
+        return _side_tokens(row["prompt"]) + _side_tokens(row["completion"])
     return len(row.get("text", "")) // 4 + 1
+
+
+def _side_tokens(side: str | list[dict[str, str]]) -> int:
+    if isinstance(side, list):
+        return sum(len(m["content"]) for m in side) // 4 + 4 * len(side)
+    return len(side) // 4 + 1
 
 
 def describe_bad_rows(bad: list[BadRow], limit: int = 10) -> str:

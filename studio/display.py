@@ -62,7 +62,7 @@ def step_line(step: Step) -> str:
     total = step.max_steps or 0
     frac = step.step / total if total else 0.0
     parts = [f"step {step.step}/{total or '?'} [{bar(frac)}] {math.floor(frac * 100):3d}%",
-             f"loss {step.loss:.4f}" if step.loss is not None else "loss ?",
+             f"loss {step.loss:.4f}" if step.loss is not None else "loss ?", *step.preference_figures(),
              f"{step.tokens_per_s or 0:,.0f} tok/s"]
     mem = memory_text(step)
     if mem:

@@ -20,7 +20,7 @@ from studio.planning.fit import SAFETY
 from studio.planning.plan import Plan, plan_run
 from studio.profiles.library import new_profile, profile_path
 from studio.profiles.profile import Profile, load_profile, with_changes
-from studio.profiles.vocabulary import METHODS, OPTIMIZERS, STRATEGIES
+from studio.profiles.vocabulary import METHODS, OBJECTIVES, OPTIMIZERS, STRATEGIES
 from studio.runs.history import machine_corrections
 from studio.runs.launcher import events_tail
 from studio.runs.start import start_profile
@@ -78,7 +78,8 @@ def profile_from_args(args: argparse.Namespace) -> Profile:
     """The profile to plan: PROFILE (or the defaults) with the command line's options applied on top."""
     profile = load_profile(profile_path(args.profile)) if args.profile else Profile()
     changes: dict[str, Any] = {}
-    options = (("model", "model.name"), ("revision", "model.revision"), ("method", "method.type"), ("rank", "method.rank"),
+    options = (("model", "model.name"), ("revision", "model.revision"), ("method", "method.type"),
+               ("objective", "train.objective"), ("rank", "method.rank"),
                ("batch", "train.batch_size"), ("seq_len", "data.max_length"), ("grad_ckpt", "train.gradient_checkpointing"),
                ("optim", "train.optimizer"), ("dtype", "model.dtype"), ("strategy", "hardware.strategy"))
     for attr, key in options:
@@ -330,6 +331,7 @@ def add_plan_commands(sub: Any) -> None:
         p.add_argument("--model", help="hub id, alias or local folder")
         p.add_argument("--revision", help="the Hub revision of --model (branch, tag or commit)")
         p.add_argument("--method", choices=METHODS)
+        p.add_argument("--objective", choices=OBJECTIVES, help="sft, or preference tuning: dpo, orpo, kto")
         p.add_argument("--rank", type=int)
         p.add_argument("--target-modules", help="all-linear or a comma list, e.g. q_proj,v_proj")
         p.add_argument("--batch", type=int, help="micro-batch per GPU")

@@ -12,7 +12,7 @@ from studio.data import DataError
 from studio.data_preview import PreviewError, data_preview, plain_preview, preview_lines
 from studio.profiles.library import all_profiles, new_profile, profile_path
 from studio.profiles.profile import Profile, ProfileError, load_profile
-from studio.profiles.vocabulary import METHODS
+from studio.profiles.vocabulary import METHODS, OBJECTIVES
 from studio.planning.checks import reference_problems
 from studio.runs.start import check_data
 
@@ -43,7 +43,7 @@ def cmd_profile_check(args: argparse.Namespace) -> int:
 
 def cmd_profile_new(args: argparse.Namespace) -> int:
     base = load_profile(profile_path(args.template)) if args.template else Profile()
-    dest = new_profile(args.name, base, model=args.model, method=args.method, data=args.data,
+    dest = new_profile(args.name, base, model=args.model, method=args.method, objective=args.objective, data=args.data,
                        description=args.description, force=args.force, template=args.template)
     print(f"wrote {dest}")
     for problem in reference_problems(load_profile(dest)):
@@ -112,6 +112,7 @@ def add_profile_commands(sub: Any) -> None:
     p.add_argument("name", help="a plain name (no folders); the file is <studio home>/profiles/NAME.toml")
     p.add_argument("--model", help="hub id or local folder")
     p.add_argument("--method", choices=METHODS)
+    p.add_argument("--objective", choices=OBJECTIVES, help="sft, or preference tuning: dpo, orpo, kto")
     p.add_argument("--data", help="dataset file or hub id")
     p.add_argument("--from", dest="template", help="start from this profile (name or file)")
     p.add_argument("--description", help="one line about the profile")

@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.hardware import Inventory
-from studio.data import data_file_problem
+from studio.data import FORMAT_COLUMNS, PREFERENCE_FORMATS, data_file_problem
 from studio.paths import is_local
 from studio.planning.anatomy import peft_reason
 from studio.planning.catalog import CatalogError, ModelSpec, lookup_model
 from studio.profiles.profile import Profile
+from studio.profiles.vocabulary import PAIRED_OBJECTIVES
 
 OTHER_TARGETS = ("lm_head", "embed_tokens", "wte", "all-linear", "all")
 
@@ -147,8 +148,30 @@ def machine_problems(profile: Profile, inventory: Inventory) -> list[str]:
     return problems
 
 
-def data_problems(profile: Profile, rows: int) -> list[str]:
-    """Settings the dataset is too small for."""
+def objective_data_problem(profile: Profile, fmt: str) -> str | None:
+    """The objective and the rows' format must go together: preference tuning needs pairs (or, for KTO, rows
+    labelled good or bad), supervised fine-tuning needs answers."""
+    objective = profile.train.objective
+    if objective in PAIRED_OBJECTIVES and fmt != "preference":
+        return (f"train.objective: {objective} trains on preference pairs, and the rows are {fmt}: give each row "
+                f"{FORMAT_COLUMNS['preference']}, or set train.objective = \"sft\"")
+    if objective == "kto" and fmt not in PREFERENCE_FORMATS:
+        return (f"train.objective: kto trains on rows labelled good or bad, and the rows are {fmt}: give each row "
+                f"{FORMAT_COLUMNS['unpaired']} (or preference pairs: {FORMAT_COLUMNS['preference']}), or set "
+                "train.objective = \"sft\"")
+    if objective == "sft" and fmt in PREFERENCE_FORMATS:
+        return (f"train.objective: the rows are {fmt} data ({FORMAT_COLUMNS[fmt]}), which sft cannot train on; "
+                "set train.objective = \"dpo\" (or orpo, kto)" if fmt == "preference" else
+                f"train.objective: the rows are {fmt} data ({FORMAT_COLUMNS[fmt]}), which sft cannot train on; "
+                "set train.objective = \"kto\"")
+    return None
+
+
+def data_problems(profile: Profile, rows: int, fmt: str | None = None) -> list[str]:
+    """Settings the dataset is too small for, or an objective its rows cannot train."""
+    problem = objective_data_problem(profile, fmt) if fmt else None
+    if problem:
+        return [problem]
     fraction = profile.data.eval_fraction
     if fraction > 0:
         held = max(1, int(rows * fraction))

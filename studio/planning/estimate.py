@@ -24,6 +24,7 @@ from studio.planning.anatomy import Block, Linear, Norm
 from studio.planning.catalog import ModelSpec, pattern_linears
 from studio.planning.checks import targets_problem
 from studio.profiles import vocabulary
+from studio.profiles.vocabulary import PAIRED_OBJECTIVES, REFERENCE_OBJECTIVES
 from studio.profiles.profile import default_value
 
 GIB = 2**30
@@ -83,6 +84,8 @@ class Setup:
     stack: str = "studio"           # studio | hf-legacy (see the module docstring)
     liger: bool = False             # Liger's fused RMSNorm, SwiGLU and RoPE kernels
     fill: float = 1.0               # share of each micro-batch that is real tokens (the rest is padding)
+    objective: str = "sft"          # sft | dpo | orpo | kto (train.objective)
+    reference: str = "auto"         # DPO/KTO's reference: auto (adapter off, or a frozen copy) | precompute
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,9 @@ class MemoryEstimate:
                 (self.breakdown[k] or k not in OCCASIONAL)]
 
 
-OCCASIONAL = ("experts",)  # mixture-of-experts models only
-BREAKDOWN = ("cuda_context", "weights", "trainable", "gradients", "optimizer", "activations", "experts", "logits",
-             "overhead")
+OCCASIONAL = ("experts", "reference")  # mixture-of-experts models; DPO and KTO's frozen copy under full
+BREAKDOWN = ("cuda_context", "weights", "reference", "trainable", "gradients", "optimizer", "activations", "experts",
+             "logits", "overhead")
 
 
 def compute_bytes(dtype: str) -> int:
@@ -371,6 +374,19 @@ class Resident:
     temporaries: float    # the optimizer step's extra copies
     total_params: int
     trainable_params: int
+    reference: float = 0.0  # DPO/KTO's frozen copy of the model (full fine-tuning)
+
+
+def objective_tokens(setup: Setup) -> int:
+    """Tokens one micro-batch sends through the model with gradients: DPO and ORPO run each pair's chosen and
+    rejected answers together, twice the rows' tokens."""
+    return setup.batch * setup.seq_len * (2 if setup.objective in PAIRED_OBJECTIVES else 1)
+
+
+def reference_copy(setup: Setup) -> bool:
+    """DPO and KTO score against the model as it was: LoRA and QLoRA get it by turning the adapter off; full
+    fine-tuning keeps a frozen copy, unless its log-probs are computed once before training."""
+    return setup.objective in REFERENCE_OBJECTIVES and setup.method == "full" and setup.reference == "auto"
 
 
 def resident(spec: ModelSpec, setup: Setup) -> Resident:
@@ -418,7 +434,9 @@ def resident(spec: ModelSpec, setup: Setup) -> Resident:
         gradients, optimizer, temporaries = gradients / n, optimizer / n, temporaries / n
     elif n > 1 and setup.strategy == "deepspeed-zero1":
         optimizer = optimizer / n
-    return Resident(weights, trainable, gradients, optimizer, temporaries, total_params, trainable_params)
+    reference = (total_params * wb / (n if setup.strategy in ("fsdp", "deepspeed-zero3") and n > 1 else 1)
+                 if reference_copy(setup) else 0.0)
+    return Resident(weights, trainable, gradients, optimizer, temporaries, total_params, trainable_params, reference)
 
 
 def head_saved_bytes(spec: ModelSpec, setup: Setup) -> float:
@@ -453,14 +471,15 @@ def estimate_memory(spec: ModelSpec, setup: Setup) -> MemoryEstimate:
     c = CALIBRATION[setup.stack]
     paged = setup.optimizer == "paged_adamw_8bit"
     resident_optimizer = 0.0 if paged else res.optimizer  # paged states live in unified memory
-    allocated = res.weights + res.trainable + resident_optimizer + peak.total
+    allocated = res.weights + res.reference + res.trainable + resident_optimizer + peak.total
     # The caching allocator keeps freed blocks of the memory that churns every step.
     slack = c["allocator_slack"] * peak.total
     reserved = allocated + slack
     context = (c["cuda_context_gib"] + (c["comm_gib"] if setup.n_gpus > 1 else 0.0)) * GIB
     vram = reserved + context + (res.optimizer if paged else 0.0)
     breakdown = {
-        "cuda_context": context, "weights": res.weights, "trainable": res.trainable, "gradients": peak.gradients,
+        "cuda_context": context, "weights": res.weights, "reference": res.reference, "trainable": res.trainable,
+        "gradients": peak.gradients,
         "optimizer": res.optimizer, "activations": peak.activations, "experts": peak.experts, "logits": peak.logits,
         "overhead": slack + peak.temporaries,
     }
@@ -475,7 +494,7 @@ def _studio_phases(spec: ModelSpec, setup: Setup, res: Resident) -> list[Phase]:
     """The moments of a step on studio's stack that can hold the peak, and what is alive at each."""
     b, wb = compute_bytes(setup.dtype), weight_bytes(setup)
     h, L, v = spec.hidden, spec.layers, spec.vocab
-    tokens = setup.batch * setup.seq_len
+    tokens = objective_tokens(setup)
     full = setup.method == "full"
     n = setup.n_gpus if setup.strategy in ("fsdp", "deepspeed-zero3") else 1
     blocks = spec.blocks()
@@ -499,6 +518,8 @@ def _studio_phases(spec: ModelSpec, setup: Setup, res: Resident) -> list[Phase]:
     # (and its 16-bit copy) and one logits tile; a trained head adds its gradient in fp32 and the copy.
     head_saved = tokens * head_saved_bytes(spec, setup)
     head_bwd = tokens * (4 * h + b * h) + b * min(tokens, CHUNK_TOKENS) * min(v, CHUNK_VOCAB)
+    if setup.objective == "orpo":  # TRL's ORPO builds the logits: their fp32 copy and log-softmax
+        head_bwd += tokens * v * 8
     head_params = v * h
     head_grad = (4 + wb) * head_params / n if full else 0.0
     head_assigned = wb * head_params / n if full else 0.0

@@ -122,7 +122,7 @@ def setup_for(profile: Profile, bf16: bool = True, n_gpus: int = 1, strategy: st
                  grad_ckpt=t.gradient_checkpointing is not False,
                  optimizer=profile.optimizer, dtype=dtype, loss="chunked", n_gpus=n_gpus,
                  strategy=strategy if n_gpus > 1 else "none", liger=t.liger_kernel is True,
-                 fill=1.0 if packed else fill)
+                 fill=1.0 if packed else fill, objective=t.objective, reference=profile.preference.reference)
 
 
 def model_spec(profile: Profile) -> tuple[ModelSpec | None, str]:
@@ -204,9 +204,12 @@ def resolve_speed_settings(profile: Profile, model: ModelSpec | None, gpus: tupl
     t = profile.train
     liger, why_liger = rules.liger(t.liger_kernel, model, gpus)
     packed, why_packing = rules.packing(profile.data.packing, data, profile.data.max_length)
+    if profile.train.objective != "sft":
+        packed, why_packing = False, f"{profile.train.objective} compares whole answers side by side: unpacked"
     # Without the rows' token counts (none, or estimated from characters) the trainer decides packing once it has
     # tokenized them: the run's record then gives one set of figures, the preflight's.
-    packing_state = PENDING if profile.data.packing == "auto" and (data is None or not data.exact) else DECIDED
+    packing_state = PENDING if profile.data.packing == "auto" and profile.train.objective == "sft" and \
+        (data is None or not data.exact) else DECIDED
     if packing_state == PENDING and data is not None:
         why_packing += " (estimated from characters: the trainer decides again from the token counts)"
     settled = with_changes(profile, {"train.liger_kernel": liger, "data.packing": packed})

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from studio.planning.catalog import GpuSpec, ModelSpec
-from studio.planning.estimate import Setup, adapter_elements, adapter_input_bytes, block_saved_bytes, targeted
+from studio.planning.estimate import (Setup, adapter_elements, adapter_input_bytes, block_saved_bytes, objective_tokens,
+                                      targeted)
 
 # Fitted on measured tokens/s, per stack (bench/calibrate_estimator.py); see docs/memory-model.md.
 # studio's stack has few speed measurements (H100 only): it fits the two constants its runs pin
@@ -79,13 +80,21 @@ def flops_per_token(spec: ModelSpec, setup: Setup) -> float:
     return passes * (2.0 * block + attention) + head_passes * 2.0 * head
 
 
+def extra_forwards(setup: Setup) -> float:
+    """Forward passes a step adds to the trained one, without a backward: DPO's reference scoring (unless
+    precomputed), KTO's reference and its KL estimate (the policy and the reference on mismatched pairs)."""
+    reference = 0.0 if setup.reference == "precompute" else 1.0
+    return {"dpo": reference, "kto": reference + 1.0 + reference}.get(setup.objective, 0.0)
+
+
 def estimate_speed(spec: ModelSpec, setup: Setup, gpu: GpuSpec) -> SpeedEstimate:
     """Training tokens per second for the whole job."""
     c = SPEED_CALIBRATION[setup.stack]
     dtype = "fp16" if setup.dtype == "fp16" else ("fp32" if setup.dtype == "fp32" else "bf16")
-    tokens = setup.batch * setup.seq_len
+    tokens = objective_tokens(setup)
     fpt = flops_per_token(spec, setup)
     matmul_s = tokens * fpt / (gpu.peak_tflops(dtype) * 1e12 * c["matmul_utilisation"])
+    matmul_s *= 1 + extra_forwards(setup) / ((3.0 if setup.method == "full" else 2.0) + (1.0 if setup.grad_ckpt else 0.0))
     if setup.method == "qlora":
         matmul_s *= 1 + c["qlora_dequant"]
     passes = 3.0 if setup.grad_ckpt else 2.0  # forward, backward (+ the recompute)

@@ -98,7 +98,7 @@ def all_profiles() -> list[ProfileEntry]:
 
 
 def new_profile(name: str, base: Profile, *, model: str | None = None, method: str | None = None,
-                data: str | None = None, description: str | None = None, force: bool = False,
+                objective: str | None = None, data: str | None = None, description: str | None = None, force: bool = False,
                 template: str | None = None) -> Path:
     """Write a new user profile from `base` (the profile named `template`, or the defaults) with the given
     changes; refuses to replace one unless forced. Every other setting of the base is kept as it is; a base
@@ -114,11 +114,15 @@ def new_profile(name: str, base: Profile, *, model: str | None = None, method: s
     if method:
         raw["method"]["type"] = method
         changes.append(f"method {method}")
+    if objective:
+        raw["train"]["objective"] = objective
+        changes.append(f"objective {objective}")
     if data:
         raw["data"]["path"] = str(Path(data).expanduser().resolve()) if is_local(data) else data
         changes.append(f"data {data}")
     if not raw["data"]["path"]:
-        raw["data"]["path"] = str(bundled_profiles_dir() / "data" / "tiny-chat.jsonl")
+        bundled = "tiny-chat.jsonl" if raw["train"]["objective"] == "sft" else "tiny-preference.jsonl"
+        raw["data"]["path"] = str(bundled_profiles_dir() / "data" / bundled)
     profile = profile_from_dict(raw, str(dest))
     if description:
         profile = replace(profile, description=description)

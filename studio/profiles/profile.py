@@ -26,14 +26,14 @@ import tomli_w
 from studio.atomic import write_text
 from studio.safeopen import read_regular
 from studio.paths import looks_local
-from studio.profiles.vocabulary import METHODS, OPTIMIZERS, STRATEGIES, resolve_optimizer
+from studio.profiles.vocabulary import DPO_LOSSES, METHODS, OBJECTIVES, OPTIMIZERS, STRATEGIES, resolve_optimizer
 from studio.terminal import has_unsafe, safe
 
 TINY_MODEL = "builtin:tiny-llama"
 MAX_PROFILE_BYTES = 1 << 20
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
-DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text")
+DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "preference", "unpaired")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 REPORT_TO = ("none", "tensorboard", "wandb")
 BAD_ROWS = ("error", "skip")
@@ -120,6 +120,8 @@ class DataSection:
 
 @dataclass(frozen=True)
 class TrainSection:
+    objective: str = _spec("sft", "what to train for: sft (answers), or preference tuning on chosen/rejected pairs: "
+                           "dpo, orpo (no reference model), kto (rows labelled good or bad)", choices=OBJECTIVES)
     epochs: float = _spec(1.0, "passes over the data (ignored when max_steps > 0)", gt=0, max=10_000)
     max_steps: int = _spec(0, "stop after this many optimizer steps; 0 = use epochs", min=0, max=1_000_000_000)
     batch_size: int = _spec(4, "micro-batch per GPU", min=1, max=65536)
@@ -139,6 +141,18 @@ class TrainSection:
     eval_steps: int = _spec(0, "evaluate every N steps; 0 = at the end only (when there is eval data)", min=0, max=1_000_000_000)
     save_steps: int = _spec(100, "write a checkpoint every N steps", min=1, max=1_000_000_000)
     save_total_limit: int = _spec(2, "checkpoints kept on disk", min=1, max=1_000_000)
+
+
+@dataclass(frozen=True)
+class PreferenceSection:
+    beta: float = _spec(0.1, "DPO/KTO: how far from the reference the model may move (lower: further); ORPO: the "
+                        "weight of the odds-ratio term", gt=0, max=100)
+    loss_type: str = _spec("sigmoid", "DPO's loss (TRL's loss_type)", choices=DPO_LOSSES)
+    reference: str = _spec("auto", "DPO/KTO's reference: auto = the base with the adapter off (LoRA, QLoRA) or a "
+                           "frozen copy (full); precompute = its log-probs computed once before training (no "
+                           "second copy in memory)", choices=("auto", "precompute"))
+    desirable_weight: float = _spec(1.0, "KTO: the weight of rows labelled good", gt=0, max=1000)
+    undesirable_weight: float = _spec(1.0, "KTO: the weight of rows labelled bad", gt=0, max=1000)
 
 
 @dataclass(frozen=True)
@@ -193,6 +207,7 @@ class Profile:
     method: MethodSection = field(default_factory=MethodSection)
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
+    preference: PreferenceSection = field(default_factory=PreferenceSection)
     hardware: HardwareSection = field(default_factory=HardwareSection)
     output: OutputSection = field(default_factory=OutputSection)
 
@@ -216,6 +231,7 @@ SECTIONS: dict[str, type] = {
     "method": MethodSection,
     "data": DataSection,
     "train": TrainSection,
+    "preference": PreferenceSection,
     "hardware": HardwareSection,
     "output": OutputSection,
 }

@@ -7,6 +7,12 @@ asks here, so a rule such as "QLoRA trains with paged 8-bit AdamW" has one home.
 from __future__ import annotations
 
 METHODS = ("lora", "qlora", "full")
+OBJECTIVES = ("sft", "dpo", "orpo", "kto")  # what a run trains for: supervised, then preference tuning
+PAIRED_OBJECTIVES = ("dpo", "orpo")           # chosen and rejected through the model together
+REFERENCE_OBJECTIVES = ("dpo", "kto")         # scored against the model before training (a reference)
+# TRL 1.16's DPO losses (DPOConfig.loss_type)
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")
 ADAPTER_METHODS = ("lora", "qlora")
 OPTIMIZERS = ("auto", "adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor")
 EIGHT_BIT_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit")

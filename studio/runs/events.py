@@ -117,6 +117,13 @@ class Step(Event):
     eta_s: float | None = None
     mean_token_accuracy: float | None = None
     entropy: float | None = None
+    # preference tuning (DPO, ORPO, KTO): the implicit rewards of the chosen and rejected answers, their
+    # margin, the share of pairs ranked right, and KTO's KL estimate
+    reward_chosen: float | None = None
+    reward_rejected: float | None = None
+    reward_margin: float | None = None
+    reward_accuracy: float | None = None
+    kl: float | None = None
     rss_gib: float | None = None
     gpu_mem_allocated_gib: PerGpu = ()
     gpu_mem_reserved_gib: PerGpu = ()
@@ -128,6 +135,17 @@ class Step(Event):
     nvml_util_pct: PerGpu = ()
     nvml_throttle: tuple[tuple[str, ...], ...] = ()
     energy_kwh: float | None = None
+
+    def preference_figures(self) -> list[str]:
+        """Preference tuning's figures for a step's line: the reward margin, the pairs ranked right, KTO's KL."""
+        figures = []
+        if self.reward_margin is not None:
+            figures.append(f"margin {self.reward_margin:+.3f}")
+        if self.reward_accuracy is not None:
+            figures.append(f"pairs right {self.reward_accuracy:.0%}")
+        if self.kl is not None:
+            figures.append(f"KL {self.kl:.3f}")
+        return figures
 
 
 @dataclass(frozen=True)

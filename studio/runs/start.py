@@ -51,7 +51,7 @@ def row_lengths(profile: Profile) -> list[int] | None:
         return None
     ds = load_local(profile.data.path, profile.data.format)
     check_bad_rows(ds, profile.data.on_bad_rows)
-    problems = data_problems(profile, len(ds.rows))
+    problems = data_problems(profile, len(ds.rows), ds.format)
     if problems:
         raise ProfileError(profile.data.path, problems)
     return [estimated_tokens(r) for r in ds.rows]

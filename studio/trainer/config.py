@@ -76,14 +76,12 @@ def check_bitsandbytes(device: str) -> None:
                           f"(it loaded the {backend} one); use method.type = \"lora\" or install a matching bitsandbytes")
 
 
-def sft_config(profile: Profile, run: Run, device: str, dtype: str, loss: LossSettings, has_eval: bool,
-               probe: bool = False) -> Any:
-    """The SFTConfig for the run; everything not set here is TRL's default."""
-    from trl import SFTConfig
-
+def training_arguments(profile: Profile, run: Run, device: str, dtype: str, has_eval: bool,
+                       probe: bool = False) -> dict[str, Any]:
+    """What every objective's config shares (TRL's SFT, DPO, ORPO and KTO configs are TrainingArguments)."""
     t, d = profile.train, profile.data
     eval_strategy = "steps" if has_eval and t.eval_steps > 0 else "no"
-    return SFTConfig(
+    return dict(
         output_dir=str(run.checkpoints_dir),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps if t.max_steps > 0 else -1,
@@ -113,13 +111,23 @@ def sft_config(profile: Profile, run: Run, device: str, dtype: str, loss: LossSe
         fp16=dtype == "fp16",
         use_cpu=device == "cpu",
         max_length=d.max_length,
-        packing=d.packing is True,
-        # The rows come tokenized (studio.trainer.tokenize): their assistant_masks column already marks the
-        # assistant turns, which TRL applies whatever this flag says (and it only accepts chat rows with it on).
-        assistant_only_loss=False,
-        completion_only_loss=loss.completion_only,
         disable_tqdm=True,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False if world_size() > 1 else None,
         use_liger_kernel=t.liger_kernel is True,
+    )
+
+
+def sft_config(profile: Profile, run: Run, device: str, dtype: str, loss: LossSettings, has_eval: bool,
+               probe: bool = False) -> Any:
+    """The SFTConfig for the run; everything not set here is TRL's default."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **training_arguments(profile, run, device, dtype, has_eval, probe),
+        packing=profile.data.packing is True,
+        # The rows come tokenized (studio.trainer.tokenize): their assistant_masks column already marks the
+        # assistant turns, which TRL applies whatever this flag says (and it only accepts chat rows with it on).
+        assistant_only_loss=False,
+        completion_only_loss=loss.completion_only,
     )

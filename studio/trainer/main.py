@@ -1,5 +1,6 @@
 """One training run, top to bottom: profile -> data -> tokenizer -> preflight -> model ->
-SFTTrainer -> events, checkpoints and the final adapter or model.
+TRL's trainer for the objective (SFTTrainer; DPO, ORPO and KTO in preference.py) -> events, checkpoints
+and the final adapter or model.
 
 `train_run` is the story; each step's details live in dataset.py, model.py and
 config.py. Every way out of it, failures included, ends the event log with an
@@ -20,7 +21,8 @@ from typing import Any
 import torch
 
 from studio.atomic import write_json
-from studio.data import check_bad_rows
+from studio.data import DataError, check_bad_rows
+from studio.planning.checks import objective_data_problem
 from studio.hardware import GIB
 from studio.profiles.profile import Profile, load_profile
 from studio.profiles.vocabulary import SHARDED_STRATEGIES
@@ -36,6 +38,7 @@ from studio.profiles.decision import Decision
 from studio.profiles.profile import with_changes
 from studio.trainer.dataset import bad_rows_record, load_data, preflight, probe_dataset, rows_for_loss, split_eval
 from studio.trainer.packing import packing_is_exact
+from studio.trainer.preference import needs_reference_copy, preference_preflight, preference_trainer
 from studio.trainer.tokenize import columns, tokenize_rows
 from studio.trainer.failures import Diverged, failure_record
 from studio.trainer.model import count_params, load_model, load_tokenizer, lora_config, lora_modules, model_folder
@@ -72,17 +75,27 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
         folder = model_folder(profile, run, ds.rows, writer, probe)
     tokenizer = load_tokenizer(folder, profile)
 
-    # 3. Tokenize once (TRL trains on these ids), what the loss covers, and the preflight.
-    rows, loss = rows_for_loss(tokenizer, ds, rows, profile)
-    eval_rows, _ = rows_for_loss(tokenizer, ds, eval_rows, profile) if eval_rows else ([], loss)
-    tokenized = tokenize_rows(tokenizer, rows, loss.assistant_only)
-    eval_tokenized = tokenize_rows(tokenizer, eval_rows, loss.assistant_only) if eval_rows else None
-    stats = preflight(tokenized, eval_tokenized, ds, profile, loss)
+    # 3. Tokenize once (TRL trains on these ids), what the loss covers, and the preflight. Preference tuning:
+    # TRL's trainers tokenize the pairs themselves; the preflight counts them in this model's tokens first.
+    sft = profile.train.objective == "sft"
+    if sft:
+        rows, loss = rows_for_loss(tokenizer, ds, rows, profile)
+        eval_rows, _ = rows_for_loss(tokenizer, ds, eval_rows, profile) if eval_rows else ([], loss)
+        tokenized = tokenize_rows(tokenizer, rows, loss.assistant_only)
+        eval_tokenized = tokenize_rows(tokenizer, eval_rows, loss.assistant_only) if eval_rows else None
+        stats = preflight(tokenized, eval_tokenized, ds, profile, loss)
+    else:
+        check_objective_data(profile, ds.format)
+        stats = preference_preflight(tokenizer, ds, rows, eval_rows, profile)
     write_json(run.dir / PREFLIGHT_FILE, to_record(stats))
     writer.write(stats)
-    profile, decisions = decide_packing_from_data(profile, decisions, tokenized)
+    if sft:
+        profile, decisions = decide_packing_from_data(profile, decisions, tokenized)
+    elif profile.data.packing is not False:
+        profile, decisions = overrule(profile, decisions, "data.packing", False,
+                                      f"{profile.train.objective} compares whole answers side by side: unpacked")
 
-    # 4. The model; packing only where this model keeps packed rows apart; then SFTTrainer.
+    # 4. The model; packing only where this model keeps packed rows apart; then TRL's trainer.
     model = load_model(profile, folder, device, dtype, sharded=plan.layout.strategy in SHARDED_STRATEGIES,
                        random_init=probe or profile.model.random_init)
     if profile.data.packing is True:
@@ -103,15 +116,24 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
                   f"{checkpoint.name if checkpoint else 'the start'}", flush=True)
     elapsed_s, tokens_before = progress_before(run, checkpoint)
     telemetry = Telemetry(writer, stop, elapsed_before_s=elapsed_s, tokens_before=tokens_before)
-    trainer = SFTTrainer(
-        model=model,
-        args=sft_config(profile, run, device, dtype, loss, bool(eval_rows), probe),
-        train_dataset=HFDataset.from_dict(columns(tokenized)),
-        eval_dataset=HFDataset.from_dict(columns(eval_tokenized)) if eval_tokenized else None,
-        processing_class=tokenizer,
-        peft_config=lora_config(profile, model, targets.modules),
-        callbacks=[telemetry],
-    )
+    peft_config = lora_config(profile, model, targets.modules)
+    if sft:
+        trainer = SFTTrainer(
+            model=model,
+            args=sft_config(profile, run, device, dtype, loss, bool(eval_rows), probe),
+            train_dataset=HFDataset.from_dict(columns(tokenized)),
+            eval_dataset=HFDataset.from_dict(columns(eval_tokenized)) if eval_tokenized else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[telemetry],
+        )
+    else:
+        reference = None
+        if needs_reference_copy(profile):  # the frozen copy DPO and KTO score against (full fine-tuning)
+            reference = load_model(profile, folder, device, dtype, sharded=plan.layout.strategy in SHARDED_STRATEGIES,
+                                   random_init=probe or profile.model.random_init).requires_grad_(False).eval()
+        trainer = preference_trainer(profile, run, model, tokenizer, rows, eval_rows, device, dtype, probe,
+                                     peft_config, [telemetry], reference)
     total, trainable = count_params(trainer.model)
     devices = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if device == "cuda"
                else ["cpu"] * world_size())
@@ -134,6 +156,14 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
     if eval_rows and not stopped and st.global_step not in telemetry.evaluated_steps:
         trainer.evaluate()  # the callback writes the eval event
     return end_record(run, trainer, telemetry, result.metrics, stopped, probe)
+
+
+def check_objective_data(profile: Profile, fmt: str) -> None:
+    """A Hub dataset's rows are first seen here: their format must suit the objective (a local file's was
+    checked before the run folder was made)."""
+    problem = objective_data_problem(profile, fmt)
+    if problem:
+        raise DataError(problem)
 
 
 def job_of(plan: PlanRecord) -> dict[str, Any]:

@@ -108,6 +108,7 @@ class Telemetry(TrainerCallback):
             elapsed_s=round(self.elapsed_before_s + now - self._t0, 2),
             eta_s=round(remaining * s_per_step, 1) if s_per_step is not None else None,
             mean_token_accuracy=_number(logs.get("mean_token_accuracy")), entropy=_number(logs.get("entropy")),
+            **{field: _number(logs.get(name)) for name, field in PREFERENCE_LOGS.items()},
             **{k: (tuple(v) if isinstance(v, list) else v) for k, v in memory.items()},
             **{k: (tuple(v) if isinstance(v, list) else v) for k, v in self.power.sample(time.time()).items()})
         self.writer.write(step)
@@ -166,11 +167,17 @@ def check_finite(step: int, logs: dict[str, Any]) -> None:
             raise Diverged(step, f"{label} is {value}")
 
 
+# TRL's preference trainers log these; the step record names them
+PREFERENCE_LOGS = {"rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected",
+                   "rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy", "kl": "kl"}
+
+
 def step_line(step: Step) -> str:
     """A logged step as one line of the trainer's log."""
     parts = [f"step {step.step}/{step.max_steps}"]
     if step.loss is not None:
         parts.append(f"loss {step.loss:.4f}")
+    parts += step.preference_figures()
     if step.learning_rate is not None:
         parts.append(f"lr {step.learning_rate:.2e}")
     if step.tokens_per_s:

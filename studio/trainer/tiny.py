@@ -38,11 +38,14 @@ def tiny_config(name: str = TINY_MODEL) -> dict[str, Any]:
 
 
 def row_texts(rows: Iterable[dict[str, Any]]) -> Iterable[str]:
+    """Every text a row holds, in any format: turns, prompts, answers, preference pairs' sides."""
     for row in rows:
-        if "messages" in row:
-            yield from (m["content"] for m in row["messages"])
-        else:
-            yield from (row[k] for k in ("prompt", "completion", "text") if isinstance(row.get(k), str))
+        for key in ("messages", "prompt", "completion", "text", "chosen", "rejected"):
+            value = row.get(key)
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, list):
+                yield from (m["content"] for m in value if isinstance(m, dict) and isinstance(m.get("content"), str))
 
 
 def train_tokenizer(rows: list[dict[str, Any]], vocab_size: int = 1024) -> Any:

@@ -1,0 +1,185 @@
+"""Preference tuning: DPO, ORPO and KTO on the data shapes people have, planned, trained and recorded like SFT.
+
+The fast set reads every data shape, refuses the wrong pairing of objective and data before a run folder
+exists, checks what the estimate adds for each objective, and trains a few real steps of each objective
+in this process (the trainer's own `train_run` on tiny models: LoRA, QLoRA and full for DPO). The slow set
+runs the bundled tiny-dpo profile through the CLI, stops and resumes it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, studio, write_profile
+from studio.data import DataError, build_dataset, load_local
+from studio.hardware import Inventory
+from studio.planning.catalog import lookup_model
+from studio.planning.estimate import Setup, estimate_memory
+from studio.planning.plan import plan_run
+from studio.profiles.profile import load_profile
+from studio.runs.events import End, Preflight, Start, Step, read_events
+from studio.runs.folder import create_run
+from studio.runs.launcher import write_plan_files
+
+PAIRS = REPO / "profiles" / "data" / "tiny-preference.jsonl"
+USER = "user"
+
+
+def turns(role: str, text: str) -> list[dict[str, str]]:
+    return [{"role": role, "content": text}]
+
+
+def shapes(tmp_path: Path) -> dict[str, Path]:
+    """The same pairs in each shape people bring: explicit prompt (conversations, text), an implicit prompt
+    (conversations sharing their first turns; Anthropic HH's texts sharing their beginning), KTO's rows."""
+    rows = [json.loads(line) for line in PAIRS.read_text().splitlines()][:48]
+    out: dict[str, list[dict]] = {"explicit": rows, "text": [], "implicit": [], "hh": [], "unpaired": []}
+    for r in rows:
+        question = r["prompt"][-1]["content"]
+        good, bad = r["chosen"][0]["content"], r["rejected"][0]["content"]
+        out["text"].append({"prompt": f"Q: {question}\nA: ", "chosen": good, "rejected": bad})
+        out["implicit"].append({"chosen": r["prompt"] + r["chosen"], "rejected": r["prompt"] + r["rejected"]})
+        out["hh"].append({"chosen": f"\n\nHuman: {question}\n\nAssistant: {good}",
+                          "rejected": f"\n\nHuman: {question}\n\nAssistant: {bad}"})
+        out["unpaired"] += [{"prompt": r["prompt"], "completion": r["chosen"], "label": True},
+                            {"prompt": r["prompt"], "completion": r["rejected"], "label": "false"}]
+    paths = {}
+    for name, data in out.items():
+        paths[name] = tmp_path / f"{name}.jsonl"
+        paths[name].write_text("".join(json.dumps(r) + "\n" for r in data))
+    return paths
+
+
+def test_each_shape_reads_as_pairs_with_the_prompt_found(tmp_path: Path) -> None:
+    paths = shapes(tmp_path)
+    for name in ("explicit", "text", "implicit", "hh"):
+        ds = load_local(paths[name])
+        assert ds.format == "preference" and not ds.bad_rows and len(ds.rows) == 48, (name, ds.bad_rows[:2])
+    implicit = load_local(paths["implicit"]).rows[0]
+    assert implicit["prompt"][-1]["role"] == USER and [t["role"] for t in implicit["chosen"]] == ["assistant"]
+    hh = load_local(paths["hh"]).rows[0]
+    assert hh["prompt"].endswith("\n\nAssistant: ") and not hh["chosen"].startswith(" ")
+    kto = load_local(paths["unpaired"])
+    assert kto.format == "unpaired" and [r["label"] for r in kto.rows[:2]] == [True, False]
+
+
+def test_a_bad_pair_is_named_by_its_row(tmp_path: Path) -> None:
+    rows = [(1, {"prompt": "Q", "chosen": "yes", "rejected": "no"}),
+            (2, {"prompt": "Q", "chosen": "same", "rejected": "same"}),
+            (3, {"chosen": "Paris is nice", "rejected": "London is big"}),
+            (4, {"prompt": "Q", "chosen": turns("assistant", "a"), "rejected": "b"}),
+            (5, {"prompt": "Q", "completion": "a", "label": "maybe"})]
+    ds = build_dataset(rows[:4])
+    assert ds.format == "preference" and [b.row for b in ds.bad_rows] == [2, 3, 4]
+    assert "nothing to prefer" in ds.bad_rows[0].reason and "'prompt' column" in ds.bad_rows[1].reason
+    bad_label = build_dataset(rows[4:])
+    assert bad_label.bad_rows[0].row == 5 and "true" in bad_label.bad_rows[0].reason
+
+
+def test_the_objective_and_the_data_must_go_together_before_a_run_folder_exists(tmp_path: Path,
+                                                                                 studio_env: Path) -> None:
+    chat = REPO / "profiles" / "data" / "tiny-chat.jsonl"
+    dpo_on_chat = write_profile(tmp_path / "a.toml", chat, train={"objective": "dpo", "max_steps": 1})
+    proc = studio("run", str(dpo_on_chat))
+    assert proc.returncode == 2 and "train.objective" in proc.stderr and "chosen and rejected" in proc.stderr, \
+        proc.stderr
+    sft_on_pairs = write_profile(tmp_path / "b.toml", PAIRS, train={"max_steps": 1})
+    proc = studio("run", str(sft_on_pairs))
+    assert proc.returncode == 2 and 'train.objective = "dpo"' in proc.stderr, proc.stderr
+    assert not (studio_env / "runs").exists() or not list((studio_env / "runs").iterdir())
+
+
+def test_the_estimate_knows_what_each_objective_adds() -> None:
+    spec = lookup_model("meta-llama/Llama-3.1-8B")
+
+    def part(objective: str, method: str, name: str, **kw: object) -> float:
+        return dict(estimate_memory(spec, Setup(method=method, objective=objective, batch=4, seq_len=1024,
+                                                **kw)).parts()).get(name, 0.0)
+
+    # chosen and rejected go through the model together: twice SFT's activations for the same rows
+    assert part("dpo", "lora", "activations") == pytest.approx(2 * part("sft", "lora", "activations"), rel=0.01)
+    # the reference: the adapter turned off costs nothing; full fine-tuning keeps a frozen copy...
+    assert part("dpo", "lora", "reference") == 0 and part("kto", "qlora", "reference") == 0
+    assert part("dpo", "full", "reference") == pytest.approx(part("dpo", "full", "weights"))
+    assert part("orpo", "full", "reference") == 0
+    # ...unless its log-probs are computed once before training
+    assert part("dpo", "full", "reference", reference="precompute") == 0
+    # ORPO builds the logits (TRL's ORPO has no fused LM head)
+    assert part("orpo", "lora", "logits") > 1.0 > part("dpo", "lora", "logits")
+
+
+def one_run(tmp_path: Path, data: Path, method: str, objective: str, steps: int = 2, **sections: dict) -> Path:
+    from studio.trainer.main import train_run
+    from studio.trainer.stop import StopRequest
+
+    path = write_profile(tmp_path / f"{objective}-{method}.toml", data,
+                         method={"type": method, "rank": 8, "alpha": 16.0, "dropout": 0.0},
+                         data={"max_length": 64, "eval_fraction": 0.1},
+                         train={"objective": objective, "max_steps": steps, "batch_size": 4, "save_steps": 100,
+                                "eval_steps": 0, "learning_rate": 3e-3},
+                         **sections)
+    profile = load_profile(path)
+    plan = plan_run(profile, Inventory([], reason="the CPU"))
+    run = create_run(profile.to_toml(), f"{objective}-{method}")
+    write_plan_files(run, plan.record())
+    assert train_run(run.dir, stop=StopRequest()) == 0, (run.dir / "trainer.log").read_text()[-3000:]
+    return run.dir
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora", "full"])
+def test_dpo_trains_with_each_method_and_records_its_figures(tmp_path: Path, studio_env: Path, method: str) -> None:
+    run_dir = one_run(tmp_path, PAIRS, method, "dpo")
+    events = read_events(run_dir / "events.jsonl")
+    end = [e for e in events if isinstance(e, End)][-1]
+    assert end.status == "completed" and end.step == 2, end
+    steps = [e for e in events if isinstance(e, Step)]
+    assert steps and all(s.reward_margin is not None and s.reward_accuracy is not None for s in steps)
+    preflight = next(e for e in events if isinstance(e, Preflight))
+    assert preflight.format == "preference" and "chosen and rejected" in (preflight.loss_on or "")
+    start = next(e for e in events if isinstance(e, Start))
+    plan = plan_run(load_profile(run_dir / "profile.toml"), Inventory([], reason="the CPU"))
+    if method != "full":
+        assert start.trainable_params == plan.memory.trainable_params
+    assert (run_dir / "final").is_dir()
+
+
+@pytest.mark.parametrize("shape,objective", [("implicit", "dpo"), ("hh", "dpo"), ("text", "orpo"),
+                                             ("unpaired", "kto"), ("explicit", "kto")])
+def test_every_shape_trains_with_its_objective(tmp_path: Path, studio_env: Path, shape: str, objective: str) -> None:
+    run_dir = one_run(tmp_path, shapes(tmp_path)[shape], "lora", objective)
+    events = read_events(run_dir / "events.jsonl")
+    assert [e for e in events if isinstance(e, End)][-1].status == "completed"
+    steps = [e for e in events if isinstance(e, Step)]
+    assert steps and steps[-1].reward_margin is not None
+    if objective == "kto":
+        assert steps[-1].kl is not None
+
+
+@pytest.mark.slow
+def test_the_bundled_tiny_dpo_profile_trains_stops_and_resumes(tmp_path: Path, studio_env: Path) -> None:
+    """`studio run tiny-dpo` as the README shows it: stopped at its first checkpoint, resumed to the end,
+    its steps carrying the reward margin and accuracy, which rise."""
+    import subprocess
+    import sys
+
+    from waiting import DEADLINE_S, wait_for
+
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "run", "tiny-dpo", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    runs = studio_env / "runs"
+    wait_for(lambda: runs.exists() and any((d / "checkpoints" / "checkpoint-20").is_dir() for d in runs.iterdir()),
+             "the first checkpoint")
+    run_dir = next(runs.iterdir())
+    assert studio("stop", run_dir.name).returncode == 0
+    proc.communicate(timeout=DEADLINE_S)
+    ended = [e for e in read_events(run_dir / "events.jsonl") if isinstance(e, End)][-1]
+    assert ended.status == "stopped", ended
+    resumed = studio("resume", run_dir.name, "--json")
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["status"] == "completed", resumed.stderr[-2000:]
+    steps = [e for e in read_events(run_dir / "events.jsonl") if isinstance(e, Step)]
+    assert steps[-1].step == 40 and all(s.reward_accuracy is not None for s in steps)
+    first, last = steps[:5], steps[-5:]
+    assert sum(s.reward_margin for s in last) / 5 > sum(s.reward_margin for s in first) / 5
