@@ -323,11 +323,12 @@ def preference_row(raw: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("has a 'chosen' and a 'rejected' of different kinds (one text, one conversation)")
     if chosen == rejected:
         raise ValueError("has the same 'chosen' and 'rejected': nothing to prefer")
-    if raw.get("prompt") is not None:
-        prompt = _side(raw, "prompt", may_be_empty=True)
-        if type(prompt) is not type(chosen):
-            raise ValueError("has a 'prompt' of another kind than 'chosen' (one text, one conversation)")
+    prompt = _side(raw, "prompt", may_be_empty=True) if raw.get("prompt") is not None else None
+    if prompt is not None and isinstance(prompt, list) == isinstance(chosen, list):
         return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    if prompt is not None and not isinstance(chosen, list):
+        raise ValueError("has a 'prompt' conversation but 'chosen' and 'rejected' texts; give all three as one kind")
+    # UltraFeedback's shape: the prompt as text beside whole conversations, which hold it as their first turns
     if isinstance(chosen, list):
         shared = 0
         while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:

@@ -176,8 +176,9 @@ def test_methods_order_and_breakdown_adds_up() -> None:
     assert qlora.peak_vram_gib < lora.peak_vram_gib < full.peak_vram_gib
     assert lora.breakdown["weights"] == pytest.approx(8.03e9 * 2 / 2**30, rel=0.01)
     assert full.trainable_params == full.total_params and lora.trainable_params < 0.01 * lora.total_params
-    assert set(lora.breakdown) == {"cuda_context", "weights", "trainable", "gradients", "optimizer",
+    assert set(lora.breakdown) == {"cuda_context", "weights", "reference", "trainable", "gradients", "optimizer",
                                    "activations", "experts", "logits", "overhead"}
+    assert "reference" not in dict(lora.parts())  # shown only when there is one (full DPO or KTO)
     assert lora.peak_allocated_gib <= lora.peak_reserved_gib < lora.peak_vram_gib
 
 

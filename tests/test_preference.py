@@ -36,12 +36,15 @@ def shapes(tmp_path: Path) -> dict[str, Path]:
     """The same pairs in each shape people bring: explicit prompt (conversations, text), an implicit prompt
     (conversations sharing their first turns; Anthropic HH's texts sharing their beginning), KTO's rows."""
     rows = [json.loads(line) for line in PAIRS.read_text().splitlines()][:48]
-    out: dict[str, list[dict]] = {"explicit": rows, "text": [], "implicit": [], "hh": [], "unpaired": []}
+    out: dict[str, list[dict]] = {"explicit": rows, "text": [], "implicit": [], "hh": [], "unpaired": [],
+                                  "ultrafeedback": []}
     for r in rows:
         question = r["prompt"][-1]["content"]
         good, bad = r["chosen"][0]["content"], r["rejected"][0]["content"]
         out["text"].append({"prompt": f"Q: {question}\nA: ", "chosen": good, "rejected": bad})
         out["implicit"].append({"chosen": r["prompt"] + r["chosen"], "rejected": r["prompt"] + r["rejected"]})
+        out["ultrafeedback"].append({"prompt": question, "chosen": r["prompt"] + r["chosen"],
+                                     "rejected": r["prompt"] + r["rejected"], "score_chosen": 8.0})
         out["hh"].append({"chosen": f"\n\nHuman: {question}\n\nAssistant: {good}",
                           "rejected": f"\n\nHuman: {question}\n\nAssistant: {bad}"})
         out["unpaired"] += [{"prompt": r["prompt"], "completion": r["chosen"], "label": True},
@@ -55,9 +58,10 @@ def shapes(tmp_path: Path) -> dict[str, Path]:
 
 def test_each_shape_reads_as_pairs_with_the_prompt_found(tmp_path: Path) -> None:
     paths = shapes(tmp_path)
-    for name in ("explicit", "text", "implicit", "hh"):
+    for name in ("explicit", "text", "implicit", "hh", "ultrafeedback"):
         ds = load_local(paths[name])
         assert ds.format == "preference" and not ds.bad_rows and len(ds.rows) == 48, (name, ds.bad_rows[:2])
+    assert load_local(paths["ultrafeedback"]).rows[0] == load_local(paths["implicit"]).rows[0]
     implicit = load_local(paths["implicit"]).rows[0]
     assert implicit["prompt"][-1]["role"] == USER and [t["role"] for t in implicit["chosen"]] == ["assistant"]
     hh = load_local(paths["hh"]).rows[0]
@@ -183,3 +187,12 @@ def test_the_bundled_tiny_dpo_profile_trains_stops_and_resumes(tmp_path: Path, s
     assert steps[-1].step == 40 and all(s.reward_accuracy is not None for s in steps)
     first, last = steps[:5], steps[-5:]
     assert sum(s.reward_margin for s in last) / 5 > sum(s.reward_margin for s in first) / 5
+
+    # Judged on its held-out pairs, before and after: the tuned model prefers the chosen answers more often.
+    judged = studio("eval", run_dir.name, "--compare", "--json")
+    assert judged.returncode == 0, judged.stderr[-2000:]
+    pref = json.loads(judged.stdout.strip().splitlines()[-1])["preference"]
+    assert pref["pairs"] == 48 and pref["tuned"]["prefers_chosen"] > pref["base"]["prefers_chosen"], pref
+    assert pref["reward_accuracy"] > 0.5 and pref["reward_margin"] > 0
+    said = studio("eval", run_dir.name, "--compare").stdout
+    assert "better than the base model" in said and "not better" not in said, said

@@ -58,6 +58,15 @@ def test_run_monitor(snap_compare, recorded: Path, size) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_run_monitor_of_a_dpo_run(snap_compare, studio_env: Path, monkeypatch: pytest.MonkeyPatch, size) -> None:
+    """A preference run's monitor shows what it trains for: the reward margin and accuracy."""
+    monkeypatch.setattr(Dashboard, "clock", staticmethod(lambda: RECORDED_AT))
+    run = record_run(studio_env, "20260911-090000-llama-dpo", objective="dpo")
+    assert snap_compare(StudioApp(open_run=Run(run), inventory=fake_inventory()), terminal_size=size,
+                        run_before=lambda pilot: settle(pilot, lambda app: "acc 100%" in screen_text(app)))
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_profile_editor(snap_compare, recorded: Path, size) -> None:
     async def open_editor(pilot) -> None:
         pilot.app.edit_profile(bundled_profiles_dir() / "llama-3.1-8b-lora-24gb.toml")

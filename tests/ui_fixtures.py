@@ -72,14 +72,14 @@ def eight_gpus() -> Inventory:
 
 
 def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: str = "completed",
-               rank: int = 16, floor: float = 1.1) -> Path:
+               rank: int = 16, floor: float = 1.1, objective: str = "sft") -> Path:
     """A finished GPU run folder as the trainer would leave it (`rank` and `floor`, the loss it
-    settles to, tell two runs apart)."""
+    settles to, tell two runs apart); a DPO run's steps carry its rewards."""
     run = home / "runs" / run_id
     run.mkdir(parents=True)
     (run / "profile.toml").write_text('[model]\nname = "meta-llama/Llama-3.1-8B"\n[method]\ntype = "qlora"\n'
                                       f'rank = {rank}\n[data]\npath = "/data/chat.jsonl"\n[train]\nmax_steps = 40\n'
-                                      'gradient_checkpointing = true\n')
+                                      f'gradient_checkpointing = true\nobjective = "{objective}"\n')
     (run / "status.json").write_text(json.dumps({"profile": "llama-qlora", "created_at": RECORDED_AT - 5400,
                                                  "attempts": 1}))
     t0 = RECORDED_AT - 5000
@@ -97,7 +97,10 @@ def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: 
                        "tokens_per_s": 3400 + 40 * math.sin(step), "elapsed_s": step * 9.5, "eta_s": (40 - step) * 9.5,
                        "gpu_mem_allocated_gib": [14.2], "gpu_mem_reserved_gib": [17.9], "gpu_mem_peak_gib": [16.4],
                        "nvml_mem_used_gib": [19.3], "nvml_power_w": [388.0], "nvml_temp_c": [71],
-                       "energy_kwh": round(step * 9.5 * 388 / 3.6e6, 5), "rss_gib": 3.1})
+                       "energy_kwh": round(step * 9.5 * 388 / 3.6e6, 5), "rss_gib": 3.1,
+                       **({"reward_chosen": round(0.02 * step, 4), "reward_rejected": round(-0.05 * step, 4),
+                           "reward_margin": round(0.07 * step, 4),
+                           "reward_accuracy": round(min(1.0, 0.5 + step / 60), 4)} if objective == "dpo" else {})})
         if step % 10 == 0:
             events.append({"event": "eval", "time": t0 + 41 + step * 9.5, "step": step,
                            "eval_loss": round(1.25 + 1.3 * math.exp(-step / 9), 4)})

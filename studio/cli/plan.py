@@ -20,7 +20,7 @@ from studio.planning.fit import SAFETY
 from studio.planning.plan import Plan, plan_run
 from studio.profiles.library import new_profile, profile_path
 from studio.profiles.profile import Profile, load_profile, with_changes
-from studio.profiles.vocabulary import METHODS, OBJECTIVES, OPTIMIZERS, STRATEGIES
+from studio.profiles.vocabulary import METHODS, OBJECTIVES, OPTIMIZERS, PAIRED_OBJECTIVES, STRATEGIES
 from studio.runs.history import machine_corrections
 from studio.runs.launcher import events_tail
 from studio.runs.start import start_profile
@@ -144,7 +144,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2, default=str))
         return EXIT_OK
     per = " per GPU" if setup.n_gpus > 1 else ""
-    print(f"{spec.id}: {setup.method}, batch {setup.batch} x {setup.seq_len} tokens, "
+    what = setup.method if setup.objective == "sft" else f"{setup.method} {setup.objective.upper()}"
+    rows = f"{setup.batch} pair(s)" if setup.objective in PAIRED_OBJECTIVES else str(setup.batch)
+    print(f"{spec.id}: {what}, batch {rows} x {setup.seq_len} tokens, "
           f"gradient checkpointing {'on' if setup.grad_ckpt else 'off'}, {setup.optimizer}, {setup.dtype}"
           + (f", {setup.n_gpus} GPUs {setup.strategy}" if setup.n_gpus > 1 else ""))
     print(f"  params: {display.count(mem.total_params)} total, {display.count(mem.trainable_params)} trainable"

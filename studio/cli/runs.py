@@ -351,18 +351,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return EXIT_OK
-    print(f"{result['rows']} rows ({result['source']}), scored on the tokens the run trained on")
-    print(f"{'':12} {'loss':>8} {'perplexity':>11} {'exact next token':>17}")
-    for side in ("base", "tuned"):
-        if side in result:
-            s = result[side]
-            print(f"{side:12} {s['loss']:8.4f} {s['perplexity']:11.2f} {s['exact']:17.1%}")
+    if "preference" in result:
+        for line in preference_lines(result):
+            print(line)
+    else:
+        print(f"{result['rows']} rows ({result['source']}), scored on the tokens the run trained on")
+        print(f"{'':12} {'loss':>8} {'perplexity':>11} {'exact next token':>17}")
+        for side in ("base", "tuned"):
+            if side in result:
+                s = result[side]
+                print(f"{side:12} {s['loss']:8.4f} {s['perplexity']:11.2f} {s['exact']:17.1%}")
     for sample in result["samples"]:
         print(f"\n> {sample['prompt']}")
         for side in ("base", "tuned"):
             if side in sample:
                 print(f"  {side}: {sample[side]}")
     return EXIT_OK
+
+
+def preference_lines(result: dict[str, Any]) -> list[str]:
+    """A preference run's eval: how often each model prefers the chosen answer, and the implicit reward."""
+    pref = result["preference"]
+    lines = [f"{pref['pairs']} held-out pairs ({result['source']}): the share where the model gives the chosen "
+             "answer the higher likelihood"]
+    for side in ("base", "tuned"):
+        if side in pref:
+            lines.append(f"  {side:6} {pref[side]['prefers_chosen']:.1%}")
+    if "reward_accuracy" in pref:
+        lines.append(f"  implicit reward (tuned against base): {pref['reward_accuracy']:.1%} of pairs ranked right, "
+                     f"mean margin {pref['reward_margin']:+.3f}")
+        base, tuned = pref["base"]["prefers_chosen"], pref["tuned"]["prefers_chosen"]
+        lines.append(f"  {'better' if tuned > base else 'not better'} than the base model "
+                     f"({tuned - base:+.1%} of pairs)")
+    return lines
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

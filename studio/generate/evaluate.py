@@ -65,6 +65,56 @@ def scores(model: Any, tokenized: list[dict[str, list[int]]], max_length: int) -
             "tokens": int(total_tokens)}
 
 
+def held_out(run: Run, profile: Any) -> tuple[list[dict[str, Any]], str]:
+    """The run's eval rows as the trainer split them (else its last training rows, and it says so)."""
+    from studio.trainer.dataset import load_data, split_eval
+
+    train, held = split_eval(profile, load_data(profile, profile.data.split))
+    if held:
+        return held, "the run's eval rows"
+    return train[-FALLBACK_ROWS:], f"the last {min(FALLBACK_ROWS, len(train))} training rows (the run held none out)"
+
+
+def answer_logprob(model: Any, ids: list[int], n_prompt: int, max_length: int) -> float:
+    """log p(answer | prompt): the sum over the answer's tokens, as DPO's implicit reward counts them."""
+    import torch
+
+    ids = ids[:max_length]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0, :-1].float()
+    logps = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(ids[1:], device=logits.device)[:, None])
+    return float(logps[max(n_prompt - 1, 0):].sum())
+
+
+def preference_scores(models: Any, pairs: list[dict[str, Any]], max_length: int, beta: float,
+                      compare: bool) -> dict[str, Any]:
+    """On held-out pairs: the share each model gives the chosen answer the higher likelihood (base and tuned:
+    before and after), and, tuned against the base, the implicit reward's accuracy and mean margin (DPO's
+    beta * log-ratio, what training raised)."""
+    from studio.trainer.preference import answer_ids
+
+    def logps(side: str) -> list[tuple[float, float]]:
+        model = models.base if side == "base" and models.base is not None else models.tuned
+        off = side == "base" and models.base is None and models.adapter is not None
+        out = []
+        with model.disable_adapter() if off else contextlib.nullcontext():
+            for pair in pairs:
+                out.append(tuple(answer_logprob(model, *answer_ids(models.tokenizer, pair["prompt"], pair[k]),
+                                                max_length) for k in ("chosen", "rejected")))
+        return out
+
+    tuned = logps("tuned")
+    result: dict[str, Any] = {"pairs": len(pairs),
+                              "tuned": {"prefers_chosen": sum(c > r for c, r in tuned) / len(pairs)}}
+    if compare:
+        base = logps("base")
+        margins = [beta * ((tc - bc) - (tr - br)) for (tc, tr), (bc, br) in zip(tuned, base)]
+        result["base"] = {"prefers_chosen": sum(c > r for c, r in base) / len(pairs)}
+        result["reward_accuracy"] = sum(m > 0 for m in margins) / len(pairs)
+        result["reward_margin"] = sum(margins) / len(pairs)
+    return result
+
+
 def samples(models: Any, rows: list[dict[str, Any]], k: int, sides: list[str]) -> list[dict[str, str]]:
     """Greedy answers of each side to the first k rows' prompts."""
     import torch
@@ -96,6 +146,8 @@ def evaluate(run: Run, compare: bool, k: int) -> dict[str, Any]:
     models = Models(run, None, "compare" if compare else "tuned")
     plan = run.plan()
     profile = plan.final.profile if plan else run.profile()
+    if profile.train.objective != "sft":
+        return evaluate_preference(run, profile, models, compare, t0)
     tokenized, rows, source = eval_rows(run, profile, models.tokenizer)
     result: dict[str, Any] = {"run": run.id, "rows": len(tokenized), "source": source, "adapter": models.adapter,
                               "device": models.device, "time": time.time()}
@@ -108,6 +160,26 @@ def evaluate(run: Run, compare: bool, k: int) -> dict[str, Any]:
             with models.tuned.disable_adapter():
                 result["base"] = scores(models.tuned, tokenized, profile.data.max_length)
     result["samples"] = samples(models, rows, k, sides)
+    result["seconds"] = round(time.monotonic() - t0, 2)
+    return result
+
+
+def evaluate_preference(run: Run, profile: Any, models: Any, compare: bool, t0: float) -> dict[str, Any]:
+    """A preference run judged on its held-out pairs (KTO's labelled rows judge nothing pairwise: its pairs
+    are the rows that came as pairs)."""
+    rows, source = held_out(run, profile)
+    pairs = [r for r in rows if "chosen" in r]
+    if not pairs:
+        raise RunError(f"{source} hold no chosen/rejected pairs to judge the run on; give the run preference pairs "
+                       "(or an eval split of them)")
+    result: dict[str, Any] = {"run": run.id, "objective": profile.train.objective, "rows": len(pairs),
+                              "source": source, "adapter": models.adapter, "device": models.device,
+                              "time": time.time()}
+    result["preference"] = preference_scores(models, pairs, profile.data.max_length, profile.preference.beta, compare)
+    sides = ["base", "tuned"] if compare else ["tuned"]
+    result["samples"] = samples(models, [{"prompt": p["prompt"] if isinstance(p["prompt"], str) else
+                                          next((t["content"] for t in reversed(p["prompt"]) if t["role"] == "user"), "")}
+                                         for p in pairs], 2, sides)
     result["seconds"] = round(time.monotonic() - t0, 2)
     return result
 

@@ -106,7 +106,17 @@ def model_card(run: Run, profile: Profile, what: str) -> str:
                      f"tokens; the loss covers {pre.get('loss_on', '?')}. The rows themselves are not part of this card.")
     else:
         lines.append(f"`{Path(profile.data.path).name}` (no preflight record)")
-    if evals:
+    if evals and isinstance(evals.get("preference"), dict):
+        pref = evals["preference"]
+        lines += ["", "## Evaluation (`studio eval`)", "", "| | base | tuned |", "|---|---|---|"]
+        b, t = (pref.get(side, {}).get("prefers_chosen") for side in ("base", "tuned"))
+        lines.append(f"| prefers the chosen answer (held-out pairs) | {b if b is None else round(b, 4)} | "
+                     f"{t if t is None else round(t, 4)} |")
+        if pref.get("reward_accuracy") is not None:
+            lines.append(f"\nImplicit reward against the base: {pref['reward_accuracy']:.1%} of pairs ranked right, "
+                         f"mean margin {pref.get('reward_margin', 0):+.3f}; on {pref.get('pairs', '?')} pairs "
+                         f"({evals.get('source', 'eval rows')}).")
+    elif evals:
         lines += ["", "## Evaluation (`studio eval`)", "", "| | base | tuned |", "|---|---|---|"]
         for label, key in (("loss", "loss"), ("perplexity", "perplexity"), ("exact next token (trained tokens)", "exact")):
             b, t = (evals.get(side, {}).get(key) for side in ("base", "tuned"))

@@ -21,15 +21,23 @@ Rows = list[dict[str, Any]]
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO and KTO live in trl.experimental in TRL 1.16
 
 
-def side_ids(tokenizer: Any, prompt: Any, answer: Any) -> tuple[int, int]:
-    """(prompt tokens, answer tokens) of one side, as TRL's preference trainers tokenize it: a conversation
-    through the chat template (the answer as what the template adds after the prompt), text as it is."""
+def answer_ids(tokenizer: Any, prompt: Any, answer: Any) -> tuple[list[int], int]:
+    """(the ids of prompt and answer, how many of them are the prompt's), as TRL's preference trainers
+    tokenize a side: a conversation through the chat template (the answer as what the template adds after the
+    prompt), text as it is with the end-of-sequence token after the answer."""
     if isinstance(prompt, list):
         before = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=True)
         whole = tokenizer.apply_chat_template(prompt + answer, tokenize=True, return_dict=True)
-        n_prompt = len(before["input_ids"])
-        return n_prompt, max(len(whole["input_ids"]) - n_prompt, 0)
-    return len(tokenizer(prompt)["input_ids"]), len(tokenizer(answer, add_special_tokens=False)["input_ids"]) + 1
+        return list(whole["input_ids"]), len(before["input_ids"])
+    head = list(tokenizer(prompt)["input_ids"])
+    tail = list(tokenizer(answer, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+    return head + tail, len(head)
+
+
+def side_ids(tokenizer: Any, prompt: Any, answer: Any) -> tuple[int, int]:
+    """(prompt tokens, answer tokens) of one side."""
+    ids, n_prompt = answer_ids(tokenizer, prompt, answer)
+    return n_prompt, max(len(ids) - n_prompt, 0)
 
 
 def pair_lengths(tokenizer: Any, row: dict[str, Any]) -> tuple[int, int]:

@@ -404,6 +404,9 @@ class RunMonitor(RunActions, StudioScreen):
             out.append(f"\nloss {last.loss:.4f}", style="bold")
         if last.learning_rate is not None:
             out.append(f" · lr {last.learning_rate:.1e}")
+        figures = last.preference_figures()
+        if figures:  # preference tuning: what it is training for
+            out.append("\n" + " · ".join(figures), style="bold")
         if tl.evals:
             latest = tl.evals[max(tl.evals)]
             best = min((e for e in tl.evals.values() if e.eval_loss is not None), key=lambda e: e.eval_loss,
