@@ -129,3 +129,16 @@ async def test_the_comparison_follows_new_steps_and_aligns_runs_by_tokens_or_tim
         await until(pilot, lambda: "step" in chart(), "back to steps")
         await pilot.press("question_mark")
         await until(pilot, lambda: "tokens seen or time trained" in screen_text(pilot.app), "a in the help")
+
+
+def test_preference_runs_compare_by_their_reward_margin_and_accuracy(studio_env: Path) -> None:
+    a = record_run(studio_env, "20260911-090000-a-dpo", objective="dpo")
+    b = record_run(studio_env, "20260912-090000-b-sft")
+    result = compare_runs([Run(a), Run(b)])
+    dpo, sft = result.runs
+    assert dpo.margins[-1] == (40, 2.8) and dpo.reward_accuracy == 1.0 and not sft.margins
+    out = studio("compare", a.name, b.name).stdout
+    header, first, second = out.splitlines()[:3]
+    assert "margin" in header and "acc" in header
+    assert first.split()[-2:] == ["+2.800", "100%"] and second.split()[-2:] == ["-", "-"]
+    assert "margin" not in studio("compare", b.name, record_run(studio_env, "20260913-090000-c-sft").name).stdout

@@ -396,14 +396,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
         return EXIT_OK
     width = max(len(f.summary.id) for f in result.runs)
-    print(f"{'run':{width}} {'status':10} {'steps':>9} {'loss':>8} {'best eval':>9} {'tok/s':>8} {'train time':>10}")
+    preference = any(f.margins for f in result.runs)  # preference runs: their reward margin and accuracy too
+    print(f"{'run':{width}} {'status':10} {'steps':>9} {'loss':>8} {'best eval':>9} {'tok/s':>8} {'train time':>10}"
+          + (f" {'margin':>8} {'acc':>5}" if preference else ""))
     for f in result.runs:
         s = f.summary
         steps = f"{s.step}/{s.max_steps or '?'}"
         loss, best, rate = (display.number(s.loss, ".4f"), display.number(f.best_eval, ".4f"),
                             display.number(s.tokens_per_s, ",.0f"))
+        rewards = (f" {display.number(f.margins[-1][1] if f.margins else None, '+.3f'):>8} "
+                   f"{display.number(f.reward_accuracy, '.0%'):>5}") if preference else ""
         print(f"{s.id:{width}} {s.status:10} {steps:>9} {loss:>8} {best:>9} {rate:>8} "
-              f"{display.duration(f.duration_s) if f.duration_s else '-':>10}")
+              f"{display.duration(f.duration_s) if f.duration_s else '-':>10}" + rewards)
     print()
     if result.profile_diff:
         width = max(len(k) for k, _ in result.profile_diff)

@@ -25,6 +25,8 @@ class RunFigures:
     best_eval: float | None
     # where each step fell on the other axes a comparison can align runs by: tokens seen, seconds trained
     axes: dict[str, dict[int, float]] = field(default_factory=dict)
+    margins: Points = field(default_factory=list)  # preference tuning: the reward margin, step by step
+    reward_accuracy: float | None = None           # ...and the last step's reward accuracy
 
     def aligned(self, points: Points, axis: str) -> list[tuple[float, float]]:
         """`points` (step, value) against `axis` ("step", "tokens" or "time"); steps the axis lacks are left out."""
@@ -42,7 +44,8 @@ class RunComparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {"runs": [{**r.summary.to_dict(), "duration_s": r.duration_s, "best_eval_loss": r.best_eval,
-                          "loss_curve": r.train, "eval_curve": r.evals} for r in self.runs],
+                          "loss_curve": r.train, "eval_curve": r.evals, "margin_curve": r.margins,
+                          "reward_accuracy": r.reward_accuracy} for r in self.runs],
                 "profile_diff": {key: values for key, values in self.profile_diff},
                 "unreadable_profiles": self.unreadable}
 
@@ -80,7 +83,10 @@ def run_figures(run: Run) -> RunFigures:
     duration = max(elapsed) if elapsed else None
     axes = {"tokens": {s.step: float(s.tokens) for s in steps if s.tokens is not None},
             "time": {s.step: float(s.elapsed_s) for s in steps if s.elapsed_s is not None}}
-    return RunFigures(summary, train, evals, duration, min((y for _, y in evals), default=None), axes)
+    margins = _finite([(s.step, s.reward_margin) for s in steps])  # type: ignore[misc]
+    accuracy = next((s.reward_accuracy for s in reversed(steps) if s.reward_accuracy is not None), None)
+    return RunFigures(summary, train, evals, duration, min((y for _, y in evals), default=None), axes, margins,
+                      accuracy)
 
 
 def flat_profile(run: Run) -> dict[str, str]:

@@ -7,15 +7,38 @@ import math
 import time
 from dataclasses import dataclass
 
-from studio.runs.events import Timeline
+from studio.runs.events import Step, Timeline
 
 THROTTLE_C = 85.0
 
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str      # loss | speed | throttle | thermal | stall
+    kind: str      # loss | speed | throttle | thermal | stall | preference
     message: str
+
+
+STUCK_STEPS = 20  # logged steps of a preference run whose reward accuracy hovers at chance before it is said
+
+
+def preference_alerts(steps: list[Step]) -> list[Alert]:
+    """Preference tuning going nowhere or too far: the reward accuracy stuck at chance (the model does not
+    tell the chosen answer from the rejected one), or KTO's KL running away from the reference."""
+    alerts = []
+    accuracy = [s.reward_accuracy for s in steps if s.reward_accuracy is not None]
+    margins = [s.reward_margin for s in steps if s.reward_margin is not None]
+    recent_acc, recent_margin = accuracy[-STUCK_STEPS:], margins[-STUCK_STEPS:]
+    if len(recent_acc) >= STUCK_STEPS and all(0.4 <= a <= 0.6 for a in recent_acc) and recent_margin and \
+            abs(sum(recent_margin) / len(recent_margin)) < 0.05:
+        alerts.append(Alert("preference", f"reward accuracy stuck near 50% for {len(recent_acc)} logged steps "
+                                          "(margin about 0): the model does not tell chosen from rejected; raise "
+                                          "train.learning_rate, or check that the pairs differ in what you prefer"))
+    kls = [s.kl for s in steps if s.kl is not None and math.isfinite(s.kl)]
+    if len(kls) >= 5 and kls[-1] > 1.0 and kls[-1] > 10 * max(min(kls[: len(kls) // 2]), 0.01):
+        alerts.append(Alert("preference", f"KL from the reference is running away ({kls[-1]:.3g}, from "
+                                          f"{min(kls[: len(kls) // 2]):.3g}): lower train.learning_rate or raise "
+                                          "preference.beta"))
+    return alerts
 
 
 def health_alerts(tl: Timeline, running: bool, now: float | None = None, recent: int | None = None) -> list[Alert]:
@@ -35,6 +58,7 @@ def health_alerts(tl: Timeline, running: bool, now: float | None = None, recent:
         if losses[-1] > 3 * max(best, 1e-3) and losses[-1] > losses[0]:
             alerts.append(Alert("loss", f"loss is exploding ({losses[-1]:.3g}, best {best:.3g}): lower "
                                         "train.learning_rate or raise warmup"))
+    alerts += preference_alerts(steps)
     rates = [s.tokens_per_s for s in steps if s.tokens_per_s]
     if len(rates) >= 6 and running:
         typical = sorted(rates[:-3])[len(rates[:-3]) // 2]
