@@ -196,3 +196,18 @@ def test_the_bundled_tiny_dpo_profile_trains_stops_and_resumes(tmp_path: Path, s
     assert pref["reward_accuracy"] > 0.5 and pref["reward_margin"] > 0
     said = studio("eval", run_dir.name, "--compare").stdout
     assert "better than the base model" in said and "not better" not in said, said
+
+
+@pytest.mark.slow
+def test_a_two_process_dpo_run_trains_with_one_writer(tmp_path: Path, studio_env: Path) -> None:
+    """DPO under accelerate, two ranks on the CPU (gloo DDP): each logged step once, with its rewards."""
+    path = write_profile(tmp_path / "ddp-dpo.toml", PAIRS, data={"max_length": 64},
+                         train={"objective": "dpo", "max_steps": 6, "batch_size": 2, "save_steps": 100},
+                         hardware={"gpus": "2"})
+    proc = studio("run", str(path), "--json")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["status"] == "completed", proc.stderr[-3000:]
+    run_dir = Path(result["dir"])
+    assert (run_dir / "accelerate_config.yaml").is_file()
+    steps = [e for e in read_events(run_dir / "events.jsonl") if isinstance(e, Step)]
+    assert [s.step for s in steps] == list(range(1, 7)) and all(s.reward_accuracy is not None for s in steps)
