@@ -28,6 +28,7 @@ FORMAT_COLUMNS = {
     "text": "text",
     "preference": "chosen and rejected (strings or conversations), and prompt unless they share it",
     "unpaired": "prompt, completion and label (true for a good answer, false for a bad one)",
+    "prompts": "prompt (text or a conversation), and the columns your rewards read (e.g. answer)",
 }
 PREFERENCE_FORMATS = ("preference", "unpaired")
 FORMATS_HINT = ("each row is an object such as {\"messages\": [...]}, {\"prompt\": ..., \"completion\": ...} "
@@ -208,6 +209,8 @@ def detect_format(columns: Iterable[str]) -> str | None:
         return "unpaired"
     if "messages" in cols:
         return "messages"
+    if "prompt" in cols and not cols & {"completion", "text", "chosen"}:
+        return "prompts"
     if "conversations" in cols:
         return "sharegpt"
     if {"instruction", "output"} <= cols:
@@ -282,6 +285,9 @@ def normalise_row(fmt: str, raw: Any) -> dict[str, Any]:
         return {"text": _text(raw, "text")}
     if fmt == "preference":
         return preference_row(raw)
+    if fmt == "prompts":
+        extra = {k: v for k, v in raw.items() if k != "prompt" and isinstance(v, (str, int, float, bool))}
+        return {"prompt": _side(raw, "prompt"), **extra}
     if fmt == "unpaired":
         return {"prompt": _side(raw, "prompt", may_be_empty=True), "completion": _side(raw, "completion"),
                 "label": _label(raw.get("label"))}
@@ -387,7 +393,7 @@ def build_dataset(numbered_rows: Iterable[tuple[int, Any]], fmt: str = "auto", s
 def _has_columns(fmt: str, raw: dict[str, Any]) -> bool:
     needed = {"messages": {"messages"}, "sharegpt": {"conversations"}, "alpaca": {"instruction", "output"},
               "prompt_completion": {"prompt", "completion"}, "text": {"text"}, "preference": {"chosen", "rejected"},
-              "unpaired": {"prompt", "completion", "label"}}[fmt]
+              "unpaired": {"prompt", "completion", "label"}, "prompts": {"prompt"}}[fmt]
     return needed <= set(raw)
 
 
@@ -419,8 +425,10 @@ def estimated_tokens(row: dict[str, Any]) -> int:
         return sum(len(m["content"]) for m in row["messages"]) // 4 + 4 * len(row["messages"]) + 1
     if "chosen" in row:  # a pair: the prompt with the longer answer (the sides are padded to one length)
         return _side_tokens(row["prompt"]) + max(_side_tokens(row["chosen"]), _side_tokens(row["rejected"]))
-    if "prompt" in row:
+    if "completion" in row:
         return _side_tokens(row["prompt"]) + _side_tokens(row["completion"])
+    if "prompt" in row:
+        return _side_tokens(row["prompt"])
     return len(row.get("text", "")) // 4 + 1
 
 

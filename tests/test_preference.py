@@ -211,3 +211,87 @@ def test_a_two_process_dpo_run_trains_with_one_writer(tmp_path: Path, studio_env
     assert (run_dir / "accelerate_config.yaml").is_file()
     steps = [e for e in read_events(run_dir / "events.jsonl") if isinstance(e, Step)]
     assert [s.step for s in steps] == list(range(1, 7)) and all(s.reward_accuracy is not None for s in steps)
+
+
+# ------------------------------------------------------------------------------------------------- GRPO
+
+def math_prompts(tmp_path: Path, rows: int = 32) -> Path:
+    path = tmp_path / "math.jsonl"
+    path.write_text("".join(json.dumps({"prompt": turns(USER, f"What is {i} plus {i + 3}?"), "answer": str(2 * i + 3)})
+                            + "\n" for i in range(rows)))
+    (tmp_path / "my_rewards.py").write_text(
+        "def says_plus(prompts, completions, **kwargs):\n"
+        "    return [1.0 if 'plus' in c[0]['content'] else 0.0 for c in completions]\n\n"
+        "def breaks_on_odd_rows(prompts, completions, studio_row, **kwargs):\n"
+        "    if any(r % 2 for r in studio_row):\n"
+        "        raise KeyError('score')\n"
+        "    return [0.0] * len(completions)\n")
+    return path
+
+
+def grpo_profile(tmp_path: Path, functions: list[str], **train: object) -> Path:
+    return write_profile(tmp_path / "grpo.toml", math_prompts(tmp_path), data={"max_length": 64},
+                         train={"objective": "grpo", "max_steps": 2, "batch_size": 4, "grad_accum": 1,
+                                "save_steps": 100, **train},
+                         reward={"functions": functions, "num_generations": 4, "max_completion_length": 8,
+                                 "length_limit": 20})
+
+
+def test_rewards_score_answers_as_people_write_them() -> None:
+    from studio.trainer.rewards import checked, exact_answer, format_reward, length_reward
+
+    answers = ["So the total is 1,000.", "#### 12", "It is 7 or 8, finally 9", "no number here"]
+    assert exact_answer(answers, answer=["1000", "12", "9", "#### 12"]) == [1.0, 1.0, 1.0, 0.0]
+    assert exact_answer([[{"role": "assistant", "content": "Paris."}]], answer=["paris"]) == [1.0]
+    assert format_reward(r"<answer>.*</answer>")(["<answer>4</answer>", "4"]) == [1.0, 0.0]
+    assert length_reward(10)(["short", "x" * 15, "x" * 40]) == [0.0, -0.5, -1.0]
+    with pytest.raises(Exception, match="reward exact_answer raised ValueError: needs an 'answer' column"):
+        checked("exact_answer", exact_answer)(prompts=["q"], completions=["4"])
+
+
+def test_grpo_settings_are_checked_with_the_rest(tmp_path: Path) -> None:
+    bad = write_profile(tmp_path / "p.toml", PAIRS, train={"objective": "grpo", "batch_size": 3, "grad_accum": 1},
+                        reward={"functions": ["exact_answer", "format", "rewards.py"]})
+    said = studio("profile", "check", str(bad))
+    out = said.stdout + said.stderr
+    assert said.returncode == 2 and "reward.num_generations" in out and "multiple of 4" in out
+    assert "reward.format_pattern" in out and "'rewards.py' is neither a built-in reward" in out
+
+
+def test_grpo_trains_with_built_in_and_own_rewards_and_records_them(tmp_path: Path, studio_env: Path) -> None:
+    from studio.trainer.main import train_run
+    from studio.trainer.stop import StopRequest
+
+    profile = load_profile(grpo_profile(tmp_path, ["exact_answer", "my_rewards.py:says_plus", "length"]))
+    assert profile.reward.functions[1] == f"{tmp_path / 'my_rewards.py'}:says_plus"  # beside the profile
+    plan = plan_run(profile, Inventory([], reason="the CPU"))
+    run = create_run(profile.to_toml(), "grpo")
+    write_plan_files(run, plan.record())
+    assert train_run(run.dir, stop=StopRequest()) == 0, (run.dir / "trainer.log").read_text()[-3000:]
+    events = read_events(run.events_path)
+    assert [e for e in events if isinstance(e, End)][-1].status == "completed"
+    steps = [e for e in events if isinstance(e, Step)]
+    assert steps and set(steps[-1].rewards) == {"exact_answer", "says_plus", "length"}
+    assert steps[-1].reward is not None and steps[-1].completion_length is not None
+
+
+@pytest.mark.slow
+def test_a_reward_that_raises_ends_the_run_naming_the_function_and_the_row(tmp_path: Path,
+                                                                          studio_env: Path) -> None:
+    proc = studio("run", str(grpo_profile(tmp_path, ["exact_answer", "my_rewards.py:breaks_on_odd_rows"])), "--json")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["status"] == "failed"
+    end = [e for e in read_events(Path(result["dir"]) / "events.jsonl") if isinstance(e, End)][-1]
+    assert end.error_kind == "reward" and "reward breaks_on_odd_rows raised KeyError" in end.message
+    assert "data row" in end.message and "resume" in end.advice
+
+
+def test_the_estimate_holds_grpo_sampling() -> None:
+    from studio.planning.estimate import generation_bytes
+
+    spec = lookup_model("meta-llama/Llama-3.1-8B")
+    setup = Setup(objective="grpo", batch=8, seq_len=2048, completion=1024, generation_batch=64)
+    cache = generation_bytes(spec, setup)
+    assert cache == pytest.approx(64 * (2 * 32 * 1024 * 2 * 2048 + 4 * 128256))  # 64 answers' KV cache
+    memory = estimate_memory(spec, setup)
+    assert memory.phase == "sampling answers" and memory.peak_vram_gib > 16 + cache / 2**30

@@ -354,6 +354,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if "preference" in result:
         for line in preference_lines(result):
             print(line)
+    elif result.get("objective") == "grpo":
+        print(f"{result['rows']} held-out prompts ({result['source']}): one greedy answer each, scored by the run's "
+              "rewards")
+        for side in ("base", "tuned"):
+            if side in result["rewards"]:
+                r = result["rewards"][side]
+                each = ", ".join(f"{k} {display.number(v, '.3f')}" for k, v in r["functions"].items())
+                print(f"  {side:6} reward {r['mean']:.3f} ({each})")
     else:
         print(f"{result['rows']} rows ({result['source']}), scored on the tokens the run trained on")
         print(f"{'':12} {'loss':>8} {'perplexity':>11} {'exact next token':>17}")
@@ -361,7 +369,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if side in result:
                 s = result[side]
                 print(f"{side:12} {s['loss']:8.4f} {s['perplexity']:11.2f} {s['exact']:17.1%}")
-    for sample in result["samples"]:
+    for sample in result.get("samples", []):
         print(f"\n> {sample['prompt']}")
         for side in ("base", "tuned"):
             if side in sample:

@@ -146,6 +146,8 @@ def evaluate(run: Run, compare: bool, k: int) -> dict[str, Any]:
     models = Models(run, None, "compare" if compare else "tuned")
     plan = run.plan()
     profile = plan.final.profile if plan else run.profile()
+    if profile.train.objective == "grpo":
+        return evaluate_rewards(run, profile, models, compare, t0)
     if profile.train.objective != "sft":
         return evaluate_preference(run, profile, models, compare, t0)
     tokenized, rows, source = eval_rows(run, profile, models.tokenizer)
@@ -180,6 +182,44 @@ def evaluate_preference(run: Run, profile: Any, models: Any, compare: bool, t0: 
     result["samples"] = samples(models, [{"prompt": p["prompt"] if isinstance(p["prompt"], str) else
                                           next((t["content"] for t in reversed(p["prompt"]) if t["role"] == "user"), "")}
                                          for p in pairs], 2, sides)
+    result["seconds"] = round(time.monotonic() - t0, 2)
+    return result
+
+
+def evaluate_rewards(run: Run, profile: Any, models: Any, compare: bool, t0: float) -> dict[str, Any]:
+    """A GRPO run judged on its held-out prompts: one greedy answer from each model, scored by the run's own
+    reward functions (their mean, each and summed)."""
+    import torch
+
+    from studio.trainer.rewards import ROW_COLUMN, reward_functions
+
+    rows, source = held_out(run, profile)
+    functions = reward_functions(profile)
+    result: dict[str, Any] = {"run": run.id, "objective": "grpo", "rows": len(rows), "source": source,
+                              "adapter": models.adapter, "device": models.device, "time": time.time(), "rewards": {}}
+    for side in (["base", "tuned"] if compare else ["tuned"]):
+        model = models.base if side == "base" and models.base is not None else models.tuned
+        off = side == "base" and models.base is None and models.adapter is not None
+        answers = []
+        with model.disable_adapter() if off else contextlib.nullcontext(), torch.no_grad():
+            for row in rows:
+                prompt = row["prompt"]
+                ids = (models.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                                            return_dict=True)["input_ids"]
+                       if isinstance(prompt, list) else models.tokenizer(prompt)["input_ids"])
+                new = model.generate(torch.tensor([ids], device=model.device), do_sample=False,
+                                     max_new_tokens=profile.reward.max_completion_length,
+                                     pad_token_id=models.tokenizer.pad_token_id or models.tokenizer.eos_token_id)
+                text = models.tokenizer.decode(new[0][len(ids):], skip_special_tokens=True)
+                answers.append([{"role": "assistant", "content": text}] if isinstance(prompt, list) else text)
+        columns = {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r} if k != "prompt"}
+        columns.setdefault(ROW_COLUMN, list(range(1, len(rows) + 1)))
+        means = {}
+        for function in functions:
+            scores = [x for x in function(prompts=[r["prompt"] for r in rows], completions=answers, **columns)
+                      if x is not None]
+            means[function.__name__] = sum(scores) / len(scores) if scores else None
+        result["rewards"][side] = {"mean": sum(v for v in means.values() if v is not None), "functions": means}
     result["seconds"] = round(time.monotonic() - t0, 2)
     return result
 

@@ -152,6 +152,12 @@ def objective_data_problem(profile: Profile, fmt: str) -> str | None:
     """The objective and the rows' format must go together: preference tuning needs pairs (or, for KTO, rows
     labelled good or bad), supervised fine-tuning needs answers."""
     objective = profile.train.objective
+    if objective == "grpo" and fmt != "prompts":
+        return (f"train.objective: grpo samples answers to prompts and scores them, and the rows are {fmt}: give "
+                f"each row {FORMAT_COLUMNS['prompts']}, or set train.objective = \"sft\"")
+    if objective != "grpo" and fmt == "prompts":
+        return (f"data: the rows are prompts alone ({FORMAT_COLUMNS['prompts']}): only train.objective = \"grpo\" "
+                "trains on them (it samples the answers); for sft give each row a completion too")
     if objective in PAIRED_OBJECTIVES and fmt != "preference":
         return (f"train.objective: {objective} trains on preference pairs, and the rows are {fmt}: give each row "
                 f"{FORMAT_COLUMNS['preference']}, or set train.objective = \"sft\"")

@@ -84,8 +84,10 @@ class Setup:
     stack: str = "studio"           # studio | hf-legacy (see the module docstring)
     liger: bool = False             # Liger's fused RMSNorm, SwiGLU and RoPE kernels
     fill: float = 1.0               # share of each micro-batch that is real tokens (the rest is padding)
-    objective: str = "sft"          # sft | dpo | orpo | kto (train.objective)
-    reference: str = "auto"         # DPO/KTO's reference: auto (adapter off, or a frozen copy) | precompute
+    objective: str = "sft"          # sft | dpo | orpo | kto | grpo (train.objective)
+    reference: str = "auto"         # the reference: auto (adapter off, or a frozen copy) | precompute (none held)
+    completion: int = 0             # GRPO: the tokens it samples per answer (part of seq_len)
+    generation_batch: int = 0       # GRPO: the answers it samples at once (batch_size x grad_accum)
 
 
 @dataclass(frozen=True)
@@ -386,7 +388,18 @@ def objective_tokens(setup: Setup) -> int:
 def reference_copy(setup: Setup) -> bool:
     """DPO and KTO score against the model as it was: LoRA and QLoRA get it by turning the adapter off; full
     fine-tuning keeps a frozen copy, unless its log-probs are computed once before training."""
-    return setup.objective in REFERENCE_OBJECTIVES and setup.method == "full" and setup.reference == "auto"
+    return (setup.objective in REFERENCE_OBJECTIVES or setup.objective == "grpo") and setup.method == "full" and \
+        setup.reference == "auto"
+
+
+def generation_bytes(spec: ModelSpec, setup: Setup) -> float:
+    """GRPO's sampling, before the step trains on what it sampled: the KV cache of every answer sampled at once
+    (prompt and answer, keys and values in every layer) and the next-token logits in fp32."""
+    if setup.objective != "grpo":
+        return 0.0
+    b = compute_bytes(setup.dtype)
+    sequences = setup.generation_batch or setup.batch
+    return sequences * (2 * spec.layers * spec.kv_dim * b * setup.seq_len + 4 * spec.vocab)
 
 
 def resident(spec: ModelSpec, setup: Setup) -> Resident:
@@ -538,6 +551,8 @@ def _studio_phases(spec: ModelSpec, setup: Setup, res: Resident) -> list[Phase]:
               activations=tokens * keep_one + layer_work),
         # A tied embedding's backward makes a dense gradient, then adds it to the LM head's.
         Phase("embedding backward", gradients=res.gradients + (embed_grad if spec.tied else 0.0)),
+        # GRPO samples its answers with the KV cache (no gradients held: the last step's are freed)
+        Phase("sampling answers", activations=generation_bytes(spec, setup)),
         Phase("optimizer step", gradients=res.gradients, temporaries=res.temporaries),
     ]
 

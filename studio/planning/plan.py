@@ -24,7 +24,7 @@ from studio.planning.layout import Layout, layout_for
 from studio.planning.record import PlanRecord
 from studio.profiles.decision import DECIDED, PENDING, Decision
 from studio.profiles.profile import Profile, with_changes
-from studio.profiles.vocabulary import default_strategy, auto_dtype
+from studio.profiles.vocabulary import auto_dtype, default_strategy, unpacked_reason
 
 SAFETY = fit.SAFETY  # the share of a GPU's free memory studio plans within (planning/fit.py)
 
@@ -117,12 +117,18 @@ def setup_for(profile: Profile, bf16: bool = True, n_gpus: int = 1, strategy: st
     m, d, t = profile.method, profile.data, profile.train
     dtype = auto_dtype(profile.model.dtype, gpu=True, bf16=bf16)  # estimates are for GPUs
     packed = d.packing is True
+    if t.objective == "grpo":  # a prompt and an answer it samples; a frozen copy only with a KL penalty
+        r = profile.reward
+        grpo = dict(seq_len=d.max_length + r.max_completion_length, completion=r.max_completion_length,
+                    generation_batch=t.batch_size * t.grad_accum, reference="auto" if r.beta > 0 else "precompute")
+    else:
+        grpo = dict(seq_len=d.max_length, reference=profile.preference.reference)
     return Setup(method=m.type, rank=m.rank, targets=tuple(m.target_modules), dropout=m.dropout, dora=m.use_dora,
-                 double_quant=m.double_quant, batch=t.batch_size, seq_len=d.max_length,
+                 double_quant=m.double_quant, batch=t.batch_size,
                  grad_ckpt=t.gradient_checkpointing is not False,
                  optimizer=profile.optimizer, dtype=dtype, loss="chunked", n_gpus=n_gpus,
                  strategy=strategy if n_gpus > 1 else "none", liger=t.liger_kernel is True,
-                 fill=1.0 if packed else fill, objective=t.objective, reference=profile.preference.reference)
+                 fill=1.0 if packed else fill, objective=t.objective, **grpo)
 
 
 def model_spec(profile: Profile) -> tuple[ModelSpec | None, str]:
@@ -205,7 +211,7 @@ def resolve_speed_settings(profile: Profile, model: ModelSpec | None, gpus: tupl
     liger, why_liger = rules.liger(t.liger_kernel, model, gpus)
     packed, why_packing = rules.packing(profile.data.packing, data, profile.data.max_length)
     if profile.train.objective != "sft":
-        packed, why_packing = False, f"{profile.train.objective} compares whole answers side by side: unpacked"
+        packed, why_packing = False, unpacked_reason(profile.train.objective)
     # Without the rows' token counts (none, or estimated from characters) the trainer decides packing once it has
     # tokenized them: the run's record then gives one set of figures, the preflight's.
     packing_state = PENDING if profile.data.packing == "auto" and profile.train.objective == "sft" and \

@@ -87,6 +87,17 @@ def extra_forwards(setup: Setup) -> float:
     return {"dpo": reference, "kto": reference + 1.0 + reference}.get(setup.objective, 0.0)
 
 
+def sampling_s(spec: ModelSpec, setup: Setup, gpu: GpuSpec) -> float:
+    """GRPO's sampling, per micro-batch: one decoding pass a token of the answer, each reading every weight
+    (decoding is bound by memory, whatever the number of answers sampled together), shared by the
+    micro-batches of one generation batch."""
+    if setup.objective != "grpo" or not setup.completion:
+        return 0.0
+    weights = spec.total_params * (0.55 if setup.method == "qlora" else 2.0)
+    micro_batches = max(1, (setup.generation_batch or setup.batch) // setup.batch)
+    return setup.completion * weights / (gpu.bandwidth_gbs * 1e9) / micro_batches
+
+
 def estimate_speed(spec: ModelSpec, setup: Setup, gpu: GpuSpec) -> SpeedEstimate:
     """Training tokens per second for the whole job."""
     c = SPEED_CALIBRATION[setup.stack]
@@ -107,7 +118,7 @@ def estimate_speed(spec: ModelSpec, setup: Setup, gpu: GpuSpec) -> SpeedEstimate
     adapters = 0 if setup.method == "full" else len(targeted(spec, setup.targets)[0])
     kernels = spec.layers * (KERNELS_PER_LAYER + KERNELS_PER_ADAPTER * adapters) * (passes + 1)  # backward ~ 2x
     launch_s = kernels * c["launch_us"] * 1e-6
-    step_s = matmul_s + memory_s + launch_s
+    step_s = matmul_s + memory_s + launch_s + sampling_s(spec, setup, gpu)
     # Padding costs the same compute as real tokens but only real ones count.
     return SpeedEstimate(tokens_per_s=round(setup.n_gpus * tokens * setup.fill / step_s, 1), flops_per_token=fpt,
                          step_s=round(step_s, 4), gpu=gpu.name, matmul_s=round(matmul_s, 4),

@@ -26,14 +26,16 @@ import tomli_w
 from studio.atomic import write_text
 from studio.safeopen import read_regular
 from studio.paths import looks_local
-from studio.profiles.vocabulary import DPO_LOSSES, METHODS, OBJECTIVES, OPTIMIZERS, STRATEGIES, resolve_optimizer
+from studio.profiles.vocabulary import (BUILTIN_REWARDS, DPO_LOSSES, METHODS, OBJECTIVES, OPTIMIZERS, STRATEGIES,
+                                        resolve_optimizer)
 from studio.terminal import has_unsafe, safe
 
 TINY_MODEL = "builtin:tiny-llama"
 MAX_PROFILE_BYTES = 1 << 20
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
-DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "preference", "unpaired")
+DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "text", "preference", "unpaired",
+                "prompts")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 REPORT_TO = ("none", "tensorboard", "wandb")
 BAD_ROWS = ("error", "skip")
@@ -121,7 +123,8 @@ class DataSection:
 @dataclass(frozen=True)
 class TrainSection:
     objective: str = _spec("sft", "what to train for: sft (answers), or preference tuning on chosen/rejected pairs: "
-                           "dpo, orpo (no reference model), kto (rows labelled good or bad)", choices=OBJECTIVES)
+                           "dpo, orpo (no reference model), kto (rows labelled good or bad), or grpo (answers the "
+                           "model samples itself, scored by [reward] functions)", choices=OBJECTIVES)
     epochs: float = _spec(1.0, "passes over the data (ignored when max_steps > 0)", gt=0, max=10_000)
     max_steps: int = _spec(0, "stop after this many optimizer steps; 0 = use epochs", min=0, max=1_000_000_000)
     batch_size: int = _spec(4, "micro-batch per GPU", min=1, max=65536)
@@ -153,6 +156,22 @@ class PreferenceSection:
                            "second copy in memory)", choices=("auto", "precompute"))
     desirable_weight: float = _spec(1.0, "KTO: the weight of rows labelled good", gt=0, max=1000)
     undesirable_weight: float = _spec(1.0, "KTO: the weight of rows labelled bad", gt=0, max=1000)
+
+
+@dataclass(frozen=True)
+class RewardSection:
+    functions: list[str] = _spec(["exact_answer"], "GRPO's rewards: exact_answer (the final answer against the row's "
+                                 "'answer'), format (reward.format_pattern matches), length (shorter than "
+                                 "reward.length_limit characters), or your own as \"file.py:function\" (beside "
+                                 "the profile)", nonempty=True)
+    num_generations: int = _spec(4, "GRPO: answers sampled per prompt (train.batch_size x train.grad_accum must be "
+                                 "a multiple of it)", min=2, max=1024)
+    max_completion_length: int = _spec(256, "GRPO: tokens each sampled answer may have", min=1, max=1_048_576)
+    temperature: float = _spec(1.0, "GRPO: sampling temperature", gt=0, max=10)
+    beta: float = _spec(0.0, "GRPO: the KL penalty against the base; 0 = no reference model", min=0, max=100)
+    format_pattern: str = _spec("", "the regular expression the format reward looks for in an answer")
+    length_limit: int = _spec(400, "the length reward: characters an answer may have before it costs", min=1,
+                              max=10_000_000)
 
 
 @dataclass(frozen=True)
@@ -208,6 +227,7 @@ class Profile:
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     preference: PreferenceSection = field(default_factory=PreferenceSection)
+    reward: RewardSection = field(default_factory=RewardSection)
     hardware: HardwareSection = field(default_factory=HardwareSection)
     output: OutputSection = field(default_factory=OutputSection)
 
@@ -232,6 +252,7 @@ SECTIONS: dict[str, type] = {
     "data": DataSection,
     "train": TrainSection,
     "preference": PreferenceSection,
+    "reward": RewardSection,
     "hardware": HardwareSection,
     "output": OutputSection,
 }
@@ -309,11 +330,37 @@ def _build_section(name: str, cls: type, raw: Any, problems: list[Problem]) -> A
     return cls(**values)
 
 
+def _reward_checks(p: Profile, problems: list[Problem]) -> None:
+    """GRPO's settings that only make sense together."""
+    r = p.reward
+    for name in r.functions:
+        file, _, function = name.partition(":")
+        if name not in BUILTIN_REWARDS and not (file.endswith(".py") and function.isidentifier()):
+            problems.append(Problem("reward.functions", f"{name!r} is neither a built-in reward "
+                                    f"({', '.join(BUILTIN_REWARDS)}) nor \"file.py:function\""))
+    if "format" in r.functions:
+        import re
+
+        try:
+            re.compile(r.format_pattern)
+        except re.error as e:
+            problems.append(Problem("reward.format_pattern", f"is not a regular expression ({e})"))
+        if not r.format_pattern:
+            problems.append(Problem("reward.format_pattern", "the format reward needs it: the regular expression "
+                                    "an answer should match, e.g. \"<answer>.*</answer>\""))
+    if p.train.objective == "grpo" and (p.train.batch_size * p.train.grad_accum) % r.num_generations:
+        problems.append(Problem("reward.num_generations", f"GRPO compares {r.num_generations} answers to each "
+                                f"prompt, and a step samples train.batch_size x train.grad_accum = "
+                                f"{p.train.batch_size * p.train.grad_accum} answers, not a multiple of it; make "
+                                f"train.batch_size a multiple of {r.num_generations} (or change num_generations)"))
+
+
 def _cross_checks(p: Profile, problems: list[Problem]) -> None:
     if p.model.tokenizer == TRAIN_TOKENIZER and not p.model.builds_in_run:
         problems.append(Problem("model.tokenizer", "\"train\" makes new token ids, which only a model built with "
                                 "random weights can take; set model.random_init = true, or name a tokenizer "
                                 "(a hub id or folder), or leave it empty for the model's own"))
+    _reward_checks(p, problems)
     if p.method.type == "full" and p.method.use_dora:
         problems.append(Problem("method.use_dora", "DoRA needs method.type = \"lora\" or \"qlora\", not \"full\""))
     try:
@@ -389,7 +436,10 @@ def resolve_paths(profile: Profile, base: Path) -> Profile:
     model = profile.model
     if looks_local(model.name) and not model.name.startswith("builtin:"):
         model = replace(model, name=absolute(base, model.name))
-    return replace(profile, data=data, model=model)
+    reward = replace(profile.reward, functions=[  # your own reward functions: beside the profile
+        f"{absolute(base, name.partition(':')[0])}:{name.partition(':')[2]}" if ":" in name else name
+        for name in profile.reward.functions])
+    return replace(profile, data=data, model=model, reward=reward)
 
 
 def absolute(base: Path, ref: str) -> str:

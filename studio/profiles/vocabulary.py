@@ -7,9 +7,18 @@ asks here, so a rule such as "QLoRA trains with paged 8-bit AdamW" has one home.
 from __future__ import annotations
 
 METHODS = ("lora", "qlora", "full")
-OBJECTIVES = ("sft", "dpo", "orpo", "kto")  # what a run trains for: supervised, then preference tuning
+OBJECTIVES = ("sft", "dpo", "orpo", "kto", "grpo")  # what a run trains for: supervised, preference, reward
 PAIRED_OBJECTIVES = ("dpo", "orpo")           # chosen and rejected through the model together
 REFERENCE_OBJECTIVES = ("dpo", "kto")         # scored against the model before training (a reference)
+PREFERENCE_OBJECTIVES = ("dpo", "orpo", "kto")  # trained on answers people preferred
+BUILTIN_REWARDS = ("exact_answer", "format", "length")  # reward.functions studio ships (trainer/rewards.py)
+
+
+def unpacked_reason(objective: str) -> str:
+    """Why an objective other than SFT trains without packing (the planner and the trainer say the same)."""
+    if objective == "grpo":
+        return "grpo samples its answers and scores each whole: unpacked"
+    return f"{objective} compares whole answers side by side: unpacked"
 # TRL 1.16's DPO losses (DPOConfig.loss_type)
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
               "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")

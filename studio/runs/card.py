@@ -116,6 +116,15 @@ def model_card(run: Run, profile: Profile, what: str) -> str:
             lines.append(f"\nImplicit reward against the base: {pref['reward_accuracy']:.1%} of pairs ranked right, "
                          f"mean margin {pref.get('reward_margin', 0):+.3f}; on {pref.get('pairs', '?')} pairs "
                          f"({evals.get('source', 'eval rows')}).")
+    elif evals and isinstance(evals.get("rewards"), dict):
+        rewards = evals["rewards"]
+        lines += ["", "## Evaluation (`studio eval`)", "", "| reward (held-out prompts, greedy answers) | base | tuned |",
+                  "|---|---|---|"]
+        names = list((rewards.get("tuned") or {}).get("functions", {}))
+        for name, key in [("all rewards", None)] + [(n, n) for n in names]:
+            b, t = ((rewards.get(side) or {}).get("mean") if key is None else
+                    ((rewards.get(side) or {}).get("functions") or {}).get(key) for side in ("base", "tuned"))
+            lines.append(f"| {name} | {b if b is None else round(b, 4)} | {t if t is None else round(t, 4)} |")
     elif evals:
         lines += ["", "## Evaluation (`studio eval`)", "", "| | base | tuned |", "|---|---|---|"]
         for label, key in (("loss", "loss"), ("perplexity", "perplexity"), ("exact next token (trained tokens)", "exact")):

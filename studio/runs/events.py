@@ -124,6 +124,11 @@ class Step(Event):
     reward_margin: float | None = None
     reward_accuracy: float | None = None
     kl: float | None = None
+    # GRPO: the mean reward of the sampled answers, each reward function's mean, their length, the clip ratio
+    reward: float | None = None
+    rewards: dict[str, Any] = field(default_factory=dict)
+    completion_length: float | None = None
+    clip_ratio: float | None = None
     rss_gib: float | None = None
     gpu_mem_allocated_gib: PerGpu = ()
     gpu_mem_reserved_gib: PerGpu = ()
@@ -137,13 +142,18 @@ class Step(Event):
     energy_kwh: float | None = None
 
     def preference_figures(self) -> list[str]:
-        """Preference tuning's figures for a step's line: the reward margin, the reward accuracy (the share of
-        pairs the implicit reward ranks right), KTO's KL. Short: they share a narrow pane at 80 columns."""
+        """Preference and reward tuning's figures for a step's line: the reward margin and accuracy (the share
+        of pairs the implicit reward ranks right), GRPO's mean reward and answer length, the KL. Short: they
+        share a narrow pane at 80 columns."""
         figures = []
         if self.reward_margin is not None:
             figures.append(f"margin {self.reward_margin:+.2f}")
         if self.reward_accuracy is not None:
             figures.append(f"acc {self.reward_accuracy:.0%}")
+        if self.reward is not None:
+            figures.append(f"reward {self.reward:.2f}")
+        if self.completion_length is not None:
+            figures.append(f"len {self.completion_length:.0f}")
         if self.kl is not None:
             figures.append(f"KL {self.kl:.3f}")
         return figures

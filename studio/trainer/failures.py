@@ -14,6 +14,7 @@ from studio.planning.hub_models import offline
 from studio.profiles.profile import Profile, ProfileError
 from studio.runs.events import End
 from studio.trainer.hub import DownloadError
+from studio.trainer.rewards import RewardError
 from studio.runs.status import RunStatus
 
 
@@ -107,6 +108,10 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
     if isinstance(e, ProfileError):
         return {"error_kind": "config", "message": "; ".join(e.problems),
                 "advice": "fix the profile (its check names each problem) and start a new run"}
+    if isinstance(e, RewardError):
+        return {"error_kind": "reward", "message": str(e),
+                "advice": "fix the reward function (or the rows it reads), then resume the run: it loads the "
+                          "function again"}
     if isinstance(e, ConfigError):
         return {"error_kind": "config", "message": str(e), "advice": "change the profile and start a new run"}
     if isinstance(e, DownloadError):

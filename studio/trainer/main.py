@@ -25,7 +25,7 @@ from studio.data import DataError, check_bad_rows
 from studio.planning.checks import objective_data_problem
 from studio.hardware import GIB
 from studio.profiles.profile import Profile, load_profile
-from studio.profiles.vocabulary import SHARDED_STRATEGIES
+from studio.profiles.vocabulary import SHARDED_STRATEGIES, unpacked_reason
 from studio.runs.events import End, EventWriter, NullWriter, Start, to_record
 from studio.runs.files import PREFLIGHT_FILE
 from studio.runs.folder import Run, RunError, skipped_checkpoints
@@ -39,6 +39,7 @@ from studio.profiles.profile import with_changes
 from studio.trainer.dataset import bad_rows_record, load_data, preflight, probe_dataset, rows_for_loss, split_eval
 from studio.trainer.packing import packing_is_exact
 from studio.trainer.preference import needs_reference_copy, preference_preflight, preference_trainer
+from studio.trainer.rewards import ROW_COLUMN
 from studio.trainer.tokenize import columns, tokenize_rows
 from studio.trainer.failures import Diverged, failure_record
 from studio.trainer.model import count_params, load_model, load_tokenizer, lora_config, lora_modules, model_folder
@@ -66,6 +67,8 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
     if ds.bad_rows and profile.data.on_bad_rows == "error":
         writer.write(bad_rows_record(ds))
     check_bad_rows(ds, profile.data.on_bad_rows)
+    if profile.train.objective == "grpo":  # a reward that fails names the data row it was scoring
+        ds.rows = [{**row, ROW_COLUMN: number} for row, number in zip(ds.rows, ds.row_numbers)]
     rows, eval_rows = split_eval(profile, ds)
 
     # 2. Model folder and tokenizer; under several processes the main one builds or downloads first.
@@ -92,8 +95,7 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
     if sft:
         profile, decisions = decide_packing_from_data(profile, decisions, tokenized)
     elif profile.data.packing is not False:
-        profile, decisions = overrule(profile, decisions, "data.packing", False,
-                                      f"{profile.train.objective} compares whole answers side by side: unpacked")
+        profile, decisions = overrule(profile, decisions, "data.packing", False, unpacked_reason(profile.train.objective))
 
     # 4. The model; packing only where this model keeps packed rows apart; then TRL's trainer.
     model = load_model(profile, folder, device, dtype, sharded=plan.layout.strategy in SHARDED_STRATEGIES,

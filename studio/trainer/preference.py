@@ -1,5 +1,6 @@
-"""Preference tuning: DPO, ORPO and KTO through TRL's own trainers, on the same model, adapters, optimizer,
-checkpoints, stop and telemetry as supervised fine-tuning (main.py).
+"""Preference and reward tuning: DPO, ORPO, KTO and GRPO through TRL's own trainers, on the same model,
+adapters, optimizer, checkpoints, stop and telemetry as supervised fine-tuning (main.py); GRPO's rewards
+are in rewards.py.
 
 TRL tokenizes the pairs itself (the chat template applied to prompt and answers apart, as its trainers
 need the prompt's length); what studio adds before that is the preflight: how long the pairs are in this
@@ -41,7 +42,10 @@ def side_ids(tokenizer: Any, prompt: Any, answer: Any) -> tuple[int, int]:
 
 
 def pair_lengths(tokenizer: Any, row: dict[str, Any]) -> tuple[int, int]:
-    """(tokens of the row's longest side, tokens of its shortest answer)."""
+    """(tokens of the row's longest side, tokens of its shortest answer); a GRPO prompt's answers are sampled
+    (counted as one token here: they are not in the data)."""
+    if "chosen" not in row and "completion" not in row:
+        return side_ids(tokenizer, row["prompt"], [] if isinstance(row["prompt"], list) else "")[0], 1
     answers = [row["chosen"], row["rejected"]] if "chosen" in row else [row["completion"]]
     sides = [side_ids(tokenizer, row["prompt"], a) for a in answers]
     return max(p + a for p, a in sides), min(a for _, a in sides)
@@ -67,7 +71,9 @@ def preference_preflight(tokenizer: Any, ds: Dataset, rows: Rows, eval_rows: Row
     ordered = sorted(lengths)
     covers = {"dpo": "chosen and rejected answers (their log-prob margin against the reference)",
               "orpo": "chosen answers (likelihood) and both answers' odds ratio",
-              "kto": "answers, labelled good or bad, against the reference"}[profile.train.objective]
+              "kto": "answers, labelled good or bad, against the reference",
+              "grpo": f"{profile.reward.num_generations} sampled answers a prompt, scored by "
+                      f"{', '.join(n.rpartition(':')[2] for n in profile.reward.functions)}"}[profile.train.objective]
     return Preflight(
         format=ds.format, rows=len(rows) + len(eval_rows), train_rows=len(rows), eval_rows=len(eval_rows),
         tokens=sum(lengths), tokens_trained=sum(min(n, max_len) for n in lengths),
@@ -111,6 +117,18 @@ def preference_trainer(profile: Profile, run: Run, model: Any, tokenizer: Any, r
         rows, eval_rows = unpaired(rows), unpaired(eval_rows)
     train_set = HFDataset.from_list(rows)
     eval_set = HFDataset.from_list(eval_rows) if eval_rows else None
+    if objective == "grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        from studio.trainer.rewards import reward_functions
+
+        r = profile.reward
+        common.pop("max_length")  # GRPO bounds what it samples (max_completion_length), not the prompts
+        args = GRPOConfig(**common, num_generations=r.num_generations, max_completion_length=r.max_completion_length,
+                          temperature=r.temperature, beta=r.beta)
+        return GRPOTrainer(model=model, reward_funcs=reward_functions(profile), args=args, train_dataset=train_set,
+                           eval_dataset=eval_set, processing_class=tokenizer, peft_config=peft_config,
+                           callbacks=callbacks)
     if objective == "dpo":
         from trl import DPOConfig, DPOTrainer
 

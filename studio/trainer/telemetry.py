@@ -109,6 +109,8 @@ class Telemetry(TrainerCallback):
             eta_s=round(remaining * s_per_step, 1) if s_per_step is not None else None,
             mean_token_accuracy=_number(logs.get("mean_token_accuracy")), entropy=_number(logs.get("entropy")),
             **{field: _number(logs.get(name)) for name, field in PREFERENCE_LOGS.items()},
+            rewards={key[len("rewards/"):-len("/mean")]: _number(value) for key, value in logs.items()
+                     if key.startswith("rewards/") and key.endswith("/mean") and _number(value) is not None},
             **{k: (tuple(v) if isinstance(v, list) else v) for k, v in memory.items()},
             **{k: (tuple(v) if isinstance(v, list) else v) for k, v in self.power.sample(time.time()).items()})
         self.writer.write(step)
@@ -169,7 +171,9 @@ def check_finite(step: int, logs: dict[str, Any]) -> None:
 
 # TRL's preference trainers log these; the step record names them
 PREFERENCE_LOGS = {"rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected",
-                   "rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy", "kl": "kl"}
+                   "rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy", "kl": "kl",
+                   "reward": "reward", "completions/mean_length": "completion_length",
+                   "clip_ratio/region_mean": "clip_ratio"}
 
 
 def step_line(step: Step) -> str:

@@ -47,6 +47,7 @@ ADVANCED = {"model": ("revision", "attn_implementation", "trust_remote_code", "r
             "train": ("scheduler", "warmup_ratio", "weight_decay", "max_grad_norm", "seed", "logging_steps",
                       "eval_steps", "save_steps", "save_total_limit"),
             "preference": ("loss_type", "reference", "desirable_weight", "undesirable_weight"),
+            "reward": ("max_completion_length", "temperature", "beta", "format_pattern", "length_limit"),
             "hardware": ("offload_optimizer", "offload_params", "num_machines", "machine_rank", "main_address",
                          "main_port")}
 
