@@ -258,7 +258,8 @@ def test_grpo_settings_are_checked_with_the_rest(tmp_path: Path) -> None:
     assert "reward.format_pattern" in out and "'rewards.py' is neither a built-in reward" in out
 
 
-def test_grpo_trains_with_built_in_and_own_rewards_and_records_them(tmp_path: Path, studio_env: Path) -> None:
+def test_grpo_trains_with_built_in_and_own_rewards_and_records_them(tmp_path: Path, studio_env: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from studio.trainer.main import train_run
     from studio.trainer.stop import StopRequest
 
@@ -273,6 +274,8 @@ def test_grpo_trains_with_built_in_and_own_rewards_and_records_them(tmp_path: Pa
     steps = [e for e in events if isinstance(e, Step)]
     assert steps and set(steps[-1].rewards) == {"exact_answer", "says_plus", "length"}
     assert steps[-1].reward is not None and steps[-1].completion_length is not None
+    log = capsys.readouterr().out  # the trainer's log (the monitor's log pane): what was sampled, its rewards
+    assert "sampled for 'What is" in log and "says_plus" in log.split("sampled for", 1)[1].splitlines()[0]
 
 
 @pytest.mark.slow

@@ -16,6 +16,38 @@ ROW_COLUMN = "studio_row"  # the data row number each prompt came from, handed t
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
+class SampledAnswers:
+    """The latest answers GRPO sampled and what each reward gave them, for the trainer's log (which the monitor's
+    log pane and `studio logs` show)."""
+
+    def __init__(self) -> None:
+        self.batch: int | None = None
+        self.prompts: list[str] = []
+        self.answers: list[str] = []
+        self.scores: list[dict[str, float | None]] = []
+
+    def note(self, name: str, prompts: list[Any], completions: list[Any], scores: list[float | None]) -> None:
+        if id(completions) != self.batch:  # a new batch: every function scores the same list in turn
+            self.batch = id(completions)
+            self.prompts = [completion_text(p[-1:] if isinstance(p, list) else p) for p in prompts]
+            self.answers = [completion_text(c) for c in completions]
+            self.scores = [{} for _ in completions]
+        for entry, score in zip(self.scores, scores):
+            entry[name] = score
+
+    def lines(self, count: int = 2, width: int = 160) -> list[str]:
+        """The first `count` answers of the latest batch, each with its rewards, on one line each."""
+        out = []
+        for prompt, answer, scores in list(zip(self.prompts, self.answers, self.scores))[:count]:
+            said = " · ".join(f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in scores.items())
+            text = " ".join(answer.split())
+            out.append(f"sampled for {' '.join(prompt.split())[:48]!r}: {text[:width]!r} ({said})")
+        return out
+
+
+SAMPLED = SampledAnswers()
+
+
 class RewardError(Exception):
     """A reward function failed or answered something that is not a score; the message names it and the row."""
 
@@ -115,6 +147,7 @@ def checked(name: str, function: Callable[..., Any]) -> Callable[..., list[float
             if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
                 raise RewardError(f"reward {name} gave {score!r} for data row {row}: a number (or None) is needed")
             out.append(None if score is None else float(score))
+        SAMPLED.note(name, prompts, completions, out)
         return out
 
     reward.__name__ = name  # TRL logs rewards/<name>/mean

@@ -16,6 +16,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from studio.hardware import GIB, PowerMeter
 from studio.runs.events import Checkpoint, Eval, EventWriter, Start, Step, Stopping
+from studio.trainer.rewards import SAMPLED
 from studio.trainer.failures import Diverged
 from studio.trainer.stop import StopRequest
 
@@ -115,6 +116,9 @@ class Telemetry(TrainerCallback):
             **{k: (tuple(v) if isinstance(v, list) else v) for k, v in self.power.sample(time.time()).items()})
         self.writer.write(step)
         print(step_line(step), flush=True)  # the log's own line per step (the Trainer's dict is noise beside it)
+        if step.reward is not None:  # GRPO: what it sampled lately, and what the rewards made of it
+            for line in SAMPLED.lines():
+                print(f"  {line}", flush=True)
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     metrics: dict[str, float] | None = None, **kw: Any) -> None:
