@@ -150,8 +150,8 @@ def test_dpo_trains_with_each_method_and_records_its_figures(tmp_path: Path, stu
     assert (run_dir / "final").is_dir()
 
 
-@pytest.mark.parametrize("shape,objective", [("implicit", "dpo"), ("hh", "dpo"), ("text", "orpo"),
-                                             ("unpaired", "kto"), ("explicit", "kto")])
+@pytest.mark.parametrize("shape,objective", [("implicit", "dpo"), ("hh", "dpo"), ("ultrafeedback", "dpo"),
+                                             ("text", "orpo"), ("unpaired", "kto"), ("explicit", "kto")])
 def test_every_shape_trains_with_its_objective(tmp_path: Path, studio_env: Path, shape: str, objective: str) -> None:
     run_dir = one_run(tmp_path, shapes(tmp_path)[shape], "lora", objective)
     events = read_events(run_dir / "events.jsonl")
@@ -298,3 +298,31 @@ def test_the_estimate_holds_grpo_sampling() -> None:
     assert cache == pytest.approx(64 * (2 * 32 * 1024 * 2 * 2048 + 4 * 128256))  # 64 answers' KV cache
     memory = estimate_memory(spec, setup)
     assert memory.phase == "sampling answers" and memory.peak_vram_gib > 16 + cache / 2**30
+
+
+@pytest.mark.slow
+def test_grpo_stops_resumes_and_trains_with_two_processes(tmp_path: Path, studio_env: Path) -> None:
+    """A GRPO run stopped at a checkpoint resumes to the end; two processes (gloo DDP) train with one writer."""
+    from test_training_runs import run_json
+    from waiting import wait_for
+
+    path = grpo_profile(tmp_path, ["exact_answer", "my_rewards.py:says_plus"], max_steps=24, save_steps=4,
+                        logging_steps=1)
+    run_dir = Path(run_json(studio("run", str(path), "--detach", "--json"))["dir"])
+    wait_for(lambda: (run_dir / "checkpoints" / "checkpoint-4").is_dir(), "the first checkpoint")
+    assert studio("stop", run_dir.name).returncode == 0
+    ended = [e for e in read_events(run_dir / "events.jsonl") if isinstance(e, End)][-1]
+    assert ended.status == "stopped", ended
+    resumed = studio("resume", run_dir.name, "--json")
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["status"] == "completed", resumed.stderr[-2000:]
+    steps = [e.step for e in read_events(run_dir / "events.jsonl") if isinstance(e, Step)]
+    assert steps[-1] == 24 and steps.count(ended.step + 1) == 1
+
+    two = write_profile(tmp_path / "ddp.toml", math_prompts(tmp_path), data={"max_length": 64},
+                        train={"objective": "grpo", "max_steps": 3, "batch_size": 4, "grad_accum": 1,
+                               "save_steps": 100}, hardware={"gpus": "2"},
+                        reward={"functions": ["exact_answer"], "num_generations": 4, "max_completion_length": 8})
+    result = json.loads(studio("run", str(two), "--json").stdout.strip().splitlines()[-1])
+    assert result["status"] == "completed", result
+    logged = [e for e in read_events(Path(result["dir"]) / "events.jsonl") if isinstance(e, Step)]
+    assert [s.step for s in logged] == [1, 2, 3] and all(s.reward is not None for s in logged)
