@@ -9,6 +9,7 @@ blocks of that kind): a block saves `linear` bytes per token, plus
 process (it imports the training stack):
 
     python tests/saved_bytes.py [FAMILY ...]      (default: every tiny family)
+    python tests/saved_bytes.py --dpo             (one block in a DPO step: chosen and rejected together)
 """
 
 from __future__ import annotations
@@ -143,5 +144,70 @@ def main(families: list[str]) -> None:
     print(json.dumps({"saved_per_token": result}))
 
 
+
+
+def dpo_step_saves(config: dict, layers: int, pairs: int = 4) -> tuple[int, int, int, int]:
+    """(bytes autograd saves in one DPO loss computation, bytes it saves in SFT's forward of the same rows,
+    sequences in the batch, their padded length): TRL's DPOTrainer on the tiny model with LoRA (the reference
+    is the model with its adapter off), one batch of its own collating, under the saved-tensor hooks."""
+    import json as _json
+    from pathlib import Path as _Path
+
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    from studio.trainer.tiny import train_tokenizer
+
+    rows = [_json.loads(line) for line in (_Path(__file__).parent.parent / "profiles" / "data" /
+                                           "tiny-preference.jsonl").read_text().splitlines()][:pairs]
+    tokenizer = train_tokenizer(rows, 512)
+    fields = with_layers(config, layers, None)
+    fields.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                  bos_token_id=tokenizer.bos_token_id)
+    hf_config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(hf_config, dtype=torch.bfloat16)  # as the SFT blocks are measured
+    args = DPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=pairs, max_length=64, use_cpu=True,
+                     bf16=False, report_to=[], disable_tqdm=True, save_strategy="no", max_steps=1)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                         peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
+                                                task_type="CAUSAL_LM"))
+    trainer.model.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    def saves(step) -> int:
+        seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            if t.device.type != "meta":
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+            step()
+        return sum(seen.values())
+
+    dpo = saves(lambda: trainer.compute_loss(trainer.model, batch))
+    sft = saves(lambda: trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                      labels=batch["input_ids"], fused_lm_head=True, use_cache=False))
+    return dpo, sft, int(batch["input_ids"].shape[0]), int(batch["input_ids"].shape[1])
+
+
+def dpo_main() -> None:
+    """One decoder block's saved bytes in a DPO step of the tiny Llama (bf16 under autocast, LoRA; 3 blocks less
+    2), and in SFT's forward of the same batch: the estimate counts DPO as SFT's forward of chosen and rejected
+    together, the reference adding nothing (its pass keeps no graph)."""
+    from studio.planning.catalog import lookup_model
+
+    config = lookup_model("builtin:tiny-llama").config
+    (dpo2, sft2, sequences, length), (dpo3, sft3, _, length3) = dpo_step_saves(config, 2), dpo_step_saves(config, 3)
+    print(json.dumps({"dpo_block_bytes": dpo3 - dpo2, "sft_block_bytes": sft3 - sft2, "sequences": sequences,
+                      "length": length, "same_batch": length == length3}))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:] == ["--dpo"]:
+        dpo_main()
+    else:
+        main(sys.argv[1:])

@@ -326,3 +326,45 @@ def test_grpo_stops_resumes_and_trains_with_two_processes(tmp_path: Path, studio
     assert result["status"] == "completed", result
     logged = [e for e in read_events(Path(result["dir"]) / "events.jsonl") if isinstance(e, Step)]
     assert [s.step for s in logged] == [1, 2, 3] and all(s.reward is not None for s in logged)
+
+
+@pytest.mark.slow
+def test_a_dpo_step_saves_what_sfts_forward_of_both_answers_saves() -> None:
+    """The estimate counts a DPO step as SFT's forward of the chosen and rejected rows together (twice the
+    rows' tokens, each token's saves as SFT's: those are checked against autograd per family in
+    test_estimate.py) and the reference as keeping nothing. Measured here with autograd's hooks on one block
+    of the tiny Llama in TRL's own DPO loss: the same bytes as SFT's forward of the batch, to the byte."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "saved_bytes.py"), "--dpo"],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert measured["same_batch"] and measured["dpo_block_bytes"] == measured["sft_block_bytes"] > 0
+    setup = Setup(method="lora", objective="dpo", batch=measured["sequences"] // 2, seq_len=measured["length"])
+    from studio.planning.estimate import objective_tokens
+
+    assert objective_tokens(setup) == measured["sequences"] * measured["length"]  # both answers, together
+
+
+def test_grpo_sampling_holds_the_kv_cache_the_estimate_counts() -> None:
+    """GRPO's sampling phase: the KV cache of every answer sampled at once, measured from what generation keeps
+    on the tiny Llama (its cache's key and value tensors), within a token of the estimate."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from studio.planning.estimate import generation_bytes
+
+    spec = lookup_model("builtin:tiny-llama")
+    fields = dict(spec.config)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(fields.pop("model_type"), **fields),
+                                             dtype=torch.bfloat16)
+    sequences, prompt, answer = 6, 20, 12
+    out = model.generate(torch.randint(5, 1000, (sequences, prompt)), min_new_tokens=answer, max_new_tokens=answer,
+                         do_sample=False, return_dict_in_generate=True, pad_token_id=0)
+    cache = sum(t.numel() * t.element_size() for layer in out.past_key_values.layers for t in (layer.keys, layer.values))
+    setup = Setup(objective="grpo", batch=sequences, generation_batch=sequences, seq_len=prompt + answer,
+                  completion=answer, dtype="bf16")
+    counted = generation_bytes(spec, setup) - sequences * 4 * spec.vocab  # less the next-token logits
+    assert cache <= counted <= cache * (prompt + answer) / (prompt + answer - 1) + 1
