@@ -368,3 +368,16 @@ def test_grpo_sampling_holds_the_kv_cache_the_estimate_counts() -> None:
                   completion=answer, dtype="bf16")
     counted = generation_bytes(spec, setup) - sequences * 4 * spec.vocab  # less the next-token logits
     assert cache <= counted <= cache * (prompt + answer) / (prompt + answer - 1) + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["dpo", "grpo"])  # KTO and ORPO take DPO's path (test_every_shape...)
+def test_studio_probe_measures_each_objective(tmp_path: Path, studio_env: Path, objective: str) -> None:
+    """`studio probe` trains a few steps of random weights on synthetic rows in the objective's own shape."""
+    data = math_prompts(tmp_path) if objective == "grpo" else PAIRS
+    path = write_profile(tmp_path / f"{objective}.toml", data, data={"max_length": 48},
+                         train={"objective": objective, "batch_size": 4, "grad_accum": 1},
+                         reward={"num_generations": 4, "max_completion_length": 8})
+    proc = studio("probe", str(path), "--steps", "6")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "measured on the CPU: peak RSS" in proc.stdout, proc.stdout

@@ -57,12 +57,30 @@ def load_data(profile: Profile, split: str, writer: EventWriter | None = None) -
 
 
 def probe_dataset(profile: Profile) -> Dataset:
-    """Synthetic text rows long enough to fill max_length: the worst case for memory."""
+    """Synthetic rows long enough to fill max_length, in the shape the objective trains on: the worst case for
+    memory (a pair's prompt and each answer a third of it: chosen and rejected fill it together with the
+    prompt; GRPO's prompts fill it before its answers are sampled)."""
     from studio.trainer.random_model import probe_rows
 
     t = profile.train
     count = max(t.max_steps, 1) * t.batch_size * t.grad_accum + t.batch_size
-    return build_dataset(enumerate(probe_rows(profile.data.max_length, count, t.seed), start=1), "text")
+    texts = [r["text"] for r in probe_rows(profile.data.max_length, count, t.seed)]
+    if t.objective == "sft":
+        return build_dataset(enumerate(({"text": x} for x in texts), start=1), "text")
+
+    def thirds(text: str) -> tuple[str, str, str]:
+        words = text.split()
+        third = max(1, len(words) // 3)
+        return " ".join(words[:third]), " ".join(words[third:2 * third]), " ".join(reversed(words[2 * third:]))
+
+    if t.objective == "grpo":
+        rows = [{"prompt": x, "answer": "42"} for x in texts]
+        return build_dataset(enumerate(rows, start=1), "prompts")
+    if t.objective == "kto":
+        rows = [{"prompt": p, "completion": c, "label": i % 2 == 0} for i, (p, c, _) in enumerate(map(thirds, texts))]
+        return build_dataset(enumerate(rows, start=1), "unpaired")
+    rows = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in map(thirds, texts)]
+    return build_dataset(enumerate(rows, start=1), "preference")
 
 
 def split_eval(profile: Profile, ds: Dataset) -> tuple[Rows, Rows]:
