@@ -58,12 +58,15 @@ def test_run_monitor(snap_compare, recorded: Path, size) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_run_monitor_of_a_dpo_run(snap_compare, studio_env: Path, monkeypatch: pytest.MonkeyPatch, size) -> None:
-    """A preference run's monitor shows what it trains for: the reward margin and accuracy."""
+@pytest.mark.parametrize("objective,shown", [("dpo", "acc 100%"), ("grpo", "reward 0.90")])
+def test_run_monitor_of_a_preference_run(snap_compare, studio_env: Path, monkeypatch: pytest.MonkeyPatch, size,
+                                         objective: str, shown: str) -> None:
+    """A preference or reward run's monitor shows what it trains for: DPO's reward margin and accuracy,
+    GRPO's mean reward, answer length and KL."""
     monkeypatch.setattr(Dashboard, "clock", staticmethod(lambda: RECORDED_AT))
-    run = record_run(studio_env, "20260911-090000-llama-dpo", objective="dpo")
+    run = record_run(studio_env, f"20260911-090000-llama-{objective}", objective=objective)
     assert snap_compare(StudioApp(open_run=Run(run), inventory=fake_inventory()), terminal_size=size,
-                        run_before=lambda pilot: settle(pilot, lambda app: "acc 100%" in screen_text(app)))
+                        run_before=lambda pilot: settle(pilot, lambda app: shown in screen_text(app)))
 
 
 @pytest.mark.parametrize("size", SIZES)

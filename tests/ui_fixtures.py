@@ -100,7 +100,10 @@ def record_run(home: Path, run_id: str = "20260911-090000-llama-qlora", status: 
                        "energy_kwh": round(step * 9.5 * 388 / 3.6e6, 5), "rss_gib": 3.1,
                        **({"reward_chosen": round(0.02 * step, 4), "reward_rejected": round(-0.05 * step, 4),
                            "reward_margin": round(0.07 * step, 4),
-                           "reward_accuracy": round(min(1.0, 0.5 + step / 60), 4)} if objective == "dpo" else {})})
+                           "reward_accuracy": round(min(1.0, 0.5 + step / 60), 4)} if objective == "dpo" else {}),
+                       **({"reward": round(0.1 + step / 50, 4), "completion_length": 180 - step,
+                           "rewards": {"exact_answer": round(step / 50, 4), "length": -0.1}, "kl": 0.002 * step,
+                           "clip_ratio": 0.0} if objective == "grpo" else {})})
         if step % 10 == 0:
             events.append({"event": "eval", "time": t0 + 41 + step * 9.5, "step": step,
                            "eval_loss": round(1.25 + 1.3 * math.exp(-step / 9), 4)})

@@ -152,10 +152,10 @@ class Step(Event):
             figures.append(f"acc {self.reward_accuracy:.0%}")
         if self.reward is not None:
             figures.append(f"reward {self.reward:.2f}")
-        if self.completion_length is not None:
-            figures.append(f"len {self.completion_length:.0f}")
         if self.kl is not None:
             figures.append(f"KL {self.kl:.3f}")
+        if self.completion_length is not None:
+            figures.append(f"len {self.completion_length:.0f}")
         return figures
 
 

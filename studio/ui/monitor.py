@@ -405,8 +405,8 @@ class RunMonitor(RunActions, StudioScreen):
         if last.learning_rate is not None:
             out.append(f" · lr {last.learning_rate:.1e}")
         figures = last.preference_figures()
-        if figures:  # preference tuning: what it is training for
-            out.append("\n" + " · ".join(figures), style="bold")
+        for pair in (figures[i:i + 2] for i in range(0, len(figures), 2)):  # what it trains for, two a line
+            out.append("\n" + " · ".join(pair), style="bold")
         if tl.evals:
             latest = tl.evals[max(tl.evals)]
             best = min((e for e in tl.evals.values() if e.eval_loss is not None), key=lambda e: e.eval_loss,
