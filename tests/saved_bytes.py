@@ -89,8 +89,8 @@ def build(config: dict, method: str):
     return model
 
 
-def saved(model, vocab: int, tokens: int) -> int:
-    ids = torch.randint(3, vocab, (1, tokens), generator=torch.Generator().manual_seed(tokens))
+def saved_by(step) -> int:
+    """Bytes of the storages autograd keeps for backward while `step()` runs (bf16 under autocast)."""
     seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -99,8 +99,13 @@ def saved(model, vocab: int, tokens: int) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
-        model(input_ids=ids, labels=ids, fused_lm_head=True)
+        step()
     return sum(seen.values())
+
+
+def saved(model, vocab: int, tokens: int) -> int:
+    ids = torch.randint(3, vocab, (1, tokens), generator=torch.Generator().manual_seed(tokens))
+    return saved_by(lambda: model(input_ids=ids, labels=ids, fused_lm_head=True))
 
 
 def totals(config: dict, method: str, layers: int, kind: str | None) -> tuple[list[int], int]:
@@ -176,20 +181,8 @@ def dpo_step_saves(config: dict, layers: int, pairs: int = 4) -> tuple[int, int,
                                                 task_type="CAUSAL_LM"))
     trainer.model.train()
     batch = next(iter(trainer.get_train_dataloader()))
-    def saves(step) -> int:
-        seen: dict[int, int] = {}
-
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            if t.device.type != "meta":
-                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
-            step()
-        return sum(seen.values())
-
-    dpo = saves(lambda: trainer.compute_loss(trainer.model, batch))
-    sft = saves(lambda: trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+    dpo = saved_by(lambda: trainer.compute_loss(trainer.model, batch))
+    sft = saved_by(lambda: trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                       labels=batch["input_ids"], fused_lm_head=True, use_cache=False))
     return dpo, sft, int(batch["input_ids"].shape[0]), int(batch["input_ids"].shape[1])
 
