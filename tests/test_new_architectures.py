@@ -1,8 +1,7 @@
 """The 2026 architectures a user names: hybrids (Mamba, linear attention, short convolutions), per-layer
 head sizes, multimodal wrappers. The estimate's parameter and LoRA counts are checked against the models
-transformers and PEFT themselves build from genuine configs (tests/data/configs, and the defaults of
-transformers' own config classes, which are the shapes of the checkpoints they document), through the real
-`studio estimate` and its anatomy process. Training them is in test_families.py (builtin:tiny-<family>)."""
+transformers and PEFT themselves build from a genuine config (tests/data/configs) and the default configs of
+transformers' own config classes, through the real `studio estimate` and its anatomy process. Training them is in test_families.py (builtin:tiny-<family>)."""
 
 from __future__ import annotations
 
@@ -73,6 +72,7 @@ def test_a_mamba_hybrid_is_counted_whole_and_all_linear_is_what_peft_accepts(tmp
     assert result["total_params"] == sum(p.numel() for p in model.parameters())
     assert result["trainable_params"] == lora_count(model, leave_out=("out_proj",))
     assert any("PEFT cannot wrap out_proj" in note for note in result["notes"]), result["notes"]
+    assert not any("experts" in note for note in result["notes"])  # the 8B has none (its config's default aside)
 
     # Full fine-tuning never depended on the LoRA targets.
     full = json.loads(estimate(folder, "--method", "full").stdout)

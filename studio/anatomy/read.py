@@ -224,8 +224,9 @@ def describe(config: Any, trust_remote_code: bool = False) -> dict[str, Any]:
     for module in stack.modules():
         for p in fused_experts(module):
             experts_count = max(experts_count, p.shape[0])
-    for key in ("num_experts", "num_local_experts", "n_routed_experts"):
-        experts_count = experts_count or int(setting(config.get_text_config(), key) or 0)
+    if any("expert" in name for name, _ in stack.named_modules()):  # experts as modules, not fused weights
+        for key in ("num_experts", "num_local_experts", "n_routed_experts"):  # (a config's default says nothing)
+            experts_count = experts_count or int(setting(config.get_text_config(), key) or 0)
     blocks: list[dict[str, Any]] = []
     signatures: dict[str, int] = {}
     for layer in stack:
