@@ -82,7 +82,7 @@ def main() -> int:
                 takes["runs"].append(measured(env, "runs"))
                 takes["runs --json --limit 0"].append(measured(env, "runs", "--json", "--limit", "0"))
                 takes["app"].append(app_read(env))
-            row = {"runs": count, "filled_s": round(time.perf_counter() - t0, 1)}
+            row: dict = {"run_folders": count, "filled_s": round(time.perf_counter() - t0, 1)}
             for name, got in takes.items():
                 row[name] = {"median_s": statistics.median(t["s"] for t in got),
                              "peak_mb": max(t["peak_mb"] for t in got), "rc": max(t["rc"] for t in got),
