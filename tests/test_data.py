@@ -93,7 +93,8 @@ def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
 
 def test_detect_prefers_chat_columns() -> None:
     assert detect_format(["text", "messages"]) == "messages"
-    assert detect_format(["prompt"]) is None
+    assert detect_format(["prompt"]) == "prompts"  # prompts alone: GRPO's data (the answers are sampled)
+    assert detect_format(["prompt", "completion"]) == "prompt_completion"
 
 
 def test_a_file_mixing_formats_says_so_with_the_count_of_each(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ MAX_NUMBER = 1e15          # no loss, rate, byte count or time studio records is
 PerGpu = tuple[float | None, ...]  # one entry per GPU of the job, in rank order; None where unreadable
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     KIND: ClassVar[str] = ""
     DURABLE: ClassVar[bool] = False  # fsync'd: losing it would lose the story of the run
@@ -46,7 +46,7 @@ class Event:
     time: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Download(Event):
     KIND = "download"
     what: str = ""            # model | dataset
@@ -57,7 +57,7 @@ class Download(Event):
     done: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Preflight(Event):
     KIND = "preflight"
     format: str = ""
@@ -79,7 +79,7 @@ class Preflight(Event):
     note: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Start(Event):
     KIND = "start"
     DURABLE = True
@@ -101,7 +101,7 @@ class Start(Event):
     job: str | None = None                 # the job a multi-machine run belongs to (machines, main address)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step(Event):
     KIND = "step"
     REQUIRED = ("step",)
@@ -126,7 +126,7 @@ class Step(Event):
     kl: float | None = None
     # GRPO: the mean reward of the sampled answers, each reward function's mean, their length, the clip ratio
     reward: float | None = None
-    rewards: dict[str, Any] = field(default_factory=dict)
+    rewards: dict[str, Any] | None = None
     completion_length: float | None = None
     clip_ratio: float | None = None
     rss_gib: float | None = None
@@ -159,7 +159,7 @@ class Step(Event):
         return figures
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Eval(Event):
     KIND = "eval"
     REQUIRED = ("step", "eval_loss")
@@ -168,7 +168,7 @@ class Eval(Event):
     epoch: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Checkpoint(Event):
     KIND = "checkpoint"
     DURABLE = True
@@ -177,7 +177,7 @@ class Checkpoint(Event):
     path: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stopping(Event):
     KIND = "stopping"
     step: int | None = None
@@ -185,7 +185,7 @@ class Stopping(Event):
     message: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class End(Event):
     KIND = "end"
     DURABLE = True
