@@ -35,6 +35,12 @@ def data_preview(profile_path: Path, rows: int = 3) -> dict[str, Any]:
     return result
 
 
+def row_heading(row: dict[str, Any]) -> str:
+    """"── row 3: 40 tokens, 12 trained", with the side of a preference pair ("row 3 · chosen")."""
+    side = f" · {row['side']}" if row.get("side") else ""
+    return f"\n── row {row['row']}{side}: {row['tokens']} tokens, {row['trained_tokens']} trained\n"
+
+
 PLAIN_MARKS = {"trained": ("[+", "+]"), "context": ("", ""), "cut": ("[-", "-]")}
 
 
@@ -46,7 +52,7 @@ def plain_preview(result: dict[str, Any]) -> str:
         out.append(f"{result['note']}\n")
     out.append("legend: [+trained+] context (not trained) [-cut (past max_length)-]\n")
     for row in result["rows"]:
-        out.append(f"\n── row {row['row']}: {row['tokens']} tokens, {row['trained_tokens']} trained\n")
+        out.append(row_heading(row))
         for text, kind in row["segments"]:
             start, end = PLAIN_MARKS[kind]
             out.append(f"{start}{safe(text, keep=KEEP_IN_STREAMS)}{end}")
@@ -66,7 +72,7 @@ def preview_lines(result: dict[str, Any]) -> list[tuple[str, str]]:
     out += [("trained", style["trained"]), (" · ", ""), ("context (not trained)", style["context"]), (" · ", ""),
             ("cut (past max_length)", style["cut"]), ("\n", "")]
     for row in result["rows"]:
-        out.append((f"\n── row {row['row']}: {row['tokens']} tokens, {row['trained_tokens']} trained\n", "bold"))
+        out.append((row_heading(row), "bold"))
         out += [(safe(text, keep=KEEP_IN_STREAMS), style[kind]) for text, kind in row["segments"]]
         out.append(("\n", ""))
     return out

@@ -381,3 +381,18 @@ def test_studio_probe_measures_each_objective(tmp_path: Path, studio_env: Path, 
     proc = studio("probe", str(path), "--steps", "6")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "measured on the CPU: peak RSS" in proc.stdout, proc.stdout
+
+
+def test_the_preview_shows_each_side_with_the_answer_trained(tmp_path: Path, studio_env: Path) -> None:
+    """`studio profile preview` (F3 in the editor) of pairs: the prompt as context, each answer trained."""
+    from studio.trainer.preview import preview
+
+    result = preview(load_profile(write_profile(tmp_path / "p.toml", PAIRS, train={"objective": "dpo"})), 2)
+    assert [(r["row"], r["side"]) for r in result["rows"]] == [(1, "chosen"), (1, "rejected"), (2, "chosen"),
+                                                                 (2, "rejected")]
+    chosen = result["rows"][0]
+    trained = "".join(text for text, kind in chosen["segments"] if kind == "trained")
+    context = "".join(text for text, kind in chosen["segments"] if kind == "context")
+    assert "11 plus 5 is 16." in trained and "What is 11 plus 5?" in context and "What is" not in trained
+    said = studio("profile", "preview", str(tmp_path / "p.toml"), "--rows", "1").stdout
+    assert "row 1 · rejected" in said and "[+The opposite of old is new." in said

@@ -52,10 +52,43 @@ def segments(tokenizer: Any, ids: list[int], mask: list[int] | None, max_length:
     return out
 
 
+def preference_preview(profile: Profile, ds: Any, tokenizer: Any, count: int) -> dict[str, Any]:
+    """Each side of the first pairs as the preference trainers tokenize it: the prompt as context, the answer
+    trained (DPO, ORPO: chosen and rejected; KTO: the answer, good or bad); GRPO's prompts alone (the model
+    samples its answers)."""
+    from studio.trainer.preference import answer_ids
+
+    shown = []
+    max_len = profile.data.max_length
+    for number, row in list(zip(ds.row_numbers, ds.rows))[:count]:
+        if "chosen" in row:
+            sides = [("chosen", row["chosen"]), ("rejected", row["rejected"])]
+        elif "completion" in row:
+            sides = [("good" if row["label"] else "bad", row["completion"])]
+        else:
+            sides = [("prompt", [] if isinstance(row["prompt"], list) else "")]
+        for side, answer in sides:
+            ids, n_prompt = answer_ids(tokenizer, row["prompt"], answer)
+            if side == "prompt":  # what the model is asked, up to where it starts to answer
+                ids = (tokenizer.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True,
+                                                     return_dict=True)["input_ids"]
+                       if isinstance(row["prompt"], list) else ids[:n_prompt])
+                n_prompt = len(ids)
+            mask = [0] * n_prompt + [1] * (len(ids) - n_prompt)
+            shown.append({"row": number, "side": side, "tokens": len(ids), "trained_tokens": sum(mask[:max_len]),
+                          "segments": segments(tokenizer, ids, mask, max_len)})
+    covers = ("sampled answers (the prompts are context)" if profile.train.objective == "grpo" else
+              "the answers (the prompt is context)")
+    return {"loss_on": covers, "note": None, "format": ds.format, "rows_in_file": len(ds.rows),
+            "max_length": max_len, "rows": shown}
+
+
 def preview(profile: Profile, count: int = 3) -> dict[str, Any]:
     ds = load_data(profile, profile.data.split)
     check_bad_rows(ds, profile.data.on_bad_rows)
     tokenizer = preview_tokenizer(profile, ds.rows)
+    if profile.train.objective != "sft":
+        return preference_preview(profile, ds, tokenizer, count)
     rows, loss = rows_for_loss(tokenizer, ds, ds.rows[:count], profile)
     tokenized = tokenize_rows(tokenizer, rows, loss.assistant_only)
     shown = []
