@@ -67,11 +67,12 @@ def shape_of(profile: Profile, lengths: list[int]) -> DataShape:
 START_ERRORS = (ProfileError, DataError, RunError, OSError)
 
 
-def checked_plan(profile: Profile, name: str, inventory: Inventory, shape: DataShape | None) -> Plan:
+def checked_plan(profile: Profile, name: str, inventory: Inventory, shape: DataShape | None,
+                 probe: bool = False) -> Plan:
     """The one path to a run's plan, for a start and a revision alike: what the profile asks of this machine
     and of the files it names, the plan (with this machine's corrections), a layout this machine can launch,
     and what the model allows. Raises ProfileError (with every problem) or RunError; writes nothing."""
-    problems = machine_problems(profile, inventory) + reference_problems(profile)
+    problems = machine_problems(profile, inventory) + reference_problems(profile, probe)
     if problems:
         raise ProfileError(name, problems)
     try:
@@ -92,7 +93,7 @@ def start_profile(profile: Profile, name: str, probe: bool = False, inventory: I
     # A probe trains on synthetic rows filled to max_length.
     n = profile.data.max_length
     shape = DataShape(rows=0, mean_tokens=n, p95_tokens=n, fill=1.0, exact=True) if probe else check_data(profile)
-    plan = checked_plan(profile, name, inventory or current_inventory(), shape)
+    plan = checked_plan(profile, name, inventory or current_inventory(), shape, probe)
     if slurm is not None and not slurm_dry_run and not slurm_available():
         raise RunError("sbatch is not on the PATH: run this on a Slurm login node (or drop --slurm)")
     run = create_run(profile.to_toml(), name, kind="probe" if probe else "train")
