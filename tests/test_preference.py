@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, studio, write_profile
-from studio.data import DataError, build_dataset, load_local
+from studio.data import build_dataset, load_local
 from studio.hardware import Inventory
 from studio.planning.catalog import lookup_model
 from studio.planning.estimate import Setup, estimate_memory
