@@ -396,3 +396,23 @@ def test_the_preview_shows_each_side_with_the_answer_trained(tmp_path: Path, stu
     assert "11 plus 5 is 16." in trained and "What is 11 plus 5?" in context and "What is" not in trained
     said = studio("profile", "preview", str(tmp_path / "p.toml"), "--rows", "1").stdout
     assert "row 1 · rejected" in said and "[+The opposite of old is new." in said
+
+
+def test_the_preflight_names_the_data_rows_it_cut_when_some_are_held_out(tmp_path: Path) -> None:
+    """With rows held out for evaluation, the pairs too long for max_length are named by their own row
+    numbers in the file, not by their place among the training rows."""
+    from studio.trainer.dataset import split_eval
+    from studio.trainer.preference import preference_preflight
+    from studio.trainer.tiny import train_tokenizer
+
+    rows = [{"prompt": f"Q{i}", "chosen": ("long answer " * 40 if i % 5 == 0 else "yes"), "rejected": "no"}
+            for i in range(1, 41)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    profile = load_profile(write_profile(tmp_path / "p.toml", data, data={"max_length": 32, "eval_fraction": 0.25},
+                                         train={"objective": "dpo"}))
+    ds = load_local(data)
+    train, held = split_eval(profile, ds)
+    stats = preference_preflight(train_tokenizer(ds.rows, 256), ds, train, held, profile)
+    long_in_training = [i for i in range(5, 41, 5) if any(r["prompt"] == f"Q{i}" for r in train)]
+    assert long_in_training and list(stats.truncated_row_numbers) == long_in_training

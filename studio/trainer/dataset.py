@@ -91,10 +91,22 @@ def split_eval(profile: Profile, ds: Dataset) -> tuple[Rows, Rows]:
         eval_ds = load_local(d.eval_split, ds.format) if is_local(d.eval_split) else load_data(profile, d.eval_split)
         check_bad_rows(eval_ds, d.on_bad_rows)
         return rows, eval_ds.rows
-    if d.eval_fraction > 0:
-        held = held_out_indices(len(rows), d.eval_fraction, profile.train.seed)
-        return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
-    return rows, []
+    held = fraction_held_out(profile, ds)
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def fraction_held_out(profile: Profile, ds: Dataset) -> set[int]:
+    """The indices of `ds.rows` that data.eval_fraction holds out (none with an eval split, or no fraction)."""
+    d = profile.data
+    if d.eval_split or d.eval_fraction <= 0:
+        return set()
+    return held_out_indices(len(ds.rows), d.eval_fraction, profile.train.seed)
+
+
+def training_row_numbers(profile: Profile, ds: Dataset) -> list[int]:
+    """The data row number of each of split_eval's training rows, in their order."""
+    held = fraction_held_out(profile, ds)
+    return [n for i, n in enumerate(ds.row_numbers) if i not in held]
 
 
 def rows_for_loss(tokenizer: Any, ds: Dataset, rows: Rows, profile: Profile) -> tuple[Rows, LossSettings]:

@@ -17,6 +17,7 @@ from studio.profiles.vocabulary import REFERENCE_OBJECTIVES
 from studio.runs.events import Preflight
 from studio.runs.folder import Run
 from studio.trainer.config import training_arguments
+from studio.trainer.dataset import training_row_numbers
 
 Rows = list[dict[str, Any]]
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO and KTO live in trl.experimental in TRL 1.16
@@ -58,16 +59,17 @@ def preference_preflight(tokenizer: Any, ds: Dataset, rows: Rows, eval_rows: Row
         raise DataError(f"data: the pairs are conversations but {profile.model.name}'s tokenizer has no chat "
                         "template; use an instruct/chat model, or pairs of text")
     max_len = profile.data.max_length
+    numbers = training_row_numbers(profile, ds)  # each training row's number in the data
     lengths, empty = [], []
-    for i, row in enumerate(rows):
+    for number, row in zip(numbers, rows):
         longest, shortest_answer = pair_lengths(tokenizer, row)
         lengths.append(longest)
         if shortest_answer == 0:
-            empty.append(ds.row_numbers[i] if i < len(ds.row_numbers) else i + 1)
+            empty.append(number)
     if empty:
         raise DataError(f"data: {len(empty)} row(s) have an answer with no tokens under the chat template "
                         f"(rows {', '.join(map(str, empty[:10]))}); give each side an answer", rows=empty[:100])
-    truncated = [ds.row_numbers[i] for i, n in enumerate(lengths) if n > max_len and i < len(ds.row_numbers)]
+    truncated = [number for number, n in zip(numbers, lengths) if n > max_len]
     ordered = sorted(lengths)
     covers = {"dpo": "chosen and rejected answers (their log-prob margin against the reference)",
               "orpo": "chosen answers (likelihood) and both answers' odds ratio",
