@@ -191,6 +191,7 @@ def evaluate_rewards(run: Run, profile: Any, models: Any, compare: bool, t0: flo
     reward functions (their mean, each and summed)."""
     import torch
 
+    from studio.trainer.preference import prompt_ids
     from studio.trainer.rewards import ROW_COLUMN, reward_functions
 
     rows, source = held_out(run, profile)
@@ -204,9 +205,7 @@ def evaluate_rewards(run: Run, profile: Any, models: Any, compare: bool, t0: flo
         with model.disable_adapter() if off else contextlib.nullcontext(), torch.no_grad():
             for row in rows:
                 prompt = row["prompt"]
-                ids = (models.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                            return_dict=True)["input_ids"]
-                       if isinstance(prompt, list) else models.tokenizer(prompt)["input_ids"])
+                ids = prompt_ids(models.tokenizer, prompt)
                 new = model.generate(torch.tensor([ids], device=model.device), do_sample=False,
                                      max_new_tokens=profile.reward.max_completion_length,
                                      pad_token_id=models.tokenizer.pad_token_id or models.tokenizer.eos_token_id)

@@ -23,33 +23,43 @@ Rows = list[dict[str, Any]]
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO and KTO live in trl.experimental in TRL 1.16
 
 
+def prompt_ids(tokenizer: Any, prompt: Any) -> list[int]:
+    """The ids of what the model is asked, up to where it starts to answer: a conversation through the chat
+    template with its generation prompt, text as it is."""
+    if isinstance(prompt, list):
+        return list(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
+                                                  return_dict=True)["input_ids"])
+    return list(tokenizer(prompt)["input_ids"])
+
+
 def answer_ids(tokenizer: Any, prompt: Any, answer: Any) -> tuple[list[int], int]:
     """(the ids of prompt and answer, how many of them are the prompt's), as TRL's preference trainers
     tokenize a side: a conversation through the chat template (the answer as what the template adds after the
     prompt), text as it is with the end-of-sequence token after the answer."""
+    head = prompt_ids(tokenizer, prompt)
     if isinstance(prompt, list):
-        before = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=True)
-        whole = tokenizer.apply_chat_template(prompt + answer, tokenize=True, return_dict=True)
-        return list(whole["input_ids"]), len(before["input_ids"])
-    head = list(tokenizer(prompt)["input_ids"])
-    tail = list(tokenizer(answer, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
-    return head + tail, len(head)
+        return list(tokenizer.apply_chat_template(prompt + answer, tokenize=True, return_dict=True)["input_ids"]), \
+            len(head)
+    return head + list(tokenizer(answer, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id], len(head)
 
 
-def side_ids(tokenizer: Any, prompt: Any, answer: Any) -> tuple[int, int]:
-    """(prompt tokens, answer tokens) of one side."""
-    ids, n_prompt = answer_ids(tokenizer, prompt, answer)
-    return n_prompt, max(len(ids) - n_prompt, 0)
+def answers(row: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A row's answers, named: a pair's chosen and rejected, KTO's good or bad one; none for GRPO's prompts
+    (the model samples them)."""
+    if "chosen" in row:
+        return [("chosen", row["chosen"]), ("rejected", row["rejected"])]
+    if "completion" in row:
+        return [("good" if row["label"] else "bad", row["completion"])]
+    return []
 
 
 def pair_lengths(tokenizer: Any, row: dict[str, Any]) -> tuple[int, int]:
     """(tokens of the row's longest side, tokens of its shortest answer); a GRPO prompt's answers are sampled
     (counted as one token here: they are not in the data)."""
-    if "chosen" not in row and "completion" not in row:
-        return side_ids(tokenizer, row["prompt"], [] if isinstance(row["prompt"], list) else "")[0], 1
-    answers = [row["chosen"], row["rejected"]] if "chosen" in row else [row["completion"]]
-    sides = [side_ids(tokenizer, row["prompt"], a) for a in answers]
-    return max(p + a for p, a in sides), min(a for _, a in sides)
+    sides = [answer_ids(tokenizer, row["prompt"], answer) for _, answer in answers(row)]
+    if not sides:
+        return len(prompt_ids(tokenizer, row["prompt"])), 1
+    return max(len(ids) for ids, _ in sides), min(max(len(ids) - n, 0) for ids, n in sides)
 
 
 def preference_preflight(tokenizer: Any, ds: Dataset, rows: Rows, eval_rows: Rows, profile: Profile) -> Preflight:

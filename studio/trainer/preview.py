@@ -56,24 +56,16 @@ def preference_preview(profile: Profile, ds: Any, tokenizer: Any, count: int) ->
     """Each side of the first pairs as the preference trainers tokenize it: the prompt as context, the answer
     trained (DPO, ORPO: chosen and rejected; KTO: the answer, good or bad); GRPO's prompts alone (the model
     samples its answers)."""
-    from studio.trainer.preference import answer_ids
+    from studio.trainer.preference import answer_ids, answers, prompt_ids
 
     shown = []
     max_len = profile.data.max_length
     for number, row in list(zip(ds.row_numbers, ds.rows))[:count]:
-        if "chosen" in row:
-            sides = [("chosen", row["chosen"]), ("rejected", row["rejected"])]
-        elif "completion" in row:
-            sides = [("good" if row["label"] else "bad", row["completion"])]
-        else:
-            sides = [("prompt", [] if isinstance(row["prompt"], list) else "")]
-        for side, answer in sides:
-            ids, n_prompt = answer_ids(tokenizer, row["prompt"], answer)
-            if side == "prompt":  # what the model is asked, up to where it starts to answer
-                ids = (tokenizer.apply_chat_template(row["prompt"], tokenize=True, add_generation_prompt=True,
-                                                     return_dict=True)["input_ids"]
-                       if isinstance(row["prompt"], list) else ids[:n_prompt])
-                n_prompt = len(ids)
+        sides = [(side, *answer_ids(tokenizer, row["prompt"], answer)) for side, answer in answers(row)]
+        if not sides:  # GRPO: what the model is asked, up to where it starts to answer
+            ids = prompt_ids(tokenizer, row["prompt"])
+            sides = [("prompt", ids, len(ids))]
+        for side, ids, n_prompt in sides:
             mask = [0] * n_prompt + [1] * (len(ids) - n_prompt)
             shown.append({"row": number, "side": side, "tokens": len(ids), "trained_tokens": sum(mask[:max_len]),
                           "segments": segments(tokenizer, ids, mask, max_len)})
