@@ -26,14 +26,11 @@ FALLBACK_ROWS = 32
 
 def eval_rows(run: Run, profile: Any, tokenizer: Any) -> tuple[list[dict[str, list[int]]], list[dict[str, Any]], str]:
     """(tokenized rows, the rows, where they come from) as the trainer tokenized them."""
-    from studio.trainer.dataset import load_data, rows_for_loss, split_eval
+    from studio.trainer.dataset import load_data, rows_for_loss
     from studio.trainer.tokenize import tokenize_rows
 
     ds = load_data(profile, profile.data.split)
-    train, held = split_eval(profile, ds)
-    source = "the run's eval rows"
-    if not held:
-        held, source = train[-FALLBACK_ROWS:], f"the last {min(FALLBACK_ROWS, len(train))} training rows (the run held none out)"
+    held, source = held_out(profile, ds)
     rows, loss = rows_for_loss(tokenizer, ds, held, profile)
     return tokenize_rows(tokenizer, rows, loss.assistant_only).rows, rows, source
 
@@ -65,11 +62,11 @@ def scores(model: Any, tokenized: list[dict[str, list[int]]], max_length: int) -
             "tokens": int(total_tokens)}
 
 
-def held_out(run: Run, profile: Any) -> tuple[list[dict[str, Any]], str]:
+def held_out(profile: Any, ds: Any = None) -> tuple[list[dict[str, Any]], str]:
     """The run's eval rows as the trainer split them (else its last training rows, and it says so)."""
     from studio.trainer.dataset import load_data, split_eval
 
-    train, held = split_eval(profile, load_data(profile, profile.data.split))
+    train, held = split_eval(profile, ds if ds is not None else load_data(profile, profile.data.split))
     if held:
         return held, "the run's eval rows"
     return train[-FALLBACK_ROWS:], f"the last {min(FALLBACK_ROWS, len(train))} training rows (the run held none out)"
@@ -94,8 +91,7 @@ def preference_scores(models: Any, pairs: list[dict[str, Any]], max_length: int,
     from studio.trainer.preference import answer_ids
 
     def logps(side: str) -> list[tuple[float, float]]:
-        model = models.base if side == "base" and models.base is not None else models.tuned
-        off = side == "base" and models.base is None and models.adapter is not None
+        model, off = models.side(side)
         out = []
         with model.disable_adapter() if off else contextlib.nullcontext():
             for pair in pairs:
@@ -129,8 +125,7 @@ def samples(models: Any, rows: list[dict[str, Any]], k: int, sides: list[str]) -
         ids = models.prompt_ids(prompt, None)
         entry = {"prompt": prompt}
         for side in sides:
-            model = models.base if side == "base" and models.base is not None else models.tuned
-            off = side == "base" and models.base is None and models.adapter is not None
+            model, off = models.side(side)
             with (model.disable_adapter() if off else contextlib.nullcontext()), torch.no_grad():
                 new = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=48, do_sample=False,
                                      pad_token_id=models.tokenizer.pad_token_id or models.tokenizer.eos_token_id)
@@ -169,7 +164,7 @@ def evaluate(run: Run, compare: bool, k: int) -> dict[str, Any]:
 def evaluate_preference(run: Run, profile: Any, models: Any, compare: bool, t0: float) -> dict[str, Any]:
     """A preference run judged on its held-out pairs (KTO's labelled rows judge nothing pairwise: its pairs
     are the rows that came as pairs)."""
-    rows, source = held_out(run, profile)
+    rows, source = held_out(profile)
     pairs = [r for r in rows if "chosen" in r]
     if not pairs:
         raise RunError(f"{source} hold no chosen/rejected pairs to judge the run on; give the run preference pairs "
@@ -194,13 +189,12 @@ def evaluate_rewards(run: Run, profile: Any, models: Any, compare: bool, t0: flo
     from studio.trainer.preference import prompt_ids
     from studio.trainer.rewards import ROW_COLUMN, reward_functions
 
-    rows, source = held_out(run, profile)
+    rows, source = held_out(profile)
     functions = reward_functions(profile)
     result: dict[str, Any] = {"run": run.id, "objective": "grpo", "rows": len(rows), "source": source,
                               "adapter": models.adapter, "device": models.device, "time": time.time(), "rewards": {}}
     for side in (["base", "tuned"] if compare else ["tuned"]):
-        model = models.base if side == "base" and models.base is not None else models.tuned
-        off = side == "base" and models.base is None and models.adapter is not None
+        model, off = models.side(side)
         answers = []
         with model.disable_adapter() if off else contextlib.nullcontext(), torch.no_grad():
             for row in rows:

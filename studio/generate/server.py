@@ -116,6 +116,13 @@ class Models:
             out.append("tuned")
         return out
 
+    def side(self, side: str) -> tuple[Any, bool]:
+        """(the model that answers for `side`, whether its adapter must be off): the base of an adapter run is
+        the tuned model with its adapter turned off."""
+        if side == "base" and self.base is not None:
+            return self.base, False
+        return self.tuned, side == "base" and self.adapter is not None
+
     def prompt_ids(self, prompt: str, system: str | None) -> list[int]:
         """The prompt as the run saw its training rows."""
         tok = self.tokenizer
@@ -134,8 +141,7 @@ class Models:
         import torch
         from transformers import TextIteratorStreamer
 
-        model = self.base if side == "base" and self.base is not None else self.tuned
-        adapter_off = side == "base" and self.base is None and self.adapter is not None
+        model, adapter_off = self.side(side)
         class TimedStreamer(TextIteratorStreamer):
             """Notes when the first new token arrives, visible or not (special tokens print nothing)."""
 
