@@ -128,8 +128,8 @@ def describe_block(block: nn.Module, experts_count: int) -> dict[str, Any]:
             entry = {"name": name, "d_in": int(d_in), "d_out": int(d_out), "bias": module.bias is not None}
             (routers if experts_count and d_out == experts_count and name.rsplit(".", 1)[-1] in ("gate", "router")
              else linears).append(entry)
-        elif fused_experts(module):
-            experts.append({"name": name, "count": int(fused_experts(module)[0].shape[0]),
+        elif fused := fused_experts(module):
+            experts.append({"name": name, "count": int(fused[0].shape[0]),
                             "params": {k: list(p.shape) for k, p in own.items()}})
         elif "weight" in own and own["weight"].dim() == 2 and experts_count and own["weight"].shape[0] == experts_count:
             routers.append({"name": name, "d_in": int(own["weight"].shape[1]), "d_out": int(own["weight"].shape[0]),

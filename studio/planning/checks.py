@@ -166,10 +166,9 @@ def objective_data_problem(profile: Profile, fmt: str) -> str | None:
                 f"{FORMAT_COLUMNS['unpaired']} (or preference pairs: {FORMAT_COLUMNS['preference']}), or set "
                 "train.objective = \"sft\"")
     if objective == "sft" and fmt in PREFERENCE_FORMATS:
+        fitting = '"dpo" (or orpo, kto)' if fmt == "preference" else '"kto"'
         return (f"train.objective: the rows are {fmt} data ({FORMAT_COLUMNS[fmt]}), which sft cannot train on; "
-                "set train.objective = \"dpo\" (or orpo, kto)" if fmt == "preference" else
-                f"train.objective: the rows are {fmt} data ({FORMAT_COLUMNS[fmt]}), which sft cannot train on; "
-                "set train.objective = \"kto\"")
+                f"set train.objective = {fitting}")
     return None
 
 

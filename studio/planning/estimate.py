@@ -24,7 +24,7 @@ from studio.planning.anatomy import Block, Linear, Norm
 from studio.planning.catalog import ModelSpec, pattern_linears
 from studio.planning.checks import targets_problem
 from studio.profiles import vocabulary
-from studio.profiles.vocabulary import PAIRED_OBJECTIVES, REFERENCE_OBJECTIVES
+from studio.profiles.vocabulary import PAIRED_OBJECTIVES, frozen_reference
 from studio.profiles.profile import default_value
 
 GIB = 2**30
@@ -388,8 +388,7 @@ def objective_tokens(setup: Setup) -> int:
 def reference_copy(setup: Setup) -> bool:
     """DPO and KTO score against the model as it was: LoRA and QLoRA get it by turning the adapter off; full
     fine-tuning keeps a frozen copy, unless its log-probs are computed once before training."""
-    return (setup.objective in REFERENCE_OBJECTIVES or setup.objective == "grpo") and setup.method == "full" and \
-        setup.reference == "auto"
+    return frozen_reference(setup.objective, setup.method, setup.reference)
 
 
 def generation_bytes(spec: ModelSpec, setup: Setup) -> float:

@@ -57,6 +57,12 @@ class SpeedEstimate:
         return asdict(self)
 
 
+def matmul_passes(setup: Setup) -> float:
+    """A block's matmuls a trained token goes through, in forward passes: forward, activation gradients, weight
+    gradients (full fine-tuning only; LoRA's are tiny), and a recompute under checkpointing."""
+    return (3.0 if setup.method == "full" else 2.0) + (1.0 if setup.grad_ckpt else 0.0)
+
+
 def flops_per_token(spec: ModelSpec, setup: Setup) -> float:
     """Hardware FLOPs per trained token.
 
@@ -74,7 +80,7 @@ def flops_per_token(spec: ModelSpec, setup: Setup) -> float:
         block += blk.count * (dense + routed)
     head = spec.vocab * spec.hidden
     full = setup.method == "full"
-    passes = (3.0 if full else 2.0) + (1.0 if setup.grad_ckpt else 0.0)
+    passes = matmul_passes(setup)
     head_passes = (4.0 if full else 3.0) if setup.loss == "chunked" else (3.0 if full else 2.0)
     attention = 2.0 * spec.layers * setup.seq_len * spec.q_dim
     return passes * (2.0 * block + attention) + head_passes * 2.0 * head
@@ -105,7 +111,7 @@ def estimate_speed(spec: ModelSpec, setup: Setup, gpu: GpuSpec) -> SpeedEstimate
     tokens = objective_tokens(setup)
     fpt = flops_per_token(spec, setup)
     matmul_s = tokens * fpt / (gpu.peak_tflops(dtype) * 1e12 * c["matmul_utilisation"])
-    matmul_s *= 1 + extra_forwards(setup) / ((3.0 if setup.method == "full" else 2.0) + (1.0 if setup.grad_ckpt else 0.0))
+    matmul_s *= 1 + extra_forwards(setup) / matmul_passes(setup)
     if setup.method == "qlora":
         matmul_s *= 1 + c["qlora_dequant"]
     passes = 3.0 if setup.grad_ckpt else 2.0  # forward, backward (+ the recompute)

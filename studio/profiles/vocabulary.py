@@ -10,8 +10,14 @@ METHODS = ("lora", "qlora", "full")
 OBJECTIVES = ("sft", "dpo", "orpo", "kto", "grpo")  # what a run trains for: supervised, preference, reward
 PAIRED_OBJECTIVES = ("dpo", "orpo")           # chosen and rejected through the model together
 REFERENCE_OBJECTIVES = ("dpo", "kto")         # scored against the model before training (a reference)
-PREFERENCE_OBJECTIVES = ("dpo", "orpo", "kto")  # trained on answers people preferred
 BUILTIN_REWARDS = ("exact_answer", "format", "length")  # reward.functions studio ships (trainer/rewards.py)
+
+
+def frozen_reference(objective: str, method: str, reference: str) -> bool:
+    """A frozen copy of the base in memory: DPO's and KTO's reference (GRPO's with a KL penalty) under full
+    fine-tuning, unless its log-probs are precomputed; LoRA and QLoRA turn their adapter off instead. The
+    estimate counts it, and the trainer loads DPO's and KTO's (TRL loads GRPO's)."""
+    return objective in (*REFERENCE_OBJECTIVES, "grpo") and method == "full" and reference == "auto"
 
 
 def unpacked_reason(objective: str) -> str:

@@ -9,6 +9,7 @@ import torch
 
 from studio.anatomy.lora_targets import ALL_LINEAR, LoraTargets, lora_targets, tower_exclusion
 from studio.anatomy.model_class import model_class
+from studio.anatomy.read import build
 from studio.paths import looks_local
 from studio.profiles.profile import TRAIN_TOKENIZER, Profile
 from studio.runs.events import EventWriter
@@ -177,11 +178,7 @@ def lora_modules(profile: Profile, model: Any) -> LoraTargets:
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the skeleton is only looked at: nothing to quantize
 
-    def skeleton() -> Any:
-        with torch.device("meta"):
-            return model_class(config).from_config(config, trust_remote_code=profile.model.trust_remote_code)
-
-    return lora_targets(skeleton)
+    return lora_targets(lambda: build(config, profile.model.trust_remote_code))  # as the anatomy decided it
 
 
 def count_params(model: Any) -> tuple[int, int]:

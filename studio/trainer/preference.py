@@ -13,7 +13,7 @@ from typing import Any
 
 from studio.data import DataError, Dataset
 from studio.profiles.profile import Profile
-from studio.profiles.vocabulary import REFERENCE_OBJECTIVES
+from studio.profiles.vocabulary import REFERENCE_OBJECTIVES, frozen_reference
 from studio.runs.events import Preflight
 from studio.runs.folder import Run
 from studio.trainer.config import training_arguments
@@ -112,8 +112,9 @@ def needs_reference_copy(profile: Profile) -> bool:
     """DPO and KTO under full fine-tuning score against a frozen copy of the base (LoRA and QLoRA turn their
     adapter off instead; precomputed reference log-probs need neither). The planner counts it the same way
     (planning/estimate.py:reference_copy)."""
-    return profile.train.objective in REFERENCE_OBJECTIVES and profile.method.type == "full" and \
-        profile.preference.reference == "auto"
+    objective = profile.train.objective
+    return objective in REFERENCE_OBJECTIVES and frozen_reference(objective, profile.method.type,
+                                                                  profile.preference.reference)
 
 
 def preference_trainer(profile: Profile, run: Run, model: Any, tokenizer: Any, rows: Rows, eval_rows: Rows,
