@@ -97,6 +97,17 @@ class SummaryCache:
         self.entries[run.id] = {"key": key, "summary": record}
         self.changed = True
 
+    def summary(self, run: Run, key: list[int] | None) -> RunSummary:
+        """The run's summary: kept while `key` (taken before reading: a change meanwhile makes the next listing
+        read again) is its files' key, else read, and kept if it ended."""
+        from studio.runs.state import summarize
+
+        found = self.get(run, key)
+        if found is None:
+            found = summarize(run)
+            self.put(run, key, found)
+        return found
+
     def keep_only(self, run_ids: set[str]) -> None:
         """Forget runs that are gone (deleted or archived)."""
         gone = [r for r in self.entries if r not in run_ids]
@@ -117,17 +128,8 @@ class SummaryCache:
 def listed_summaries(runs: list[Run], every_run: list[Run] | None = None) -> list[RunSummary]:
     """Each run's summary: from the cache while its files are unchanged, else read (and kept if it ended).
     `every_run`, when the caller listed them all, lets the cache forget runs that are gone."""
-    from studio.runs.state import summarize
-
     cache = SummaryCache()
-    out = []
-    for run in runs:
-        key = folder_key(run)  # before reading: a change while it is read makes the next listing read again
-        summary = cache.get(run, key)
-        if summary is None:
-            summary = summarize(run)
-            cache.put(run, key, summary)
-        out.append(summary)
+    out = [cache.summary(run, folder_key(run)) for run in runs]
     if every_run is not None:
         cache.keep_only({run.id for run in every_run})
     cache.save()

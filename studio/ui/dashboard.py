@@ -252,12 +252,7 @@ class Dashboard(RunActions, StudioScreen):
         cached = self._summaries.get(run.id)
         if cached and (not reread_running or (cached[0] == key and cached[1].status != RunStatus.RUNNING)):
             return cached[1]
-        summary = cache.get(run, key)
-        if summary is None:
-            from studio.runs.state import summarize
-
-            summary = summarize(run)
-            cache.put(run, key, summary)
+        summary = cache.summary(run, key)
         self._summaries[run.id] = (key, summary)
         return summary
 
