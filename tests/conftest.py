@@ -80,14 +80,17 @@ def write_profile(path: Path, data_path: Path | str, **sections: dict[str, Any])
     return path
 
 
-def studio(*args: str, timeout: float | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run the real `studio` CLI in a subprocess. The timeout is only a bound against a hang
-    (waiting.DEADLINE_S); when it fires, the output so far is in the failure."""
+def studio(*args: str, timeout: float | None = None, check: bool = False,
+           home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `studio` CLI in a subprocess (in another studio home when `home` is given: a second
+    machine). The timeout is only a bound against a hang (waiting.DEADLINE_S); when it fires, the output so far
+    is in the failure."""
     from waiting import DEADLINE_S
 
     try:
         proc = subprocess.run([sys.executable, "-m", "studio", *args], capture_output=True, text=True,
-                              timeout=timeout or DEADLINE_S, env=dict(os.environ))
+                              timeout=timeout or DEADLINE_S,
+                              env=dict(os.environ, **({"STUDIO_HOME": str(home)} if home else {})))
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         err = (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")

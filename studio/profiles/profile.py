@@ -184,6 +184,11 @@ class HardwareSection:
     machine_rank: int = _spec(0, "this machine's rank, 0 for the main one", min=0)
     main_address: str = _spec("", "the main machine's address (multi-node)")
     main_port: int = _spec(29500, "the main machine's port (multi-node)", min=1, max=65535)
+    collective_timeout: float = _spec(10.0, "minutes a process waits for the others before the job fails (a lost "
+                                      "machine); also bounds how long machines wait for each other's model "
+                                      "downloads", gt=0, max=1440)
+    network_interface: str = _spec("", "the network interface the machines talk over (gloo and NCCL); \"\": the "
+                                   "one that routes to main_address")
 
     @property
     def gpu_request(self) -> str | int | tuple[int, ...]:

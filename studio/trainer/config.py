@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -33,6 +34,16 @@ def is_machine_main() -> bool:
     """The first process on this machine: it keeps this machine's run folder (every machine of a multi-node
     job has its own), and builds or downloads this machine's copy of the model."""
     return int(os.environ.get("LOCAL_RANK", "0")) == 0
+
+
+def local_world_size() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def collective_timeout(profile: Profile) -> timedelta:
+    """How long a rank waits in a collective for the others (hardware.collective_timeout): a lost machine ends
+    the job after this, not after torch's half hour."""
+    return timedelta(minutes=profile.hardware.collective_timeout)
 
 
 def node_rank() -> int:
@@ -114,6 +125,10 @@ def training_arguments(profile: Profile, run: Run, device: str, dtype: str, has_
         disable_tqdm=True,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False if world_size() > 1 else None,
+        ddp_timeout=round(collective_timeout(profile).total_seconds()),
+        # Several machines: each saves every checkpoint whole in its own run folder, so that each can resume
+        # the job from the same step without reading another's disk (studio.trainer.job_resume).
+        save_on_each_node=world_size() > local_world_size(),
         use_liger_kernel=t.liger_kernel is True,
     )
 

@@ -14,6 +14,7 @@ from studio.planning.hub_models import offline
 from studio.profiles.profile import Profile, ProfileError
 from studio.runs.events import End
 from studio.trainer.hub import DownloadError
+from studio.trainer.job_resume import JobResumeError
 from studio.trainer.rewards import RewardError
 from studio.runs.status import RunStatus
 
@@ -94,6 +95,41 @@ def download_advice() -> str:
             "on the Hub; then resume the run")
 
 
+PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "Timed out waiting",
+             "collective operation timeout", "Socket Timeout", "Broken pipe")
+
+
+def lost_peer(text: str) -> bool:
+    """A collective failed because another process stopped answering (killed, frozen, or cut off): gloo's and
+    NCCL's words for it."""
+    return any(words in text for words in PEER_LOST) or ("NCCL" in text and "timeout" in text.lower())
+
+
+def lost_peer_record(text: str, profile: Profile | None) -> dict[str, Any]:
+    """Which machine of the job stopped answering, as far as this one can tell, and in how long."""
+    import os
+
+    world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    mine = int(os.environ.get("GROUP_RANK", os.environ.get("NODE_RANK", "0")) or 0)
+    machines = max(1, world // max(1, local))
+    if machines == 2:
+        who = f"machine {1 - mine}"
+    elif machines > 2:
+        who = f"another of the job's {machines} machines"
+    else:
+        who = "another process on this machine"
+    timed_out = "Timed out" in text or "timeout" in text.lower()
+    within = ""
+    if timed_out and profile is not None:
+        within = f" within hardware.collective_timeout ({profile.hardware.collective_timeout * 60:.0f} s)"
+    how = "did not answer" + within if timed_out else "closed its connection (killed or crashed)"
+    return {"error_kind": "crash",
+            "message": f"the job lost a process: {who} {how}; this is machine {mine} of {machines}, "
+                       f"{world} processes in all ({text.strip().splitlines()[0].split('. This is')[0][:300]})",
+            "advice": "look at the other machine's run (`studio runs` there: stopped, frozen, or its network "
+                      "down); when every machine is ready, resume the run on each of them"}
+
+
 def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
     """error_kind, message and advice for the `end` event of a failed run."""
     if _is_oom(e):
@@ -112,6 +148,9 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
         return {"error_kind": "reward", "message": str(e),
                 "advice": "fix the reward function (or the rows it reads), then resume the run: it loads the "
                           "function again"}
+    if isinstance(e, JobResumeError):
+        return {"error_kind": "resume", "message": str(e),
+                "advice": "copy the checkpoint named to every machine that lacks it, then resume on every machine"}
     if isinstance(e, ConfigError):
         return {"error_kind": "config", "message": str(e), "advice": "change the profile and start a new run"}
     if isinstance(e, DownloadError):
@@ -132,17 +171,8 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
         return {"error_kind": "config", "message": f"model.attn_implementation: {text}",
                 "advice": "set model.attn_implementation = \"sdpa\" (or install flash-attn for this GPU) "
                           "and start a new run"}
-    if "Connection closed by peer" in text or "Connection reset by peer" in text or "NCCL" in text and "timeout" in text:
-        import os
-
-        world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        mine = os.environ.get("GROUP_RANK", os.environ.get("NODE_RANK", "0"))
-        others = f"ranks outside this machine's {local}" if world > local else "another rank"
-        return {"error_kind": "crash",
-                "message": f"the job lost a process: {others} of {world} (this is machine {mine}) stopped talking "
-                           f"(killed, crashed, or its network dropped): {text.split('. This is')[0]}",
-                "advice": "look at the other machine's run (`studio runs` there); when every machine is ready, "
-                          "resume the run on each of them"}
+    if lost_peer(text):
+        return lost_peer_record(text, profile)
     if isinstance(e, REPEATING_ERRORS):
         return {"error_kind": "crash", "message": f"{type(e).__name__}: {e}",
                 "advice": "the trainer's log has the traceback. This kind of error comes from the code and its "

@@ -30,7 +30,7 @@ from studio.runs.events import End, EventWriter, NullWriter, Start, to_record
 from studio.runs.files import PREFLIGHT_FILE
 from studio.runs.folder import Run, RunError, skipped_checkpoints
 from studio.runs.lock import LockError, RunLock, inherited
-from studio.trainer.config import check_requirements, is_machine_main, node_rank, resolve_dtype, sft_config, world_size
+from studio.trainer.config import check_requirements, collective_timeout, is_machine_main, node_rank, resolve_dtype, sft_config, world_size
 from studio.planning.decisions import data_shape
 from studio.planning.decisions import packing as packing_rule
 from studio.planning.record import PlanRecord, Trained
@@ -42,6 +42,7 @@ from studio.trainer.preference import needs_reference_copy, preference_preflight
 from studio.trainer.rewards import ROW_COLUMN
 from studio.trainer.tokenize import columns, tokenize_rows
 from studio.trainer.failures import Diverged, failure_record
+from studio.trainer.job_resume import job_checkpoint
 from studio.trainer.model import count_params, load_model, load_tokenizer, lora_config, lora_modules, model_folder
 from studio.trainer.stop import StopRequest
 from studio.trainer.telemetry import Telemetry
@@ -74,7 +75,7 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
     # 2. Model folder and tokenizer; under several processes the main one builds or downloads first.
     from accelerate import PartialState
 
-    with PartialState(cpu=device == "cpu").local_main_process_first():  # every machine makes its own copy
+    with PartialState(cpu=device == "cpu", timeout=collective_timeout(profile)).local_main_process_first():  # every machine makes its own copy
         folder = model_folder(profile, run, ds.rows, writer, probe)
     tokenizer = load_tokenizer(folder, profile)
 
@@ -111,7 +112,9 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
     targets = lora_modules(profile, model)
     if targets.refused:  # all-linear, narrowed to what PEFT accepts on this model
         profile, decisions = overrule(profile, decisions, "method.target_modules", targets.modules, targets.note)
-    checkpoint = run.last_complete_checkpoint() if resume else None
+    checkpoint, agreed = job_checkpoint(run, resume, node_rank())  # every machine of a job from one step
+    if agreed:
+        print(agreed, flush=True)
     if resume:
         for name, why in skipped_checkpoints(run.checkpoints_dir):  # said, then passed over
             print(f"skipping {name}: {why}; resuming from "
