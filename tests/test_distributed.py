@@ -96,3 +96,18 @@ def test_two_process_ddp_run_stop_resume_and_kill(tmp_path: Path) -> None:
     wait_for(lambda: not processes_working_on(run_dir), what="every rank gone after the force stop",
              state=lambda: str(processes_working_on(run_dir)), timeout=60)
     assert json.loads(studio("runs", "--json").stdout)[-1]["status"] == "stopped"
+
+
+def test_the_machines_of_a_job_resume_from_one_step_or_refuse_naming_the_machine() -> None:
+    from studio.trainer.job_resume import Holding, JobResumeError, agreed_step
+
+    main = Holding(0, True, (5, 10, 15), "/m0/run")
+    assert agreed_step([main, Holding(1, True, (5, 10, 15), "/m1/run")]) == (15, "")
+    # Machine 1 was killed while saving step 15: the job goes back to the newest step both hold, and says so.
+    step, note = agreed_step([main, Holding(1, True, (5, 10), "/m1/run")])
+    assert step == 10 and "machine 1 (/m1/run) has 5, 10" in note and "resumes from step 10" in note
+    # Nothing in common: every machine refuses, naming the one that lacks it and what to copy.
+    with pytest.raises(JobResumeError, match=r"machine 1 \(/m1/run\) has none.*checkpoint-15"):
+        agreed_step([main, Holding(1, True, (), "/m1/run")])
+    # The main machine decides whether this is a resume: started afresh, every machine starts afresh.
+    assert agreed_step([Holding(0, False, (), "/m0/run"), Holding(1, True, (5,), "/m1/run")]) == (None, "")

@@ -32,7 +32,9 @@ def run_node(run_dir: Path) -> int:
     layout = dataclasses.replace(layout, num_machines=nodes, machine_rank=rank, main_address=main_address,
                                  rendezvous="c10d" if nodes > 1 else layout.rendezvous)
     write_layout(node, layout)
-    resume = node.last_complete_checkpoint() is not None
+    # The job resumes when its main node holds a checkpoint (every node sees the run folder); the trainers then
+    # agree on one step for every node (studio.trainer.job_resume), so no node starts again from step 0.
+    resume = run.last_complete_checkpoint() is not None
     node.update_status_file(slurm_job=os.environ.get("SLURM_JOB_ID", ""))
     proc = launch(node, resume=resume)
 
