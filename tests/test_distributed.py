@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,17 @@ def test_multi_node_needs_the_main_address() -> None:
 
 
 @pytest.mark.slow
+def listening_addresses(pids: list[int]) -> list[str]:
+    """The local address:port of every listening TCP socket these processes hold, from `ss -ltnp`."""
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if owners & set(pids):
+            found.append(line.split()[3])
+    return found
+
+
 def test_two_process_ddp_run_stop_resume_and_kill(tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "chat.jsonl", demo_rows(160))
     p = write_profile(tmp_path / "ddp.toml", data, train={"max_steps": 400, "save_steps": 50},
@@ -74,6 +87,9 @@ def test_two_process_ddp_run_stop_resume_and_kill(tmp_path: Path) -> None:
     assert (run_dir / "accelerate_config.yaml").is_file()
     wait_for(lambda: len(steps_of(run_dir)) >= 4, what="4 steps")
     assert len([pid for pid in processes_working_on(run_dir)]) >= 3  # launcher + 2 ranks
+    # What the job listens on, as `ss -ltnp` shows it: the rendezvous and gloo's sockets, on loopback only.
+    listening = listening_addresses(processes_working_on(run_dir))
+    assert listening and all(a.startswith(("127.", "[::1]")) for a in listening), listening
     stop = studio("stop", run_dir.name)
     assert stop.returncode == 0, stop.stderr
     assert not processes_working_on(run_dir)
@@ -111,3 +127,64 @@ def test_the_machines_of_a_job_resume_from_one_step_or_refuse_naming_the_machine
         agreed_step([main, Holding(1, True, (), "/m1/run")])
     # The main machine decides whether this is a resume: started afresh, every machine starts afresh.
     assert agreed_step([Holding(0, False, (), "/m0/run"), Holding(1, True, (5,), "/m1/run")]) == (None, "")
+
+
+def non_loopback_address() -> tuple[str, str] | None:
+    """(interface, IPv4 address) of this machine off loopback, if it has one."""
+    import ipaddress
+    import socket
+
+    import psutil
+
+    for name, addresses in psutil.net_if_addrs().items():
+        for a in addresses:
+            if a.family == socket.AF_INET and not ipaddress.ip_address(a.address).is_loopback:
+                return name, a.address
+    return None
+
+
+def test_the_job_talks_over_the_interface_that_reaches_the_main_machine() -> None:
+    from studio.planning.layout import Layout
+    from studio.runs.rendezvous import LaunchError, network_env, store_address
+
+    one = Layout(processes=2, strategy="ddp", gpu_indices=())
+    env, said = network_env(one, {})
+    assert env == {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"} and "loopback" in said
+    assert store_address(one) == "127.0.0.1"
+    # What the user set is kept; the other variable still follows the route.
+    env, said = network_env(one, {"GLOO_SOCKET_IFNAME": "eth9"})
+    assert env == {"NCCL_SOCKET_IFNAME": "lo"} and "GLOO_SOCKET_IFNAME=eth9" in said
+    with pytest.raises(LaunchError, match=r'hardware.network_interface = "nope0".*has'):
+        network_env(Layout(processes=1, strategy="ddp", gpu_indices=(), num_machines=2, main_address="127.0.0.1",
+                           network_interface="nope0"), {})
+    with pytest.raises(LaunchError, match="hardware.main_address"):
+        network_env(Layout(processes=1, strategy="ddp", gpu_indices=(), num_machines=2,
+                           main_address="no-such-host.invalid"), {})
+    found = non_loopback_address()
+    if found is None:
+        pytest.skip("this machine has no address off loopback")
+    interface, address = found
+    two = Layout(processes=1, strategy="ddp", gpu_indices=(), num_machines=2, main_address=address)
+    assert network_env(two, {})[0] == {"GLOO_SOCKET_IFNAME": interface, "NCCL_SOCKET_IFNAME": interface}
+    assert store_address(two) == address  # the main machine serves on that address, not on every interface
+
+
+def test_a_main_address_that_resolves_to_loopback_here_is_refused_naming_the_addresses_to_use() -> None:
+    import ipaddress
+    import socket
+
+    from studio.planning.layout import Layout
+    from studio.runs.rendezvous import LaunchError, resolve, store_address
+
+    name = socket.gethostname()
+    if not resolve(name) or not all(ipaddress.ip_address(ip).is_loopback for ip in resolve(name)):
+        pytest.skip(f"this machine's name {name} does not resolve to loopback (no /etc/hosts entry for it)")
+    found = non_loopback_address()
+    layout = Layout(processes=1, strategy="ddp", gpu_indices=(), num_machines=2, main_address=name)
+    with pytest.raises(LaunchError, match=f'main_address = "{name}" resolves to 127.*loopback') as refused:
+        store_address(layout)
+    if found:
+        assert found[1] in str(refused.value)
+    # Two processes on one machine named by their loopback address are fine: that is what they are.
+    assert store_address(Layout(processes=1, strategy="ddp", gpu_indices=(), num_machines=2,
+                                main_address="127.0.0.1")) == "127.0.0.1"

@@ -37,6 +37,7 @@ class Layout:
     offload_optimizer: bool = False
     offload_params: bool = False
     rendezvous: str = "static"     # static (a fixed main address and port) | c10d (Slurm's nodes find each other)
+    network_interface: str = ""    # the interface the processes talk over; "": the one routing to main_address
 
     @property
     def world_size(self) -> int:
@@ -115,7 +116,8 @@ def layout_for(hw: HardwareSection, method: str, inv: Inventory, peak: PeakFn,
     strategy, why_strategy = choose_strategy(method, hw, processes * hw.num_machines, tightest, peak, rule)
     layout = Layout(processes=processes, strategy=strategy, gpu_indices=indices, num_machines=hw.num_machines,
                     machine_rank=hw.machine_rank, main_address=hw.main_address, main_port=hw.main_port,
-                    offload_optimizer=hw.offload_optimizer, offload_params=hw.offload_params)
+                    offload_optimizer=hw.offload_optimizer, offload_params=hw.offload_params,
+                    network_interface=hw.network_interface)
     decisions = [("hardware.gpus", ",".join(map(str, indices)) or "cpu", why_gpus),
                  ("hardware.strategy", strategy, why_strategy)]
     return layout, decisions

@@ -27,6 +27,7 @@ from studio.runs.files import ACCELERATE_CONFIG, LAYOUT_FILE
 from studio.runs.folder import Run, RunError, skipped_checkpoints
 from studio.runs.liveness import TRAINER_MODULE, is_alive, process_start_time
 from studio.runs.lock import ENV_FD, LockError, RunLock
+from studio.runs.rendezvous import LAUNCHER_MODULE
 from studio.safeopen import append_regular
 from studio.runs.state import run_status
 from studio.runs.status import RunStatus
@@ -67,8 +68,9 @@ def trainer_command(run: Run, resume: bool) -> tuple[list[str], dict[str, str]]:
         env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, layout.gpu_indices))} if layout and layout.gpu_indices else {}
         cmd = [sys.executable, "-m", TRAINER_MODULE]
     else:
-        # accelerate sets CUDA_VISIBLE_DEVICES from the config's gpu_ids.
-        cmd, env = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+        # accelerate's launcher with studio's rendezvous (bound where it should be: rendezvous.py); accelerate
+        # sets CUDA_VISIBLE_DEVICES from the config's gpu_ids.
+        cmd, env = [sys.executable, "-m", LAUNCHER_MODULE, str(run_dir), "--config_file",
                     str(run_dir / ACCELERATE_CONFIG), "-m", TRAINER_MODULE], {}
     flags = (["--resume"] if resume else []) + (["--probe"] if run.is_probe else [])
     return [*cmd, str(run_dir), *flags], env
@@ -275,7 +277,7 @@ def stop_targets(leader: int) -> list[int]:
         argv = psutil.Process(leader).cmdline()
     except psutil.Error:
         return [leader]
-    if not any("accelerate" in a or "torch.distributed.run" in a for a in argv):
+    if not any(a == LAUNCHER_MODULE or "accelerate" in a or "torch.distributed.run" in a for a in argv):
         return [leader]
     ranks = []
     for pid in job_processes(leader)[1:]:
