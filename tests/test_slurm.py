@@ -84,6 +84,72 @@ def test_the_dry_run_prints_the_script_and_leaves_nothing(tmp_path: Path) -> Non
     assert runs() == {}
 
 
+def test_what_a_slurm_user_asks_for_reaches_the_script_from_the_profile_and_the_flags(tmp_path: Path) -> None:
+    profile = write_profile(tmp_path / "s.toml", DEMO_DATA,
+                            slurm={"mem": "8G", "cpus_per_task": 2, "sbatch_args": ["--mail-type=END"], "qos": "low"})
+    out = studio("run", str(profile), "--slurm-dry-run", "--mem", "16G", "--exclusive", "--constraint", "a100",
+                 "--requeue", "--sbatch-arg=--comment=studio")
+    assert out.returncode == 0, out.stderr
+    for line in ("#SBATCH --mem=16G", "#SBATCH --cpus-per-task=2", "#SBATCH --qos=low", "#SBATCH --exclusive",
+                 "#SBATCH --constraint=a100", "#SBATCH --requeue", "#SBATCH --signal=USR1@300",
+                 "#SBATCH --mail-type=END", "#SBATCH --comment=studio", "NodeAddr"):
+        assert line in out.stdout, line
+    # Without CPUs asked for, the submission says what Slurm's default usually means.
+    plain = studio("run", str(write_profile(tmp_path / "p.toml", DEMO_DATA)), "--slurm-dry-run")
+    assert plain.returncode == 0 and "#SBATCH --no-requeue" in plain.stdout
+    bad = studio("run", str(profile), "--slurm-dry-run", "--mem", "lots")
+    assert bad.returncode == 2 and "slurm.mem" in bad.stderr and "64G" in bad.stderr
+    lone = studio("run", str(profile), "--qos", "high")
+    assert lone.returncode == 2 and "--qos is a Slurm option: add --slurm" in lone.stderr
+    assert runs() == {}
+
+
+@pytest.mark.parametrize("flags, reason, advice", [
+    (("--nodes", "2"), "PartitionNodeLimit", "fewer --nodes"),
+    (("--cpus-per-task", "64"), "PartitionConfig", "ask for less"),
+])
+def test_a_job_that_can_never_start_says_what_to_change(tmp_path: Path, flags: tuple[str, ...], reason: str,
+                                                         advice: str) -> None:
+    job = submit(tmp_path, *flags)
+    wait_for(lambda: reason in (runs()[job["id"]].get("problem") or ""), what=f"Slurm's reason {reason}",
+             state=lambda: json.dumps(runs()[job["id"]]))
+    assert runs()[job["id"]]["status"] == "queued" and advice in runs()[job["id"]]["problem"]
+    assert studio("stop", job["id"]).returncode == 0
+    wait_for(lambda: squeue(job["slurm_job"]) == "", what="the job gone from squeue")
+
+
+def test_a_requeued_job_saves_and_continues_as_the_same_run_with_another_attempt(tmp_path: Path) -> None:
+    job = submit(tmp_path, "--requeue", steps=100000)
+    run_id = job["id"]
+    wait_for(lambda: (runs()[run_id]["step"] or 0) >= 6, what="a checkpoint's worth of steps",
+             state=lambda: json.dumps(runs()[run_id]))
+    # What Slurm sends requeue_before_s before the time limit, sent now.
+    subprocess.run(["scancel", "--signal=USR1", job["slurm_job"]], check=True)
+    events = Path(job["dir"]) / "events.jsonl"
+    wait_for(lambda: "Slurm requeues it" in events.read_text(), what="the save before the requeue",
+             state=lambda: json.dumps(runs()[run_id]))
+    stopped = [json.loads(line) for line in events.read_text().splitlines() if '"event": "end"' in line][-1]
+    assert stopped["status"] == "stopped" and "continues in a new allocation" in stopped["message"]
+    wait_for(lambda: runs()[run_id]["status"] == "running" and runs()[run_id]["step"] > stopped["step"],
+             what="the requeued job training past the save", state=lambda: json.dumps(runs()[run_id]), timeout=300)
+    described = json.loads(studio("describe", run_id, "--json").stdout)
+    assert described["attempts"] == 2 and described["slurm"]["job"] == job["slurm_job"]  # one run, one job id
+    starts = [json.loads(line) for line in events.read_text().splitlines() if '"event": "start"' in line]
+    assert starts[-1]["resumed_from"].endswith(f"checkpoint-{stopped['step']}")
+    assert studio("stop", run_id).returncode == 0
+    wait_for(lambda: squeue(job["slurm_job"]) == "", what="the job gone from squeue")
+
+
+def test_a_job_that_reaches_its_time_limit_ends_with_a_record_saying_so(tmp_path: Path) -> None:
+    job = submit(tmp_path, "--time", "1", steps=100000)  # one minute, not requeued
+    wait_for(lambda: runs()[job["id"]]["status"] not in ("queued", "running"), what="the time limit", timeout=300,
+             state=lambda: json.dumps(runs()[job["id"]]))
+    end = [json.loads(line) for line in (Path(job["dir"]) / "events.jsonl").read_text().splitlines()
+           if '"event": "end"' in line][-1]
+    assert "time limit" in end["message"] and "slurm.time" in end["message"] + end.get("advice", ""), end
+    assert runs()[job["id"]]["status"] == "stopped" and list((Path(job["dir"]) / "checkpoints").glob("checkpoint-*"))
+
+
 def squeue(job: str) -> str:
     return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
 

@@ -146,16 +146,20 @@ def _detach_or_follow(run: Run, proc: subprocess.Popen[bytes], tail: EventTail, 
     return exit_code(status)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    slurm = None
-    if args.slurm or args.slurm_dry_run:
-        from studio.runs.slurm import SlurmRequest
+SLURM_FLAGS = ("nodes", "partition", "time", "account", "gpus_per_node", "qos", "constraint", "mem", "cpus_per_task",
+               "exclusive", "requeue", "sbatch_args")  # `studio run`'s flags for the profile's [slurm] keys
 
-        slurm = SlurmRequest(nodes=args.nodes, partition=args.partition or "", time=args.time or "",
-                             account=args.account or "", gpus_per_node=args.gpus_per_node)
-    started = start_run(profile_path(args.profile), args.max_steps, args.node_rank, slurm, args.slurm_dry_run)
+
+def cmd_run(args: argparse.Namespace) -> int:
+    on_slurm = args.slurm or args.slurm_dry_run
+    slurm = {f"slurm.{key}": getattr(args, key) for key in SLURM_FLAGS}
+    if not on_slurm and any(v is not None for v in slurm.values()):
+        raise UserError(f"--{next(k for k, v in slurm.items() if v is not None).split('.')[1].replace('_', '-')} "
+                         "is a Slurm option: add --slurm (or set it in the profile's [slurm] section)")
+    started = start_run(profile_path(args.profile), args.max_steps, args.node_rank, slurm if on_slurm else None,
+                        args.slurm_dry_run)
     run = started.run
-    if slurm is not None:
+    if on_slurm:
         if args.slurm_dry_run:
             import shutil
 
@@ -163,6 +167,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(started.slurm, end="")
             print("# not submitted (drop --slurm-dry-run to submit)", file=sys.stderr)
             return EXIT_OK
+        from studio.runs.slurm import request_from, request_notes
+
+        for note in request_notes(request_from(run.status_file().slurm_request or {})):
+            print(f"note: {note}", file=sys.stderr)
         if args.json:
             print(json.dumps({"id": run.id, "dir": str(run.dir), "status": RunStatus.QUEUED, "slurm_job": started.slurm}))
         else:
@@ -438,11 +446,21 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("--node-rank", type=int, help="multi-node: this machine's rank (overrides hardware.machine_rank)")
     p.add_argument("--slurm", action="store_true", help="submit the run to Slurm (sbatch) instead of starting it here")
     p.add_argument("--slurm-dry-run", action="store_true", help="write and print the sbatch script, submit nothing")
-    p.add_argument("--nodes", type=int, default=1, help="--slurm: nodes (one task each)")
-    p.add_argument("--partition", help="--slurm: the partition (sbatch --partition)")
-    p.add_argument("--time", help="--slurm: the time limit (sbatch --time, e.g. 2:00:00)")
-    p.add_argument("--account", help="--slurm: the account to charge (sbatch --account)")
-    p.add_argument("--gpus-per-node", type=int, default=0, help="--slurm: GPUs on each node")
+    slurm = p.add_argument_group("Slurm", "each overrides the profile's [slurm] key of the same name")
+    slurm.add_argument("--nodes", type=int, help="nodes (one task each)")
+    slurm.add_argument("--partition", help="the partition (sbatch --partition)")
+    slurm.add_argument("--time", help="the time limit (sbatch --time, e.g. 2:00:00)")
+    slurm.add_argument("--account", help="the account to charge (sbatch --account)")
+    slurm.add_argument("--gpus-per-node", type=int, help="GPUs on each node")
+    slurm.add_argument("--qos", help="the quality of service (sbatch --qos)")
+    slurm.add_argument("--constraint", help="node features the job needs (sbatch --constraint)")
+    slurm.add_argument("--mem", help="memory per node (sbatch --mem, e.g. 64G; 0 = all of it)")
+    slurm.add_argument("--cpus-per-task", type=int, help="CPUs for each node's task (sbatch --cpus-per-task)")
+    slurm.add_argument("--exclusive", action="store_true", default=None, help="the nodes for this job alone")
+    slurm.add_argument("--requeue", action="store_true", default=None,
+                       help="save before the time limit and continue in a new allocation (sbatch --requeue)")
+    slurm.add_argument("--sbatch-arg", action="append", metavar="OPTION", dest="sbatch_args",
+                       help="another sbatch option, e.g. --sbatch-arg=--mail-type=END (repeatable)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("runs", help="list runs and their status")

@@ -8,6 +8,7 @@ tomli-w through an atomic rename.
 from __future__ import annotations
 
 import difflib
+import re
 import math
 import os
 import sys
@@ -220,6 +221,26 @@ def parse_gpus(text: str) -> str | int | tuple[int, ...]:
 
 
 @dataclass(frozen=True)
+class SlurmSection:
+    """What `studio run --slurm` asks of Slurm (each also a flag of `studio run`, which wins)."""
+    nodes: int = _spec(1, "nodes (one task each)", min=1, max=4096)
+    gpus_per_node: int = _spec(0, "GPUs on each node (0: ask for none)", min=0, max=1024)
+    partition: str = _spec("", "the partition (\"\": the cluster's default)")
+    time: str = _spec("", "the time limit, as sbatch takes it (e.g. 12:00:00; \"\": the partition's default)")
+    account: str = _spec("", "the account to charge")
+    qos: str = _spec("", "the quality of service")
+    constraint: str = _spec("", "node features the job needs (sbatch --constraint, e.g. a100)")
+    mem: str = _spec("", "memory per node, as sbatch takes it (64G; 0 = all of it; \"\": Slurm's default)")
+    cpus_per_task: int = _spec(0, "CPUs for each node's task (0: Slurm's default, often one CPU, which starves the "
+                               "data loader)", min=0, max=100_000)
+    exclusive: bool = _spec(False, "the nodes for this job alone")
+    requeue: bool = _spec(False, "before the time limit: save, and requeue the job to continue in a new allocation")
+    requeue_before_s: int = _spec(300, "with requeue: how many seconds before the time limit the job saves "
+                                  "(Slurm may signal up to 60 s early)", min=60, max=86_400)
+    sbatch_args: list[str] = _spec([], "more sbatch options, one each, e.g. [\"--mail-type=END\"]")
+
+
+@dataclass(frozen=True)
 class OutputSection:
     report_to: str = _spec("none", "also log to", choices=REPORT_TO)
 
@@ -234,6 +255,7 @@ class Profile:
     preference: PreferenceSection = field(default_factory=PreferenceSection)
     reward: RewardSection = field(default_factory=RewardSection)
     hardware: HardwareSection = field(default_factory=HardwareSection)
+    slurm: SlurmSection = field(default_factory=SlurmSection)
     output: OutputSection = field(default_factory=OutputSection)
 
     @property
@@ -259,6 +281,7 @@ SECTIONS: dict[str, type] = {
     "preference": PreferenceSection,
     "reward": RewardSection,
     "hardware": HardwareSection,
+    "slurm": SlurmSection,
     "output": OutputSection,
 }
 TOP_LEVEL = ("description", *SECTIONS)
@@ -379,6 +402,29 @@ def _cross_checks(p: Profile, problems: list[Problem]) -> None:
         problems.append(Problem("hardware.machine_rank", f"must be < hardware.num_machines ({p.hardware.num_machines})"))
     if p.data.eval_split and p.data.eval_fraction > 0:
         problems.append(Problem("data.eval_fraction", "set either data.eval_split or data.eval_fraction, not both"))
+    _slurm_checks(p.slurm, problems)
+
+
+SLURM_MEMORY = re.compile(r"\d+[KMGT]?", re.IGNORECASE)
+SLURM_TIME = re.compile(r"(\d+-)?\d+(:\d+){0,2}|\d+-\d+|UNLIMITED|INFINITE", re.IGNORECASE)
+
+
+def _slurm_checks(s: SlurmSection, problems: list[Problem]) -> None:
+    """What sbatch would refuse, or what would break the script, said before anything is written."""
+    if s.mem and not SLURM_MEMORY.fullmatch(s.mem):
+        problems.append(Problem("slurm.mem", f"must be a size as sbatch takes it (64G, 512000M, or 0 for all of "
+                                             f"the node's memory), got {s.mem!r}"))
+    if s.time and not SLURM_TIME.fullmatch(s.time):
+        problems.append(Problem("slurm.time", f"must be a time as sbatch takes it (minutes, HH:MM:SS or "
+                                              f"D-HH:MM:SS), got {s.time!r}"))
+    for name in ("partition", "account", "qos", "constraint"):
+        value = getattr(s, name)
+        if any(c.isspace() for c in value):
+            problems.append(Problem(f"slurm.{name}", f"must not hold spaces or line breaks, got {value!r}"))
+    for arg in s.sbatch_args:
+        if not arg.startswith("-") or "\n" in arg or "\r" in arg:
+            problems.append(Problem("slurm.sbatch_args", f"each is one sbatch option starting with '-' on one line "
+                                                         f"(e.g. \"--mail-type=END\"), got {arg!r}"))
 
 
 def profile_from_dict(raw: dict[str, Any], source: str = "<profile>") -> Profile:

@@ -104,7 +104,7 @@ def _launch(run: Run, resume: bool, lock: RunLock) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", CUDA_DEVICE_ORDER="PCI_BUS_ID",
                **extra_env, **{ENV_FD: str(lock.fd)})
     try:  # the record first: nothing is spawned that the run's files do not know of
-        run.update_status_file(attempts=run.status_file().attempts + 1, launched_at=time.time())
+        run.update_status_file(attempts=run.status_file().attempts + 1, launched_at=time.time(), stop_reason="")
         run.check_contained()
         with os.fdopen(append_regular(run.log_path), "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -14,13 +14,14 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from studio.atomic import write_text
 from studio.runs.events import End, append_event
 from studio.runs.files import PLAN_FILE, PROFILE_FILE, SLURM_SCRIPT, STATUS_FILE
 from studio.runs.folder import Run, RunError
+from studio.profiles.profile import SlurmSection
 from studio.runs.status import END_STATUSES, RunStatus
 
 SLURM_ENDINGS = {
@@ -35,13 +36,45 @@ SLURM_ENDINGS = {
 }
 
 
+# Pending reasons that no amount of waiting clears: what the job asks is beyond what its partition (or QOS)
+# allows. Each says what to change; `studio stop` cancels the waiting job.
+NEVER_CLEARS = {
+    "PartitionTimeLimit": "the job asks for more time than its partition allows: stop it and ask for less --time",
+    "PartitionNodeLimit": "the job asks for more nodes than its partition has or allows: stop it and ask for fewer "
+                          "--nodes (or another --partition)",
+    "PartitionConfig": "no node of the partition can give what the job asks (--cpus-per-task, --mem, "
+                       "--gpus-per-node or --constraint beyond its nodes, or an account or QOS it does not allow): "
+                       "stop it and ask for less, or another --partition",
+    "BadConstraints": "no node has the features --constraint asks for: stop it and change slurm.constraint",
+    "QOSMaxWallDurationPerJobLimit": "the job asks for more time than its QOS allows: stop it and ask for less "
+                                     "--time (or another --qos)",
+    "QOSMaxNodePerJobLimit": "the job asks for more nodes than its QOS allows: stop it and ask for fewer --nodes",
+    "QOSMaxGRESPerJob": "the job asks for more GPUs than its QOS allows: stop it and ask for fewer",
+    "InvalidQOS": "the QOS asked for does not exist or is not this account's: stop it and change --qos",
+    "InvalidAccount": "the account asked for does not exist or is not yours: stop it and change --account",
+}
+
+
 @dataclass(frozen=True)
 class SlurmRequest:
+    """What the job asks of Slurm: the profile's [slurm] section with the command line's flags applied."""
     nodes: int = 1
     partition: str = ""
     time: str = ""
     account: str = ""
     gpus_per_node: int = 0
+    qos: str = ""
+    constraint: str = ""
+    mem: str = ""
+    cpus_per_task: int = 0
+    exclusive: bool = False
+    requeue: bool = False
+    requeue_before_s: int = 300
+    sbatch_args: tuple[str, ...] = ()
+
+
+def request_of(section: SlurmSection) -> SlurmRequest:
+    return SlurmRequest(**{**asdict(section), "sbatch_args": tuple(section.sbatch_args)})
 
 
 def request_from(raw: dict[str, Any]) -> SlurmRequest:
@@ -50,7 +83,17 @@ def request_from(raw: dict[str, Any]) -> SlurmRequest:
     defaults = SlurmRequest()
     values = {f.name: raw[f.name] for f in fields(SlurmRequest)
               if f.name in raw and type(raw[f.name]) is type(getattr(defaults, f.name))}
+    if isinstance(raw.get("sbatch_args"), list) and all(isinstance(a, str) for a in raw["sbatch_args"]):
+        values["sbatch_args"] = tuple(raw["sbatch_args"])
     return SlurmRequest(**values)
+
+
+def request_notes(request: SlurmRequest) -> list[str]:
+    """What the request leaves to Slurm's defaults that a training job usually needs."""
+    if request.cpus_per_task or request.exclusive:
+        return []
+    return ["the job asks Slurm for no CPUs (slurm.cpus_per_task or --cpus-per-task; or --exclusive): many "
+            "clusters then give it one, and the data loader and tokenizer crawl"]
 
 
 def available() -> bool:
@@ -60,16 +103,31 @@ def available() -> bool:
 def script(run: Run, request: SlurmRequest) -> str:
     """The sbatch script: one task per node, each starting its node's trainer."""
     lines = ["#!/bin/bash", f"#SBATCH --job-name=studio-{run.id}"[:100], f"#SBATCH --nodes={request.nodes}",
-             "#SBATCH --ntasks-per-node=1", f"#SBATCH --output={run.dir}/slurm-%j.out"]
+             "#SBATCH --ntasks-per-node=1", f"#SBATCH --output={run.dir}/slurm-%j.out",
+             "#SBATCH --open-mode=append"]  # a requeued job adds to its output, as the run keeps its log
     if request.gpus_per_node:
         lines.append(f"#SBATCH --gpus-per-node={request.gpus_per_node}")
-    for flag, value in (("partition", request.partition), ("time", request.time), ("account", request.account)):
+    if request.cpus_per_task:
+        lines.append(f"#SBATCH --cpus-per-task={request.cpus_per_task}")
+    for flag, value in (("partition", request.partition), ("time", request.time), ("account", request.account),
+                        ("qos", request.qos), ("constraint", request.constraint), ("mem", request.mem)):
         if value:
             lines.append(f"#SBATCH --{flag}={shlex.quote(value)}")
+    if request.exclusive:
+        lines.append("#SBATCH --exclusive")
+    if request.requeue:  # the node task saves on the signal and requeues the job (slurm_node.py)
+        lines += ["#SBATCH --requeue", f"#SBATCH --signal=USR1@{request.requeue_before_s}"]
+    else:
+        lines.append("#SBATCH --no-requeue")
+    lines += [f"#SBATCH {arg}" for arg in request.sbatch_args]
     python = shlex.quote(sys.executable)
     lines += [
-        "# The first node hosts the rendezvous; every node learns its rank from SLURM_NODEID.",
-        'export STUDIO_MAIN_ADDRESS="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+        "# The first node hosts the rendezvous, at the address Slurm itself reaches it by (NodeAddr: its hostname",
+        "# may resolve to 127.0.0.1 on the node itself); every node learns its rank from SLURM_NODEID.",
+        'first="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+        'addr="$(scontrol show node "$first" -o 2>/dev/null | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')"',
+        'export STUDIO_MAIN_ADDRESS="${addr:-$first}"',
+        f"export STUDIO_REQUEUE={int(request.requeue)}",
         f"srun --kill-on-bad-exit=1 {python} -m studio.runs.slurm_node {shlex.quote(str(run.dir))}",
     ]
     return "\n".join(lines) + "\n"
@@ -92,7 +150,7 @@ def submit(run: Run, request: SlurmRequest, dry_run: bool = False) -> str:
                                                  "and start the run again"))
         raise RunError(f"Slurm refused the job: {why}")
     job = proc.stdout.strip().split(";")[0]
-    run.update_status_file(slurm_job=job, launched_at=time.time(), attempts=run.status_file().attempts + 1)
+    run.update_status_file(slurm_job=job, launched_at=time.time())  # each node task's launch counts an attempt
     return job
 
 
@@ -128,8 +186,8 @@ def slurm_status(run: Run, events_status: RunStatus | None) -> tuple[RunStatus, 
     name, reason = state
     if name == "PENDING":
         why = f"waiting for Slurm: {reason}"
-        if reason == "PartitionTimeLimit":
-            why += " (the job asks for more time than its partition allows: stop it and ask for less --time)"
+        if reason in NEVER_CLEARS:
+            why += f" ({NEVER_CLEARS[reason]})"
         return RunStatus.QUEUED, why
     if name in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED") and events_status not in END_STATUSES:
         return RunStatus.RUNNING, f"Slurm job {job} {name.lower()}"

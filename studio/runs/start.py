@@ -7,6 +7,7 @@ profile -> check the data -> plan (layout, setup, estimate, decisions) -> run fo
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from studio.runs.files import ORIGINAL_PROFILE
 from studio.runs.folder import Run, RunError, create_run
 from studio.runs.history import machine_corrections
 from studio.runs.launcher import launch, write_plan_files
-from studio.runs.slurm import SlurmRequest, submit
+from studio.runs.slurm import SlurmRequest, request_of, submit
 from studio.runs.slurm import available as slurm_available
 
 
@@ -121,9 +122,13 @@ def revise_run(run: Run, revised: Profile, inventory: Inventory | None = None) -
 
 
 def start_run(profile_path: Path, max_steps: int | None = None, node_rank: int | None = None,
-              slurm: SlurmRequest | None = None, slurm_dry_run: bool = False) -> Started:
-    """Load a profile file, apply the command line's overrides, and start it (here, or on Slurm)."""
+              slurm: dict[str, Any] | None = None, slurm_dry_run: bool = False) -> Started:
+    """Load a profile file, apply the command line's overrides, and start it (here, or on Slurm: `slurm` is
+    then the command line's [slurm] keys, None where not given, over the profile's)."""
     profile = load_profile(profile_path)
-    flags = {"train.max_steps": max_steps, "hardware.machine_rank": node_rank}
+    flags = {"train.max_steps": max_steps, "hardware.machine_rank": node_rank, **(slurm or {})}
+    if flags.get("slurm.sbatch_args"):  # the command line's sbatch options add to the profile's
+        flags["slurm.sbatch_args"] = [*profile.slurm.sbatch_args, *flags["slurm.sbatch_args"]]
     profile = with_changes(profile, {k: v for k, v in flags.items() if v is not None}, source="the command line")
-    return start_profile(profile, Path(profile_path).stem, slurm=slurm, slurm_dry_run=slurm_dry_run)
+    request = request_of(profile.slurm) if slurm is not None else None
+    return start_profile(profile, Path(profile_path).stem, slurm=request, slurm_dry_run=slurm_dry_run)

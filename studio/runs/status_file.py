@@ -33,6 +33,7 @@ class StatusFile:
     attempts: int = 0                   # launches so far: the next launch is attempt attempts + 1
     launched_at: float = 0.0            # the latest launch: an `end` older than this belongs to an earlier attempt
     stop_requested_at: float = 0.0      # the latest stop request: a trainer gone after it counts as stopped
+    stop_reason: str = ""               # why, when the user did not ask (Slurm's time limit, a requeue): its `end` says
     pid: int | None = None              # the trainer (or its launcher), the leader of the job's processes
     pid_started_at: float | None = None  # that process's start time: the same pid later is another process
     pgid: int | None = None             # the process group studio created for it (kill reaches all of it)
@@ -68,7 +69,7 @@ def status_from_dict(raw: Any) -> StatusFile:
         profile=text("profile"), created_at=_number(raw.get("created_at")), kind=text("kind") or "train",
         attempts=attempts if isinstance(attempts, int) and not isinstance(attempts, bool) and attempts >= 0 else 0,
         launched_at=_number(raw.get("launched_at")) or 0.0,
-        stop_requested_at=_number(raw.get("stop_requested_at")) or 0.0,
+        stop_requested_at=_number(raw.get("stop_requested_at")) or 0.0, stop_reason=text("stop_reason"),
         pid=valid_pid(raw.get("pid")), pid_started_at=_number(raw.get("pid_started_at")),
         pgid=valid_pid(raw.get("pgid")), slurm_job=text("slurm_job"),
         slurm_request=raw["slurm_request"] if isinstance(raw.get("slurm_request"), dict) else None)

@@ -254,7 +254,10 @@ def end_record(run: Run, trainer: Any, telemetry: Telemetry, metrics: dict[str, 
     message = advice = None
     if stopped:
         where = run.last_complete_checkpoint()
-        message = f"stopped at step {st.global_step}; saved {where.name if where else 'no checkpoint'} and the adapter in final/"
+        record = run.status_file()
+        why = f" ({record.stop_reason})" if record.stop_reason and record.stop_requested_at >= record.launched_at else ""
+        message = (f"stopped at step {st.global_step}{why}; saved {where.name if where else 'no checkpoint'} and the "
+                   "adapter in final/")
         advice = f"resume continues from step {st.global_step}"
     return End(status=RunStatus.STOPPED if stopped else RunStatus.COMPLETED, step=st.global_step, max_steps=st.max_steps,
                final=None if probe else str(run.final_dir),
