@@ -145,6 +145,8 @@ def test_a_frozen_machine_fails_the_job_within_the_collective_timeout_and_a_stop
         end = ended(main)
         assert run_status(main) == "failed" and end.error_kind == "crash", end
         assert "machine 1" in end.message and "30 s" in end.message, end.message
+        # What this machine could keep without the other: the adapter of the last step both finished.
+        assert "saved the weights of step" in end.message and (main.final_dir / "adapter_model.safetensors").is_file()
     finally:
         kill_machine(other, signal.SIGKILL)
     wait_for(lambda: not trainers_of(main.dir), what="the main machine's processes to go", timeout=120)

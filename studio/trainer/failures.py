@@ -29,6 +29,15 @@ class ConfigError(Exception):
     """The profile asks for something this machine or model cannot do."""
 
 
+class LostPeer(Exception):
+    """A collective failed because another process of the job stopped answering; `saved` is the step whose
+    weights this machine kept in final/ (None when it could not)."""
+
+    def __init__(self, text: str, saved: int | None):
+        super().__init__(text)
+        self.saved = saved
+
+
 class Diverged(Exception):
     """The loss or the gradients became NaN or infinite: from this step on the weights are not a model."""
 
@@ -105,7 +114,7 @@ def lost_peer(text: str) -> bool:
     return any(words in text for words in PEER_LOST) or ("NCCL" in text and "timeout" in text.lower())
 
 
-def lost_peer_record(text: str, profile: Profile | None) -> dict[str, Any]:
+def lost_peer_record(text: str, profile: Profile | None, saved: int | None = None) -> dict[str, Any]:
     """Which machine of the job stopped answering, as far as this one can tell, and in how long."""
     import os
 
@@ -123,9 +132,10 @@ def lost_peer_record(text: str, profile: Profile | None) -> dict[str, Any]:
     if timed_out and profile is not None:
         within = f" within hardware.collective_timeout ({profile.hardware.collective_timeout * 60:.0f} s)"
     how = "did not answer" + within if timed_out else "closed its connection (killed or crashed)"
+    kept = f"; this machine saved the weights of step {saved} in final/" if saved is not None else ""
     return {"error_kind": "crash",
             "message": f"the job lost a process: {who} {how}; this is machine {mine} of {machines}, "
-                       f"{world} processes in all ({text.strip().splitlines()[0].split('. This is')[0][:300]})",
+                       f"{world} processes in all{kept} ({text.strip().splitlines()[0].split('. This is')[0][:300]})",
             "advice": "look at the other machine's run (`studio runs` there: stopped, frozen, or its network "
                       "down); when every machine is ready, resume the run on each of them"}
 
@@ -171,8 +181,8 @@ def classify(e: BaseException, profile: Profile | None) -> dict[str, Any]:
         return {"error_kind": "config", "message": f"model.attn_implementation: {text}",
                 "advice": "set model.attn_implementation = \"sdpa\" (or install flash-attn for this GPU) "
                           "and start a new run"}
-    if lost_peer(text):
-        return lost_peer_record(text, profile)
+    if isinstance(e, LostPeer) or lost_peer(text):
+        return lost_peer_record(text, profile, e.saved if isinstance(e, LostPeer) else None)
     if isinstance(e, REPEATING_ERRORS):
         return {"error_kind": "crash", "message": f"{type(e).__name__}: {e}",
                 "advice": "the trainer's log has the traceback. This kind of error comes from the code and its "

@@ -30,7 +30,7 @@ from studio.runs.events import End, EventWriter, NullWriter, Start, to_record
 from studio.runs.files import PREFLIGHT_FILE
 from studio.runs.folder import Run, RunError, skipped_checkpoints
 from studio.runs.lock import LockError, RunLock, inherited
-from studio.trainer.config import check_requirements, collective_timeout, is_machine_main, node_rank, resolve_dtype, sft_config, world_size
+from studio.trainer.config import check_requirements, collective_timeout, is_machine_main, is_main_process, node_rank, resolve_dtype, sft_config, world_size
 from studio.planning.decisions import data_shape
 from studio.planning.decisions import packing as packing_rule
 from studio.planning.record import PlanRecord, Trained
@@ -41,7 +41,7 @@ from studio.trainer.packing import packing_is_exact
 from studio.trainer.preference import needs_reference_copy, preference_preflight, preference_trainer
 from studio.trainer.rewards import ROW_COLUMN
 from studio.trainer.tokenize import columns, tokenize_rows
-from studio.trainer.failures import Diverged, failure_record
+from studio.trainer.failures import Diverged, LostPeer, failure_record, lost_peer
 from studio.trainer.job_resume import job_checkpoint
 from studio.trainer.model import count_params, load_model, load_tokenizer, lora_config, lora_modules, model_folder
 from studio.trainer.stop import StopRequest
@@ -153,7 +153,12 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
         return End(status=RunStatus.STOPPED, step=0, message="stopped before training began")
 
     # 5. Train; save the result; evaluate at the end when nobody did at this step.
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except Exception as e:
+        if lost_peer(str(e)):  # another machine is gone: keep what this one has, then fail naming it
+            raise LostPeer(str(e), save_alone(trainer, run, plan, probe)) from e
+        raise
     st = trainer.state
     stopped = stop.requested and st.global_step < st.max_steps
     if not probe:
@@ -161,6 +166,20 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
     if eval_rows and not stopped and st.global_step not in telemetry.evaluated_steps:
         trainer.evaluate()  # the callback writes the eval event
     return end_record(run, trainer, telemetry, result.metrics, stopped, probe)
+
+
+def save_alone(trainer: Any, run: Run, plan: PlanRecord, probe: bool) -> int | None:
+    """The weights of the last step every process finished, saved into final/ by the main process without the
+    others (no collective: they are gone). Only where this process holds whole weights (one process, or DDP);
+    the step saved, or None."""
+    if probe or not is_main_process() or plan.layout.strategy in SHARDED_STRATEGIES:
+        return None
+    try:
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(run.final_dir))
+    except Exception as e:  # noqa: BLE001 - the failure to report is the lost machine, not this save
+        print(f"could not save the weights after losing a machine: {type(e).__name__}: {e}", flush=True)
+        return None
+    return trainer.state.global_step
 
 
 def check_objective_data(profile: Profile, fmt: str) -> None:
