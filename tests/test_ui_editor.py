@@ -400,3 +400,29 @@ async def test_a_hub_dataset_offline_says_so_instead_of_reading_forever(studio_e
         advice = lambda: " ".join(str(editor.query_one("#advice-body").render()).split())  # noqa: E731
         await until(pilot, lambda: "HF_HUB_OFFLINE" in advice(), "what the editor can say of the dataset")
         assert "reading..." not in advice() and "someone/chat-data: a Hub dataset" in advice()
+
+
+async def test_undo_and_redo_go_on_working_after_a_save_and_the_title_marks_unsaved_changes(studio_env: Path) -> None:
+    """Defect (issue 36 #1): after ctrl+s, a change then ctrl+z said 'nothing to undo' and kept the value, while
+    esc still warned of unsaved changes; there was no redo and no mark of unsaved changes."""
+    path = write(studio_env, "mine", GOOD)
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(path)
+        await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled,
+                    "the editor")
+        editor = pilot.app.screen
+        rank = editor.query_one("#f-method-rank", Input)
+        before = rank.value
+        seen = notifications(pilot.app)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: any("saved" in n for n in seen), "the save")
+        rank.focus()
+        await pilot.press("end", *["backspace"] * len(rank.value), "2", "4", "tab")
+        await until(pilot, lambda: editor.dirty and rank.value == "24", "the change")
+        assert editor.title.endswith("*"), editor.title  # unsaved, said where the eye is
+        await pilot.press("ctrl+z")
+        await until(pilot, lambda: rank.value == before, f"the change undone ({seen[-2:]})")
+        await until(pilot, lambda: not editor.dirty, "the form back to what is saved")
+        assert not editor.title.endswith("*")
+        await pilot.press("ctrl+y")
+        await until(pilot, lambda: rank.value == "24" and editor.dirty, "the change redone")

@@ -201,6 +201,30 @@ async def test_the_export_dialogs_switch_label_is_whole_at_120_columns(studio_en
         await until(pilot, lambda: "bigger)" in screen_text(pilot.app), "the whole label, wrapped")
 
 
+async def test_enter_in_the_export_dialog_exports_what_it_shows_and_it_offers_gguf(studio_env: Path) -> None:
+    """Defect (issue 36 #3): Enter on the merge switch toggled it, so `x`, Tab, Space, Enter turned merge off
+    again and the next Enter exported only the adapter; and the dialog offered no GGUF, Ollama or push."""
+    from textual.widgets import Select, Switch
+
+    from studio.ui.dialogs import ExportDialog
+
+    run_dir = record_run(studio_env, status="completed")
+    (run_dir / "final").mkdir()
+    (run_dir / "final" / "adapter_config.json").write_text("{}")
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await front(pilot, RunMonitor)
+        seen = notifications(pilot.app)
+        await pilot.press("x")
+        dialog = await until(pilot, lambda: isinstance(pilot.app.screen, ExportDialog) and pilot.app.screen,
+                             "the export dialog")
+        assert "GGUF" in screen_text(pilot.app) and "Ollama" in screen_text(pilot.app) and "Hub" in screen_text(pilot.app)
+        await pilot.press("tab", "space")
+        await until(pilot, lambda: dialog.query_one("#export-merge", Switch).value, "merge on")
+        await pilot.press("enter")  # on the switch: exports, as the dialog says, with merge still on
+        await until(pilot, lambda: not isinstance(pilot.app.screen, ExportDialog), "the dialog closed")
+        await until(pilot, lambda: any("exporting run" in n and "merged" in n for n in seen), f"the export ({seen})")
+
+
 async def test_a_resuming_run_counts_its_preparation_and_drops_the_old_eta(studio_env: Path) -> None:
     """Just after `u`: a live trainer launched 7 s ago that has written nothing yet. The monitor says it is
     resuming, counts the seconds, and shows no ETA left over from the attempt before."""

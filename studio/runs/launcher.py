@@ -25,9 +25,8 @@ from studio.planning.record import PlanRecord
 from studio.runs.events import End, Event, EventTail, append_event
 from studio.runs.files import ACCELERATE_CONFIG, LAYOUT_FILE
 from studio.runs.folder import Run, RunError, skipped_checkpoints
-from studio.runs.liveness import TRAINER_MODULE, is_alive, process_start_time
+from studio.runs.liveness import LAUNCHER_MODULE, TRAINER_MODULE, is_alive, process_start_time
 from studio.runs.lock import ENV_FD, LockError, RunLock
-from studio.runs.rendezvous import LAUNCHER_MODULE
 from studio.safeopen import append_regular
 from studio.runs.state import run_status
 from studio.runs.status import RunStatus

@@ -16,6 +16,7 @@ from studio.runs.folder import Run
 from studio.runs.status_file import valid_pid
 
 TRAINER_MODULE = "studio.trainer"
+LAUNCHER_MODULE = "studio.runs.rendezvous"  # the launcher of a several-process run (its argv names the trainer too)
 
 
 def process_start_time(pid: int) -> float | None:

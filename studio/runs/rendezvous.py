@@ -31,7 +31,6 @@ import psutil
 
 from studio.planning.layout import Layout
 
-LAUNCHER_MODULE = "studio.runs.rendezvous"
 BACKEND = "studio"
 RENDEZVOUS_TIMEOUT_S = 900  # how long machines wait for each other to start (as torch's static rendezvous)
 INTERFACE_VARIABLES = ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")

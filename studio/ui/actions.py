@@ -99,10 +99,11 @@ def resume(screen: RunActions, run: Run) -> None:
 
 
 def export(screen: RunActions, run: Run) -> None:
-    """Ask where to, when the run has something to export (else say why, without a dialog); export in a worker."""
-    from studio.runs.export import check_exportable, export_target
+    """Ask where to and as what, when the run has something to export (else say why, without a dialog); export
+    in a worker, saying every few seconds that it still works."""
+    from studio.runs.export import check_exportable, check_push_name, export_target
     from studio.runs.folder import RunError
-    from studio.ui.dialogs import ExportDialog
+    from studio.ui.dialogs import ExportChoice, ExportDialog
 
     try:
         check_exportable(run)
@@ -110,32 +111,62 @@ def export(screen: RunActions, run: Run) -> None:
         screen.notify(str(e), title="cannot export", severity="warning", timeout=10)
         return
 
-    def done(answer: tuple[str, bool] | None) -> None:
-        if not answer:
+    def done(choice: ExportChoice | None) -> None:
+        if not choice:
             return
         try:
-            out = export_target(run, Path(answer[0]))
+            if choice.push:
+                check_push_name(choice.push)
+            out = export_target(run, Path(choice.folder))
         except RunError as e:
             screen.notify(str(e), title="cannot export", severity="error", timeout=10)
             return
-        screen.run_worker(lambda: export_in_background(screen, run, out, answer[1]), thread=True, group="export")
+        screen.run_worker(lambda: export_in_background(screen.app, run, out, choice), thread=True, group="export")
 
-    screen.app.push_screen(ExportDialog(run.id, str(Path.home() / f"{run.id}-adapter")), done)
+    screen.app.push_screen(ExportDialog(run.id, str(Path.home() / f"{run.id}-export")), done)
 
 
-def export_in_background(screen: RunActions, run: Run, out: Path, merge: bool) -> None:
+EXPORT_PROGRESS_S = 4.0  # how often a running export says it still works
+
+
+def export_in_background(app: Any, run: Run, out: Path, choice: Any) -> None:
+    """The export's own process, followed: a toast every EXPORT_PROGRESS_S with the seconds and its latest line,
+    registered in `app.exports` while it runs (quitting asks first), and its outcome."""
     import subprocess
+    import threading
+    import time
 
     from studio.runs.export import export_command
 
-    tell = screen.app.call_from_thread
-    tell(screen.app.notify, f"exporting run {run.id} to {out}" + (" (merging)" if merge else ""))
-    proc = subprocess.run(export_command(run, out, merge), capture_output=True, text=True)
+    what = ", ".join(w for w, on in (("merged", choice.merge), (f"GGUF {choice.gguf}", choice.gguf),
+                                     ("Ollama", choice.ollama), (f"push to {choice.push}", choice.push)) if on)
+    what = what or "the adapter or model as trained"
+    tell = app.call_from_thread
+    tell(app.notify, f"exporting run {run.id} to {out} ({what})")
+    cmd = export_command(run, out, choice.merge, choice.gguf, choice.ollama, choice.push, choice.private)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    app.exports[proc.pid] = (proc, f"run {run.id} ({what})")
+    started = time.monotonic()
+    try:
+        while proc.poll() is None:
+            try:
+                proc.wait(EXPORT_PROGRESS_S)
+            except subprocess.TimeoutExpired:
+                latest = next((line.strip() for line in reversed(lines) if line.strip()), "")
+                tell(app.notify, f"still exporting run {run.id} ({what}): {time.monotonic() - started:.0f} s"
+                                 + (f"; {latest[:80]}" if latest else ""), timeout=EXPORT_PROGRESS_S)
+    finally:
+        app.exports.pop(proc.pid, None)
+    reader.join(5)
+    text = "".join(lines).strip()
     if proc.returncode == 0:
-        tell(screen.app.notify, proc.stdout.strip().splitlines()[-1])
-    else:
-        tell(screen.app.notify, (proc.stderr or proc.stdout).strip()[-300:], title="export failed", severity="error",
-             timeout=10)
+        tell(app.notify, "\n".join(line for line in text.splitlines() if not line.startswith("note: removing"))[-600:]
+             or f"exported run {run.id} to {out}", timeout=10)
+    elif proc.returncode > 0:
+        tell(app.notify, text[-300:], title="export failed", severity="error", timeout=10)
 
 
 def chat(screen: RunActions, run: Run) -> None:

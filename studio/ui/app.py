@@ -87,6 +87,7 @@ class StudioApp(App[None]):
         self.watched_run_id: str | None = None
         self.starting: set[Path] = set()  # profiles whose start is on its way
         self.told_endings: set[tuple[str, float | None]] = set()  # (run id, end time): each ending toasted once
+        self.exports: dict[int, tuple[Any, str]] = {}  # pid -> (process, what): exports running, for the quit
         self.fixed_inventory = inventory
         self.poll_gpus = poll_gpus
         if inventory is not None:
@@ -326,8 +327,26 @@ class StudioApp(App[None]):
                 screen.refresh_lists()
 
     def action_quit(self) -> None:
-        """Leave at once: the runs still training are named from what the dashboard last read (in a worker)
-        and from the monitors open. (No import here: quitting from the dashboard need not load the monitor.)"""
+        """Leave at once, or, while an export runs (it would stop, writing nothing), after asking."""
+        if not self.exports:
+            self.quit_now()
+            return
+        from studio.ui.dialogs import Confirm
+
+        running = "; ".join(what for _, what in list(self.exports.values())[:2])
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                for proc, _ in list(self.exports.values()):
+                    proc.kill()  # the export writes into a staging folder: nothing half-written is left
+                self.quit_now()
+
+        self.push_screen(Confirm(f"an export is running ({running}); quitting stops it and writes nothing. "
+                                 "Quit anyway?"), done)
+
+    def quit_now(self) -> None:
+        """The runs still training are named from what the dashboard last read (in a worker) and from the
+        monitors open. (No import here: quitting from the dashboard need not load the monitor.)"""
         dashboard = next((s for s in self.screen_stack if isinstance(s, Dashboard)), None)
         running = [s.id for s in dashboard.last_summaries if s.status == RunStatus.RUNNING] if dashboard else []
         watched = [s.training_run_id() for s in self.screen_stack if isinstance(s, StudioScreen)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Input, Label, Static, Switch
+from textual.widgets import Button, Input, Label, Select, Static, Switch
 
 from studio.data_preview import PreviewError, data_preview, preview_lines
 from studio.profiles.library import user_profile_path
@@ -244,10 +245,28 @@ class NewProfileDialog(ModalScreen["tuple[Path, str] | None"]):
         self.dismiss(None)
 
 
-class ExportDialog(ModalScreen["tuple[str, bool] | None"]):
-    """Where to export a run, and whether to merge the adapter into the base model."""
+@dataclass(frozen=True)
+class ExportChoice:
+    """What the export dialog asks for: everything `studio export` can do."""
+    folder: str
+    merge: bool = False
+    gguf: str | None = None      # the GGUF type (q8_0, a k-quant...), or None for no GGUF
+    ollama: bool = False
+    push: str | None = None      # ORG/NAME on the Hub
+    private: bool = False
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+GGUF_CHOICES = (("no GGUF", ""), ("GGUF q8_0", "q8_0"), ("GGUF f16", "f16"), ("GGUF bf16", "bf16"),
+                ("GGUF q4_k_m (llama-quantize)", "q4_k_m"), ("GGUF q5_k_m (llama-quantize)", "q5_k_m"),
+                ("GGUF q6_k (llama-quantize)", "q6_k"), ("GGUF f32", "f32"))
+
+
+class ExportDialog(ModalScreen["ExportChoice | None"]):
+    """Where to export a run and as what: the adapter, a merged model, a GGUF (with its type) and an Ollama
+    Modelfile, and a push to the Hub. Enter exports from any field (space toggles a switch), esc cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"),
+                Binding("enter", "export", "Export", priority=True)]  # before a switch's own enter (toggle)
 
     def __init__(self, run_id: str, folder: str):
         super().__init__()
@@ -261,11 +280,42 @@ class ExportDialog(ModalScreen["tuple[str, bool] | None"]):
             with Horizontal(classes="switch-row"):
                 yield Switch(False, id="export-merge")
                 yield Label("merge the adapter into the base model (a whole model; bigger)")
-            yield Label("enter to export, esc to cancel", classes="hint")
+            yield Select(GGUF_CHOICES, value="", allow_blank=False, id="export-gguf")
+            with Horizontal(classes="switch-row"):
+                yield Switch(False, id="export-ollama")
+                yield Label("with an Ollama Modelfile (needs a GGUF)")
+            yield Input(placeholder="push to the Hub as ORG/NAME (empty: no push)", id="export-push")
+            with Horizontal(classes="switch-row"):
+                yield Switch(False, id="export-private")
+                yield Label("a private repository")
+            yield Label("enter exports (from any field), space toggles a switch, esc cancels", classes="hint")
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        folder = event.value.strip()
-        self.dismiss((folder, self.query_one("#export-merge", Switch).value) if folder else None)
+    def choice(self) -> ExportChoice | None:
+        folder = self.query_one("#export-folder", Input).value.strip()
+        if not folder:
+            return None
+        gguf = self.query_one("#export-gguf", Select).value
+        return ExportChoice(folder, merge=self.query_one("#export-merge", Switch).value,
+                            gguf=gguf if isinstance(gguf, str) and gguf else None,
+                            ollama=self.query_one("#export-ollama", Switch).value,
+                            push=self.query_one("#export-push", Input).value.strip() or None,
+                            private=self.query_one("#export-private", Switch).value)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Enter picks an option while the GGUF list is open; it exports everywhere else.
+        return not (action == "export" and self.query_one("#export-gguf", Select).expanded)
+
+    def action_export(self) -> None:
+        choice = self.choice()
+        if choice is None:
+            self.notify("name the folder to export to", severity="warning")
+            self.query_one("#export-folder", Input).focus()
+            return
+        if choice.ollama and not choice.gguf:
+            self.notify("an Ollama Modelfile goes beside a GGUF: choose a GGUF type", severity="warning")
+            self.query_one("#export-gguf", Select).focus()
+            return
+        self.dismiss(choice)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -107,6 +107,7 @@ class ProfileEditor(StudioScreen):
         Binding("ctrl+e", "external_editor", "$EDITOR", show=False),
         Binding("ctrl+f", "find_field", "Go to field", show=False),
         Binding("ctrl+z", "undo", "Undo", show=False, tooltip="undo the last change to a field (again: the one before)"),
+        Binding("ctrl+y", "redo", "Redo", show=False, tooltip="redo the change ctrl+z undid"),
         Binding("f7", "diff", "Diff", show=False, tooltip="what saving would change in the file on disk, as a diff"),
         Binding("escape", "back", "Back"),
         # q types into a text field; anywhere else in the editor it leaves like esc (asking when there are
@@ -122,6 +123,7 @@ class ProfileEditor(StudioScreen):
         self.profile = profile or (load_profile(path) if path else Profile())
         self.problems: dict[str, str] = {}
         self.general_problems: list[str] = []
+        self.base_title = ""
         self.dirty = new_path is not None and path is None
         self.initial: dict[str, Any] | None = None
         self.suggestion: Fix | None = None  # what F4 applies
@@ -132,6 +134,7 @@ class ProfileEditor(StudioScreen):
         self._models: dict[tuple, str | None] = {}   # per model: None once found, else why not ("" while looking)
         self.built: set[str] = set()   # sections whose folded fields are built
         self.undo_stack: list[tuple[str, Any]] = []   # (field id, its value before a change), latest last
+        self.redo_stack: list[tuple[str, Any]] = []   # (field id, the value an undo took away), latest last
         self._values: dict[str, Any] = {}  # each field's last value seen, to know what a change replaced
 
     # ----------------------------------------------------------- layout
@@ -168,7 +171,7 @@ class ProfileEditor(StudioScreen):
 
     def _field(self, section: str, f: Any, value: Any) -> ComposeResult:
         meta = dict(f.metadata)
-        yield Label(f"{f.name}  [dim]{meta.get('help', '')}[/dim]", classes="field-label")
+        yield Label(Text.assemble(f"{f.name}  ", (meta.get("help", ""), "dim")), classes="field-label")
         fid = field_id(section, f.name)
         if meta.get("switch"):
             yield Select([("auto", "auto"), ("on", True), ("off", False)], value=value, id=fid, allow_blank=False,
@@ -212,9 +215,21 @@ class ProfileEditor(StudioScreen):
         yield SystemCommand("Run profile", "Save and start a run", self.action_run)
         yield SystemCommand("Back", "Back to the dashboard (asks first if there are unsaved changes)", self.action_back)
 
+    @property
+    def dirty(self) -> bool:
+        """The form differs from what is saved: the title ends with `*` while it does."""
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        self._dirty = value
+        if self.base_title:
+            self.title = self.base_title + (" *" if value else "")
+
     def on_mount(self) -> None:
         target = self.path or self.new_path
-        self.title = f"profile {target.stem if target else '(new)'}" + (" (new)" if self.path is None else "")
+        self.base_title = f"profile {target.stem if target else '(new)'}" + (" (new)" if self.path is None else "")
+        self.dirty = self.dirty
         self.initial = self.form_dict()
         self.refresh_advice()
         self.call_after_refresh(setattr, self, "settled", True)
@@ -290,15 +305,24 @@ class ProfileEditor(StudioScreen):
         self._values[wid] = value
         if not self.settled or before == value:
             return
+        self.redo_stack.clear()
         if not self.undo_stack or self.undo_stack[-1][0] != wid:
             self.undo_stack.append((wid, before))
 
     def action_undo(self) -> None:
-        if not self.undo_stack:
-            self.notify("nothing to undo")
+        self._restore(self.undo_stack, self.redo_stack, "nothing to undo")
+
+    def action_redo(self) -> None:
+        self._restore(self.redo_stack, self.undo_stack, "nothing to redo")
+
+    def _restore(self, source: list[tuple[str, Any]], other: list[tuple[str, Any]], empty: str) -> None:
+        """Put the latest value of `source` back in its field, keeping the one it replaces in `other`."""
+        if not source:
+            self.notify(empty)
             return
-        wid, value = self.undo_stack.pop()
+        wid, value = source.pop()
         widget = self.query_one(f"#{wid}")
+        other.append((wid, widget.value))
         self._values[wid] = value  # known before its Changed event arrives: restoring is not a change to undo
         widget.value = value
         widget.focus()
@@ -563,9 +587,9 @@ class ProfileEditor(StudioScreen):
             self.notify(f"saved {path}")
         self.path = path
         self.profile = profile
-        self.dirty = False
         self.initial = self.form_dict()
-        self.title = f"profile {path.stem}"
+        self.base_title = f"profile {path.stem}"
+        self.dirty = False
         self.app.profiles_changed()
         return True
 
