@@ -228,3 +228,21 @@ async def test_the_dashboards_help_says_what_its_marks_mean(studio_env: Path) ->
         for mark in ("What the marks mean", "4.525 (4.577)", "train loss (eval loss)", "a bundled template",
                      "trains on the CPU"):
             assert mark in text, mark
+
+
+async def test_studio_with_exactly_one_run_training_opens_its_monitor_and_esc_goes_to_the_dashboard(
+        studio_env: Path) -> None:
+    """Habit of the tools power users live in (issue 36): reattaching lands where the work is."""
+    import time
+
+    from ui_fixtures import live_trainer
+
+    record_run(studio_env, "20260911-090000-done", status="completed")
+    training = record_run(studio_env, "20260911-100000-going", status="running")
+    with live_trainer(training, launched_at=time.time() - 5):
+        async with app().run_test(size=(120, 40)) as pilot:
+            monitor = await until(pilot, lambda: isinstance(pilot.app.screen, RunMonitor) and pilot.app.screen,
+                                  "the monitor of the run training")
+            assert monitor.run.id == training.name
+            await pilot.press("escape")
+            await front(pilot, Dashboard)

@@ -204,7 +204,7 @@ async def test_the_export_dialogs_switch_label_is_whole_at_120_columns(studio_en
 async def test_enter_in_the_export_dialog_exports_what_it_shows_and_it_offers_gguf(studio_env: Path) -> None:
     """Defect (issue 36 #3): Enter on the merge switch toggled it, so `x`, Tab, Space, Enter turned merge off
     again and the next Enter exported only the adapter; and the dialog offered no GGUF, Ollama or push."""
-    from textual.widgets import Select, Switch
+    from textual.widgets import Switch
 
     from studio.ui.dialogs import ExportDialog
 

@@ -29,6 +29,27 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return open_app()
 
 
+def cmd_attach(args: argparse.Namespace) -> int:
+    """The app on a run's monitor: the one named, or else the one training."""
+    from studio.cli.errors import UserError
+    from studio.runs.folder import find_run
+    from studio.runs.summary_cache import training_runs
+
+    if args.run:
+        run = find_run(args.run)
+    else:
+        training = training_runs()
+        if len(training) != 1:
+            names = ", ".join(r.id for r in training[-5:])
+            raise UserError("no run is training: name one (`studio attach RUN`; `studio runs` lists them)"
+                            if not training else f"{len(training)} runs are training ({names}): name one, "
+                                                 "`studio attach RUN`")
+        run = training[0]
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UserError("studio attach opens the app, which needs a terminal")
+    return open_app(open_run=run)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the tiny demo run and open the app on its monitor."""
     from studio.profiles.library import profile_path
@@ -69,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="override the demo's max_steps")
     p.add_argument("--headless", action="store_true", help="start the run only; print its id as JSON")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("attach", help="open the app on a run's monitor (the one training, when it is the only one)")
+    p.add_argument("run", nargs="?", help="run id, unique part of it, folder, or `last`")
+    p.set_defaults(func=cmd_attach)
     return parser
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from studio.atomic import write_text
 from studio.paths import studio_home
-from studio.runs.folder import EVENTS_FILE, STATUS_FILE, Run
+from studio.runs.folder import EVENTS_FILE, STATUS_FILE, Run, list_runs
 from studio.runs.state import RunSummary
 from studio.runs.status import END_STATUSES, RunStatus
 
@@ -134,3 +134,9 @@ def listed_summaries(runs: list[Run], every_run: list[Run] | None = None) -> lis
         cache.keep_only({run.id for run in every_run})
     cache.save()
     return out
+
+
+def training_runs(base: Path | None = None) -> list[Run]:
+    """The runs training now (live, not queued), newest last: what `studio` and `studio attach` open."""
+    runs = list_runs(base)
+    return [run for run, s in zip(runs, listed_summaries(runs)) if s.status == RunStatus.RUNNING]
