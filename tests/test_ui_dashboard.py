@@ -381,3 +381,30 @@ async def test_a_home_of_more_runs_than_a_page_lists_the_newest_and_says_how_man
         assert "newest 5 of 7" in screen_text(pilot.app) and "studio runs --limit 0" in screen_text(pilot.app)
         assert runs.coordinate_to_cell_key((0, 0)).row_key.value == "20260907-090000-llama-qlora"
         assert "20260901-090000-llama-qlora" not in {row.value for row in runs.rows}
+
+
+def codellama_rows(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines() if "codellama" in line]
+
+
+async def test_resizing_behind_a_monitor_leaves_the_dashboard_laid_out_for_the_new_size(studio_env: Path) -> None:
+    """Defect (issue 36 #4): open a run, resize 80x24 -> 60x20 -> 200x60 -> 120x40, esc: the Profiles list was
+    clipped (`codellama-7b...`) with empty columns beside it, until the next resize."""
+    record_run(studio_env, status="completed")
+    async with app().run_test(size=(120, 40)) as pilot:
+        await front(pilot, Dashboard)
+        await until(pilot, lambda: codellama_rows(screen_text(pilot.app)), "the profiles listed")
+        fresh = [row.split("·")[0] for row in codellama_rows(screen_text(pilot.app))]  # the names, whole
+        assert fresh and all("codellama-7b-" in name and "…" not in name for name in fresh), fresh
+    async with app().run_test(size=(80, 24)) as pilot:
+        dash = await front(pilot, Dashboard)
+        await until(pilot, lambda: dash.query_one("#runs", DataTable).row_count, "the run listed")
+        await pilot.press("tab", "enter")
+        await front(pilot, RunMonitor)
+        for size in ((60, 20), (200, 60), (120, 40)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+        await pilot.press("escape")
+        await front(pilot, Dashboard)
+        await until(pilot, lambda: [row.split("·")[0] for row in codellama_rows(screen_text(pilot.app))] == fresh,
+                    f"the profiles laid out as at a fresh 120x40 ({fresh[:1]})")

@@ -205,6 +205,9 @@ class Dashboard(RunActions, StudioScreen):
         """Back from a run's monitor: the Runs list has the focus, its cursor on that run (once listed)."""
         if self.covered:  # back from a full screen, not the first showing
             self.covered = False
+            if self.refit_on_resume:  # resized while hidden: a hidden screen's tables are not laid out anew
+                self.refit_on_resume = False
+                self.call_after_refresh(self.refit_tables)
             self.query_one(GpuPanel).repaint()  # the samples taken while hidden
             self.refresh_lists()  # the run its monitor watched was not re-read while hidden
         self.show_runs(self.last_summaries)  # what was read while hidden (an unchanged table is not rebuilt)
@@ -214,6 +217,8 @@ class Dashboard(RunActions, StudioScreen):
 
     def on_screen_suspend(self) -> None:
         self.covered = True
+
+    refit_on_resume = False  # resized while under another screen: fit the tables' columns when shown again
 
     def put_cursor_on_watched(self) -> None:
         table = self.query_one("#runs", DataTable)
@@ -235,7 +240,10 @@ class Dashboard(RunActions, StudioScreen):
         once laid out anew, the tables' columns are fitted to their new width."""
         self.set_class(self.size.width < NARROW, "narrow")
         self.query_one(GpuPanel).repaint()
-        self.call_after_refresh(self.refit_tables)
+        if self.covered:
+            self.refit_on_resume = True  # fitted now, the columns would take the widths of a layout not yet made
+        else:
+            self.call_after_refresh(self.refit_tables)
 
     def refit_tables(self) -> None:
         self.show_profiles(self._profile_rows, self._profiles_stamp)
