@@ -185,6 +185,32 @@ async def test_a_profile_that_does_not_load_opens_as_text_and_nothing_is_lost(st
         assert path.read_text() == GOOD
 
 
+async def test_the_text_editor_names_each_problems_line_jumps_to_it_and_offers_the_form_once_it_loads(
+        studio_env: Path) -> None:
+    """Defect (issue 36 #14): the raw editor listed problems without line numbers, though the README promises
+    them, and after a fix did not offer to go back to the form."""
+    from textual.widgets import TextArea
+
+    text = GOOD + "learning_rate = -1\n"
+    line = text.splitlines().index("learning_rate = -1") + 1
+    path = write(studio_env, "broken", text)
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(path)
+        screen = await front(pilot, RawProfileEditor)
+        assert f"line {line}: train.learning_rate" in str(screen.query_one("#raw-problems").render())
+        area = screen.query_one(TextArea)
+        area.move_cursor((0, 0))
+        await pilot.press("f8")
+        await until(pilot, lambda: area.cursor_location[0] == line - 1, "the cursor on the problem's line")
+        area.text = text.replace("learning_rate = -1", "learning_rate = 0.001")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "f4 opens it in the form" in str(screen.query_one("#raw-problems").render()),
+                    "the offer of the form")
+        await pilot.press("f4")
+        editor = await front(pilot, ProfileEditor)
+        assert editor.query_one("#f-train-learning_rate", Input).value == "0.001"
+
+
 def test_the_cli_refuses_a_profile_name_that_is_a_path(studio_env: Path, tmp_path: Path) -> None:
     for name in ("../evil", "/tmp/x", "a/b", ".hidden", "..", "my run"):
         proc = studio("profile", "new", name)

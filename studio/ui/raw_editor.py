@@ -9,6 +9,7 @@ problems (or "ok") show above the text.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -24,12 +25,48 @@ from studio.ui.screens import StudioScreen
 
 
 def profile_problems(path: Path) -> list[str]:
-    """What stops `path` from loading as a profile; empty when it loads."""
+    """What stops `path` from loading as a profile, each with its line in the file where it has one; empty
+    when it loads."""
     try:
         load_profile(path)
     except ProfileError as e:
-        return list(e.problems)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError):
+            return list(e.problems)
+        return [with_line(problem, text) for problem in e.problems]
     return []
+
+
+TOML_LINE = re.compile(r"^line (\d+):|at line (\d+)")
+TABLE = re.compile(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+
+
+def problem_line(problem: str, text: str) -> int | None:
+    """The line (from 1) a problem is about: TOML's own `at line N`, else the line setting its key
+    (`section.key: ...` is `key = ` under `[section]`; a whole section's problem, its header)."""
+    found = TOML_LINE.search(problem)
+    if found:
+        return int(found.group(1) or found.group(2))
+    dotted = problem.split(":", 1)[0].strip()
+    section, _, key = dotted.partition(".")
+    current = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        table = TABLE.match(line)
+        if table:
+            current = table.group(1)
+            if current == section and not key:
+                return number
+            continue
+        name = line.split("=", 1)[0].strip().strip('"')
+        if "=" in line and ((current == section and name == key) or (not current and name == dotted)):
+            return number
+    return None
+
+
+def with_line(problem: str, text: str) -> str:
+    number = problem_line(problem, text)
+    return f"line {number}: {problem}" if number and not problem.startswith("line ") else problem
 
 
 def open_in_editor(app, path: Path) -> str | None:
@@ -55,18 +92,21 @@ class RawProfileEditor(StudioScreen):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+e", "external", "$EDITOR"),
+        Binding("f8", "next_problem", "Next problem", tooltip="put the cursor on the line of the next problem"),
+        Binding("f4", "form", "Form", tooltip="once the profile loads: edit it in the form"),
         Binding("escape", "back", "Back", priority=True),  # the text area would take esc to move focus
     ]
 
     def __init__(self, path: Path, problems: list[str] | None = None):
         super().__init__()
         self.path = Path(path)
-        self.problems = problems if problems is not None else profile_problems(self.path)
         self.unreadable = ""
         try:
             self.saved_text = self.path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as e:
             self.saved_text, self.unreadable = "", f"cannot show the file as text ({e}); fix it in a text editor"
+        self.problems = ([with_line(p, self.saved_text) for p in problems] if problems is not None
+                         else profile_problems(self.path))
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -89,8 +129,35 @@ class RawProfileEditor(StudioScreen):
             for p in self.problems[:6]:
                 text.append(f"  ✗ {p}\n", style="red")
         else:
-            text = Text("ok: the profile loads. esc goes back; e on the dashboard opens it as a form.", style="green")
+            text = Text("ok: the profile loads. f4 opens it in the form; esc goes back.", style="green")
         self.query_one("#raw-problems", Static).update(text)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "form":
+            return not self.problems and not self.unreadable  # offered once the profile loads
+        if action == "next_problem":
+            return bool(self.problem_lines())
+        return True
+
+    def problem_lines(self) -> list[int]:
+        text = self.query_one(TextArea).text
+        return sorted({n for p in self.problems if (n := problem_line(p, text))})
+
+    def action_next_problem(self) -> None:
+        area = self.query_one(TextArea)
+        lines = self.problem_lines()
+        here = area.cursor_location[0] + 1
+        target = next((n for n in lines if n > here), lines[0] if lines else None)
+        if target is not None:
+            area.move_cursor((target - 1, 0))
+            area.focus()
+
+    def action_form(self) -> None:
+        if self.changed:
+            self.notify("save (ctrl+s) first: the form opens the file on disk", severity="warning")
+            return
+        self.app.pop_screen()
+        self.app.edit_profile(self.path)
 
     @property
     def changed(self) -> bool:
@@ -115,6 +182,7 @@ class RawProfileEditor(StudioScreen):
         self.path, self.saved_text = target, text
         self.problems = profile_problems(target)
         self.show_problems()
+        self.refresh_bindings()
         self.notify(f"saved {target.name}" + ("" if not self.problems else f": {len(self.problems)} problem(s) left"),
                     severity="information" if not self.problems else "warning")
         self.app.profiles_changed()
@@ -134,6 +202,7 @@ class RawProfileEditor(StudioScreen):
         self.query_one(TextArea).text = self.saved_text
         self.problems = profile_problems(self.path)
         self.show_problems()
+        self.refresh_bindings()
         self.app.profiles_changed()
 
     def action_back(self) -> None:
