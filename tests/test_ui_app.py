@@ -112,15 +112,20 @@ async def test_quit_reads_no_run_folder_on_the_way_out(studio_env: Path, monkeyp
     assert pilot.app.return_code == 0
 
 
-async def test_any_theme_chosen_is_remembered(studio_env: Path) -> None:
+async def test_the_themes_offered_are_studios_and_the_one_chosen_is_the_one_saved(studio_env: Path) -> None:
+    """Defect (issue 36 #12): the palette mixed about 20 of Textual's themes with studio's 3, and choosing
+    studio-light saved textual-light."""
+    from studio.paths import themes_dir
     from studio.settings import Settings
 
+    ours = {t.name for t in load_themes(themes_dir())}
     async with app().run_test() as pilot:
-        pilot.app.theme = "nord"  # one of Textual's own
+        assert set(pilot.app.available_themes) - {"textual-ansi"} == ours
+        pilot.app.theme = "studio-light"
         await pilot.pause()
-    assert Settings.load().theme == "nord"
+    assert Settings.load().theme == "studio-light"
     async with app().run_test() as pilot:
-        assert pilot.app.theme == "nord"
+        assert pilot.app.theme == "studio-light"
 
 
 @pytest.mark.parametrize("theme", ["studio-dark", "studio-light", "studio-high-contrast", "textual-dark", "nord"])

@@ -27,7 +27,7 @@ from textual.theme import Theme
 
 from studio.hardware import HostLoad, Inventory, host_load
 from studio.paths import themes_dir
-from studio.settings import Settings
+from studio.settings import DEFAULT_THEME, Settings
 from studio.ui.dashboard import Dashboard
 from studio.ui.screens import StudioScreen
 from studio.runs.status import RunStatus
@@ -42,6 +42,9 @@ GPU_REFRESH_S = 1.0
 WIDE_HELP = 120  # columns from which the help lays its keys out in two columns
 THEME_KEYS = ("primary", "secondary", "warning", "error", "success", "accent", "foreground", "background",
               "surface", "panel", "boost", "dark")
+
+
+ANSI_THEME = "textual-ansi"  # Textual's theme of the terminal's own palette: kept beside studio's
 
 
 def load_themes(folder: Path) -> list[Theme]:
@@ -93,10 +96,15 @@ class StudioApp(App[None]):
         if inventory is not None:
             self.set_reactive(StudioApp.inventory, inventory)
         # Themes before the stylesheet is first parsed: a theme set later re-parses it (start-up time).
-        for theme in load_themes(themes_dir()):
-            self.register_theme(theme)
-        if self.settings.theme in self.available_themes:
-            self.theme = self.settings.theme
+        # The palette offers studio's themes (and textual-ansi, the terminal's own 16 colours), not Textual's
+        # twenty: the one chosen there is the one saved.
+        ours = [theme.name for theme in load_themes(themes_dir()) if not self.register_theme(theme)]
+        self.theme = self.settings.theme if self.settings.theme in ours + [ANSI_THEME] else (
+            DEFAULT_THEME if DEFAULT_THEME in ours else self.theme)
+        if self.theme in ours:
+            for name in list(self.available_themes):
+                if name not in ours and name != ANSI_THEME:
+                    self.unregister_theme(name)
 
     # ----------------------------------------------------------- start-up
 
