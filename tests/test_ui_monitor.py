@@ -456,3 +456,31 @@ async def test_a_figure_the_trainer_could_not_read_shows_as_a_dash_not_zero(stud
         memory = str(monitor.query_one("#memory-text").render())
         assert "0.00 GiB" not in memory and "RAM (process RSS): -" in memory, memory
         assert "epoch -" in str(monitor.query_one("#progress-text").render())
+
+
+def test_the_charts_x_labels_are_evenly_spaced_by_a_round_step() -> None:
+    """Defect (issue 36 #15): early in a run the x labels read 1 2 4 6 7."""
+    from studio.ui.charts import even_ticks
+
+    for lo, hi in ((1, 7), (1, 40), (0, 1000), (3, 17), (0.0, 2.5), (1, 123456)):
+        ticks = even_ticks(lo, hi)
+        steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
+        assert len(steps) <= 1 and 2 <= len(ticks) <= 5 and lo <= ticks[0] and ticks[-1] <= hi, (lo, hi, ticks)
+        step = steps.pop() if steps else 1
+        assert f"{step:g}".lstrip("0.").rstrip("0") in ("1", "2", "5"), (lo, hi, ticks)
+
+
+async def test_on_a_linux_console_the_monitor_draws_no_braille_or_rounded_corners(
+        studio_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect (issue 36 #16): with TERM=linux the app drew braille and rounded corners, which the Linux console
+    cannot show."""
+    monkeypatch.setenv("TERM", "linux")
+    run_dir = record_run(studio_env, status="completed")
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await front(pilot, RunMonitor)
+        await until(pilot, lambda: "loss" in screen_text(pilot.app) and "step 40/40" in screen_text(pilot.app),
+                    "the monitor drawn")
+        await pilot.pause()
+        text = screen_text(pilot.app)
+        assert not [c for c in text if 0x2800 <= ord(c) <= 0x28FF], "braille on a Linux console"
+        assert not set("╭╮╰╯━") & set(text), [c for c in text if c in "╭╮╰╯━"][:5]

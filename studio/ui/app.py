@@ -84,7 +84,10 @@ class StudioApp(App[None]):
     host: var[HostLoad | None] = var(None, always_update=False)  # polled with the GPUs
 
     def __init__(self, open_run: Run | None = None, inventory: Inventory | None = None, poll_gpus: bool = True):
-        super().__init__()
+        from studio.ui.glyphs import plain
+
+        # A terminal that draws ASCII only gets ASCII borders on top of the stylesheet (studio/ui/glyphs.py).
+        super().__init__(css_path=[self.CSS_PATH, "plain.tcss"] if plain() else None)
         self.settings = Settings.load()
         self.first_run = open_run
         self.watched_run_id: str | None = None

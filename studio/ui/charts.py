@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 from textual_plotext import PlotextPlot
 
+from studio.ui.glyphs import glyphs
+
 Points = list[tuple[int, float]] | list[tuple[float, float]]
-EVAL_MARK = "◆"
+EVAL_MARK = glyphs().eval_mark  # as this terminal draws it (the plot asks again: tests change TERM)
 
 
 def smoothed(points: Points, weight: float = 0.9) -> Points:
@@ -28,6 +30,24 @@ def positive(points: Points) -> Points:
     return [(x, y) for x, y in points if y > 0]
 
 
+def even_ticks(lo: float, hi: float, most: int = 5) -> list[float]:
+    """At most `most` ticks between lo and hi, evenly spaced by a round step (1, 2 or 5 times a power of ten;
+    whole numbers for whole ranges): 2 4 6 for steps 1 to 7, never 1 2 4 6 7."""
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(1, most - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    if isinstance(lo, int) and isinstance(hi, int) or float(lo).is_integer() and float(hi).is_integer():
+        step = max(1, round(step))
+    first = math.ceil(lo / step) * step
+    ticks, n = [], 0
+    while first + n * step <= hi + 1e-9 * step:
+        ticks.append(round(first + n * step, 12))
+        n += 1
+    return ticks or [lo]
+
+
 class LossChart(PlotextPlot):
     """Train loss (raw and smoothed) and eval loss against step, on integer step ticks."""
 
@@ -37,6 +57,7 @@ class LossChart(PlotextPlot):
         """`log_y` draws the values on a log scale (the points at or below zero, which it cannot show, are left
         out); the title then says so."""
         plt = self.plt
+        marker, eval_mark = glyphs().chart_marker, glyphs().eval_mark  # braille, or dots where it is not drawn
         plt.clear_data()
         plt.clear_figure()
         plt.xlabel(xlabel)
@@ -51,24 +72,23 @@ class LossChart(PlotextPlot):
             for label, points in series.items():
                 points = finite(points)
                 if points:
-                    plt.plot([x for x, _ in points], [y for _, y in points], label=label, marker="braille")
+                    plt.plot([x for x, _ in points], [y for _, y in points], label=label, marker=marker)
         else:
             # The key is in the title: a legend box sits on the start of the curve, where loss is highest.
             key = [f"{raw} (grey)"] if smooth else []
             if train:
-                plt.plot([x for x, _ in train], [y for _, y in train], marker="braille",
+                plt.plot([x for x, _ in train], [y for _, y in train], marker=marker,
                          color="gray" if smooth else None)
                 if smooth and len(train) >= 8:
                     line = smoothed(train)
-                    plt.plot([x for x, _ in line], [y for _, y in line], marker="braille")
+                    plt.plot([x for x, _ in line], [y for _, y in line], marker=marker)
                     key.append("smoothed")
             if evals:  # points, not a line across the train curve; one eval shows too
-                plt.scatter([x for x, _ in evals], [y for _, y in evals], marker=EVAL_MARK, color="orange")
-                key.append(f"eval {EVAL_MARK}")
+                plt.scatter([x for x, _ in evals], [y for _, y in evals], marker=eval_mark, color="orange")
+                key.append(f"eval {eval_mark}")
             plt.title(f"{title}:  " + "  ".join(key) if key else title)
         xs = [x for x, _ in train] or [x for p in (series or {}).values() for x, _ in p]
         if xs:
-            lo, hi = min(xs), max(xs)
-            ticks = sorted({round(lo + (hi - lo) * i / 4) for i in range(5)})
+            ticks = even_ticks(min(xs), max(xs))
             plt.xticks(ticks, [tick(t) for t in ticks])
         self.refresh()

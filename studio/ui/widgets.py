@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 
 from studio.terminal import safe
+from studio.ui.glyphs import glyphs
 from studio.hardware import HostLoad, Inventory
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ class StepBar(Static):
         frac = max(0.0, min(1.0, done / total)) if total > 0 else 0.0
         full, half = divmod(int(frac * self.CELLS * 2), 2)
         colour = "$success" if frac >= 1 else "$primary"
-        markup = (f"[{colour}]{'━' * full}{'╸' * half}[/][$rule]{'━' * (self.CELLS - full - half)}[/]"
+        g = glyphs()
+        markup = (f"[{colour}]{g.bar_full * full}{g.bar_half * half}[/][$rule]{g.bar_empty * (self.CELLS - full - half)}[/]"
                   f"{int(frac * 100):>4d}%")
         if markup != self.shown:
             self.shown = markup
@@ -164,7 +166,7 @@ class GpuPanel(Static):
         return out
 
 
-SPARKS = "▁▂▃▄▅▆▇█"
+SPARKS = glyphs().sparks  # as this terminal draws them (a sparkline asks again: tests change TERM)
 
 
 def spark(values: list[float], lo: float | None = None, hi: float | None = None) -> Text:
@@ -175,7 +177,8 @@ def spark(values: list[float], lo: float | None = None, hi: float | None = None)
     lo = min(values) if lo is None else lo
     hi = max(values) if hi is None else hi
     span = (hi - lo) or 1.0
-    return Text("".join(SPARKS[max(0, min(7, int((v - lo) / span * 7.99)))] for v in values), style="cyan")
+    sparks = glyphs().sparks
+    return Text("".join(sparks[max(0, min(7, int((v - lo) / span * 7.99)))] for v in values), style="cyan")
 
 
 def memory_lines(step: Step | None, totals: list[float]) -> Text:
