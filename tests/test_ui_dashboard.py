@@ -408,3 +408,18 @@ async def test_resizing_behind_a_monitor_leaves_the_dashboard_laid_out_for_the_n
         await front(pilot, Dashboard)
         await until(pilot, lambda: [row.split("·")[0] for row in codellama_rows(screen_text(pilot.app))] == fresh,
                     f"the profiles laid out as at a fresh 120x40 ({fresh[:1]})")
+
+
+async def test_at_60_columns_run_ids_keep_the_time_that_tells_them_apart(studio_env: Path) -> None:
+    """Defect (issue 36 #13): at 60x20 every run id became `202...demo`, indistinguishable from the others."""
+    ids = ["20260911-090000-tiny-demo", "20260911-093000-tiny-demo", "20260911-100000-tiny-demo"]
+    for run_id in ids:
+        record_run(studio_env, run_id, status="completed")
+    async with app().run_test(size=(60, 20)) as pilot:
+        dash = await front(pilot, Dashboard)
+        table = dash.query_one("#runs", DataTable)
+        await until(pilot, lambda: table.row_count == 3, "the runs listed")
+        shown = [str(table.get_row_at(i)[0]) for i in range(3)]
+        assert len(set(shown)) == 3, shown
+        for cell in shown:
+            assert any(run_id[9:15] in cell for run_id in ids), shown  # each names its time

@@ -369,7 +369,7 @@ class Dashboard(RunActions, StudioScreen):
             labels = RUN_COLUMNS if table.size.width >= 100 else tuple(c for c in RUN_COLUMNS if c not in WIDE_ONLY)
             keep = [RUN_COLUMNS.index(c) for c in labels]
             fill_table(table, labels, [(s.id, tuple(cells[i] for i in keep)) for s, cells in rows],
-                       flex={0: "middle", **({labels.index("model"): "end"} if "model" in labels else {})})
+                       flex={0: "id", **({labels.index("model"): "end"} if "model" in labels else {})})
             if selected in self.run_dirs:
                 table.move_cursor(row=table.get_row_index(selected))
             if self.app.watched_run_id and self.is_current:

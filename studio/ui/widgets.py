@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -211,6 +212,9 @@ def memory_lines(step: Step | None, totals: list[float]) -> Text:
     return out
 
 
+RUN_ID = re.compile(r"\d{8}-\d{6}-")
+
+
 def shorten(text: str, width: int, where: str = "end") -> str:
     """`text` in at most `width` cells, with an ellipsis where it was cut (at the end, or in the middle for
     ids whose both ends matter)."""
@@ -218,6 +222,14 @@ def shorten(text: str, width: int, where: str = "end") -> str:
         return text
     if width <= 1:
         return "…"[:width]
+    if where == "id":  # a run id, YYYYMMDD-HHMMSS-name: its time tells runs apart, so the year goes first, then
+        # the date, then the end of the name; another id is cut in the middle
+        where = "middle"
+        if RUN_ID.match(text):
+            for shorter in (text[4:], text[9:]):
+                if len(shorter) <= width:
+                    return shorter
+            text, where = text[9:], "end"
     if where == "middle":
         head = (width - 1) // 2
         return text[:head] + "…" + text[len(text) - (width - 1 - head):]
