@@ -105,7 +105,7 @@ def decision_lines(decisions: Sequence[Decision]) -> list[str]:
     return [f"  {d.key} = {shown(d.value)}: {d.reason}" for d in decisions]
 
 
-RESUMABLE = ("oom", "data", "download", "disk", "crash")
+RESUMABLE = ("oom", "data", "download", "disk", "crash", "lost_machine")
 
 
 def end_lines(end: End, run_id: str) -> list[str]:

@@ -509,7 +509,7 @@ async def test_a_hung_run_shows_as_stalled_in_the_list_and_promises_no_eta(studi
     try:
         async with studio_app().run_test(size=(120, 40)) as pilot:
             runs = (await front(pilot, Dashboard)).query_one("#runs", DataTable)
-            await until(pilot, lambda: runs.row_count and str(runs.get_row_at(0)[1]) == "stalled", "stalled listed")
+            await until(pilot, lambda: runs.row_count and str(runs.get_row_at(0)[1]).endswith("stalled"), "stalled listed")
             pilot.app.open_run(run)
             monitor = await front(pilot, RunMonitor)
             progress = lambda: str(monitor.query_one("#progress-text").render())  # noqa: E731

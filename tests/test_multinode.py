@@ -104,7 +104,7 @@ def test_a_killed_rank_on_the_other_machine_ends_the_job_with_a_clear_record(tmp
     wait_for(lambda: run_status(main) != "running", what="the main machine to notice",
              state=lambda: main.log_path.read_text()[-2000:])
     end = ended(main)
-    assert run_status(main) == "failed" and end.error_kind == "crash"
+    assert run_status(main) == "failed" and end.error_kind == "lost_machine"
     assert "lost a process" in end.message and "this is machine 0" in end.message, end.message
     assert run_status(other) == "crashed"
     wait_for(lambda: not trainers_of(main.dir), what="the main machine's processes to go", timeout=120)
@@ -143,7 +143,7 @@ def test_a_frozen_machine_fails_the_job_within_the_collective_timeout_and_a_stop
         wait_for(lambda: run_status(main) != "running", what="the job to fail", timeout=120,
                  state=lambda: main.log_path.read_text()[-2000:])
         end = ended(main)
-        assert run_status(main) == "failed" and end.error_kind == "crash", end
+        assert run_status(main) == "failed" and end.error_kind == "lost_machine", end
         assert "machine 1" in end.message and "30 s" in end.message, end.message
         # What this machine could keep without the other: the adapter of the last step both finished.
         assert "saved the weights of step" in end.message and (main.final_dir / "adapter_model.safetensors").is_file()

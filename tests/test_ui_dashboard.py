@@ -423,3 +423,27 @@ async def test_at_60_columns_run_ids_keep_the_time_that_tells_them_apart(studio_
         assert len(set(shown)) == 3, shown
         for cell in shown:
             assert any(run_id[9:15] in cell for run_id in ids), shown  # each names its time
+
+
+async def test_the_runs_list_says_what_is_wrong_with_a_symbol_and_marks_runs_with_a_note(studio_env: Path) -> None:
+    """Habits of the tools power users live in (issue 36): a run that ran out of memory reads so in the list
+    (it read `failed`), and a run with a note has a mark."""
+    from studio.runs.describe import write_note
+    from studio.runs.state import RunSummary
+    from studio.ui.dashboard import status_cell
+
+    oom = record_run(studio_env, "20260911-090000-oom", status="oom")
+    noted = record_run(studio_env, "20260911-100000-noted", status="completed")
+    write_note(Run(noted), "the one with rank 16")
+    async with app().run_test(size=(120, 40)) as pilot:
+        table = (await front(pilot, Dashboard)).query_one("#runs", DataTable)
+        await until(pilot, lambda: table.row_count == 2, "the runs listed")
+        rows = {str(table.get_row_at(i)[0]).split()[0]: [str(c) for c in table.get_row_at(i)] for i in range(2)}
+        assert "out of memory" in rows[oom.name][1], rows
+        assert rows[noted.name][0].endswith("✎") and rows[noted.name][1] == "completed", rows
+    summary = dict(id="r", profile="p", status=RunStatus.QUEUED, dir="/r", step=None, max_steps=None, loss=None,
+                   started_at=None, ended_at=None, error_kind=None)
+    queued = RunSummary(**summary, problem="waiting for Slurm: PartitionConfig (no node of the partition ...)")
+    assert str(status_cell(queued)).endswith("queued: PartitionConfig")
+    lost = RunSummary(**{**summary, "status": RunStatus.FAILED, "error_kind": "lost_machine"})
+    assert "lost machine" in str(status_cell(lost))

@@ -133,7 +133,7 @@ def lost_peer_record(text: str, profile: Profile | None, saved: int | None = Non
         within = f" within hardware.collective_timeout ({profile.hardware.collective_timeout * 60:.0f} s)"
     how = "did not answer" + within if timed_out else "closed its connection (killed or crashed)"
     kept = f"; this machine saved the weights of step {saved} in final/" if saved is not None else ""
-    return {"error_kind": "crash",
+    return {"error_kind": "lost_machine",
             "message": f"the job lost a process: {who} {how}; this is machine {mine} of {machines}, "
                        f"{world} processes in all{kept} ({text.strip().splitlines()[0].split('. This is')[0][:300]})",
             "advice": "look at the other machine's run (`studio runs` there: stopped, frozen, or its network "

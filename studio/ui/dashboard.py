@@ -28,6 +28,7 @@ from studio.runs.folder import Run, list_runs, runs_folder_problem
 from studio.runs.summary_cache import SummaryCache, folder_key
 from studio.ui.actions import RunActions, run_action_commands, run_bindings
 from studio.ui.screens import StudioScreen
+from studio.ui.glyphs import glyphs
 from studio.ui.widgets import GpuPanel, fill_table, fit_label
 from studio.runs.status import RunStatus
 
@@ -43,6 +44,22 @@ SORTS = ("newest", "status", "loss", "tokens/s")
 PROFILE_COLUMNS = ("profile", "method", "model", "fit")
 RUN_COLUMNS = ("run", "status", "method", "model", "steps", "loss", "tok/s", "train time", "age")
 WIDE_ONLY = ("method", "model")  # shown when the Runs list has 100 columns or more
+
+
+def status_cell(s: RunSummary) -> Text:
+    """A run's status in the list, saying what is wrong with a symbol and colour where something is: stalled
+    (no step for much longer than usual), out of memory, a lost machine, queued with Slurm's reason."""
+    g = glyphs()
+    if s.alert:
+        return Text(f"{g.warn} stalled", style="bold yellow")
+    if s.status == RunStatus.FAILED and s.error_kind == "oom":
+        return Text(f"{g.cross} out of memory", style="bold red")
+    if s.status == RunStatus.FAILED and s.error_kind == "lost_machine":
+        return Text(f"{g.cross} lost machine", style="bold red")
+    if s.status == RunStatus.QUEUED and s.problem:
+        reason = s.problem.removeprefix("waiting for Slurm: ").split(" (")[0]
+        return Text(f"{g.wait} queued: {reason}", style="yellow")
+    return Text(s.status, style=STATUS_STYLE.get(s.status, ""))
 
 
 def age(seconds_ago: float | None) -> str:
@@ -415,9 +432,9 @@ class Dashboard(RunActions, StudioScreen):
         took = display.duration(s.train_s) if s.train_s else "-"  # as the comparison counts it
         mark = "✓ " if s.id in self.marked else ""
         model = (s.model or "-").split("/")[-1]
-        status = (Text("stalled", style="bold yellow") if s.alert  # running, but no step for much longer than usual
-                  else Text(s.status, style=STATUS_STYLE.get(s.status, "")))
-        return (f"{mark}{s.id}", status, s.method or "-", model,
+        status = status_cell(s)
+        noted = f" {glyphs().note}" if s.note else ""  # the user wrote a note on it (t)
+        return (f"{mark}{s.id}{noted}", status, s.method or "-", model,
                 steps, loss, f"{s.tokens_per_s:,.0f}" if s.tokens_per_s else "-", took,
                 age(now - s.started_at if s.started_at else None))
 

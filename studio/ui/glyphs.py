@@ -27,10 +27,14 @@ class Glyphs:
     bar_full: str      # the progress bar: done, half a cell, to do
     bar_half: str
     bar_empty: str
+    warn: str          # the marks of a run's state in the list
+    cross: str
+    wait: str
+    note: str          # a run with the user's note
 
 
-UNICODE = Glyphs("braille", "◆", "▁▂▃▄▅▆▇█", "━", "╸", "━")
-ASCII = Glyphs(".", "o", "_.-~=+*#", "#", "=", "-")
+UNICODE = Glyphs("braille", "◆", "▁▂▃▄▅▆▇█", "━", "╸", "━", "⚠", "✗", "◷", "✎")
+ASCII = Glyphs(".", "o", "_.-~=+*#", "#", "=", "-", "!", "x", "~", "*")
 
 
 def glyphs() -> Glyphs:

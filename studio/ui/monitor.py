@@ -56,6 +56,7 @@ STATUS_COLOUR = {RunStatus.RUNNING: "green", RunStatus.COMPLETED: "cyan", RunSta
 KEY_HINT = {"oom": "f saves the revised profile below and resumes", "data": "u resumes the run",
             "download": "u resumes the run", "disk": "u resumes the run",
             "crash": "u resumes from the last checkpoint",
+            "lost_machine": "u resumes once every machine of the job is back (resume on each)",
             "config": "the profile's editor (e on the dashboard) changes it; r there starts a new run"}
 
 

@@ -225,11 +225,13 @@ def shorten(text: str, width: int, where: str = "end") -> str:
     if where == "id":  # a run id, YYYYMMDD-HHMMSS-name: its time tells runs apart, so the year goes first, then
         # the date, then the end of the name; another id is cut in the middle
         where = "middle"
-        if RUN_ID.match(text):
-            for shorter in (text[4:], text[9:]):
+        stamp = RUN_ID.search(text)  # after a mark, if any
+        if stamp:
+            head, rest = text[:stamp.start()], text[stamp.start():]
+            for shorter in (head + rest[4:], head + rest[9:]):
                 if len(shorter) <= width:
                     return shorter
-            text, where = text[9:], "end"
+            text, where = head + rest[9:], "end"
     if where == "middle":
         head = (width - 1) // 2
         return text[:head] + "…" + text[len(text) - (width - 1 - head):]
