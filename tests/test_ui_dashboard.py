@@ -447,3 +447,19 @@ async def test_the_runs_list_says_what_is_wrong_with_a_symbol_and_marks_runs_wit
     assert str(status_cell(queued)).endswith("queued: PartitionConfig")
     lost = RunSummary(**{**summary, "status": RunStatus.FAILED, "error_kind": "lost_machine"})
     assert "lost machine" in str(status_cell(lost))
+
+
+async def test_the_runs_title_says_the_free_space_and_warns_when_it_runs_low(
+        studio_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Habits (issue 36): the free disk space of the studio home in the dashboard, with a warning."""
+    import re
+
+    record_run(studio_env, status="completed")
+    async with app().run_test(size=(160, 40)) as pilot:
+        await front(pilot, Dashboard)
+        await until(pilot, lambda: re.search(r"Runs .*· [\d,]+\.\d GiB free", screen_text(pilot.app)), "the free space")
+    monkeypatch.setattr(Dashboard, "free_space", staticmethod(lambda: 3.0))
+    async with app().run_test(size=(160, 40)) as pilot:
+        await front(pilot, Dashboard)
+        await until(pilot, lambda: "3.0 GiB free (checkpoints and exports need room" in screen_text(pilot.app),
+                    "the warning")

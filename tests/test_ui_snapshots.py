@@ -21,6 +21,7 @@ SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40"
 @pytest.fixture
 def recorded(studio_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(Dashboard, "clock", staticmethod(lambda: RECORDED_AT))
+    monkeypatch.setattr(Dashboard, "free_space", staticmethod(lambda: 812.4))
     return record_run(studio_env)
 
 
@@ -64,6 +65,7 @@ def test_run_monitor_of_a_preference_run(snap_compare, studio_env: Path, monkeyp
     """A preference or reward run's monitor shows what it trains for: DPO's reward margin and accuracy,
     GRPO's mean reward, answer length and KL."""
     monkeypatch.setattr(Dashboard, "clock", staticmethod(lambda: RECORDED_AT))
+    monkeypatch.setattr(Dashboard, "free_space", staticmethod(lambda: 812.4))
     run = record_run(studio_env, f"20260911-090000-llama-{objective}", objective=objective)
     assert snap_compare(StudioApp(open_run=Run(run), inventory=fake_inventory()), terminal_size=size,
                         run_before=lambda pilot: settle(pilot, lambda app: shown in screen_text(app)))
@@ -81,6 +83,7 @@ def test_profile_editor(snap_compare, recorded: Path, size) -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_run_monitor_of_a_failed_run(snap_compare, studio_env: Path, monkeypatch: pytest.MonkeyPatch, size) -> None:
     monkeypatch.setattr(Dashboard, "clock", staticmethod(lambda: RECORDED_AT))
+    monkeypatch.setattr(Dashboard, "free_space", staticmethod(lambda: 812.4))
     run = record_run(studio_env, "20260911-100000-llama-qlora", status="oom")
     assert snap_compare(StudioApp(open_run=Run(run), inventory=fake_inventory()), terminal_size=size,
                         run_before=settle)

@@ -28,6 +28,7 @@ from studio.runs.folder import Run, list_runs, runs_folder_problem
 from studio.runs.summary_cache import SummaryCache, folder_key
 from studio.ui.actions import RunActions, run_action_commands, run_bindings
 from studio.ui.screens import StudioScreen
+from studio.paths import runs_dir
 from studio.ui.glyphs import glyphs
 from studio.ui.widgets import GpuPanel, fill_table, fit_label
 from studio.runs.status import RunStatus
@@ -44,6 +45,19 @@ SORTS = ("newest", "status", "loss", "tokens/s")
 PROFILE_COLUMNS = ("profile", "method", "model", "fit")
 RUN_COLUMNS = ("run", "status", "method", "model", "steps", "loss", "tok/s", "train time", "age")
 WIDE_ONLY = ("method", "model")  # shown when the Runs list has 100 columns or more
+
+
+LOW_DISK_GIB = 10.0  # below this much free space in the studio home, the Runs title warns
+
+
+def home_free_gib() -> float | None:
+    """Free space on the filesystem of the studio home's runs (None when it cannot be read)."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(runs_dir()).free / 2**30
+    except OSError:
+        return None
 
 
 def status_cell(s: RunSummary) -> Text:
@@ -152,6 +166,7 @@ class Dashboard(RunActions, StudioScreen):
     )
 
     clock = staticmethod(time.time)  # tests pin it for stable ages
+    free_space = staticmethod(home_free_gib)  # and this, for a stable title
     BINDINGS = [
         Binding("n", "app.new_profile", "New"),
         Binding("e", "edit", "Edit"),
@@ -179,6 +194,7 @@ class Dashboard(RunActions, StudioScreen):
         self.sort = SORTS[0]
         self.run_filter = ""
         self.runs_total = 0  # run folders in the home (the list shows the newest DASHBOARD_RUNS)
+        self.disk_free_gib: float | None = None  # free space where the runs are written, read with them
         self._summaries: dict[str, tuple[list[int] | None, RunSummary]] = {}  # run id -> (its files' key, summary)
         self._profiles_stamp: tuple | None = None
         self.last_summaries: list[RunSummary] = []
@@ -286,6 +302,7 @@ class Dashboard(RunActions, StudioScreen):
         memory, as one of 500 (the title says how many there are; `studio runs --limit 0` lists them all)."""
         runs = list_runs()
         self.runs_total = len(runs)
+        self.disk_free_gib = self.free_space()
         page = runs[-DASHBOARD_RUNS:]
         kept = {run.id for run in page}
         for gone in [key for key in self._summaries if key not in kept]:  # older runs leave the page's cache
@@ -396,6 +413,10 @@ class Dashboard(RunActions, StudioScreen):
                           if hidden > 0 else "") + (f" · sorted by {self.sort}" if self.sort != SORTS[0] else "") + \
             (f" · filter {self.run_filter!r}" if self.run_filter else "") + (f" · {len(self.marked)} marked" if self.marked
                                                                               else "")
+        if self.disk_free_gib is not None:
+            low = self.disk_free_gib < LOW_DISK_GIB
+            title += f" · {glyphs().warn + ' ' if low else ''}{self.disk_free_gib:,.1f} GiB free" + (
+                " (checkpoints and exports need room: free some, or archive runs)" if low else "")
         if self.runs_problem:
             title += f" · ⚠ {self.runs_problem}"
         if title != self._runs_title:
