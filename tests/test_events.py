@@ -121,3 +121,26 @@ def test_a_tail_far_behind_skips_to_the_latest_records(tmp_path) -> None:
     records = tail.read_new(limit=64 << 10)
     assert 0 < len(records) < 2000 and records[-1].step == 20_000
     assert [r.step for r in records] == list(range(records[0].step, 20_001))
+
+
+def test_a_resumed_runs_eta_does_not_count_the_attempts_warm_up() -> None:
+    """Defect (issue 36 #15): after a resume the ETA jumped 1:54 -> 0:49 -> 1:17 within seconds: the attempt's
+    first step, which carries its warm-up, was in the pace until it left the 30 s window."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from studio.trainer.stop import StopRequest
+    from studio.trainer.telemetry import Telemetry
+
+    written: list = []
+    now = [1000.0]
+    telemetry = Telemetry(SimpleNamespace(write=written.append), StopRequest(), clock=lambda: now[0])
+    state = TrainerState(global_step=100, max_steps=200, is_world_process_zero=True)
+    args = SimpleNamespace(device="cpu")
+    telemetry.on_train_begin(args, state, TrainerControl())
+    for step, at in [(101, 60.0)] + [(101 + i, 60.0 + i) for i in range(1, 40)]:  # 60 s warm-up, then 1 s a step
+        now[0], state.global_step = 1000.0 + at, step
+        telemetry.on_log(args, state, TrainerControl(), logs={"loss": 1.0, "num_tokens": 100 * (step - 100)})
+    etas = [(e.step, e.eta_s) for e in written if getattr(e, "eta_s", None) is not None]
+    assert etas and all(abs(eta - (200 - step)) <= 0.1 * (200 - step) for step, eta in etas), etas

@@ -263,7 +263,7 @@ def end_record(run: Run, trainer: Any, telemetry: Telemetry, metrics: dict[str, 
     """The `end` event of a run that trained: status, throughput, peak memory, what to do next."""
     st = trainer.state
     # The whole run's figures, over every attempt (a resumed run's end says what the run did, as its steps do).
-    runtime = telemetry.elapsed_before_s + (metrics.get("train_runtime") or (time.monotonic() - telemetry.train_started))
+    runtime = telemetry.elapsed_before_s + (metrics.get("train_runtime") or (telemetry.clock() - telemetry.train_started))
     tokens = int(telemetry.tokens_before + telemetry.attempt_tokens)
     peaks: dict[str, Any] = {}
     if torch.cuda.is_available():

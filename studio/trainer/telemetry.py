@@ -6,6 +6,7 @@ import math
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -53,15 +54,19 @@ class Telemetry(TrainerCallback):
     """Writes `step`, `eval`, `checkpoint` and `stopping` events; turns a stop request into a save + stop."""
 
     def __init__(self, writer: EventWriter, stop: StopRequest, elapsed_before_s: float = 0.0,
-                 tokens_before: int = 0, window_s: float = 30.0):
+                 tokens_before: int = 0, window_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
         self.writer = writer
         self.stop = stop
         self.elapsed_before_s = elapsed_before_s
         self.tokens_before = tokens_before  # trained before the checkpoint this attempt resumed from
         self.window_s = window_s
         self.power = PowerMeter()
+        self.clock = clock
         self._window: deque[tuple[float, float, int]] = deque()  # (time, tokens, step)
-        self._t0 = time.monotonic()
+        # The pace for the ETA, from the attempt's first logged step on: the first step of an attempt carries its
+        # warm-up (loading the data, the first forward), which made the ETA of a resumed run jump about.
+        self._pace: deque[tuple[float, int]] = deque()  # (time, step)
+        self._t0 = clock()
         self._stop_announced = False
         self.attempt_tokens = 0
         self.train_started = 0.0
@@ -71,7 +76,7 @@ class Telemetry(TrainerCallback):
         self.evaluated_steps: set[int] = set()
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
-        self._t0 = time.monotonic()
+        self._t0 = self.clock()
         self.train_started = self._t0
         self._window.append((self._t0, float(self.tokens_before), state.global_step))
         if state.is_world_process_zero or state.is_local_process_zero:
@@ -85,7 +90,11 @@ class Telemetry(TrainerCallback):
         t0, tok0, step0 = self._window[0]
         dt = now - t0
         tokens_per_s = (tokens - tok0) / dt if dt > 0 else 0.0
-        s_per_step = dt / (step - step0) if step > step0 else None
+        self._pace.append((now, step))
+        while len(self._pace) > 2 and now - self._pace[0][0] > self.window_s:
+            self._pace.popleft()
+        p0, pstep0 = self._pace[0]
+        s_per_step = (now - p0) / (step - pstep0) if step > pstep0 else None
         return tokens_per_s, s_per_step
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
@@ -96,7 +105,7 @@ class Telemetry(TrainerCallback):
         memory = gather_memory(args, device_memory())  # every rank takes part
         if not state.is_world_process_zero:
             return
-        now = time.monotonic()
+        now = self.clock()
         # TRL counts non-padding tokens of this attempt (gathered over ranks) as num_tokens.
         self.attempt_tokens = int(logs.get("num_tokens", self.attempt_tokens))
         tokens = float(self.tokens_before + self.attempt_tokens)
