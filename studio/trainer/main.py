@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import resource
 import sys
-import time
 import traceback
 from pathlib import Path
 from dataclasses import replace
