@@ -15,20 +15,37 @@ NOISE = (re.compile(r"^\s*\{'[a-z_]+': .*\}\s*$"),         # the Trainer's logge
          re.compile(r"\d+/\d+ \[\d+:\d+"))                    # tqdm counters
 
 
+# Lines that say something went wrong, for ] and [ (and marked in colour): errors first, then warnings.
+ERROR = re.compile(r"\b(error|exception|traceback|failed|out of memory|nan)\b", re.IGNORECASE)
+WARNING = re.compile(r"\b(warning|warn|deprecated)\b", re.IGNORECASE)
+
+
+def pattern_of(text: str) -> re.Pattern[str]:
+    """A search as a regular expression (case-insensitive); text that is not one is searched as it is."""
+    try:
+        return re.compile(text, re.IGNORECASE)
+    except re.error:
+        return re.compile(re.escape(text), re.IGNORECASE)
+
+
 def is_noise(line: str) -> bool:
     return not line.strip() or any(p.search(line) for p in NOISE)
 
 
 class LogView:
-    """Feeds a RichLog from appended text; keeps the last KEEP lines to re-filter them. A search marks its
-    matches, counts them and steps through them (n, N); the lines around a match stay in view."""
+    """Feeds a RichLog from appended text; keeps the last KEEP lines to re-filter them. A search (a regular
+    expression, or plain text) marks its matches, counts them and steps through them (n, N); errors and
+    warnings are marked and stepped through too (] and [); the lines around a match stay in view."""
 
     def __init__(self, widget: RichLog):
         self.widget = widget
         self.lines: deque[str] = deque(maxlen=KEEP)
         self.shown: deque[str] = deque(maxlen=KEEP)
         self.match_ys: list[int] = []   # where each match starts among the widget's (wrapped) lines
+        self.problem_ys: list[int] = []  # where each error or warning line starts
         self.at: int | None = None      # the match in view, if the user stepped to one
+        self.problem_at: int | None = None
+        self._pattern: re.Pattern[str] | None = None
         self._partial = ""
         self._raw = False
         self._search = ""
@@ -48,7 +65,8 @@ class LogView:
 
     @search.setter
     def search(self, value: str) -> None:
-        self._search = value.strip().lower()
+        self._search = value.strip()
+        self._pattern = pattern_of(self._search) if self._search else None
         self.at = None
         self.render()
 
@@ -56,7 +74,12 @@ class LogView:
         return self._raw or not is_noise(line)
 
     def matches(self, line: str) -> bool:
-        return bool(self._search) and self._search in line.lower()
+        return self._pattern is not None and self._pattern.search(line) is not None
+
+    @staticmethod
+    def problem(line: str) -> str | None:
+        """"red" for an error line, "yellow" for a warning, else None."""
+        return "red" if ERROR.search(line) else "yellow" if WARNING.search(line) else None
 
     def feed(self, text: str) -> None:
         """Append text; only complete lines show (a progress bar's carriage returns keep its last state)."""
@@ -72,36 +95,53 @@ class LogView:
     def render(self) -> None:
         """Everything again: after a change of filter or search, or a new width (the lines rewrap)."""
         self.widget.clear()
-        self.match_ys = []
+        self.match_ys, self.problem_ys, self.problem_at = [], [], None
         self.shown = deque((line for line in self.lines if self.keeps(line)), maxlen=KEEP)
         self._write(list(self.shown))
 
     def _write(self, lines: list[str]) -> None:
-        """Runs of plain lines in one write; each match alone, marked, with where it starts noted."""
-        if not self._search:
-            if lines:
-                self.widget.write("\n".join(lines))
-            return
+        """Runs of plain lines in one write; each match, error or warning alone, marked, with where it starts
+        noted."""
         plain: list[str] = []
         for line in lines:
-            if not self.matches(line):
+            match, problem = self.matches(line), self.problem(line)
+            if not match and not problem:
                 plain.append(line)
                 continue
             if plain:
                 self.widget.write("\n".join(plain))
                 plain = []
-            self.match_ys.append(len(self.widget.lines))
-            self.widget.write(self.marked(line))
+            y = len(self.widget.lines)
+            if match:
+                self.match_ys.append(y)
+            if problem:
+                self.problem_ys.append(y)
+            self.widget.write(self.marked(line, problem))
         if plain:
             self.widget.write("\n".join(plain))
 
-    def marked(self, line: str) -> Text:
-        text = Text(line)
-        lowered, start = line.lower(), 0
-        while (found := lowered.find(self._search, start)) >= 0:
-            text.stylize("black on yellow", found, found + len(self._search))
-            start = found + len(self._search)
+    def marked(self, line: str, problem: str | None = None) -> Text:
+        text = Text(line, style=problem or "")
+        for found in (self._pattern.finditer(line) if self._pattern else ()):
+            if found.end() > found.start():
+                text.stylize("black on yellow", found.start(), found.end())
         return text
+
+    def step_problem(self, direction: int) -> bool:
+        """To the next (1) or previous (-1) error or warning line; False when there is none."""
+        if not self.problem_ys:
+            return False
+        if self.problem_at is None:
+            self.problem_at = 0 if direction > 0 else len(self.problem_ys) - 1
+        else:
+            self.problem_at = (self.problem_at + direction) % len(self.problem_ys)
+        self.widget.auto_scroll = False
+        self.widget.scroll_to(y=max(0, self.problem_ys[self.problem_at] - 2), animate=False)
+        return True
+
+    def text(self) -> str:
+        """The lines as shown (studio's own, or every line), for saving."""
+        return "\n".join(self.shown) + ("\n" if self.shown else "")
 
     def step(self, direction: int) -> None:
         """To the next (1) or previous (-1) match, round the ends; the view stops following new lines."""
@@ -116,11 +156,13 @@ class LogView:
 
     def follow(self) -> None:
         """Back to the end, following new lines."""
-        self.at = None
+        self.at = self.problem_at = None
         self.widget.auto_scroll = True
         self.widget.scroll_end(animate=False)
 
     def title(self) -> str:
+        if self.problem_at is not None and self.problem_ys and not self._search:
+            return (f"log · error/warning {self.problem_at + 1} of {len(self.problem_ys)} (] and [, G end)")
         if not self._search:
             return "log" if self.widget.auto_scroll else "log · paused (G follows)"
         count = len(self.match_ys)

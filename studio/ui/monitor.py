@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -110,6 +111,9 @@ class RunMonitor(RunActions, StudioScreen):
         Binding("n", "next_match(1)", "Next match", show=False),
         Binding("N", "next_match(-1)", "Previous match", show=False),
         Binding("G", "follow_log", "Log end", show=False),
+        Binding("right_square_bracket", "next_problem(1)", "Log: next error or warning", show=False),
+        Binding("left_square_bracket", "next_problem(-1)", "Log: previous error or warning", show=False),
+        Binding("ctrl+s", "save_log", "Log: save what it shows to a file", show=False),
         Binding("W", "toggle_wrap", "Log: wrap long lines or scroll sideways", show=False),
         Binding("v", "chart_view", "Chart", show=False),
         Binding("w", "chart_window", f"Chart: the last {WINDOW_STEPS} steps or all", show=False),
@@ -568,6 +572,23 @@ class RunMonitor(RunActions, StudioScreen):
             return
         self.log_view.step(direction)
         self.show_log_title()
+
+    def action_next_problem(self, direction: int) -> None:
+        if not self.log_view.step_problem(direction):
+            self.notify("no error or warning in the log" + ("" if self.log_view.raw else " (l shows every line)"))
+        self.show_log_title()
+
+    def action_save_log(self) -> None:
+        """The log as shown, into a file beside where the app was started (the run's own trainer.log is whole)."""
+        from studio.atomic import write_text
+
+        target = Path.cwd() / f"{self.run.id}-log.txt"
+        try:
+            write_text(target, self.log_view.text())
+        except OSError as e:
+            self.notify(f"cannot save the log to {target}: {e.strerror or e}", severity="error")
+            return
+        self.notify(f"saved {len(self.log_view.shown)} log lines to {target} (the whole log: {self.run.log_path})")
 
     def action_follow_log(self) -> None:
         self.log_view.follow()
