@@ -127,3 +127,15 @@ def end_lines(end: End, run_id: str) -> list[str]:
     elif end.status == RunStatus.COMPLETED and end.final:
         lines.append(f"  result in {end.final}; export with `studio export {shell_arg(run_id)} --out DIR [--merge]`")
     return lines
+
+
+def step_readout(step: Step) -> str:
+    """A logged step's figures for the chart's cursor: its step, loss, learning rate and tokens/s."""
+    parts = [f"step {step.step}"]
+    if step.loss is not None:
+        parts.append(f"loss {step.loss:.4f}")
+    if step.learning_rate is not None:
+        parts.append(f"lr {step.learning_rate:.2e}")
+    if step.tokens_per_s:
+        parts.append(f"{step.tokens_per_s:,.0f} tok/s")
+    return " · ".join(parts)

@@ -121,10 +121,11 @@ async def test_the_comparison_follows_new_steps_and_aligns_runs_by_tokens_or_tim
 
         await pilot.press("a")
         await until(pilot, lambda: "tokens seen" in chart(), "the curves against tokens")
-        assert any("1.3M" in row or "2.0M" in row for row in chart())  # 40 x 32,768 tokens: 1.3M
+        assert any("1.0M" in row or "2.0M" in row for row in chart())  # 40 and 60 x 32,768 tokens: 1.3M, 2.0M
+        # (labels at round steps)
         await pilot.press("a")
         await until(pilot, lambda: "time trained" in chart(), "the curves against time")
-        assert any("6:20" in row or "9:30" in row for row in chart())   # 40 and 60 steps of 9.5 s
+        assert any("5:00" in row for row in chart())   # 40 and 60 steps of 9.5 s: 6:20 and 9:30, labelled each 5 min
         await pilot.press("a")
         await until(pilot, lambda: "step" in chart(), "back to steps")
         await pilot.press("question_mark")

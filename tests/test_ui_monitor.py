@@ -510,3 +510,25 @@ async def test_the_log_searches_by_regular_expression_jumps_to_errors_and_saves_
         saved = tmp_path / f"{run_dir.name}-log.txt"
         await until(pilot, lambda: saved.is_file(), "the saved log")
         assert "illegal memory access" in saved.read_text() and "step 40/40" in saved.read_text()
+
+
+async def test_the_chart_has_a_cursor_that_reads_out_its_step_and_adjustable_smoothing(studio_env: Path) -> None:
+    """Habits (issue 36): the step, loss and lr under a cursor moved with left/right; + and - smooth."""
+    from studio.ui.charts import LossChart
+
+    run_dir = record_run(studio_env, status="completed")
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await front(pilot, RunMonitor)
+        chart = pilot.app.screen.query_one(LossChart)
+
+        def title() -> str:
+            return chart.render_line(0).text
+
+        await until(pilot, lambda: title().strip().startswith("loss:"), "the loss chart")
+        assert "smoothed 0.9" in title()
+        await pilot.press("minus", "minus")
+        await until(pilot, lambda: "smoothed 0.6" in title(), "less smoothing")
+        await pilot.press("left")
+        await until(pilot, lambda: "│ step 40 · loss" in title() and "lr " in title(), "the cursor on the last step")
+        await pilot.press("left", "left", "shift+left")
+        await until(pilot, lambda: "│ step 28 · loss" in title(), "the cursor 12 steps back")

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from studio import display
 from studio.runs.compare import RunComparison, compare_runs, short_labels
 from studio.runs.folder import Run
-from studio.ui.charts import LossChart
+from studio.ui.charts import TIME_STEPS, LossChart
 from studio.ui.screens import StudioScreen
 from studio.ui.widgets import fill_table
 
@@ -104,7 +104,7 @@ class Comparison(StudioScreen):
                   for label, f in zip(labels, self.result.runs)}
         xlabel, tick = ALIGNMENTS[self.align]
         self.query_one(LossChart).plot([], [], series=series, title="eval loss" if self.show_eval else "train loss",
-                                       xlabel=xlabel, tick=tick)
+                                       xlabel=xlabel, tick=tick, steps=TIME_STEPS if self.align == "time" else ())
 
     def action_toggle_eval(self) -> None:
         self.show_eval = not self.show_eval

@@ -52,6 +52,7 @@ HEALTH_EVERY_S = 5.0  # how often a live run's alerts are judged again when no r
 CHART_POINTS = 300    # longer histories are thinned to this many points (to twice the chart's width once known)
 WINDOW_STEPS = 200    # w narrows the chart to the latest steps
 CHART_VIEWS = ("loss", "learning rate", "tokens/s")  # v goes round them
+SMOOTHING = (0.0, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99)  # the chart's smoothing weights, + and - step through them
 SPARK_WIDTH = 28      # the side pane is 30 columns at 80x24
 STATUS_COLOUR = {RunStatus.RUNNING: "green", RunStatus.COMPLETED: "cyan", RunStatus.STOPPED: "yellow"}
 KEY_HINT = {"oom": "f saves the revised profile below and resumes", "data": "u resumes the run",
@@ -118,6 +119,12 @@ class RunMonitor(RunActions, StudioScreen):
         Binding("v", "chart_view", "Chart", show=False),
         Binding("w", "chart_window", f"Chart: the last {WINDOW_STEPS} steps or all", show=False),
         Binding("Y", "chart_log_scale", "Chart: log scale on or off", show=False),
+        Binding("left", "chart_cursor(-1)", "Chart: cursor a step back (its step, loss and lr read out)", show=False),
+        Binding("right", "chart_cursor(1)", "Chart: cursor a step on", show=False),
+        Binding("shift+left", "chart_cursor(-10)", "Chart: cursor 10 steps back", show=False),
+        Binding("shift+right", "chart_cursor(10)", "Chart: cursor 10 steps on", show=False),
+        Binding("plus", "chart_smoothing(1)", "Chart: smooth more", show=False),
+        Binding("minus", "chart_smoothing(-1)", "Chart: smooth less (0: none)", show=False),
         Binding("escape", "back", "Back"),
     ]
 
@@ -145,6 +152,8 @@ class RunMonitor(RunActions, StudioScreen):
         self.chart_view = CHART_VIEWS[0]
         self.chart_window = False   # the last WINDOW_STEPS steps only
         self.chart_log = False      # a log scale
+        self.chart_cursor: int | None = None  # the step under the cursor (left/right), read out in the title
+        self.smoothing = SMOOTHING.index(0.9)  # + and - step through SMOOTHING
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -336,15 +345,19 @@ class RunMonitor(RunActions, StudioScreen):
         title = view + (f", last {WINDOW_STEPS} steps" if self.chart_window else "")
         chart = self.query_one(LossChart)
         limit = 2 * chart.size.width or CHART_POINTS  # braille draws two points a cell: more are never seen
+        weight = SMOOTHING[self.smoothing]
+        under = next((s for s in steps if s.step == self.chart_cursor), None)
+        readout = "" if under is None else display.step_readout(under)
+        shared = dict(log_y=self.chart_log, weight=weight, cursor=under.step if under else None, readout=readout)
         if view == "loss":
             evals = [(e.step, e.eval_loss) for e in (self.timeline.evals[k] for k in sorted(self.timeline.evals))]
             chart.plot(thin([(s.step, s.loss) for s in steps], limit),
-                       thin([(x, y) for x, y in evals if x >= first], limit), title=title, log_y=self.chart_log)
+                       thin([(x, y) for x, y in evals if x >= first], limit), title=title, **shared)
             return
         value = "learning_rate" if view == "learning rate" else "tokens_per_s"
         points = [(s.step, getattr(s, value)) for s in steps if getattr(s, value) is not None]
         chart.plot(thin(points, limit), [], title=title if points else f"{title}: none reported yet",
-                   log_y=self.chart_log, smooth=view == "tokens/s", raw="per step")
+                   smooth=view == "tokens/s", raw="per step", **shared)
 
     def replot(self) -> None:
         self.plot_chart()
@@ -360,6 +373,25 @@ class RunMonitor(RunActions, StudioScreen):
 
     def action_chart_log_scale(self) -> None:
         self.chart_log = not self.chart_log
+        self.replot()
+
+    def action_chart_cursor(self, move: int) -> None:
+        """The cursor to another logged step (it starts at the latest), its figures read out in the title."""
+        steps = [s.step for s in self.timeline.ordered_steps()]
+        if self.chart_window:
+            steps = steps[-WINDOW_STEPS:]
+        if not steps:
+            return
+        if self.chart_cursor in steps:
+            at = steps.index(self.chart_cursor)
+            self.chart_cursor = steps[max(0, min(len(steps) - 1, at + move))]
+        else:
+            self.chart_cursor = steps[-1]  # the first press: the latest step
+        self.replot()
+
+    def action_chart_smoothing(self, change: int) -> None:
+        self.smoothing = max(0, min(len(SMOOTHING) - 1, self.smoothing + change))
+        self.notify(f"chart smoothing {SMOOTHING[self.smoothing]:g}" + (" (none)" if not self.smoothing else ""))
         self.replot()
 
     @property
