@@ -532,3 +532,14 @@ async def test_the_chart_has_a_cursor_that_reads_out_its_step_and_adjustable_smo
         await until(pilot, lambda: "│ step 40 · loss" in title() and "lr " in title(), "the cursor on the last step")
         await pilot.press("left", "left", "shift+left")
         await until(pilot, lambda: "│ step 28 · loss" in title(), "the cursor 12 steps back")
+
+
+def test_a_memory_figure_that_could_not_be_read_shows_as_a_dash_not_as_zero() -> None:
+    """Defect (issue 36 #9): a figure that was unreadable was shown as zero (or as nothing at all)."""
+    from studio.runs.events import Step
+    from studio.ui.widgets import memory_lines
+
+    unread = Step(step=3, gpu_mem_peak_gib=(None, 12.0), nvml_mem_used_gib=(None, 14.0))
+    text = memory_lines(unread, [80.0, 80.0]).plain
+    assert "GPU0 - (not read)" in text and "GPU1" in text, text
+    assert "RAM (process RSS): - (not read)" in memory_lines(Step(step=3), []).plain

@@ -209,6 +209,8 @@ def memory_lines(step: Step | None, totals: list[float]) -> Text:
         elif nvml is not None:
             out.append_text(meter(nvml, total, 10))
             out.append(f" {nvml:.1f}/{total:.0f} GiB (NVML)\n")
+        else:  # neither torch nor NVML could read it: said, never drawn as an empty card
+            out.append("- (not read)\n")
     return out
 
 
