@@ -452,3 +452,15 @@ async def test_undo_and_redo_go_on_working_after_a_save_and_the_title_marks_unsa
         assert not editor.title.endswith("*")
         await pilot.press("ctrl+y")
         await until(pilot, lambda: rank.value == "24" and editor.dirty, "the change redone")
+
+
+async def test_a_folds_title_that_does_not_fit_ends_with_an_ellipsis(studio_env: Path) -> None:
+    """Defect (issue 36 #13): at 120x40 the model section's fold label ended "...random_i" with no ellipsis."""
+    path = write(studio_env, "mine", GOOD)
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.edit_profile(path)
+        await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled,
+                    "the editor")
+        line = next(row for row in screen_text(pilot.app).splitlines() if "more: revision" in row)
+        shown = line.split("│")[0].rstrip()
+        assert shown.endswith("…") or shown.endswith("random_init, tokenizer"), shown
