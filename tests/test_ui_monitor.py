@@ -543,3 +543,28 @@ def test_a_memory_figure_that_could_not_be_read_shows_as_a_dash_not_as_zero() ->
     text = memory_lines(unread, [80.0, 80.0]).plain
     assert "GPU0 - (not read)" in text and "GPU1" in text, text
     assert "RAM (process RSS): - (not read)" in memory_lines(Step(step=3), []).plain
+
+
+async def test_an_export_that_would_not_fit_where_it_goes_asks_first(studio_env: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Habits (issue 36): a warning before an export would fill the disk. An 8B model merged in bf16 writes
+    about 15 GiB; with 5 GiB free where it goes, the app says so and asks."""
+    from textual.widgets import Switch
+
+    import studio.runs.export
+    from studio.ui.dialogs import Confirm, ExportDialog
+
+    monkeypatch.setattr(studio.runs.export, "free_bytes", lambda folder: 5 * 2**30)
+    run_dir = record_run(studio_env, status="completed")
+    (run_dir / "final").mkdir()
+    (run_dir / "final" / "adapter_config.json").write_text("{}")
+    async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
+        await front(pilot, RunMonitor)
+        await pilot.press("x")
+        dialog = await until(pilot, lambda: isinstance(pilot.app.screen, ExportDialog) and pilot.app.screen,
+                             "the export dialog")
+        await pilot.press("tab", "space")
+        await until(pilot, lambda: dialog.query_one("#export-merge", Switch).value, "merge on")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, Confirm), "the question")
+        assert "writes about 15.0 GiB" in screen_text(pilot.app) and "5.0 GiB free" in screen_text(pilot.app)

@@ -16,7 +16,7 @@ from studio.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_OUTPUT_CLOSED, EXIT_STO
 from studio.profiles.library import profile_path
 from studio.runs.compare import compare_runs
 from studio.runs.events import Checkpoint, Download, End, Eval, Event, EventTail, Preflight, Start, Step, Stopping
-from studio.runs.export import export_run
+from studio.runs.export import export_run, space_warning
 from studio.runs.folder import Run, RunError, find_run, list_runs, runs_folder_problem
 from studio.runs.launcher import events_tail, follow, resume_note, resume_run, stop_run
 from studio.runs.liveness import is_alive
@@ -340,7 +340,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError(f"--quant {args.quant} is the GGUF's type: add --gguf to write a GGUF file (an adapter or "
                         "merged export keeps the trained dtype)")
     gguf = args.quant or ("q8_0" if args.gguf else None)
-    proc = export_run(find_run(args.run), Path(args.out), merge=args.merge, force=args.force, gguf=gguf,
+    run = find_run(args.run)
+    warning = space_warning(run, Path(args.out).expanduser().resolve(), args.merge, gguf)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    proc = export_run(run, Path(args.out), merge=args.merge, force=args.force, gguf=gguf,
                       ollama=args.ollama, push=args.push, private=args.private, checkpoint=args.checkpoint)
     return EXIT_OK if proc.returncode == 0 else EXIT_FAILED
 

@@ -36,6 +36,50 @@ def check_exportable(run: Run, checkpoint: int | None = None) -> None:
         raise RunError(f"run {run.id} diverged ({end.message}): it has no result that is a model{earlier}")
 
 
+GGUF_BYTES_PER_PARAM = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 1.07, "q6_k": 0.82, "q5_k_m": 0.69,
+                        "q5_k_s": 0.69, "q5_0": 0.69, "q5_1": 0.75, "q4_k_m": 0.61, "q4_k_s": 0.57, "q4_0": 0.57,
+                        "q4_1": 0.63, "q3_k_l": 0.54, "q3_k_m": 0.49, "q3_k_s": 0.44, "q2_k": 0.41}
+
+
+def export_bytes(run: Run, merge: bool, gguf: str | None) -> int | None:
+    """About how much an export writes (the merged model it goes through for a GGUF included), from the
+    parameter counts and dtype of the run's `start` record; None when it has none."""
+    try:
+        start = run.timeline().start
+    except OSError:
+        return None
+    if start is None or not start.total_params:
+        return None
+    width = 4 if start.dtype == "fp32" else 2
+    whole = start.total_params * width  # a merged (or fully fine-tuned) model, in the dtype it trained in
+    adapter_only = start.method in ("lora", "qlora") and not merge and not gguf
+    if adapter_only:
+        return (start.trainable_params or 0) * 4
+    return int(whole + (start.total_params * GGUF_BYTES_PER_PARAM.get(gguf, 2.0) if gguf else 0))
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Free space where `folder` is (or would be) made."""
+    import shutil
+
+    for place in (folder, *folder.parents):
+        if place.exists():
+            try:
+                return shutil.disk_usage(place).free
+            except OSError:
+                return None
+    return None
+
+
+def space_warning(run: Run, out: Path, merge: bool, gguf: str | None) -> str | None:
+    """What to say before an export that would not fit where it goes (None when it fits or cannot be told)."""
+    need, free = export_bytes(run, merge, gguf), free_bytes(out)
+    if need is None or free is None or need * 1.1 < free:
+        return None
+    return (f"this export writes about {need / 2**30:.1f} GiB, and {out.parent} has {free / 2**30:.1f} GiB free; "
+            "free space or export elsewhere")
+
+
 def export_target(run: Run, out: Path, force: bool = False, checkpoint: int | None = None) -> Path:
     """The folder to write, after checking that writing it is safe and makes sense."""
     check_exportable(run, checkpoint)

@@ -101,9 +101,9 @@ def resume(screen: RunActions, run: Run) -> None:
 def export(screen: RunActions, run: Run) -> None:
     """Ask where to and as what, when the run has something to export (else say why, without a dialog); export
     in a worker, saying every few seconds that it still works."""
-    from studio.runs.export import check_exportable, check_push_name, export_target
+    from studio.runs.export import check_exportable, check_push_name, export_target, space_warning
     from studio.runs.folder import RunError
-    from studio.ui.dialogs import ExportChoice, ExportDialog
+    from studio.ui.dialogs import Confirm, ExportChoice, ExportDialog
 
     try:
         check_exportable(run)
@@ -121,6 +121,14 @@ def export(screen: RunActions, run: Run) -> None:
         except RunError as e:
             screen.notify(str(e), title="cannot export", severity="error", timeout=10)
             return
+        warning = space_warning(run, out, choice.merge, choice.gguf)
+        if warning:  # asked first: a full disk mid-export writes nothing, after minutes
+            screen.app.push_screen(Confirm(f"{warning}. Export anyway?"),
+                                   lambda yes: yes and start(out, choice))
+            return
+        start(out, choice)
+
+    def start(out: Path, choice: ExportChoice) -> None:
         screen.run_worker(lambda: export_in_background(screen.app, run, out, choice), thread=True, group="export")
 
     screen.app.push_screen(ExportDialog(run.id, str(Path.home() / f"{run.id}-export")), done)
