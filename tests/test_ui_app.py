@@ -251,3 +251,18 @@ async def test_studio_with_exactly_one_run_training_opens_its_monitor_and_esc_go
             assert monitor.run.id == training.name
             await pilot.press("escape")
             await front(pilot, Dashboard)
+
+
+async def test_below_80x24_the_app_says_plainly_what_is_hidden(studio_env: Path) -> None:
+    """Defect (issue 36 #13): below 80x24 nothing said what was cut or hidden."""
+    from ui_fixtures import notifications
+
+    async with app().run_test(size=(100, 30)) as pilot:
+        await front(pilot, Dashboard)
+        seen = notifications(pilot.app)
+        await pilot.resize_terminal(60, 20)
+        await until(pilot, lambda: any("60x20" in n and "widen it" in n for n in seen), "the warning")
+        await pilot.resize_terminal(58, 20)
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause()
+        assert sum("widen it" in n for n in seen) == 1, seen  # once, not on every resize while small

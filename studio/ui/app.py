@@ -17,7 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
@@ -44,6 +44,7 @@ THEME_KEYS = ("primary", "secondary", "warning", "error", "success", "accent", "
               "surface", "panel", "boost", "dark")
 
 
+MIN_SIZE = (80, 24)  # the smallest terminal every screen is laid out for
 ANSI_THEME = "textual-ansi"  # Textual's theme of the terminal's own palette: kept beside studio's
 
 
@@ -110,6 +111,17 @@ class StudioApp(App[None]):
                     self.unregister_theme(name)
 
     # ----------------------------------------------------------- start-up
+
+    too_small = False  # the terminal is below 80x24 (said once each time it gets there)
+
+    def on_resize(self, event: events.Resize) -> None:
+        small = event.size.width < MIN_SIZE[0] or event.size.height < MIN_SIZE[1]
+        if small and not self.too_small:
+            self.notify(f"the terminal is {event.size.width}x{event.size.height}: studio is laid out for "
+                        f"{MIN_SIZE[0]}x{MIN_SIZE[1]} or more. Below it the lists drop their method and model "
+                        "columns, ids and names are cut, and the panes scroll; widen it to see everything",
+                        severity="warning", timeout=10)
+        self.too_small = small
 
     def on_mount(self) -> None:
         self.push_screen(Dashboard())
