@@ -500,15 +500,14 @@ async def test_a_hung_run_shows_as_stalled_in_the_list_and_promises_no_eta(studi
     """Issue 36 #5: the list said `running` and the monitor kept an ETA and a finish time for a hung run."""
     from textual.widgets import DataTable
 
-    from studio.ui.dashboard import Dashboard
     from studio.ui.monitor import RunMonitor
-    from ui_fixtures import studio_app
+    from ui_fixtures import on_the_dashboard, studio_app
     from waiting import front, until
 
     run, sleeper = quiet_run(studio_env, last_step_ago_s=120)
     try:
         async with studio_app().run_test(size=(120, 40)) as pilot:
-            runs = (await front(pilot, Dashboard)).query_one("#runs", DataTable)
+            runs = (await on_the_dashboard(pilot)).query_one("#runs", DataTable)
             await until(pilot, lambda: runs.row_count and str(runs.get_row_at(0)[1]).endswith("stalled"), "stalled listed")
             pilot.app.open_run(run)
             monitor = await front(pilot, RunMonitor)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input
 from ui_fixtures import (
+    on_the_dashboard,
     GOOD,
     eight_gpus,
     live_trainer,
@@ -344,7 +345,7 @@ async def test_a_run_that_ended_in_its_monitor_is_not_announced_again_on_the_das
     with live_trainer(run_dir, launched_at=time.time()) as trainer:  # running again, as after a resume
         async with app().run_test(size=(120, 40)) as pilot:
             said = notifications(pilot.app)
-            dash = await front(pilot, Dashboard)
+            dash = await on_the_dashboard(pilot)
             await until(pilot, lambda: dash.last_summaries and dash.last_summaries[0].status == RunStatus.RUNNING,
                         "the run listed as running")
             pilot.app.open_run(Run(run_dir))

@@ -17,7 +17,7 @@ from studio.ui.actions import RUN_ACTIONS
 from studio.ui.app import StudioApp
 from studio.ui.dashboard import Dashboard
 from studio.ui.monitor import RunMonitor
-from ui_fixtures import fake_inventory, live_trainer, notifications, record_run, screen_text
+from ui_fixtures import fake_inventory, live_trainer, notifications, on_the_dashboard, record_run, screen_text
 from waiting import until
 
 OFFERED = {
@@ -38,6 +38,8 @@ async def test_every_offered_run_action_does_something_and_no_other_shows(
                         poll_gpus=False)
         async with app.run_test(size=(120, 40)) as pilot:
             said = notifications(pilot.app)
+            if where == "dashboard":
+                await on_the_dashboard(pilot)  # the one run training opens in its monitor first
             kind = RunMonitor if where == "monitor" else Dashboard
             screen = await until(pilot, lambda: isinstance(pilot.app.screen, kind) and pilot.app.screen.acting_status()
                                  == status and pilot.app.screen, f"the {where} showing the run {status}")

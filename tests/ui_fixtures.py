@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conftest import DEMO_DATA
 from studio.hardware import GpuInfo, Inventory
@@ -165,3 +165,18 @@ def notifications(app) -> list[str]:
 
     app.notify = notify
     return seen
+
+
+async def on_the_dashboard(pilot: Any) -> Any:
+    """The dashboard in front once the start-up reattach has decided (with exactly one run training it opens
+    that run's monitor: esc leaves it, as a user would)."""
+    from waiting import front, until
+
+    from studio.ui.dashboard import Dashboard
+    from studio.ui.monitor import RunMonitor
+
+    await until(pilot, lambda: pilot.app.reattach_checked, "the start-up reattach")
+    await pilot.pause()
+    if isinstance(pilot.app.screen, RunMonitor):
+        await pilot.press("escape")
+    return await front(pilot, Dashboard)

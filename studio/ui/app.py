@@ -127,6 +127,7 @@ class StudioApp(App[None]):
         self.push_screen(Dashboard())
         if self.first_run is not None:
             self.open_run(self.first_run)
+            self.reattach_checked = True
         else:  # the run watched at the last quit, or else the one run training
             self.call_after_refresh(self.reattach, self.settings.watching)
         if self.fixed_inventory is None and self.poll_gpus:
@@ -164,19 +165,25 @@ class StudioApp(App[None]):
     @work(thread=True, group="reattach")
     def reattach(self, run_id: str) -> None:
         """Back to the monitor that was open at quit, while its run still trains; else, when exactly one run is
-        training, to its monitor (esc goes to the dashboard). After the first frame."""
+        training, to its monitor (esc goes to the dashboard). After the first frame; `reattach_checked` says
+        it has decided."""
         from studio.paths import runs_dir
         from studio.runs.folder import Run
         from studio.runs.state import run_status
         from studio.runs.summary_cache import training_runs
 
-        run = Run(runs_dir() / run_id) if run_id and "/" not in run_id else None
-        if run and run.dir.is_dir() and not run.dir.is_symlink() and run_status(run) == RunStatus.RUNNING:
-            self.call_from_thread(self.open_run, run)
-            return
-        training = training_runs()
-        if len(training) == 1:
-            self.call_from_thread(self.open_run, training[0])
+        try:
+            run = Run(runs_dir() / run_id) if run_id and "/" not in run_id else None
+            if run and run.dir.is_dir() and not run.dir.is_symlink() and run_status(run) == RunStatus.RUNNING:
+                self.call_from_thread(self.open_run, run)
+                return
+            training = training_runs()
+            if len(training) == 1:
+                self.call_from_thread(self.open_run, training[0])
+        finally:
+            self.call_from_thread(setattr, self, "reattach_checked", True)
+
+    reattach_checked = False
 
     @work(thread=True, exclusive=True, group="gpus")
     def poll_inventory(self) -> None:
