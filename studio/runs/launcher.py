@@ -60,7 +60,8 @@ def read_layout(run_dir: Path) -> Layout | None:
 
 
 def trainer_command(run: Run, resume: bool) -> tuple[list[str], dict[str, str]]:
-    """The trainer's command line (through `accelerate launch` for several processes) and extra env."""
+    """The trainer's command line (through accelerate's launcher, with studio's rendezvous, for several
+    processes) and extra env."""
     run_dir = run.dir.resolve()
     layout = read_layout(run.dir)
     if layout is None or not layout.distributed:

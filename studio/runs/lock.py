@@ -3,7 +3,7 @@
 Every start, resume and revision takes the lock before it looks at the run's status and holds it while
 it launches; the trainer inherits the very same lock (the open file is passed to it) and holds it for its
 life, so a crash, a kill or a reboot releases it, and no second start can slip in between a check and a
-launch. Under `accelerate launch` the launcher process holds it for the job.
+launch. Under accelerate's launcher (studio.runs.rendezvous) the launcher process holds it for the job.
 """
 
 from __future__ import annotations
