@@ -69,7 +69,15 @@ def test_multi_node_needs_the_main_address() -> None:
 
 @pytest.mark.slow
 def listening_addresses(pids: list[int]) -> list[str]:
-    """The local address:port of every listening TCP socket these processes hold, from `ss -ltnp`."""
+    """The local address:port of every listening TCP socket these processes hold, from `ss -ltnp` (psutil's
+    view of the same table where iproute2 is not installed)."""
+    import shutil
+
+    if shutil.which("ss") is None:
+        import psutil
+
+        return [f"{c.laddr.ip}:{c.laddr.port}" for c in psutil.net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN and c.pid in pids]
     out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
     found = []
     for line in out.splitlines():
