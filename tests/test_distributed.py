@@ -97,7 +97,7 @@ def test_two_process_ddp_run_stop_resume_and_kill(tmp_path: Path) -> None:
     assert len([pid for pid in processes_working_on(run_dir)]) >= 3  # launcher + 2 ranks
     # What the job listens on, as `ss -ltnp` shows it: the rendezvous and gloo's sockets, on loopback only.
     listening = listening_addresses(processes_working_on(run_dir))
-    assert listening and all(a.startswith(("127.", "[::1]")) for a in listening), listening
+    assert listening and all(a.startswith(("127.", "[::1]", "::1")) for a in listening), listening
     stop = studio("stop", run_dir.name)
     assert stop.returncode == 0, stop.stderr
     assert not processes_working_on(run_dir)
