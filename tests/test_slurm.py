@@ -130,6 +130,9 @@ def test_a_requeued_job_saves_and_continues_as_the_same_run_with_another_attempt
              state=lambda: json.dumps(runs()[run_id]))
     stopped = [json.loads(line) for line in events.read_text().splitlines() if '"event": "end"' in line][-1]
     assert stopped["status"] == "stopped" and "continues in a new allocation" in stopped["message"]
+    # Slurm holds a requeued job a while before it may start again (its BeginTime); a test need not wait it out.
+    wait_for(lambda: squeue(job["slurm_job"]) == "PENDING", what="the job requeued")
+    subprocess.run(["scontrol", "update", f"JobId={job['slurm_job']}", "StartTime=now"], capture_output=True)
     wait_for(lambda: runs()[run_id]["status"] == "running" and runs()[run_id]["step"] > stopped["step"],
              what="the requeued job training past the save", state=lambda: json.dumps(runs()[run_id]), timeout=300)
     described = json.loads(studio("describe", run_id, "--json").stdout)
