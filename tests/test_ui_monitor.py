@@ -188,12 +188,18 @@ async def test_z_zooms_the_log_on_a_short_terminal_too(studio_env: Path) -> None
         await until(pilot, lambda: box.size.height > 2 * small, f"the log to take the rows (was {small} high)")
 
 
+def exportable_run(home: Path) -> Path:
+    """A completed run with a final adapter: what the export dialog opens on."""
+    run_dir = record_run(home, status="completed")
+    (run_dir / "final").mkdir()
+    (run_dir / "final" / "adapter_config.json").write_text("{}")
+    return run_dir
+
+
 async def test_the_export_dialogs_switch_label_is_whole_at_120_columns(studio_env: Path) -> None:
     from studio.ui.dialogs import ExportDialog
 
-    run_dir = record_run(studio_env, status="completed")
-    (run_dir / "final").mkdir()
-    (run_dir / "final" / "adapter_config.json").write_text("{}")
+    run_dir = exportable_run(studio_env)
     async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
         await front(pilot, RunMonitor)
         await pilot.press("x")
@@ -208,9 +214,7 @@ async def test_enter_in_the_export_dialog_exports_what_it_shows_and_it_offers_gg
 
     from studio.ui.dialogs import ExportDialog
 
-    run_dir = record_run(studio_env, status="completed")
-    (run_dir / "final").mkdir()
-    (run_dir / "final" / "adapter_config.json").write_text("{}")
+    run_dir = exportable_run(studio_env)
     async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
         await front(pilot, RunMonitor)
         seen = notifications(pilot.app)
@@ -555,9 +559,7 @@ async def test_an_export_that_would_not_fit_where_it_goes_asks_first(studio_env:
     from studio.ui.dialogs import Confirm, ExportDialog
 
     monkeypatch.setattr(studio.runs.export, "free_bytes", lambda folder: 5 * 2**30)
-    run_dir = record_run(studio_env, status="completed")
-    (run_dir / "final").mkdir()
-    (run_dir / "final" / "adapter_config.json").write_text("{}")
+    run_dir = exportable_run(studio_env)
     async with app(open_run=Run(run_dir)).run_test(size=(120, 40)) as pilot:
         await front(pilot, RunMonitor)
         await pilot.press("x")

@@ -129,15 +129,8 @@ class LogView:
 
     def step_problem(self, direction: int) -> bool:
         """To the next (1) or previous (-1) error or warning line; False when there is none."""
-        if not self.problem_ys:
-            return False
-        if self.problem_at is None:
-            self.problem_at = 0 if direction > 0 else len(self.problem_ys) - 1
-        else:
-            self.problem_at = (self.problem_at + direction) % len(self.problem_ys)
-        self.widget.auto_scroll = False
-        self.widget.scroll_to(y=max(0, self.problem_ys[self.problem_at] - 2), animate=False)
-        return True
+        self.problem_at = self._step_to(self.problem_ys, self.problem_at, direction)
+        return self.problem_at is not None
 
     def text(self) -> str:
         """The lines as shown (studio's own, or every line), for saving."""
@@ -145,14 +138,17 @@ class LogView:
 
     def step(self, direction: int) -> None:
         """To the next (1) or previous (-1) match, round the ends; the view stops following new lines."""
-        if not self.match_ys:
-            return
-        if self.at is None:
-            self.at = 0 if direction > 0 else len(self.match_ys) - 1
-        else:
-            self.at = (self.at + direction) % len(self.match_ys)
+        self.at = self._step_to(self.match_ys, self.at, direction)
+
+    def _step_to(self, ys: list[int], at: int | None, direction: int) -> int | None:
+        """From the `at`-th of the lines starting at `ys` to the next or previous, round the ends, scrolled into
+        view (the view stops following new lines); None when there is none."""
+        if not ys:
+            return None
+        at = (0 if direction > 0 else len(ys) - 1) if at is None else (at + direction) % len(ys)
         self.widget.auto_scroll = False
-        self.widget.scroll_to(y=max(0, self.match_ys[self.at] - 2), animate=False)
+        self.widget.scroll_to(y=max(0, ys[at] - 2), animate=False)
+        return at
 
     def follow(self) -> None:
         """Back to the end, following new lines."""
