@@ -66,6 +66,7 @@ def is_loopback(ip: str) -> bool:
 
 def route_interface(address: str) -> tuple[str, str] | None:
     """(interface, local address) through which this machine reaches `address`; None when it cannot."""
+    mine = local_addresses()
     for ip in resolve(address):
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         try:
@@ -74,7 +75,7 @@ def route_interface(address: str) -> tuple[str, str] | None:
                 local = s.getsockname()[0]
         except OSError:
             continue
-        name = local_addresses().get(local)
+        name = mine.get(local)
         if name:
             return name, local
     return None

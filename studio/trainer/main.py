@@ -29,7 +29,8 @@ from studio.runs.events import End, EventWriter, NullWriter, Start, to_record
 from studio.runs.files import PREFLIGHT_FILE
 from studio.runs.folder import Run, RunError, skipped_checkpoints
 from studio.runs.lock import LockError, RunLock, inherited
-from studio.trainer.config import check_requirements, collective_timeout, is_machine_main, is_main_process, node_rank, resolve_dtype, sft_config, world_size
+from studio.trainer.config import (check_requirements, collective_timeout, is_machine_main, is_main_process,
+                                   node_rank, resolve_dtype, sft_config, world_size)
 from studio.planning.decisions import data_shape
 from studio.planning.decisions import packing as packing_rule
 from studio.planning.record import PlanRecord, Trained
@@ -74,7 +75,8 @@ def train(run: Run, writer: EventWriter, stop: StopRequest, resume: bool, probe:
     # 2. Model folder and tokenizer; under several processes the main one builds or downloads first.
     from accelerate import PartialState
 
-    with PartialState(cpu=device == "cpu", timeout=collective_timeout(profile)).local_main_process_first():  # every machine makes its own copy
+    # every machine makes its own copy; the timeout bounds every collective of the job (a lost machine)
+    with PartialState(cpu=device == "cpu", timeout=collective_timeout(profile)).local_main_process_first():
         folder = model_folder(profile, run, ds.rows, writer, probe)
     tokenizer = load_tokenizer(folder, profile)
 

@@ -83,16 +83,19 @@ class Telemetry(TrainerCallback):
             # Another machine's folder says which job it belongs to; the steps are the main machine's.
             self.writer.write(replace(self.start_record, max_steps=state.max_steps, step=state.global_step))
 
+    def _trim(self, window: deque[Any], now: float) -> None:
+        """Keep the last window_s seconds of (time, ...) entries, and at least two."""
+        while len(window) > 2 and now - window[0][0] > self.window_s:
+            window.popleft()
+
     def _rate(self, now: float, tokens: float, step: int) -> tuple[float, float | None]:
         self._window.append((now, tokens, step))
-        while len(self._window) > 2 and now - self._window[0][0] > self.window_s:
-            self._window.popleft()
+        self._trim(self._window, now)
         t0, tok0, step0 = self._window[0]
         dt = now - t0
         tokens_per_s = (tokens - tok0) / dt if dt > 0 else 0.0
         self._pace.append((now, step))
-        while len(self._pace) > 2 and now - self._pace[0][0] > self.window_s:
-            self._pace.popleft()
+        self._trim(self._pace, now)
         p0, pstep0 = self._pace[0]
         s_per_step = (now - p0) / (step - pstep0) if step > pstep0 else None
         return tokens_per_s, s_per_step

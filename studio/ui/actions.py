@@ -17,6 +17,7 @@ from studio.runs.status import RunStatus
 
 if TYPE_CHECKING:
     from studio.runs.folder import Run
+    from studio.ui.dialogs import ExportChoice
 
 
 def always(status: RunStatus | None) -> bool:
@@ -103,7 +104,7 @@ def export(screen: RunActions, run: Run) -> None:
     in a worker, saying every few seconds that it still works."""
     from studio.runs.export import check_exportable, check_push_name, export_target, space_warning
     from studio.runs.folder import RunError
-    from studio.ui.dialogs import Confirm, ExportChoice, ExportDialog
+    from studio.ui.dialogs import Confirm, ExportDialog
 
     try:
         check_exportable(run)
@@ -137,7 +138,7 @@ def export(screen: RunActions, run: Run) -> None:
 EXPORT_PROGRESS_S = 4.0  # how often a running export says it still works
 
 
-def export_in_background(app: Any, run: Run, out: Path, choice: Any) -> None:
+def export_in_background(app: Any, run: Run, out: Path, choice: ExportChoice) -> None:
     """The export's own process, followed: a toast every EXPORT_PROGRESS_S with the seconds and its latest line,
     registered in `app.exports` while it runs (quitting asks first), and its outcome."""
     import subprocess

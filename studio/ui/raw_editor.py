@@ -42,12 +42,18 @@ TOML_LINE = re.compile(r"^line (\d+):|at line (\d+)")
 TABLE = re.compile(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
 
 
-def problem_line(problem: str, text: str) -> int | None:
-    """The line (from 1) a problem is about: TOML's own `at line N`, else the line setting its key
-    (`section.key: ...` is `key = ` under `[section]`; a whole section's problem, its header)."""
+def stated_line(problem: str) -> int | None:
+    """The line a problem names itself: TOML's own `at line N`, or the `line N:` with_line put before it."""
     found = TOML_LINE.search(problem)
-    if found:
-        return int(found.group(1) or found.group(2))
+    return int(found.group(1) or found.group(2)) if found else None
+
+
+def problem_line(problem: str, text: str) -> int | None:
+    """The line (from 1) a problem is about: the one it states, else the line setting its key
+    (`section.key: ...` is `key = ` under `[section]`; a whole section's problem, its header)."""
+    stated = stated_line(problem)
+    if stated:
+        return stated
     dotted = problem.split(":", 1)[0].strip()
     section, _, key = dotted.partition(".")
     current = ""
@@ -140,8 +146,8 @@ class RawProfileEditor(StudioScreen):
         return True
 
     def problem_lines(self) -> list[int]:
-        text = self.query_one(TextArea).text
-        return sorted({n for p in self.problems if (n := problem_line(p, text))})
+        """The lines the problems name (with_line found each one's when they were read)."""
+        return sorted({n for p in self.problems if (n := stated_line(p))})
 
     def action_next_problem(self) -> None:
         area = self.query_one(TextArea)
