@@ -51,13 +51,11 @@ LOW_DISK_GIB = 10.0  # below this much free space in the studio home, the Runs t
 
 
 def home_free_gib() -> float | None:
-    """Free space on the filesystem of the studio home's runs (None when it cannot be read)."""
-    import shutil
+    """Free space on the filesystem of the studio home's runs, made yet or not (None when it cannot be read)."""
+    from studio.runs.export import free_bytes
 
-    try:
-        return shutil.disk_usage(runs_dir()).free / 2**30
-    except OSError:
-        return None
+    free = free_bytes(runs_dir())
+    return None if free is None else free / 2**30
 
 
 def status_cell(s: RunSummary) -> Text:
