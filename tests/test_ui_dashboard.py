@@ -464,3 +464,13 @@ async def test_the_runs_title_says_the_free_space_and_warns_when_it_runs_low(
         await front(pilot, Dashboard)
         await until(pilot, lambda: "3.0 GiB free (checkpoints and exports need room" in screen_text(pilot.app),
                     "the warning")
+
+
+async def test_a_fresh_home_without_runs_says_its_free_space_too(studio_env: Path) -> None:
+    """Defect (found driving the app in tmux): with no runs folder yet, the title said nothing of the space."""
+    import re
+
+    assert not (studio_env / "runs").exists()
+    async with app().run_test(size=(160, 40)) as pilot:
+        await front(pilot, Dashboard)
+        await until(pilot, lambda: re.search(r"Runs .*· [\d,]+\.\d GiB free", screen_text(pilot.app)), "the free space")
