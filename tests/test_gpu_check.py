@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from waiting import DEADLINE_S
+from waiting import DEADLINE_S, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -31,3 +31,26 @@ def test_every_part_of_the_gpu_check_runs_on_the_cpu(tmp_path: Path) -> None:
     assert parts["8b-qlora"]["figures"]["measured"]["rss_peak_gib"] > 0
     assert parts["chat"]["figures"]["tokens"]["tuned"] > 0
     assert "parity" in proc.stdout and "total" in proc.stdout  # the summary table
+
+
+def test_a_check_killed_inside_a_part_keeps_the_figures_of_the_parts_it_finished(tmp_path: Path) -> None:
+    # A device call ends at its time limit by killing the check: the H200 run of 2026-12-04 lost the figures
+    # of a part that had finished, because the JSON was written only at the end.
+    out = tmp_path / "check.json"
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--cpu-smoke", "--parts",
+                             "environment,parity", "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        def parity_started() -> bool:
+            return out.is_file() and json.loads(out.read_text())["parts"].get("parity", {}).get("status") == "running"
+
+        wait_for(parity_started, "the report to say the parity part is running",
+                 lambda: out.read_text() if out.is_file() else "(no report yet)")
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    parts = json.loads(out.read_text())["parts"]
+    assert parts["environment"]["status"] == "ok" and parts["environment"]["figures"]["versions"]["torch"]
+    assert parts["parity"] == {"status": "running"}
