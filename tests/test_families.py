@@ -2,9 +2,10 @@
 the family's own config in transformers) with LoRA, QLoRA and full fine-tuning.
 
 The fast set runs one optimizer step of each in this process (the trainer's own `train_run`, real files,
-the real model): the trainable count PEFT reports must be the estimator's, exactly. The slow set runs a
-short real run per family through the CLI, then what users do next: the chat-template preview, the
-packing check, a merged export and `studio chat`.
+the real model): the trainable count PEFT reports must be the estimator's, exactly; after LoRA, a merged
+export and a generation as `studio chat` loads it. The slow set runs a short real run of four kinds of family
+through the CLI, then what users do next: the chat-template preview, the packing check, a merged export and
+`studio chat`.
 """
 
 from __future__ import annotations
@@ -56,6 +57,16 @@ def test_one_step_of_each_family_and_method(tmp_path: Path, family: str, method:
     if method != "full":
         assert start.trainable_params == plan.memory.trainable_params == lora_params(plan.model, plan.setup), \
             (start.trainable_params, plan.memory.trainable_params)
+    if method == "lora":  # what users do next, in this process: a merged export, then the chat's generation
+        from studio.generate.server import DEFAULTS, Models
+        from studio.trainer.export import export
+
+        out = tmp_path / "merged"
+        assert export(run.dir, out, merge_it=True) and (out / "config.json").is_file()
+        models = Models(run, None, "tuned")
+        done = models.generate(0, "tuned", models.prompt_ids("What is 2 plus 2?", None),
+                               {**DEFAULTS, "temperature": 0.0, "max_new_tokens": 4})
+        assert done["tokens"] > 0, done
 
 
 def test_moe_dropout_is_refused_up_front_where_peft_cannot(tmp_path: Path) -> None:
@@ -75,8 +86,13 @@ def studio_home() -> str:
     return os.environ["STUDIO_HOME"]
 
 
+# Through the CLI, real processes each: a dense model, a multimodal wrapper, experts, a hybrid of attention and
+# state-space layers. Every family's merged export and generation is checked in the fast set above.
+CLI_FAMILIES = [f for f in ("llama", "gemma3-vision", "qwen3-moe", "nemotron-h") if f in FAMILIES]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", CLI_FAMILIES)
 def test_a_short_run_of_each_family_then_preview_export_and_chat(tmp_path: Path, family: str) -> None:
     path = family_profile(tmp_path / "p.toml", family, "lora", max_steps=6, logging_steps=1)
     data = json.loads(studio("run", str(path), "--json").stdout.strip().splitlines()[-1])
