@@ -152,6 +152,48 @@ async def test_borders_and_rules_stand_out_from_the_background_in_256_colours_to
     assert eight_bit(rule) != eight_bit(background), theme
 
 
+@pytest.mark.parametrize("theme", ["studio-dark", "studio-light", "studio-high-contrast"])
+async def test_fit_badges_read_at_4_5_to_1_on_every_row_selected_or_not_in_256_colours_too(studio_env: Path,
+                                                                                         theme: str) -> None:
+    """The fit badges as drawn (their colour over the row's, as the terminal gets them): at least WCAG's 4.5:1,
+    with the list focused (the selected row in the cursor's colours) and not, in truecolor and once a 256-colour
+    terminal rounds both. (Red was 3.6:1 on studio-dark's rows, yellow 2.5:1 on studio-light's, the selected
+    row 4.2:1 in 256 colours.)"""
+    from rich.color import Color as RichColor
+    from rich.color import ColorSystem
+    from textual.color import Color
+    from textual.widgets import DataTable
+
+    def shown(colour, palette, eight_bit: bool) -> Color:
+        t = colour.get_truecolor(palette)  # a named ANSI colour as the app's palette maps it
+        if eight_bit:
+            t = RichColor.from_rgb(t.red, t.green, t.blue).downgrade(ColorSystem.EIGHT_BIT).get_truecolor()
+        return Color(t.red, t.green, t.blue)
+
+    badges = {"fits", "tight", "too big", "invalid", "cpu"}
+    seen = []
+    async with app().run_test(size=(120, 40)) as pilot:
+        pilot.app.theme = theme
+        table = pilot.app.screen.query_one("#profiles", DataTable)
+        await until(pilot, lambda: {str(table.get_row_at(i)[-1]) for i in range(table.row_count)} >= {"fits", "too big"},
+                    "the bundled profiles' fits")
+        for focused in (table, pilot.app.screen.query_one("#runs", DataTable)):
+            focused.focus()
+            for row in range(min(table.row_count, 8)):
+                table.move_cursor(row=row)
+                await pilot.pause()
+                for y in range(1, min(table.row_count, 8) + 1):  # under the header
+                    for segment in table.render_line(y):
+                        style = segment.style
+                        if segment.text.strip() not in badges or style is None:
+                            continue
+                        for eight_bit in (False, True):
+                            fg, bg = (shown(c, pilot.app.ansi_theme, eight_bit) for c in (style.color, style.bgcolor))
+                            seen.append((round(contrast(fg, bg), 2), segment.text.strip(), fg.hex, bg.hex,
+                                         "selected" if y == row + 1 else "row", eight_bit))
+    assert seen and min(seen)[0] >= 4.5, (theme, sorted(seen)[:5])
+
+
 def test_no_key_is_bound_twice_on_a_screen() -> None:
     """Two bindings of one key on a screen: one of them can never be reached (the log scale's Y once lost to
     a run action's Y)."""

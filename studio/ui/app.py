@@ -89,6 +89,7 @@ class StudioApp(App[None]):
 
         # A terminal that draws ASCII only gets ASCII borders on top of the stylesheet (studio/ui/glyphs.py).
         super().__init__(css_path=[self.CSS_PATH, "plain.tcss"] if plain() else None)
+        self.ansi_bases = (self.ansi_theme_dark, self.ansi_theme_light)  # Textual's palettes, before studio's
         self.settings = Settings.load()
         self.first_run = open_run
         self.watched_run_id: str | None = None
@@ -143,18 +144,45 @@ class StudioApp(App[None]):
 
     def get_css_variables(self) -> dict[str, str]:
         """Textual's variables for the theme, and `$rule` (borders, separators), derived unless the theme sets it."""
-        from textual.color import Color
+        from textual.color import Color, ColorParseError
 
-        from studio.ui.colours import rule_colour
+        from studio.ui.colours import luminance, readable, rule_colour
 
         variables = super().get_css_variables()
         if "rule" not in self.current_theme.variables:
             rule = rule_colour(Color.parse(variables["background"]), Color.parse(variables["foreground"]))
             variables["rule"] = rule.hex
+        cursor = variables.get("block-cursor-background")
+        if cursor and "block-cursor-foreground" not in self.current_theme.variables:
+            # the selected row's text, readable in 256 colours too (studio-light's was 4.2:1 there)
+            back = Color.parse(variables["background"]) + Color.parse(cursor)
+            toward = Color(0, 0, 0) if luminance(back) > 0.18 else Color(255, 255, 255)
+            try:
+                start = Color.parse(variables["block-cursor-foreground"])
+            except ColorParseError:  # Textual's "auto 87%": black or white, 87% over the background
+                start = back.blend(toward, 0.87)
+            variables["block-cursor-foreground"] = readable(start, [back], toward).hex
         return variables
 
+    def use_theme_palette(self) -> None:
+        """The ANSI colours that Rich text names ("red", "green"...) as this theme's readable error, success and
+        warning colours (studio/ui/colours.py); the terminal's own palette under textual-ansi."""
+        from studio.ui.colours import ansi_palette
+
+        theme = self.current_theme
+        if theme.ansi:
+            return
+        base = self.ansi_bases[0 if theme.dark else 1]
+        palette = ansi_palette(self.get_css_variables(), theme.dark, base)
+        if theme.dark:
+            self.ansi_theme_dark = palette
+        else:
+            self.ansi_theme_light = palette
+
     def watch_theme(self, theme: str) -> None:
-        """Any theme chosen (studio's, Textual's own, from the palette) is the one the next start opens with."""
+        """Any theme chosen (studio's, Textual's own, from the palette) is the one the next start opens with, and
+        brings its ANSI palette."""
+        self.use_theme_palette()
         if getattr(self, "settings", None) and theme != self.settings.theme:
             self.settings.theme = theme
             try:
