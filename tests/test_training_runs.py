@@ -185,6 +185,15 @@ def test_graceful_stop_then_resume_continues_the_step_count(tmp_path: Path, chat
     # a line of studio's own per logged step (what the app's log pane shows by default), and per checkpoint
     assert f"step {steps}/{steps} · loss {after[-1].loss:.4f}" in log and f"step {stopped_at + 1}/{steps}" in log
     assert f"checkpoint saved at step {stopped_at}" in log
+    # every line the trainer wrote says when: its local date and time, between the run's start and now
+    import re
+    from datetime import datetime
+
+    stamped = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) step \d+/", log, re.MULTILINE)
+    assert len(stamped) == log.count(" · loss "), log[-2000:]
+    times = [datetime.strptime(t, "%Y-%m-%d %H:%M:%S") for t in stamped]
+    assert times == sorted(times) and times[0] >= datetime.fromtimestamp(events[0].time).replace(microsecond=0)
+    assert times[-1] <= datetime.now()
 
 
 def test_sigkill_is_crashed_and_resume_replays_from_the_checkpoint(tmp_path: Path, chat_data: Path) -> None:

@@ -293,6 +293,33 @@ async def test_log_search_highlights_counts_and_steps_through_matches(studio_env
         await until(pilot, lambda: log.auto_scroll, "G follows the end again")
 
 
+async def test_the_log_shows_when_each_line_was_written_and_T_hides_it(studio_env: Path, tmp_path: Path) -> None:
+    run_dir = record_run(studio_env, status="completed")
+    (run_dir / "trainer.log").write_text(
+        "2026-12-04 18:40:01 step 1/40 · loss 2.0000\n"
+        "2026-12-04 18:40:02 {'loss': 2.0, 'grad_norm': 1.0}\n"          # the Trainer's dict: noise, timed or not
+        "2026-12-04 18:40:03 UserWarning: something is deprecated\n"
+        "a line a native library wrote, untimed\n"
+        "2026-12-04 18:41:00 step 2/40 · loss 1.9000\n")
+    async with app(open_run=Run(run_dir)).run_test(size=(100, 30)) as pilot:
+        monitor = pilot.app.screen
+        await until(pilot, lambda: isinstance(monitor, RunMonitor) and len(monitor.log_view.shown) == 4, "the log")
+        await until(pilot, lambda: "18:41:00 step 2/40" in screen_text(pilot.app), "the time of day before a line")
+        assert "2026-12-04" not in screen_text(pilot.app)  # the time of day only: the panes are narrow
+        await pilot.press("slash", *"^step", "enter")  # a search reads the line as written, without its time
+        box = monitor.query_one("#log-box")
+        await until(pilot, lambda: "2 matches" in str(box.border_title), "the lines that start with step")
+        await pilot.press("escape", "right_square_bracket")  # the warning is found with its time before it
+        await until(pilot, lambda: "error/warning 1 of 1" in str(box.border_title), "the warning")
+        await pilot.press("G", "T")
+        await until(pilot, lambda: "18:41:00" not in screen_text(pilot.app) and "step 2/40" in screen_text(pilot.app),
+                    "the times hidden")
+        await pilot.press("T")
+        await until(pilot, lambda: "18:41:00 step 2/40" in screen_text(pilot.app), "the times back")
+    saved = monitor.log_view.text()  # what ctrl+s writes: each line with its date and time
+    assert saved.splitlines()[0] == "2026-12-04 18:40:01 step 1/40 · loss 2.0000", saved
+
+
 async def test_failed_download_advice_says_it_once_and_names_offline_mode(studio_env: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from studio.runs.events import End, append_event

@@ -6,12 +6,14 @@ import sys
 import warnings
 from pathlib import Path
 
+from studio.trainer.log_times import time_lines
 from studio.trainer.stop import StopRequest
 
 
 def main() -> int:
     # Before the slow imports: a stop in the first second must be a graceful one too.
     stop = StopRequest().install()
+    time_lines()  # every line of the log says when it was written
     os.umask(0o077)  # checkpoints, logs and events are the owner's alone, like the run folder
     parser = argparse.ArgumentParser(prog="python -m studio.trainer", description="Train one studio run.")
     parser.add_argument("run_dir", type=Path, help="the run folder holding profile.toml")

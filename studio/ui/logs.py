@@ -9,6 +9,8 @@ from collections import deque
 from rich.text import Text
 from textual.widgets import RichLog
 
+from studio.trainer.log_times import split_time
+
 KEEP = 5000
 NOISE = (re.compile(r"^\s*\{'[a-z_]+': .*\}\s*$"),         # the Trainer's logged dicts
          re.compile(r"\d+%\|.*\|"),                           # tqdm bars
@@ -49,6 +51,7 @@ class LogView:
         self._partial = ""
         self._raw = False
         self._search = ""
+        self._times = True
 
     @property
     def raw(self) -> bool:
@@ -57,6 +60,16 @@ class LogView:
     @raw.setter
     def raw(self, value: bool) -> None:
         self._raw = value
+        self.render()
+
+    @property
+    def times(self) -> bool:
+        """Each line's time of day (the trainer writes them) shown before it."""
+        return self._times
+
+    @times.setter
+    def times(self, value: bool) -> None:
+        self._times = value
         self.render()
 
     @property
@@ -71,15 +84,21 @@ class LogView:
         self.render()
 
     def keeps(self, line: str) -> bool:
-        return self._raw or not is_noise(line)
+        return self._raw or not is_noise(split_time(line)[1])
 
     def matches(self, line: str) -> bool:
-        return self._pattern is not None and self._pattern.search(line) is not None
+        return self._pattern is not None and self._pattern.search(split_time(line)[1]) is not None
 
     @staticmethod
     def problem(line: str) -> str | None:
         """"red" for an error line, "yellow" for a warning, else None."""
-        return "red" if ERROR.search(line) else "yellow" if WARNING.search(line) else None
+        said = split_time(line)[1]
+        return "red" if ERROR.search(said) else "yellow" if WARNING.search(said) else None
+
+    def as_shown(self, line: str) -> str:
+        """The line as the view shows it: after its time of day, or without it."""
+        when, said = split_time(line)
+        return f"{when} {said}" if when and self._times else said
 
     def feed(self, text: str) -> None:
         """Append text; only complete lines show (a progress bar's carriage returns keep its last state)."""
@@ -109,7 +128,7 @@ class LogView:
                 plain.append(line)
                 continue
             if plain:
-                self.widget.write("\n".join(plain))
+                self.widget.write(self.timed(plain))
                 plain = []
             y = len(self.widget.lines)
             if match:
@@ -118,14 +137,27 @@ class LogView:
                 self.problem_ys.append(y)
             self.widget.write(self.marked(line, problem))
         if plain:
-            self.widget.write("\n".join(plain))
+            self.widget.write(self.timed(plain))
+
+    def timed(self, lines: list[str]) -> Text:
+        """Plain lines, their times dimmed."""
+        text = Text()
+        for i, line in enumerate(lines):
+            when, said = split_time(line)
+            if i:
+                text.append("\n")
+            if when and self._times:
+                text.append(when + " ", style="dim")
+            text.append(said)
+        return text
 
     def marked(self, line: str, problem: str | None = None) -> Text:
-        text = Text(line, style=problem or "")
-        for found in (self._pattern.finditer(line) if self._pattern else ()):
+        when, said = split_time(line)
+        text = Text(said, style=problem or "")
+        for found in (self._pattern.finditer(said) if self._pattern else ()):
             if found.end() > found.start():
                 text.stylize("black on yellow", found.start(), found.end())
-        return text
+        return Text.assemble((when + " ", "dim"), text) if when and self._times else text
 
     def step_problem(self, direction: int) -> bool:
         """To the next (1) or previous (-1) error or warning line; False when there is none."""
@@ -133,8 +165,10 @@ class LogView:
         return self.problem_at is not None
 
     def text(self) -> str:
-        """The lines as shown (studio's own, or every line), for saving."""
-        return "\n".join(self.shown) + ("\n" if self.shown else "")
+        """The lines shown (studio's own, or every line), for saving: with the date and time each was written
+        while times are shown."""
+        lines = self.shown if self._times else (split_time(line)[1] for line in self.shown)
+        return "".join(line + "\n" for line in lines)
 
     def step(self, direction: int) -> None:
         """To the next (1) or previous (-1) match, round the ends; the view stops following new lines."""

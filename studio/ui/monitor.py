@@ -116,6 +116,7 @@ class RunMonitor(RunActions, StudioScreen):
         Binding("left_square_bracket", "next_problem(-1)", "Log: previous error or warning", show=False),
         Binding("ctrl+s", "save_log", "Log: save what it shows to a file", show=False),
         Binding("W", "toggle_wrap", "Log: wrap long lines or scroll sideways", show=False),
+        Binding("T", "toggle_log_times", "Log: each line's time on or off", show=False),
         Binding("v", "chart_view", "Chart", show=False),
         Binding("w", "chart_window", f"Chart: the last {WINDOW_STEPS} steps or all", show=False),
         Binding("Y", "chart_log_scale", "Chart: log scale on or off", show=False),
@@ -567,6 +568,10 @@ class RunMonitor(RunActions, StudioScreen):
         return "\n".join(line for line in lines if line[:1] in "+-" and not line.startswith(("+++", "---")))
 
     # ----------------------------------------------------------- the log
+
+    def action_toggle_log_times(self) -> None:
+        self.log_view.times = not self.log_view.times
+        self.notify("log: the time of each line" if self.log_view.times else "log: times hidden (T shows them)")
 
     def action_toggle_raw_log(self) -> None:
         self.log_view.raw = not self.log_view.raw
