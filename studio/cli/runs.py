@@ -20,7 +20,7 @@ from studio.runs.export import export_run, space_warning
 from studio.runs.folder import Run, RunError, find_run, list_runs, runs_folder_problem
 from studio.runs.launcher import events_tail, follow, resume_note, resume_run, stop_run
 from studio.runs.liveness import is_alive
-from studio.runs.start import start_run
+from studio.runs.start import LowDisk, start_run
 from studio.runs.state import run_status
 from studio.runs.summary_cache import listed_summaries
 from studio.runs.tail import FileTail
@@ -156,8 +156,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not on_slurm and any(v is not None for v in slurm.values()):
         raise UserError(f"--{next(k for k, v in slurm.items() if v is not None).split('.')[1].replace('_', '-')} "
                          "is a Slurm option: add --slurm (or set it in the profile's [slurm] section)")
-    started = start_run(profile_path(args.profile), args.max_steps, args.node_rank, slurm if on_slurm else None,
-                        args.slurm_dry_run)
+    try:
+        started = start_run(profile_path(args.profile), args.max_steps, args.node_rank, slurm if on_slurm else None,
+                            args.slurm_dry_run, ignore_disk=args.ignore_disk)
+    except LowDisk as e:
+        raise UserError(f"{e} (--ignore-disk); nothing was started") from None
     run = started.run
     if on_slurm:
         if args.slurm_dry_run:
@@ -450,6 +453,8 @@ def add_run_commands(sub: Any) -> None:
     p.add_argument("--node-rank", type=int, help="multi-node: this machine's rank (overrides hardware.machine_rank)")
     p.add_argument("--slurm", action="store_true", help="submit the run to Slurm (sbatch) instead of starting it here")
     p.add_argument("--slurm-dry-run", action="store_true", help="write and print the sbatch script, submit nothing")
+    p.add_argument("--ignore-disk", action="store_true",
+                   help="start even though its checkpoints and weights would not fit on the runs folder's disk")
     slurm = p.add_argument_group("Slurm", "each overrides the profile's [slurm] key of the same name")
     slurm.add_argument("--nodes", type=int, help="nodes (one task each)")
     slurm.add_argument("--partition", help="the partition (sbatch --partition)")

@@ -63,9 +63,24 @@ def shape_of(profile: Profile, lengths: list[int]) -> DataShape:
     return data_shape(lengths, t.batch_size, profile.data.max_length, t.seed)
 
 
+class LowDisk(RunError):
+    """The run would fill the disk of the runs folder: said before anything is written; the user may go ahead."""
+
+
 # What a start or a revision raises when it cannot go ahead; each names what to change. The CLI and the app
 # catch these, and nothing else, from `start_profile`, `start_run` and `revise_run`.
 START_ERRORS = (ProfileError, DataError, RunError, OSError)
+
+
+def check_disk(plan: Plan) -> None:
+    """Refuse a run whose checkpoints and weights would not fit on the disk of the runs folder (LowDisk)."""
+    from studio.paths import runs_dir
+    from studio.planning.disk import disk_problem
+    from studio.runs.export import free_bytes
+
+    problem = disk_problem(plan, free_bytes(runs_dir()), str(runs_dir()))
+    if problem:
+        raise LowDisk(problem)
 
 
 def checked_plan(profile: Profile, name: str, inventory: Inventory, shape: DataShape | None,
@@ -88,15 +103,18 @@ def checked_plan(profile: Profile, name: str, inventory: Inventory, shape: DataS
 
 
 def start_profile(profile: Profile, name: str, probe: bool = False, inventory: Inventory | None = None,
-                  slurm: SlurmRequest | None = None, slurm_dry_run: bool = False) -> Started:
+                  slurm: SlurmRequest | None = None, slurm_dry_run: bool = False, ignore_disk: bool = False) -> Started:
     """Check what the profile asks of this machine, its model and its data; plan the run; make its
-    folder and launch the trainer (or submit it to Slurm). Nothing is written before every check has passed."""
+    folder and launch the trainer (or submit it to Slurm). Nothing is written before every check has passed;
+    a run that would fill the disk is refused (LowDisk) unless `ignore_disk`."""
     # A probe trains on synthetic rows filled to max_length.
     n = profile.data.max_length
     shape = DataShape(rows=0, mean_tokens=n, p95_tokens=n, fill=1.0, exact=True) if probe else check_data(profile)
     plan = checked_plan(profile, name, inventory or current_inventory(), shape, probe)
     if slurm is not None and not slurm_dry_run and not slurm_available():
         raise RunError("sbatch is not on the PATH: run this on a Slurm login node (or drop --slurm)")
+    if not (probe or ignore_disk or slurm_dry_run):
+        check_disk(plan)
     run = create_run(profile.to_toml(), name, kind="probe" if probe else "train")
     write_plan_files(run, plan.record())
     if slurm is not None:
@@ -122,7 +140,7 @@ def revise_run(run: Run, revised: Profile, inventory: Inventory | None = None) -
 
 
 def start_run(profile_path: Path, max_steps: int | None = None, node_rank: int | None = None,
-              slurm: dict[str, Any] | None = None, slurm_dry_run: bool = False) -> Started:
+              slurm: dict[str, Any] | None = None, slurm_dry_run: bool = False, ignore_disk: bool = False) -> Started:
     """Load a profile file, apply the command line's overrides, and start it (here, or on Slurm: `slurm` is
     then the command line's [slurm] keys, None where not given, over the profile's)."""
     profile = load_profile(profile_path)
@@ -131,4 +149,5 @@ def start_run(profile_path: Path, max_steps: int | None = None, node_rank: int |
         flags["slurm.sbatch_args"] = [*profile.slurm.sbatch_args, *flags["slurm.sbatch_args"]]
     profile = with_changes(profile, {k: v for k, v in flags.items() if v is not None}, source="the command line")
     request = request_of(profile.slurm) if slurm is not None else None
-    return start_profile(profile, Path(profile_path).stem, slurm=request, slurm_dry_run=slurm_dry_run)
+    return start_profile(profile, Path(profile_path).stem, slurm=request, slurm_dry_run=slurm_dry_run,
+                         ignore_disk=ignore_disk)

@@ -327,7 +327,7 @@ class StudioApp(App[None]):
             if isinstance(screen, Dashboard):
                 screen.reload_profiles()
 
-    def start_profile(self, path: Path) -> None:
+    def start_profile(self, path: Path, ignore_disk: bool = False) -> None:
         """Check the data, plan and launch in a worker (a big dataset takes seconds); open the monitor. A second
         start of the same profile while the first is still on its way is refused (a double key press)."""
         if path in self.starting:
@@ -335,25 +335,37 @@ class StudioApp(App[None]):
             return
         self.starting.add(path)
         self.notify(f"starting {path.stem}: checking the data and planning the run...", timeout=4)
-        self.start_in_background(path)
+        self.start_in_background(path, ignore_disk)
 
     @work(thread=True, group="start")
-    def start_in_background(self, path: Path) -> None:
+    def start_in_background(self, path: Path, ignore_disk: bool = False) -> None:
         try:
-            self.start_and_open(path)
+            self.start_and_open(path, ignore_disk)
         finally:
             self.call_from_thread(lambda: self.starting.discard(path))
 
-    def start_and_open(self, path: Path) -> None:
-        from studio.runs.start import START_ERRORS, start_run
+    def start_and_open(self, path: Path, ignore_disk: bool = False) -> None:
+        from studio.runs.start import START_ERRORS, LowDisk, start_run
 
         try:
-            run = start_run(path).run
+            run = start_run(path, ignore_disk=ignore_disk).run
+        except LowDisk as e:  # the user may know better (space about to be freed): asked, not refused
+            self.call_from_thread(self.confirm_low_disk, path, str(e))
+            return
         except START_ERRORS as e:
             self.call_from_thread(self.tell_start_failure, e, "cannot start")
             return
         self.call_from_thread(self.notify, f"started run {run.id}")
         self.call_from_thread(self.open_run, run)
+
+    def confirm_low_disk(self, path: Path, problem: str) -> None:
+        from studio.ui.dialogs import Confirm
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.start_profile(path, ignore_disk=True)
+
+        self.push_screen(Confirm(f"{path.stem}: {problem}. Start it anyway?"), done)
 
     def tell_start_failure(self, e: Exception, title: str) -> None:
         """Why a start or a revision did not go ahead (a profile's problems, the first three of them)."""
