@@ -308,3 +308,18 @@ async def test_below_80x24_the_app_says_plainly_what_is_hidden(studio_env: Path)
         await pilot.resize_terminal(100, 30)
         await pilot.pause()
         assert sum("widen it" in n for n in seen) == 1, seen  # once, not on every resize while small
+
+
+def test_a_desktop_notification_is_the_terminal_s_own_sequence_and_cannot_be_broken_by_a_name() -> None:
+    from studio.ui.desktop_notice import notice_sequence
+
+    assert notice_sequence("studio: run failed", "run x failed", {"TERM": "xterm-256color"}) == \
+        "\x1b]9;studio: run failed: run x failed\x07"
+    assert notice_sequence("t", "b", {"TERM": "foot"}) == "\x1b]777;notify;t;b\x07"  # foot, rxvt, VTE: OSC 777
+    assert notice_sequence("t", "b", {"TERM": "xterm-256color", "VTE_VERSION": "7600"}) == "\x1b]777;notify;t;b\x07"
+    assert notice_sequence("t", "b", {"STUDIO_NOTIFY": "777"}) == "\x1b]777;notify;t;b\x07"
+    assert notice_sequence("t", "b", {"STUDIO_NOTIFY": "off"}) is None
+    assert notice_sequence("t", "b", {"TERM": "screen", "STY": "1.pts-0"}) == "\x1bP\x1b]9;t: b\x07\x1b\\"
+    # a run id or message holding a BEL, an escape or a separator ends nothing early
+    sent = notice_sequence("t", "run evil\x07\x1b]0;owned\x07; more", {"TERM": "xterm"})
+    assert sent == "\x1b]9;t: run evil]0,owned, more\x07", sent

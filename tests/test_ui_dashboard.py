@@ -224,14 +224,19 @@ async def test_back_from_a_runs_monitor_the_runs_list_has_the_focus_on_that_run_
         assert focused_title != other_title  # which list has the focus shows in its title
 
 
-async def test_the_dashboard_tells_when_any_run_ends(studio_env: Path) -> None:
+async def test_the_dashboard_tells_when_any_run_ends(studio_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
+    monkeypatch.setenv("TMUX", "/tmp/tmux-0/default,1234,0")  # in tmux: the notification is wrapped for passthrough
+    monkeypatch.delenv("STUDIO_NOTIFY", raising=False)
+    monkeypatch.setenv("TERM", "tmux-256color")
     run_dir = record_run(studio_env, status="completed")
     async with app().run_test(size=(120, 40)) as pilot:
         dash = pilot.app.screen
         await until(pilot, lambda: dash.last_summaries, "the runs read")
         said = notifications(pilot.app)
+        sent: list[str] = []
+        pilot.app.write_to_terminal = sent.append  # what would go to the terminal (headless writes nothing)
         ended = dash.last_summaries[0]
         dash.show_runs([replace(ended, status=RunStatus.RUNNING)])  # a read while it trained...
         dash.show_runs([ended])                               # ...and the next, once it ended
@@ -239,6 +244,8 @@ async def test_the_dashboard_tells_when_any_run_ends(studio_env: Path) -> None:
         dash.show_runs([ended])
         await pilot.pause()  # a second toast would be posted by now: show_runs announces as it reads
         assert sum(run_dir.name in t for t in said) == 1  # said once
+    # and once to the desktop: OSC 9 inside tmux's passthrough (its escapes doubled)
+    assert sent == [f"\x1bPtmux;\x1b\x1b]9;studio: run completed: run {run_dir.name} completed\x07\x1b\\"], sent
 
 
 async def test_the_gpu_processes_screen_lists_each_process_and_kills_one_after_a_confirm(studio_env: Path) -> None:

@@ -7,6 +7,7 @@ other processes; errors end up in a notification, never as a traceback over the 
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -357,6 +358,24 @@ class StudioApp(App[None]):
             return
         self.call_from_thread(self.notify, f"started run {run.id}")
         self.call_from_thread(self.open_run, run)
+
+    def tell_ending(self, text: str, status: str, failed: bool) -> None:
+        """A run ended: a toast, the terminal's bell and a desktop notification (studio/ui/desktop_notice.py)."""
+        self.notify(text, title=f"run {status}", severity="error" if failed else "information", timeout=8)
+        self.bell()
+        self.desktop_notice(f"studio: run {status}", text)
+
+    def desktop_notice(self, title: str, body: str) -> None:
+        from studio.ui.desktop_notice import notice_sequence
+
+        sequence = notice_sequence(title, body, os.environ)
+        if sequence:
+            self.write_to_terminal(sequence)
+
+    def write_to_terminal(self, data: str) -> None:
+        """Raw bytes to the terminal between frames, as Textual writes its bell and clipboard sequences."""
+        if not self.is_headless and self._driver is not None:
+            self._driver.write(data)
 
     def confirm_low_disk(self, path: Path, problem: str) -> None:
         from studio.ui.dialogs import Confirm

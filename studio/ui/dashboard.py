@@ -427,8 +427,8 @@ class Dashboard(RunActions, StudioScreen):
                          if isinstance(screen, RunActions) and screen is not self)
 
     def announce_ended(self, summaries: list[RunSummary]) -> None:
-        """A toast and the bell for every run that was running at the last read and has ended since (any run,
-        not only one a monitor watches)."""
+        """A toast, the bell and a desktop notification for every run that was running at the last read and has
+        ended since (any run, not only one a monitor watches)."""
         before = {s.id: s.status for s in self.last_summaries}
         watched = self.watched_run_ids()
         for s in summaries:
@@ -436,10 +436,8 @@ class Dashboard(RunActions, StudioScreen):
             if before.get(s.id) == RunStatus.RUNNING and not s.status.live and s.id not in watched \
                     and told not in self.app.told_endings:
                 self.app.told_endings.add(told)  # a monitor that watched it may have said it already
-                failed = s.status in (RunStatus.FAILED, RunStatus.CRASHED)
-                self.app.notify(f"run {s.id} {s.status}" + (f" ({s.error_kind})" if s.error_kind else ""),
-                                title=f"run {s.status}", severity="error" if failed else "information", timeout=8)
-                self.app.bell()
+                self.app.tell_ending(f"run {s.id} {s.status}" + (f" ({s.error_kind})" if s.error_kind else ""),
+                                     s.status, s.status in (RunStatus.FAILED, RunStatus.CRASHED))
 
     def run_cells(self, s: RunSummary, now: float) -> tuple:
         from studio import display

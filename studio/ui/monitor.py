@@ -283,16 +283,15 @@ class RunMonitor(RunActions, StudioScreen):
             self.refresh_bindings()  # the footer offers what applies to the new status
 
     def announce(self, status: str) -> None:
-        """A toast and the terminal bell when the run being watched ends."""
+        """A toast, the terminal bell and a desktop notification when the run being watched ends."""
         end = self.timeline.end
         told = (self.run.id, end.time if end else None)
         if told in self.app.told_endings:  # the dashboard said it already
             return
         self.app.told_endings.add(told)
         text = f"run {self.run.id} {status}" + (f": {end.message}" if end and end.message else "")
-        self.app.notify(text, title=f"run {status}", severity="error" if status in (RunStatus.FAILED, RunStatus.CRASHED) else
-                        "information", timeout=8)  # the status line and the error panel keep saying it
-        self.app.bell()
+        # the status line and the error panel keep saying it
+        self.app.tell_ending(text, status, status in (RunStatus.FAILED, RunStatus.CRASHED))
 
     # ----------------------------------------------------------- painting
 
