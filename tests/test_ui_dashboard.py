@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -279,6 +280,37 @@ async def test_the_gpu_processes_screen_lists_each_process_and_kills_one_after_a
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+async def test_on_a_machine_without_gpus_the_processes_screen_shows_each_trainer_s_cpu_and_memory(
+        studio_env: Path) -> None:
+    import subprocess
+    import sys
+
+    from studio.hardware import Inventory
+    from studio.ui.processes import GpuProcesses
+
+    run_dir = record_run(studio_env, status="completed")
+    # a process studio takes for the run's trainer (its command line names the module and the run folder), busy
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass", "studio.trainer", str(run_dir.resolve())])
+    try:
+        async with StudioApp(inventory=Inventory([], reason="no NVIDIA driver")).run_test(size=(120, 40)) as pilot:
+            await pilot.press("p")
+            screen = await front(pilot, GpuProcesses)
+            table = screen.query_one(DataTable)
+
+            def busy_row() -> list[str] | None:
+                rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+                mine = [r for r in rows if r[0] == str(busy.pid)]
+                return mine[0] if mine and mine[0][2] not in ("0%", "?") else None
+
+            row = await until(pilot, busy_row, "the trainer's CPU, measured between two looks")
+            assert int(row[2].rstrip("%")) >= 20 and row[3].endswith(("MiB", "KiB")) and row[4] == run_dir.name, row
+            assert re.search(r"studio trainer process(es)? on the CPU", screen_text(pilot.app))
+            assert "Trainer processes" in screen_text(pilot.app)
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 async def test_the_gpu_pane_shows_the_hosts_cpu_and_ram_and_each_gpus_recent_utilisation(studio_env: Path) -> None:
