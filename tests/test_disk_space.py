@@ -36,7 +36,8 @@ def small_home(studio_env: Path) -> Iterator[Path]:
             if is_alive(run):
                 stop_run(run, force=True)
                 wait_for(lambda: not is_alive(run), "the trainer to end")
-        subprocess.run(["umount", str(studio_env)], check=False)
+        # lazily: a trainer that the kill has not reaped yet may still hold its log open there
+        subprocess.run(["umount", "-l", str(studio_env)], check=False)
 
 
 def profile(path: Path) -> Path:

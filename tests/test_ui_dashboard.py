@@ -513,3 +513,52 @@ async def test_a_fresh_home_without_runs_says_its_free_space_too(studio_env: Pat
     async with app().run_test(size=(160, 40)) as pilot:
         await front(pilot, Dashboard)
         await until(pilot, lambda: re.search(r"Runs .*· [\d,]+\.\d GiB free", screen_text(pilot.app)), "the free space")
+
+
+async def test_marked_runs_are_archived_together_and_the_archive_brings_one_back_and_deletes_another(
+        studio_env: Path) -> None:
+    from studio.paths import archive_dir
+    from studio.ui.archive import ArchivedRuns
+    from studio.ui.dialogs import Confirm
+
+    ids = ["20260911-090000-a", "20260911-100000-b", "20260911-110000-c"]
+    for run_id in ids:
+        record_run(studio_env, run_id=run_id, status="completed")
+    live = record_run(studio_env, run_id="20260911-120000-live", status="completed")
+    with live_trainer(live, launched_at=time.time()):
+        async with app().run_test(size=(120, 40)) as pilot:
+            dash = await on_the_dashboard(pilot)
+            runs = dash.query_one("#runs", DataTable)
+            await until(pilot, lambda: runs.row_count == 4 and any(s.status == RunStatus.RUNNING
+                                                                   for s in dash.last_summaries), "the four runs")
+            runs.focus()
+            for run_id in (ids[0], ids[1], live.name):
+                runs.move_cursor(row=runs.get_row_index(run_id))
+                await pilot.press("m")
+            await until(pilot, lambda: len(dash.marked) == 3, "three marks")
+            await pilot.press("A")
+            confirm = await front(pilot, Confirm)
+            assert "archive 2 marked runs" in confirm.question and f"still going: {live.name}" in confirm.question
+            await pilot.press("y")
+            await until(pilot, lambda: runs.row_count == 2 and not dash.marked, "two runs left, the marks cleared")
+            assert sorted(p.name for p in archive_dir().iterdir()) == ids[:2]
+            assert (studio_env / "runs" / live.name).is_dir()  # the live run was left alone
+
+            await pilot.press("a")
+            archived = await front(pilot, ArchivedRuns)
+            table = archived.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 2, "the archive's two runs")
+            assert "2 runs in" in screen_text(pilot.app)
+            table.move_cursor(row=table.get_row_index(ids[0]))
+            await pilot.press("u")
+            await until(pilot, lambda: table.row_count == 1, "one run brought back")
+            assert (studio_env / "runs" / ids[0]).is_dir()
+            await pilot.press("D")
+            confirm = await front(pilot, Confirm)
+            assert f"delete archived run {ids[1]}" in confirm.question
+            await pilot.press("y")
+            await until(pilot, lambda: "the archive is empty" in screen_text(pilot.app), "the archive emptied")
+            assert not list(archive_dir().iterdir())
+            await pilot.press("escape")
+            await front(pilot, Dashboard)
+            await until(pilot, lambda: runs.row_count == 3, "the run brought back listed again")

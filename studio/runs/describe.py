@@ -37,17 +37,19 @@ def write_note(run: Run, text: str) -> None:
         raise RunError(f"cannot write the note in {run.dir}: {e.strerror or e}") from None
 
 
-def own_run_folder(run: Run, verb: str) -> None:
-    """Refuse a link, or a folder outside studio's runs folder: studio changes only run folders it made."""
-    folder = run.dir
+def own_run_folder(run: Run, verb: str, base: Path | None = None) -> None:
+    """Refuse a link, or a folder outside studio's runs folder (or `base`, the archive): studio changes only run
+    folders it made."""
+    folder, base = run.dir, base or runs_dir()
     if folder.is_symlink():
         raise RunError(f"{folder} is a link; studio {verb} only run folders it made")
     try:
-        inside = folder.resolve().parent == runs_dir().resolve()
+        inside = folder.resolve().parent == base.resolve()
     except OSError as e:
         raise RunError(f"cannot resolve {folder}: {e.strerror or e}") from None
     if not inside:
-        raise RunError(f"{folder} is not in studio's runs folder ({runs_dir()}); studio {verb} only its own runs")
+        raise RunError(f"{folder} is not in studio's {'runs' if base == runs_dir() else 'archive'} folder ({base}); "
+                       f"studio {verb} only its own runs")
 
 
 def describe(run: Run) -> dict[str, Any]:
@@ -114,6 +116,15 @@ def delete_run(run: Run) -> None:
     anything outside studio's runs folder."""
     own_run_folder(run, "deletes")
     refuse_live(run)
+    shutil.rmtree(run.dir)
+
+
+def delete_archived_run(run_id: str) -> None:
+    """Remove an archived run, with everything in it."""
+    if not run_id or "/" in run_id or run_id in (".", ".."):
+        raise RunError(f"not a run id: {run_id!r}")
+    run = Run(archive_dir() / run_id)
+    own_run_folder(run, "deletes", archive_dir())
     shutil.rmtree(run.dir)
 
 

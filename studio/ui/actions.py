@@ -257,6 +257,51 @@ def delete(screen: RunActions, run: Run) -> None:
                               "This cannot be undone.", delete_run, lambda _: f"deleted run {run.id}", "not deleted")
 
 
+BULK = {"archive": ("archive", "archived", "not archived"), "delete": ("delete", "deleted", "not deleted")}
+
+
+def on_marked(screen: RunActions, name: str, runs: list[tuple[Run, Any]], done: Callable[[], None]) -> None:
+    """Archive or delete every marked run, after one question; runs still going are left out and named.
+    `runs` holds (run, its status as last read); `done` follows a yes (the marks are cleared)."""
+    from studio.runs.describe import archive_run, delete_run
+    from studio.runs.folder import RunError
+    from studio.ui.dialogs import Confirm
+
+    verb, did, failed = BULK[name]
+    live = [run.id for run, status in runs if status is not None and status.live]
+    over = [run for run, status in runs if not (status is not None and status.live)]
+    if not over:
+        screen.notify(f"every marked run is still going ({', '.join(live)}): stop them first (s)", title=failed,
+                      severity="warning", timeout=8)
+        return
+    act = archive_run if name == "archive" else delete_run
+    names = ", ".join(run.id for run in over[:3]) + (f" and {len(over) - 3} more" if len(over) > 3 else "")
+    question = (f"{verb} {len(over)} marked run{'s' if len(over) != 1 else ''} ({names})"
+                + ("? They leave the list, whole, for the archive (a lists it; u there brings one back)"
+                   if name == "archive" else " and everything in them? This cannot be undone.")
+                + (f" Left out, still going: {', '.join(live)}." if live else ""))
+
+    def answered(yes: bool | None) -> None:
+        if not yes:
+            return
+        problems = []
+        for run in over:
+            try:
+                act(run)
+            except (RunError, OSError) as e:
+                problems.append(str(e))
+            else:
+                screen.app.leave_monitor_of(run)
+        count = len(over) - len(problems)
+        screen.notify(f"{did} {count} run{'s' if count != 1 else ''}" + (f"; {len(problems)} {failed}: " +
+                                                                             "; ".join(problems[:2]) if problems else ""),
+                      severity="error" if problems else "information", timeout=10)
+        done()
+        screen.app.refresh_dashboards()
+
+    screen.app.push_screen(Confirm(question), answered)
+
+
 def confirm_then(screen: RunActions, run: Run, question: str, act: Callable[[Run], Any],
                  said: Callable[[Any], str], failed: str) -> None:
     """Archive or delete: refused at once for a run still going (naming the key that stops it), else asked."""
@@ -304,10 +349,10 @@ RUN_ACTIONS = (
                                                                   "suspended; exit comes back", always, shell),
     RunAction("t", "note", "Note on run", "your note on the run (why it ran, what it showed); the runs filter finds "
                                           "it, describe shows it", always, note),
-    RunAction("A", "archive", "Archive run", "move a run that is over out of the list, whole, into the archive "
-                                             "(studio unarchive brings it back; asks first)", always, archive),
-    RunAction("D", "delete", "Delete run", "delete a run that is over, with everything in it (asks first)", always,
-              delete),
+    RunAction("A", "archive", "Archive run", "move a run that is over (or every marked one) into the archive, "
+                                             "whole; asks first", always, archive),
+    RunAction("D", "delete", "Delete run", "delete a run that is over (or every marked one) with everything in it; "
+                                           "asks first", always, delete),
 )
 BY_NAME = {a.name: a for a in RUN_ACTIONS}
 

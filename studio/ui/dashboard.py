@@ -173,6 +173,7 @@ class Dashboard(RunActions, StudioScreen):
         *run_bindings(shown=("s", "c")),  # and d describe, y copy id, D delete (in the help)
         Binding("m", "mark", "Mark", show=False),
         Binding("C", "compare", "Compare", show=False),
+        Binding("a", "archived", "Archived runs", show=False, tooltip="the archive: u brings a run back"),
         Binding("slash", "filter", "Filter", show=False),
         Binding("S", "sort", "Sort", show=False),
         Binding("p", "app.gpu_processes", "GPU processes", show=False),
@@ -555,6 +556,26 @@ class Dashboard(RunActions, StudioScreen):
             return
         if run := self._need_run():
             self.app.open_run(run)
+
+    def act(self, name: str) -> None:
+        """Archive and delete act on the marked runs when there are marks (m), else on the run under the cursor."""
+        from studio.ui.actions import BULK, on_marked
+
+        if name in BULK and self.marked:
+            status = {s.id: s.status for s in self.last_summaries}
+            runs = [(Run(self.all_run_dirs[r]), status.get(r)) for r in sorted(self.marked) if r in self.all_run_dirs]
+
+            def done() -> None:
+                self.marked = set()
+
+            on_marked(self, name, runs, done)
+            return
+        super().act(name)
+
+    def action_archived(self) -> None:
+        from studio.ui.archive import ArchivedRuns
+
+        self.app.push_screen(ArchivedRuns())
 
     def action_mark(self) -> None:
         if run := self._need_run():
