@@ -548,7 +548,7 @@ async def test_marked_runs_are_archived_together_and_the_archive_brings_one_back
             archived = await front(pilot, ArchivedRuns)
             table = archived.query_one(DataTable)
             await until(pilot, lambda: table.row_count == 2, "the archive's two runs")
-            assert "2 runs in" in screen_text(pilot.app)
+            assert "2 runs in the studio home" in screen_text(pilot.app)
             table.move_cursor(row=table.get_row_index(ids[0]))
             await pilot.press("u")
             await until(pilot, lambda: table.row_count == 1, "one run brought back")

@@ -150,3 +150,27 @@ def test_gpu_processes(snap_compare, recorded: Path, size) -> None:
         await settle(pilot, lambda app: "processes" in app.screen.title)
 
     assert snap_compare(StudioApp(inventory=replace(inv, gpus=gpus)), terminal_size=size, run_before=open_processes)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_archived_runs(snap_compare, recorded: Path, size) -> None:
+    from studio.runs.describe import archive_run
+
+    home = recorded.parent.parent
+    archive_run(Run(recorded))
+    archive_run(Run(record_run(home, "20260911-100000-llama-qlora", rank=64, floor=0.9, status="stopped")))
+
+    async def open_archive(pilot) -> None:
+        await pilot.press("a")
+        await settle(pilot, lambda app: app.screen.title == "Archived runs" and app.screen.summaries)
+
+    assert snap_compare(StudioApp(inventory=fake_inventory()), terminal_size=size, run_before=open_archive)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_run_monitor_with_the_times_of_its_log(snap_compare, recorded: Path, size) -> None:
+    lines = (recorded / "trainer.log").read_text().splitlines()
+    (recorded / "trainer.log").write_text("".join(f"2026-09-11 09:{i // 60 % 60:02d}:{i % 60:02d} {line}\n"
+                                                  for i, line in enumerate(lines)))
+    assert snap_compare(StudioApp(open_run=Run(recorded), inventory=fake_inventory()), terminal_size=size,
+                        run_before=settle)

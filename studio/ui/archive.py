@@ -57,13 +57,11 @@ class ArchivedRuns(StudioScreen):
         self.app.call_from_thread(self.show, summaries)
 
     def show(self, summaries: list[RunSummary]) -> None:
-        from studio.paths import archive_dir
-
         self.summaries = summaries
         count = f"{len(summaries)} run{'s' if len(summaries) != 1 else ''}"
         self.query_one("#archive-note", Static).update(
-            f"{count} in {archive_dir()}; u brings the one under the cursor back, D deletes it" if summaries
-            else f"the archive is empty ({archive_dir()}); A in the Runs list archives a run, m marks several")
+            f"{count} in the studio home's archive folder; u brings the one under the cursor back, D deletes it"
+            if summaries else "the archive is empty; A in the Runs list archives a run, m marks several")
         fill_table(self.query_one(DataTable), COLUMNS,
                    [(s.id, (s.id, str(s.status), f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step or "-"),
                             f"{s.loss:.3f}" if s.loss is not None else "-", s.note or ""))
