@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from studio.profiles.decision import Decision
 from studio.runs.events import End, Preflight, Start, Step
 from studio.terminal import shell_arg
+from studio.units import size_bytes  # noqa: F401 - the screens ask display for it
 from studio.runs.status import RunStatus
 
 
@@ -32,15 +33,6 @@ def duration(seconds: float | None) -> str:
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def size_bytes(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n:.0f} B"
 
 
 def memory_text(step: Step) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from studio.display import size_bytes
 from studio.planning.estimate import optimizer_state_bytes
 from studio.planning.plan import Plan
+from studio.units import size_bytes
 
 
 

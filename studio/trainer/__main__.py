@@ -6,7 +6,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from studio.trainer.log_times import time_lines
+from studio.log_times import time_lines
 from studio.trainer.stop import StopRequest
 
 

@@ -135,6 +135,58 @@ def export(screen: RunActions, run: Run) -> None:
     screen.app.push_screen(ExportDialog(run.id, str(Path.home() / f"{run.id}-export")), done)
 
 
+def export_marked(screen: RunActions, runs: list[Run], done: Callable[[], None]) -> None:
+    """Export every marked run the same way, each into its own folder (FOLDER/<run id>), one after another in
+    the background; runs with nothing to export are left out and named."""
+    from studio.runs.export import check_exportable, export_target, space_warning
+    from studio.runs.folder import RunError
+    from studio.ui.dialogs import ExportDialog
+
+    ready, skipped = [], []
+    for run in runs:
+        try:
+            check_exportable(run)
+            ready.append(run)
+        except RunError as e:
+            skipped.append(f"{run.id} ({e})")
+    if not ready:
+        screen.notify("no marked run has anything to export: " + "; ".join(skipped)[:300], title="cannot export",
+                      severity="warning", timeout=10)
+        return
+
+    def chosen(choice: ExportChoice | None) -> None:
+        if not choice:
+            return
+        if choice.push:
+            screen.notify("a push names one Hub repository: export marked runs without it, and push each from its "
+                          "monitor (x)", title="cannot export", severity="error", timeout=10)
+            return
+        targets = []
+        try:
+            for run in ready:
+                targets.append((run, export_target(run, Path(choice.folder) / run.id)))
+        except RunError as e:
+            screen.notify(str(e), title="cannot export", severity="error", timeout=10)
+            return
+        for run, out in targets:
+            warning = space_warning(run, out, choice.merge, choice.gguf)
+            if warning:
+                screen.notify(f"{run.id}: {warning}", title="not enough room", severity="warning", timeout=10)
+        done()
+
+        def all_of_them() -> None:
+            for run, out in targets:
+                export_in_background(screen.app, run, out, choice)
+
+        screen.run_worker(all_of_them, thread=True, group="export")
+
+    left_out = f" (left out, nothing to export: {'; '.join(skipped)[:200]})" if skipped else ""
+    screen.app.push_screen(ExportDialog(
+        ready[0].id, str(Path.home() / "studio-exports"),
+        heading=f"export {len(ready)} marked run{'s' if len(ready) != 1 else ''}, each into its own folder "
+                f"(FOLDER/<run id>), one after another{left_out}; FOLDER:"), chosen)
+
+
 EXPORT_PROGRESS_S = 4.0  # how often a running export says it still works
 
 

@@ -558,17 +558,22 @@ class Dashboard(RunActions, StudioScreen):
             self.app.open_run(run)
 
     def act(self, name: str) -> None:
-        """Archive and delete act on the marked runs when there are marks (m), else on the run under the cursor."""
-        from studio.ui.actions import BULK, on_marked
+        """Archive, delete and export act on the marked runs when there are marks (m), else on the run under the
+        cursor."""
+        from studio.ui.actions import BULK, export_marked, on_marked
 
-        if name in BULK and self.marked:
+        if name in (*BULK, "export") and self.marked:
             status = {s.id: s.status for s in self.last_summaries}
             runs = [(Run(self.all_run_dirs[r]), status.get(r)) for r in sorted(self.marked) if r in self.all_run_dirs]
 
             def done() -> None:
                 self.marked = set()
+                self.show_runs(self.last_summaries)
 
-            on_marked(self, name, runs, done)
+            if name == "export":
+                export_marked(self, [run for run, _ in runs], done)
+            else:
+                on_marked(self, name, runs, done)
             return
         super().act(name)
 

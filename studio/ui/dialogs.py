@@ -268,14 +268,15 @@ class ExportDialog(ModalScreen["ExportChoice | None"]):
     BINDINGS = [Binding("escape", "cancel", "Cancel"),
                 Binding("enter", "export", "Export", priority=True)]  # before a switch's own enter (toggle)
 
-    def __init__(self, run_id: str, folder: str):
+    def __init__(self, run_id: str, folder: str, heading: str = ""):
         super().__init__()
         self.run_id = run_id
         self.folder = folder
+        self.heading = heading or f"export run {run_id} to the folder:"
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"export run {self.run_id} to the folder:", classes="question")
+            yield Label(self.heading, classes="question")
             yield Input(value=self.folder, id="export-folder")
             with Horizontal(classes="switch-row"):
                 yield Switch(False, id="export-merge")

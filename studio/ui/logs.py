@@ -9,7 +9,7 @@ from collections import deque
 from rich.text import Text
 from textual.widgets import RichLog
 
-from studio.trainer.log_times import split_time
+from studio.log_times import split_time
 
 KEEP = 5000
 NOISE = (re.compile(r"^\s*\{'[a-z_]+': .*\}\s*$"),         # the Trainer's logged dicts

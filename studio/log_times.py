@@ -1,7 +1,7 @@
 """The trainer log's times: every line the trainer process writes (its prints, warnings, tracebacks) starts
 with the local date and time it was written, `2026-12-04 18:40:01 `. Lines that native libraries write to the
 file descriptor directly have none. The monitor shows the time of day and hides them on `T`
-(studio/ui/logs.py reads them back with `split_time`)."""
+(studio/ui/logs.py reads them back with `split_time`). A base module: the trainer writes it, the app reads it."""
 
 from __future__ import annotations
 
