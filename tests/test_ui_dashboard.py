@@ -562,3 +562,36 @@ async def test_marked_runs_are_archived_together_and_the_archive_brings_one_back
             await pilot.press("escape")
             await front(pilot, Dashboard)
             await until(pilot, lambda: runs.row_count == 3, "the run brought back listed again")
+
+
+@pytest.mark.slow
+async def test_marked_runs_export_each_into_its_own_folder_and_one_with_nothing_is_left_out(studio_env: Path,
+                                                                                           tmp_path: Path) -> None:
+    from conftest import DEMO_DATA, studio, write_profile
+    from studio.ui.dialogs import ExportDialog
+
+    profile = write_profile(tmp_path / "p.toml", DEMO_DATA, train={"max_steps": 2, "save_steps": 100})
+    trained = []
+    for _ in range(2):
+        proc = studio("run", str(profile), "--json")
+        assert proc.returncode == 0, proc.stderr
+        trained.append(Path(json.loads(proc.stdout.strip().splitlines()[-1])["dir"]).name)
+    empty = record_run(studio_env, run_id="20260911-090000-nothing", status="completed")  # no final weights
+    out = tmp_path / "exports"
+    async with app().run_test(size=(120, 40)) as pilot:
+        said = notifications(pilot.app)
+        dash = await on_the_dashboard(pilot)
+        runs = dash.query_one("#runs", DataTable)
+        await until(pilot, lambda: runs.row_count == 3, "the three runs")
+        runs.focus()
+        for run_id in (*trained, empty.name):
+            runs.move_cursor(row=runs.get_row_index(run_id))
+            await pilot.press("m")
+        await pilot.press("x")
+        dialog = await front(pilot, ExportDialog)
+        assert "export 2 marked runs" in dialog.heading and empty.name in dialog.heading
+        dialog.query_one("#export-folder", Input).value = str(out)
+        await pilot.press("enter")
+        await until(pilot, lambda: all((out / r / "adapter_config.json").is_file() for r in trained)
+                    and sum("exported run" in t or "adapter" in t for t in said) >= 2, "both exports")
+        assert not (out / empty.name).exists() and not dash.marked
