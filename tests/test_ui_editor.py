@@ -374,6 +374,27 @@ async def test_the_editor_shows_its_verdict_and_the_f4_fix_above_the_fold_at_80x
         await until(pilot, lambda: any(t.startswith("applied:\n• ") for t in said), "the changes, one a line")
 
 
+async def test_the_slurm_section_is_folded_and_built_only_for_a_profile_that_sets_it(studio_env: Path) -> None:
+    """Its 13 fields serve `studio run --slurm` alone: built with every form, they made the editor open 0.1-0.2 s
+    slower on the 2-core VM (bench/results/ui-speed-cpu-20261204-1900.json)."""
+    from textual.widgets import Collapsible
+
+    plain = write(studio_env, "plain", GOOD)
+    slurm = write(studio_env, "cluster", GOOD + "[slurm]\nnodes = 2\npartition = \"gpu\"\n")
+    async with app().run_test(size=(120, 40)) as pilot:
+        for path, built in ((plain, False), (slurm, True)):
+            pilot.app.edit_profile(path)
+            await until(pilot, lambda: isinstance(pilot.app.screen, ProfileEditor) and pilot.app.screen.settled,
+                        "the editor")
+            editor = pilot.app.screen
+            assert editor.query_one("#more-slurm", Collapsible).collapsed is not built
+            assert bool(editor.query("#f-slurm-nodes")) is built
+            if built:
+                assert editor.query_one("#f-slurm-partition", Input).value == "gpu"
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(pilot.app.screen, ProfileEditor), "back")
+
+
 async def test_the_editor_folds_advanced_fields_jumps_to_a_field_undoes_and_shows_the_diff(studio_env: Path) -> None:
     from textual.widgets import Collapsible
 
