@@ -536,6 +536,10 @@ async def test_marked_runs_are_archived_together_and_the_archive_brings_one_back
                 runs.move_cursor(row=runs.get_row_index(run_id))
                 await pilot.press("m")
             await until(pilot, lambda: len(dash.marked) == 3, "three marks")
+            said = notifications(pilot.app)
+            await pilot.press("x")  # for the marked runs, though the one under the cursor is still training
+            await until(pilot, lambda: any("no marked run has anything to export" in t for t in said),
+                        "why nothing is exported")
             await pilot.press("A")
             confirm = await front(pilot, Confirm)
             assert "archive 2 marked runs" in confirm.question and f"still going: {live.name}" in confirm.question

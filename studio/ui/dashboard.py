@@ -577,6 +577,12 @@ class Dashboard(RunActions, StudioScreen):
             return
         super().act(name)
 
+    def applies(self, name: str) -> bool:
+        """With runs marked, archive, delete and export are for them, whatever the run under the cursor is."""
+        from studio.ui.actions import BULK
+
+        return bool(self.marked and name in (*BULK, "export")) or super().applies(name)
+
     def action_archived(self) -> None:
         from studio.ui.archive import ArchivedRuns
 
@@ -586,6 +592,7 @@ class Dashboard(RunActions, StudioScreen):
         if run := self._need_run():
             self.marked ^= {run.id}
             self.show_runs(self.last_summaries)
+            self.refresh_bindings()  # with marks, x, A and D are for the marked runs
 
     def action_compare(self) -> None:
         runs = [Run(self.all_run_dirs[r]) for r in sorted(self.marked) if r in self.all_run_dirs]
