@@ -174,3 +174,38 @@ def test_run_monitor_with_the_times_of_its_log(snap_compare, recorded: Path, siz
                                                   for i, line in enumerate(lines)))
     assert snap_compare(StudioApp(open_run=Run(recorded), inventory=fake_inventory()), terminal_size=size,
                         run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_trainer_processes_on_a_machine_without_gpus(snap_compare, recorded: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     size) -> None:
+    from studio.hardware import Inventory
+    from studio.ui.processes import ProcessRow, TrainerWatch
+
+    command = f"python -m studio.trainer {recorded}"  # the figures are fixed: the layout is what is checked
+    monkeypatch.setattr(TrainerWatch, "rows", lambda self: [
+        ProcessRow(None, 4242, "ada", None, recorded.name, command, 187.0, 1.25),
+        ProcessRow(None, 4250, "ada", None, "", "python -m studio.trainer /elsewhere/runs/x", 3.0, 0.5)])
+
+    async def open_processes(pilot) -> None:
+        await pilot.press("p")
+        await settle(pilot, lambda app: app.screen.title == "Trainer processes")
+
+    app = StudioApp(inventory=Inventory([], reason="no NVIDIA driver"))
+    assert snap_compare(app, terminal_size=size, run_before=open_processes)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_export_dialog(snap_compare, recorded: Path, monkeypatch: pytest.MonkeyPatch, size) -> None:
+    monkeypatch.setenv("HOME", "/home/ada")  # the dialog offers a folder in the user's home
+    (recorded / "final").mkdir(exist_ok=True)
+    (recorded / "final" / "adapter_config.json").write_text("{}")
+
+    async def open_export(pilot) -> None:
+        from studio.ui.dialogs import ExportDialog
+
+        await pilot.press("x")
+        await settle(pilot, lambda app: isinstance(app.screen, ExportDialog))
+
+    assert snap_compare(StudioApp(open_run=Run(recorded), inventory=fake_inventory()), terminal_size=size,
+                        run_before=open_export)
