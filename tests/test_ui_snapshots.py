@@ -182,7 +182,8 @@ def test_trainer_processes_on_a_machine_without_gpus(snap_compare, recorded: Pat
     from studio.hardware import Inventory
     from studio.ui.processes import ProcessRow, TrainerWatch
 
-    command = f"python -m studio.trainer {recorded}"  # the figures are fixed: the layout is what is checked
+    # the figures are fixed (and no machine path): the layout is what is checked
+    command = f"python -m studio.trainer /home/ada/.local/share/studio/runs/{recorded.name}"
     monkeypatch.setattr(TrainerWatch, "rows", lambda self: [
         ProcessRow(None, 4242, "ada", None, recorded.name, command, 187.0, 1.25),
         ProcessRow(None, 4250, "ada", None, "", "python -m studio.trainer /elsewhere/runs/x", 3.0, 0.5)])

@@ -277,15 +277,15 @@ class ExportDialog(ModalScreen["ExportChoice | None"]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.heading, classes="question")
-            yield Input(value=self.folder, id="export-folder")
+            yield Input(value=self.folder, id="export-folder", compact=True)  # compact: it all fits 80x24
             with Horizontal(classes="switch-row"):
                 yield Switch(False, id="export-merge")
                 yield Label("merge the adapter into the base model (a whole model; bigger)")
-            yield Select(GGUF_CHOICES, value="", allow_blank=False, id="export-gguf")
+            yield Select(GGUF_CHOICES, value="", allow_blank=False, id="export-gguf", compact=True)
             with Horizontal(classes="switch-row"):
                 yield Switch(False, id="export-ollama")
                 yield Label("with an Ollama Modelfile (needs a GGUF)")
-            yield Input(placeholder="push to the Hub as ORG/NAME (empty: no push)", id="export-push")
+            yield Input(placeholder="push to the Hub as ORG/NAME (empty: no push)", id="export-push", compact=True)
             with Horizontal(classes="switch-row"):
                 yield Switch(False, id="export-private")
                 yield Label("a private repository")
