@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from textual.worker import WorkerCancelled
 
 from studio.paths import bundled_profiles_dir
 from studio.runs.folder import Run
@@ -28,7 +29,11 @@ def recorded(studio_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def settle(pilot, ready=lambda app: True) -> None:
     """Wait until `ready(app)` holds and the screen has stopped changing (workers, timers and layout
     done), however slow the machine: a snapshot compares a settled screen, never a moment."""
-    await pilot.app.workers.wait_for_complete()
+    try:
+        await pilot.app.workers.wait_for_complete()
+    except WorkerCancelled:
+        pass  # an exclusive worker replaced by a newer one (the monitor's file poll): the loop below waits on
+    # the screen itself
     previous, same = None, 0
     for _ in range(300):
         for field in pilot.app.screen.query("Input, TextArea"):
