@@ -375,8 +375,7 @@ async def test_the_editor_shows_its_verdict_and_the_f4_fix_above_the_fold_at_80x
 
 
 async def test_the_slurm_section_is_folded_and_built_only_for_a_profile_that_sets_it(studio_env: Path) -> None:
-    """Its 13 fields serve `studio run --slurm` alone: built with every form, they made the editor open 0.1-0.2 s
-    slower on the 2-core VM (bench/results/ui-speed-cpu-20261204-1900.json)."""
+    """Its 13 fields serve `studio run --slurm` alone: folded, and built only where the profile sets one."""
     from textual.widgets import Collapsible
 
     plain = write(studio_env, "plain", GOOD)

@@ -50,8 +50,7 @@ ADVANCED = {"model": ("revision", "attn_implementation", "trust_remote_code", "r
             "reward": ("max_completion_length", "temperature", "beta", "format_pattern", "length_limit"),
             "hardware": ("offload_optimizer", "offload_params", "num_machines", "machine_rank", "main_address",
                          "main_port"),
-            # only for `studio run --slurm`: the whole section folded (its 13 fields made the editor open
-            # 0.1-0.2 s slower on a 2-core machine when they were built with the form)
+            # only for `studio run --slurm`: the whole section folded, its 13 fields built when needed
             "slurm": tuple(f.name for f in fields(SECTIONS["slurm"]))}
 
 
