@@ -11,7 +11,6 @@ from studio.planning.plan import Plan
 from studio.units import size_bytes
 
 
-
 @dataclass(frozen=True)
 class RunDisk:
     checkpoints: int        # on disk at once, at most

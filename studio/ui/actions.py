@@ -310,6 +310,7 @@ def delete(screen: RunActions, run: Run) -> None:
 
 
 BULK = {"archive": ("archive", "archived", "not archived"), "delete": ("delete", "deleted", "not deleted")}
+MARKED_ACTIONS = (*BULK, "export")  # with runs marked on the dashboard, these act on the marked runs
 
 
 def on_marked(screen: RunActions, name: str, runs: list[tuple[Run, Any]], done: Callable[[], None]) -> None:

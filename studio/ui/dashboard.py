@@ -560,9 +560,9 @@ class Dashboard(RunActions, StudioScreen):
     def act(self, name: str) -> None:
         """Archive, delete and export act on the marked runs when there are marks (m), else on the run under the
         cursor."""
-        from studio.ui.actions import BULK, export_marked, on_marked
+        from studio.ui.actions import MARKED_ACTIONS, export_marked, on_marked
 
-        if name in (*BULK, "export") and self.marked:
+        if name in MARKED_ACTIONS and self.marked:
             status = {s.id: s.status for s in self.last_summaries}
             runs = [(Run(self.all_run_dirs[r]), status.get(r)) for r in sorted(self.marked) if r in self.all_run_dirs]
 
@@ -579,9 +579,9 @@ class Dashboard(RunActions, StudioScreen):
 
     def applies(self, name: str) -> bool:
         """With runs marked, archive, delete and export are for them, whatever the run under the cursor is."""
-        from studio.ui.actions import BULK
+        from studio.ui.actions import MARKED_ACTIONS
 
-        return bool(self.marked and name in (*BULK, "export")) or super().applies(name)
+        return bool(self.marked and name in MARKED_ACTIONS) or super().applies(name)
 
     def action_archived(self) -> None:
         from studio.ui.archive import ArchivedRuns
