@@ -73,3 +73,31 @@ def test_bang_opens_a_shell_in_the_run_folder_and_exit_comes_back(studio_env) ->
                  state=pane, timeout=120, poll=0.2)
     finally:
         tmux(socket, "kill-server")
+
+
+def test_q_quits_at_once_while_the_editor_still_reads_the_data(studio_env) -> None:
+    """Defect: the editor reads the data in a thread worker; q while that read was blocked (a network mount, a
+    FIFO, a big file) cleared the screen, but the process waited for the read before the shell came back."""
+    profiles = studio_env / "profiles"
+    profiles.mkdir(parents=True)
+    data = studio_env / "never-written.jsonl"
+    os.mkfifo(data)  # opened for reading, it waits for a writer that never comes
+    (profiles / "p.toml").write_text(f'[data]\npath = "{data}"\n')
+    socket = f"studio-quit-{os.getpid()}"
+    env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("STUDIO_HOME", "HF_HOME", "HF_HUB_OFFLINE"))
+    command = f"env {env} TERM=xterm-256color {shlex.quote(sys.executable)} -m studio"
+    assert tmux(socket, "new-session", "-d", "-s", "app", "-x", "120", "-y", "40", command).returncode == 0
+    try:
+        def pane() -> str:
+            return tmux(socket, "capture-pane", "-p", "-t", "app").stdout
+
+        wait_for(lambda: " p " in pane() and "Profiles" in pane(), what="the profile listed", state=pane, poll=0.3)
+        tmux(socket, "send-keys", "-t", "app", "Enter")  # the Profiles list, its cursor on the user's profile
+        wait_for(lambda: "Advice" in pane(), what="the editor", state=pane, poll=0.3)
+        tmux(socket, "send-keys", "-t", "app", "Escape")
+        wait_for(lambda: "Profiles" in pane() and "Advice" not in pane(), what="the dashboard", state=pane, poll=0.3)
+        tmux(socket, "send-keys", "-t", "app", "q")
+        wait_for(lambda: tmux(socket, "has-session", "-t", "app").returncode != 0, what="q to quit the app",
+                 state=pane, timeout=60, poll=0.2)
+    finally:
+        tmux(socket, "kill-server")

@@ -130,11 +130,14 @@ def test_a_requeued_job_saves_and_continues_as_the_same_run_with_another_attempt
              state=lambda: json.dumps(runs()[run_id]))
     stopped = [json.loads(line) for line in events.read_text().splitlines() if '"event": "end"' in line][-1]
     assert stopped["status"] == "stopped" and "continues in a new allocation" in stopped["message"]
-    # Slurm holds a requeued job a while before it may start again (its BeginTime); a test need not wait it out.
+    # Slurm holds a requeued job until its credential's expiry (CredExpire, 120 s by default) has passed: a test
+    # need not wait it out. Released at once, the new allocation could be made in the same second as the old
+    # credential was revoked, and slurmd kills it ("Job credential revoked": it compares whole seconds).
     wait_for(lambda: squeue(job["slurm_job"]) == "PENDING", what="the job requeued")
-    subprocess.run(["scontrol", "update", f"JobId={job['slurm_job']}", "StartTime=now"], capture_output=True)
+    subprocess.run(["scontrol", "update", f"JobId={job['slurm_job']}", "StartTime=now+3"], check=True)
     wait_for(lambda: runs()[run_id]["status"] == "running" and runs()[run_id]["step"] > stopped["step"],
-             what="the requeued job training past the save", state=lambda: json.dumps(runs()[run_id]), timeout=300)
+             what="the requeued job training past the save", timeout=300,
+             state=lambda: json.dumps(runs()[run_id]) + "\n" + scontrol_job(job["slurm_job"]))
     described = json.loads(studio("describe", run_id, "--json").stdout)
     assert described["attempts"] == 2 and described["slurm"]["job"] == job["slurm_job"]  # one run, one job id
     starts = [json.loads(line) for line in events.read_text().splitlines() if '"event": "start"' in line]
@@ -151,6 +154,10 @@ def test_a_job_that_reaches_its_time_limit_ends_with_a_record_saying_so(tmp_path
            if '"event": "end"' in line][-1]
     assert "time limit" in end["message"] and "slurm.time" in end["message"] + end.get("advice", ""), end
     assert runs()[job["id"]]["status"] == "stopped" and list((Path(job["dir"]) / "checkpoints").glob("checkpoint-*"))
+
+
+def scontrol_job(job: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
 
 
 def squeue(job: str) -> str:

@@ -282,6 +282,41 @@ async def test_the_gpu_processes_screen_lists_each_process_and_kills_one_after_a
         sleeper.wait()
 
 
+async def test_the_processes_screen_fits_a_long_command_to_the_terminal_when_opened_and_after_a_resize(
+        studio_env: Path) -> None:
+    import subprocess
+    import sys
+    from dataclasses import replace
+
+    from studio.hardware import GpuProcess
+    from studio.ui.processes import GpuProcesses
+
+    # a command line longer than any terminal: it is cut with an ellipsis to the width there is, never scrolled
+    long_arg = "/data/" + "x" * 300
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", long_arg])
+    try:
+        inv = fake_inventory()
+        gpus = [replace(inv.gpus[0], processes=[GpuProcess(sleeper.pid, 3.25)]), inv.gpus[1]]
+
+        def command_line() -> str | None:
+            lines = [line for line in screen_text(pilot.app).splitlines() if f" {sleeper.pid} " in line]
+            return lines[0].rstrip() if lines else None
+
+        async with StudioApp(inventory=replace(inv, gpus=gpus)).run_test(size=(80, 24)) as pilot:
+            await pilot.press("p")
+            await front(pilot, GpuProcesses)
+            line = await until(pilot, lambda: (line := command_line()) and line.endswith("…") and line,
+                               "the command cut to 80 columns")
+            assert len(line) <= 80, line
+            await pilot.resize_terminal(140, 30)
+            wide = await until(pilot, lambda: (line := command_line()) and len(line) > 100 and line,
+                               "the command refitted to 140 columns")
+            assert wide.endswith("…") and len(wide) <= 140, wide
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 async def test_on_a_machine_without_gpus_the_processes_screen_shows_each_trainer_s_cpu_and_memory(
         studio_env: Path) -> None:
     import subprocess
@@ -311,6 +346,44 @@ async def test_on_a_machine_without_gpus_the_processes_screen_shows_each_trainer
     finally:
         busy.kill()
         busy.wait()
+
+
+async def test_the_cursor_stays_on_its_trainer_when_the_processes_screen_refreshes(studio_env: Path) -> None:
+    """On a machine without GPUs the screen looks again every second: the row under the cursor is still the
+    one K kills after that."""
+    import subprocess
+    import sys
+
+    from studio.hardware import Inventory
+    from studio.ui.processes import GpuProcesses
+
+    run_dir = record_run(studio_env, status="completed")
+    light = "import time\nwhile True:\n    sum(range(20000)); time.sleep(0.005)"
+    trainers = [subprocess.Popen([sys.executable, "-c", light, "studio.trainer", str(run_dir.resolve())])
+                for _ in range(2)]
+    try:
+        async with StudioApp(inventory=Inventory([], reason="no NVIDIA driver")).run_test(size=(120, 40)) as pilot:
+            await pilot.press("p")
+            screen = await front(pilot, GpuProcesses)
+            table = screen.query_one(DataTable)
+            pids = {str(t.pid) for t in trainers}
+
+            def rows() -> list[list[str]]:
+                return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+            await until(pilot, lambda: pids <= {r[0] for r in rows()}, "both trainers listed")
+            first_cpu = {r[0]: r[2] for r in rows()}
+            await pilot.press("down")
+            chosen = rows()[table.cursor_row][0]
+            # the next look measures each trainer's CPU (the first has nothing to compare with)
+            await until(pilot, lambda: {r[0]: r[2] for r in rows()} != first_cpu, "the next look")
+            await pilot.press("K")
+            await until(pilot, lambda: isinstance(pilot.app.screen, Confirm), "the confirm")
+            assert f"kill pid {chosen}" in screen_text(pilot.app)
+    finally:
+        for t in trainers:
+            t.kill()
+            t.wait()
 
 
 async def test_the_gpu_pane_shows_the_hosts_cpu_and_ram_and_each_gpus_recent_utilisation(studio_env: Path) -> None:

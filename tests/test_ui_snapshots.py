@@ -210,6 +210,9 @@ def test_export_dialog(snap_compare, recorded: Path, monkeypatch: pytest.MonkeyP
     async def open_export(pilot) -> None:
         from studio.ui.dialogs import ExportDialog
 
+        # x applies once the monitor has read the run's status (the footer offers it then); pressed before, it
+        # does nothing, as for a run still training
+        await settle(pilot, lambda app: "x Export" in screen_text(app))
         await pilot.press("x")
         await settle(pilot, lambda app: isinstance(app.screen, ExportDialog))
 

@@ -126,6 +126,11 @@ class StudioApp(App[None]):
         self.too_small = small
 
     def on_mount(self) -> None:
+        import asyncio
+
+        from studio.ui.worker_threads import WorkerThreads
+
+        asyncio.get_running_loop().set_default_executor(WorkerThreads())  # q never waits on a worker's read
         self.push_screen(Dashboard())
         if self.first_run is not None:
             self.open_run(self.first_run)

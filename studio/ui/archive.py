@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from studio.runs.state import RunSummary
 from studio.ui.screens import StudioScreen
-from studio.ui.widgets import fill_table
+from studio.ui.widgets import FittedTable
 
 COLUMNS = ("run", "status", "steps", "loss", "note")
 
@@ -32,7 +32,7 @@ class ArchivedRuns(StudioScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("reading the archive...", id="archive-note")
-        yield DataTable(id="archived", cursor_type="row", zebra_stripes=True)
+        yield FittedTable(id="archived", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -62,7 +62,7 @@ class ArchivedRuns(StudioScreen):
         self.query_one("#archive-note", Static).update(
             f"{count} in the studio home's archive folder; u brings the one under the cursor back, D deletes it"
             if summaries else "the archive is empty; A in the Runs list archives a run, m marks several")
-        fill_table(self.query_one(DataTable), COLUMNS,
+        self.query_one(FittedTable).fill(COLUMNS,
                    [(s.id, (s.id, str(s.status), f"{s.step}/{s.max_steps}" if s.max_steps else str(s.step or "-"),
                             f"{s.loss:.3f}" if s.loss is not None else "-", s.note or ""))
                     for s in summaries], flex={0: "end", 4: "end"})

@@ -30,7 +30,7 @@ from studio.ui.actions import RunActions, run_action_commands, run_bindings
 from studio.ui.screens import StudioScreen
 from studio.paths import runs_dir
 from studio.ui.glyphs import glyphs
-from studio.ui.widgets import GpuPanel, fill_table, fit_label
+from studio.ui.widgets import GpuPanel, cursor_key, fill_table, fit_label
 from studio.runs.status import RunStatus
 
 if TYPE_CHECKING:
@@ -370,7 +370,6 @@ class Dashboard(RunActions, StudioScreen):
         self._profile_rows = rows
         self.profile_fits = {row.entry.path: (row.fit, row.fit_why) for row in rows}
         table = self.query_one("#profiles", DataTable)
-        selected = self._selected("#profiles")
         self.profile_paths = {}
         cells = []
         for row in rows:
@@ -379,9 +378,7 @@ class Dashboard(RunActions, StudioScreen):
             self.profile_paths[row.entry.key] = row.entry.path
             label = row.entry.name if row.entry.origin == "user" else f"{row.entry.name} ·"
             cells.append((row.entry.key, (label, row.method, row.model, fit_label(row.fit))))
-        fill_table(table, PROFILE_COLUMNS, cells, flex={0: "end", 2: "end"})
-        if selected in self.profile_paths:
-            table.move_cursor(row=table.get_row_index(selected))
+        fill_table(table, PROFILE_COLUMNS, cells, flex={0: "end", 2: "end"})  # the cursor stays on its profile
 
     def show_runs(self, summaries: list[RunSummary]) -> None:
         self.announce_ended(summaries)
@@ -397,14 +394,12 @@ class Dashboard(RunActions, StudioScreen):
         signature = [table.size.width] + [(s.id, tuple(str(c) for c in cells)) for s, cells in rows]
         if signature != self._runs_shown:  # rebuilding an unchanged table costs CPU every refresh
             self._runs_shown = signature
-            selected = self.selected_run_id()
             self.run_dirs = {s.id: Path(s.dir) for s, _ in rows}
             labels = RUN_COLUMNS if table.size.width >= 100 else tuple(c for c in RUN_COLUMNS if c not in WIDE_ONLY)
             keep = [RUN_COLUMNS.index(c) for c in labels]
+            # the cursor stays on its run
             fill_table(table, labels, [(s.id, tuple(cells[i] for i in keep)) for s, cells in rows],
                        flex={0: "id", **({labels.index("model"): "end"} if "model" in labels else {})})
-            if selected in self.run_dirs:
-                table.move_cursor(row=table.get_row_index(selected))
             if self.app.watched_run_id and self.is_current:
                 self.put_cursor_on_watched()
         hidden = self.runs_total - len(summaries)
@@ -459,13 +454,8 @@ class Dashboard(RunActions, StudioScreen):
     # ----------------------------------------------------------- selection
 
     def _selected(self, table_id: str) -> str | None:
-        table = self.query_one(table_id, DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
-        except Exception:  # an empty or refreshing table
-            return None
+        key = cursor_key(self.query_one(table_id, DataTable))
+        return str(key) if key is not None else None
 
     def selected_run_id(self) -> str | None:
         return self._selected("#runs")

@@ -18,6 +18,7 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Collapsible, Footer, Header, Input, Label, Select, Static, Switch
 
 from studio.hardware import Inventory
@@ -461,7 +462,10 @@ class ProfileEditor(StudioScreen):
         return f"no GPU here: planning for {gpu_name}; pick the card you will train on{why}"
 
     def refresh_advice(self) -> None:
-        body = self.query_one("#advice-body", Static)
+        try:
+            body = self.query_one("#advice-body", Static)
+        except NoMatches:  # the editor is closing (the app quits): a worker's late answer has no pane to go to
+            return
         profile = self.current_profile()
         self.suggestion = None
         gpu_name = str(self.query_one("#advice-gpu", Select).value)

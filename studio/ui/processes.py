@@ -18,7 +18,7 @@ from studio.hardware import Inventory
 from studio.paths import runs_dir
 from studio.runs.liveness import TRAINER_MODULE
 from studio.ui.screens import StudioScreen
-from studio.ui.widgets import fill_table
+from studio.ui.widgets import FittedTable
 
 COLUMNS = ("gpu", "pid", "user", "GPU mem", "run", "command")
 CPU_COLUMNS = ("pid", "user", "CPU", "memory", "run", "command")  # no GPU: the trainers on the CPU
@@ -117,7 +117,7 @@ class GpuProcesses(StudioScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="processes-note")
-        yield DataTable(id="processes", cursor_type="row", zebra_stripes=True)
+        yield FittedTable(id="processes", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -133,14 +133,14 @@ class GpuProcesses(StudioScreen):
     def show(self, inv: Inventory) -> None:
         self.inventory = inv
         note = self.query_one("#processes-note", Static)
-        table = self.query_one(DataTable)
+        table = self.query_one(FittedTable)
         if not inv.gpus:
             self.title = "Trainer processes"
             self.rows = self.trainers.rows()
             count = f"{len(self.rows)} studio trainer process{'es' if len(self.rows) != 1 else ''} on the CPU"
             note.update(f"no GPU found ({inv.reason}): {count}" + ("; K kills the one under the cursor" if self.rows
                                                                     else ""))
-            fill_table(table, CPU_COLUMNS,
+            table.fill(CPU_COLUMNS,
                        [(str(r.pid), (str(r.pid), r.user, f"{r.cpu_pct:.0f}%" if r.cpu_pct is not None else "?",
                                       display.size_bytes(r.rss_gib * 2**30) if r.rss_gib is not None else "?",
                                       r.run or "-", r.command)) for r in self.rows],
@@ -153,7 +153,7 @@ class GpuProcesses(StudioScreen):
         else:
             note.update(f"{len(self.rows)} process{'es' if len(self.rows) != 1 else ''} on "
                         f"{len({r.gpu for r in self.rows})} GPU(s); K kills the one under the cursor")
-        fill_table(table, COLUMNS,
+        table.fill(COLUMNS,
                    [(f"{r.gpu}:{r.pid}", (str(r.gpu), str(r.pid), r.user,
                                           f"{r.used_gib:.1f} GiB" if r.used_gib is not None else "?",
                                           r.run or "-", r.command or "(gone)")) for r in self.rows],

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import CellDoesNotExist
 
 from studio.terminal import safe
 from studio.ui.glyphs import glyphs
@@ -259,6 +260,36 @@ def column_widths(labels: tuple[str, ...], rows: list[tuple[str, tuple[Any, ...]
     return widths
 
 
+def cursor_key(table: DataTable) -> str | None:
+    """The key of the row under a table's cursor, if it has rows."""
+    if not table.row_count:
+        return None
+    try:
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+    except CellDoesNotExist:
+        return None
+
+
+class FittedTable(DataTable):
+    """A DataTable filled by `fill`, whose cut columns are fitted again whenever its width changes (filled
+    before its first layout, or the terminal resized, it would keep the widths of a width it no longer has)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.filled: tuple[Any, ...] | None = None
+        self.filled_width = 0
+
+    def fill(self, labels: tuple[str, ...], rows: list[tuple[str, tuple[Any, ...]]], fit_height: bool = False,
+             flex: dict[int, str] | None = None) -> None:
+        self.filled = (labels, rows, fit_height, flex)
+        self.filled_width = self.size.width
+        fill_table(self, labels, rows, fit_height, flex)
+
+    def on_resize(self) -> None:
+        if self.filled is not None and self.filled[3] and self.size.width != self.filled_width:
+            self.fill(*self.filled)
+
+
 def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, tuple[Any, ...]]],
                fit_height: bool = False, flex: dict[int, str] | None = None) -> None:
     """Replace a table's rows; every column is as wide as its widest cell, set explicitly (DataTable's
@@ -268,6 +299,7 @@ def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, 
     flex = flex or {}
     room = table.size.width - 2 if flex and table.size.width > 2 else None
     widths = column_widths(labels, rows, room, flex, table.cell_padding)
+    under_cursor = cursor_key(table)
     current = [c.width for c in table.ordered_columns]
     if current != widths:
         table.clear(columns=True)
@@ -279,6 +311,8 @@ def fill_table(table: DataTable, labels: tuple[str, ...], rows: list[tuple[str, 
         shown = [shorten(c, widths[i], flex[i]) if i in flex and isinstance(c, str) else c
                  for i, c in enumerate(cells)]
         table.add_row(*(safe(c) if isinstance(c, str) else c for c in shown), key=key)
+    if under_cursor is not None and under_cursor in table.rows:  # a refill keeps the row a key would act on
+        table.move_cursor(row=table.get_row_index(under_cursor))
     if fit_height:
         # An auto height would follow the table's virtual size, which DataTable also computes only when
         # idle: a busy app showed an empty table. The rows and the header, set now (a max-height caps it).
