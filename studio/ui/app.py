@@ -170,25 +170,25 @@ class StudioApp(App[None]):
             variables["block-cursor-foreground"] = readable(start, [back], toward).hex
         return variables
 
-    def use_theme_palette(self) -> None:
-        """The ANSI colours that Rich text names ("red", "green"...) as this theme's readable error, success and
-        warning colours (studio/ui/colours.py); the terminal's own palette under textual-ansi."""
+    def validate_theme(self, name: str) -> str:
+        """The chosen theme's ANSI colours (the ones Rich text names: "red", "green"...) are set before Textual
+        applies the theme, whose own watcher builds the colour filter from them. (Set from a watcher after it,
+        they made Textual re-parse the stylesheet a second time at every start and every theme change.)"""
+        from textual.app import App
+
         from studio.ui.colours import ansi_palette
 
-        theme = self.current_theme
-        if theme.ansi:
-            return
-        base = self.ansi_bases[0 if theme.dark else 1]
-        palette = ansi_palette(self.get_css_variables(), theme.dark, base)
-        if theme.dark:
-            self.ansi_theme_dark = palette
-        else:
-            self.ansi_theme_light = palette
+        theme = self.get_theme(name)
+        bases = getattr(self, "ansi_bases", None)  # None while Textual's __init__ sets its default theme
+        if theme is None or theme.ansi or bases is None:  # unknown (Textual refuses it), or the terminal's own
+            return name
+        variables = {**theme.to_color_system().generate(), **theme.variables}  # as Textual derives them
+        palette = ansi_palette(variables, theme.dark, bases[0 if theme.dark else 1])
+        self.set_reactive(App.ansi_theme_dark if theme.dark else App.ansi_theme_light, palette)
+        return name
 
     def watch_theme(self, theme: str) -> None:
-        """Any theme chosen (studio's, Textual's own, from the palette) is the one the next start opens with, and
-        brings its ANSI palette."""
-        self.use_theme_palette()
+        """Any theme chosen (studio's, Textual's own, from the palette) is the one the next start opens with."""
         if getattr(self, "settings", None) and theme != self.settings.theme:
             self.settings.theme = theme
             try:
