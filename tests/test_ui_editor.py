@@ -68,14 +68,18 @@ async def test_bad_value_is_shown_next_to_the_field_and_not_saved(studio_env: Pa
         editor = await front(pilot, ProfileEditor)
         said = notifications(pilot.app)
         editor.query_one("#f-train-learning_rate", Input).value = "-1"
-        problem = editor.query_one("#e-train-learning_rate")
-        await until(pilot, lambda: "must be > 0" in str(problem.render()) and problem.display, "the field's problem")
+        def problem():  # the line under the field, there once the field has a problem
+            found = editor.query("#e-train-learning_rate")
+            return found.first() if found else None
+
+        await until(pilot, lambda: problem() and "must be > 0" in str(problem().render()) and problem().display,
+                    "the field's problem")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: any("not saved" in t for t in said), "the refusal")
         assert path.read_text() == original  # nothing on disk was lost
         editor.query_one("#f-train-learning_rate", Input).value = "0.001"
         editor.query_one("#f-train-batch_size", Input).value = "2"
-        await until(pilot, lambda: not problem.display, "the problem gone")
+        await until(pilot, lambda: not problem().display, "the problem gone")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: not editor.dirty, "the save")
     text = path.read_text()
