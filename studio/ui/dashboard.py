@@ -25,7 +25,6 @@ from studio.hardware import HostLoad, Inventory
 from studio.profiles.library import ProfileEntry, all_profiles
 from studio.profiles.profile import Profile, ProfileError, load_profile
 from studio.runs.folder import Run, list_runs, runs_folder_problem
-from studio.runs.summary_cache import SummaryCache, folder_key
 from studio.ui.actions import RunActions, run_action_commands, run_bindings
 from studio.ui.screens import StudioScreen
 from studio.paths import runs_dir
@@ -35,6 +34,7 @@ from studio.runs.status import RunStatus
 
 if TYPE_CHECKING:
     from studio.runs.state import RunSummary  # runs are read after the first frame, in a worker
+    from studio.runs.summary_cache import SummaryCache
 
 REFRESH_S = 2.0
 DASHBOARD_RUNS = 500  # the newest runs the list shows and keeps read; the title says how many there are
@@ -288,6 +288,8 @@ class Dashboard(RunActions, StudioScreen):
         """A run's summary, re-read only when its events or status file changed, or its folder (a note), or
         while it runs (unless `reread_running` is false: a monitor in front reads that run already); a
         finished run not yet read by this app comes from studio's summary cache while its files are unchanged."""
+        from studio.runs.summary_cache import folder_key
+
         key = folder_key(run)
         cached = self._summaries.get(run.id)
         if cached and (not reread_running or (cached[0] == key and cached[1].status != RunStatus.RUNNING)):
@@ -299,6 +301,8 @@ class Dashboard(RunActions, StudioScreen):
     def read_runs_now(self, watched: frozenset[str] = frozenset()) -> list[RunSummary]:
         """The newest DASHBOARD_RUNS runs' summaries: a home of 20,000 runs lists as fast, and in as little
         memory, as one of 500 (the title says how many there are; `studio runs --limit 0` lists them all)."""
+        from studio.runs.summary_cache import SummaryCache  # after the first frame: the reading imports it
+
         runs = list_runs()
         self.runs_total = len(runs)
         self.disk_free_gib = self.free_space()
