@@ -139,6 +139,8 @@ class ProfileEditor(StudioScreen):
         self.undo_stack: list[tuple[str, Any]] = []   # (field id, its value before a change), latest last
         self.redo_stack: list[tuple[str, Any]] = []   # (field id, the value an undo took away), latest last
         self._values: dict[str, Any] = {}  # each field's last value seen, to know what a change replaced
+        self._widgets: dict[str, Any] = {}  # field id -> its widget, once looked up (a query walks the form)
+        self._problem_lines: dict[str, Static] = {}  # field id -> the problem line mounted under it
 
     # ----------------------------------------------------------- layout
 
@@ -246,14 +248,14 @@ class ProfileEditor(StudioScreen):
             value = getattr(getattr(self.profile, section), key)
             return value if isinstance(value, bool) or ftype not in ("int", "float", "list[str]", "str") \
                 else parse_text(input_text(value), ftype)
-        widget = self.query_one(f"#{field_id(section, key)}")
+        widget = self.field_widget(field_id(section, key))
         if isinstance(widget, (Switch, Select)):
             return widget.value
         return parse_text(widget.value, ftype)
 
     def form_dict(self) -> dict[str, Any]:
         raw: dict[str, Any] = {}
-        description = self.query_one("#f-top-description", Input).value
+        description = self.field_widget("f-top-description").value
         if description:
             raw["description"] = description
         for section, cls in SECTIONS.items():
@@ -270,17 +272,25 @@ class ProfileEditor(StudioScreen):
         else:
             self.problems.pop(f"{section}.{key}", None)
 
+    def field_widget(self, wid: str) -> Any:
+        """The field's widget (Input, Select or Switch), looked up once: form_dict reads every field on every
+        change, and a query walks the whole form."""
+        widget = self._widgets.get(wid)
+        if widget is None:
+            widget = self._widgets[wid] = self.query_one(f"#{wid}")
+        return widget
+
     def show_field_problem(self, section: str, key: str, problem: str) -> None:
         """The problem under its field; its line is mounted there the first time the field has one (a line
         for each of some thirty fields, hidden, made the editor open a fifth slower)."""
-        shown = self.query(f"#e-{section}-{key}")
-        if shown:
-            label = shown.first(Static)
+        wid = field_id(section, key)
+        label = self._problem_lines.get(wid)
+        if label is not None:
             label.update(problem)
             label.display = bool(problem)
         elif problem:
-            field = self.query_one(f"#{field_id(section, key)}")
-            label = Static(problem, id=f"e-{section}-{key}", classes="problem field-problem")
+            field = self.field_widget(wid)
+            label = self._problem_lines[wid] = Static(problem, id=f"e-{section}-{key}", classes="problem field-problem")
             label.display = True
             field.parent.mount(label, after=field)
 
@@ -335,7 +345,7 @@ class ProfileEditor(StudioScreen):
             self.notify(empty)
             return
         wid, value = source.pop()
-        widget = self.query_one(f"#{wid}")
+        widget = self.field_widget(wid)
         other.append((wid, widget.value))
         self._values[wid] = value  # known before its Changed event arrives: restoring is not a change to undo
         widget.value = value
