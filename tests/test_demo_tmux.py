@@ -22,10 +22,15 @@ def tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True)
 
 
+def studio_command(*args: str, env: str = "") -> str:
+    """`studio ARGS` as the tmux session runs it: this test's studio home, xterm-256color, and `env` (VAR=value)."""
+    kept = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("STUDIO_HOME", "HF_HOME", "HF_HUB_OFFLINE"))
+    return " ".join(["env", kept, env, "TERM=xterm-256color", shlex.quote(sys.executable), "-m", "studio", *args])
+
+
 def test_studio_demo_runs_to_completion_in_tmux() -> None:
     socket = f"studio-test-{os.getpid()}"
-    env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("STUDIO_HOME", "HF_HOME", "HF_HUB_OFFLINE"))
-    command = f"env {env} TERM=xterm-256color {shlex.quote(sys.executable)} -m studio demo --max-steps 40"
+    command = studio_command("demo", "--max-steps", "40")
     assert tmux(socket, "new-session", "-d", "-s", "demo", "-x", "100", "-y", "30", command).returncode == 0
     try:
         def pane() -> str:
@@ -53,8 +58,7 @@ def test_bang_opens_a_shell_in_the_run_folder_and_exit_comes_back(studio_env) ->
     run_dir = record_run(studio_env)
     where = studio_env / "pwd.txt"
     socket = f"studio-shell-{os.getpid()}"
-    env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("STUDIO_HOME", "HF_HOME", "HF_HUB_OFFLINE"))
-    command = f"env {env} SHELL=/bin/sh TERM=xterm-256color {shlex.quote(sys.executable)} -m studio"
+    command = studio_command(env="SHELL=/bin/sh")
     assert tmux(socket, "new-session", "-d", "-s", "app", "-x", "120", "-y", "40", command).returncode == 0
     try:
         def pane() -> str:
@@ -84,8 +88,7 @@ def test_q_quits_at_once_while_the_editor_still_reads_the_data(studio_env) -> No
     os.mkfifo(data)  # opened for reading, it waits for a writer that never comes
     (profiles / "p.toml").write_text(f'[data]\npath = "{data}"\n')
     socket = f"studio-quit-{os.getpid()}"
-    env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("STUDIO_HOME", "HF_HOME", "HF_HUB_OFFLINE"))
-    command = f"env {env} TERM=xterm-256color {shlex.quote(sys.executable)} -m studio"
+    command = studio_command()
     assert tmux(socket, "new-session", "-d", "-s", "app", "-x", "120", "-y", "40", command).returncode == 0
     try:
         def pane() -> str:
