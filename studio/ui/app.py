@@ -174,8 +174,6 @@ class StudioApp(App[None]):
         """The chosen theme's ANSI colours (the ones Rich text names: "red", "green"...) are set before Textual
         applies the theme, whose own watcher builds the colour filter from them. (Set from a watcher after it,
         they made Textual re-parse the stylesheet a second time at every start and every theme change.)"""
-        from textual.app import App
-
         from studio.ui.colours import ansi_palette
 
         theme = self.get_theme(name)

@@ -458,8 +458,7 @@ class Dashboard(RunActions, StudioScreen):
     # ----------------------------------------------------------- selection
 
     def _selected(self, table_id: str) -> str | None:
-        key = cursor_key(self.query_one(table_id, DataTable))
-        return str(key) if key is not None else None
+        return cursor_key(self.query_one(table_id, DataTable))
 
     def selected_run_id(self) -> str | None:
         return self._selected("#runs")

@@ -297,8 +297,7 @@ class ProfileEditor(StudioScreen):
             label.display = bool(problem)
         elif problem:
             field = self.field_widget(wid)
-            label = self._problem_lines[wid] = Static(problem, id=f"e-{section}-{key}", classes="problem field-problem")
-            label.display = True
+            label = self._problem_lines[wid] = Static(problem, id=f"e-{section}-{key}", classes="problem")
             field.parent.mount(label, after=field)
 
     def current_profile(self) -> Profile | None:
@@ -371,7 +370,7 @@ class ProfileEditor(StudioScreen):
         if key in ADVANCED.get(section, ()):
             await self.build_advanced(section)
             self.query_one(f"#more-{section}", Collapsible).collapsed = False
-        widget = self.query_one(f"#{field_id(section, key)}")
+        widget = self.field_widget(field_id(section, key))
         self.call_after_refresh(widget.focus)
 
     def action_diff(self) -> None:
@@ -474,7 +473,7 @@ class ProfileEditor(StudioScreen):
     def action_pick_model(self) -> None:
         from studio.ui.model_picker import ModelPicker
 
-        field = self.query_one(f"#{field_id('model', 'name')}", Input)
+        field = self.field_widget(field_id("model", "name"))
 
         def picked(name: str | None) -> None:
             if name:
@@ -594,7 +593,7 @@ class ProfileEditor(StudioScreen):
             if key in ADVANCED.get(section, ()):
                 await self.build_advanced(section)
                 self.query_one(f"#more-{section}", Collapsible).collapsed = False
-            widget = self.query_one(f"#{field_id(section, key)}")
+            widget = self.field_widget(field_id(section, key))
             value = value_of(profile, dotted)
             widget.value = input_text(value) if isinstance(widget, Input) else value
 
@@ -675,7 +674,7 @@ class ProfileEditor(StudioScreen):
         section = names[index % len(names)]
         first = next(f.name for f in fields(SECTIONS[section]) if f.name not in ADVANCED.get(section, ()))
         self.query_one(f"#s-{section}").scroll_visible(top=True, animate=False)
-        self.query_one(f"#{field_id(section, first)}").focus(scroll_visible=False)
+        self.field_widget(field_id(section, first)).focus(scroll_visible=False)
 
     def action_preview(self) -> None:
         """The first rows through the model's tokenizer and template, trained tokens marked (a worker)."""
